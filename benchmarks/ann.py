@@ -1,0 +1,644 @@
+"""ANN benchmark: AgentDB HNSW vs hnswlib, usearch, faiss HNSW and exact numpy search.
+
+Data: ``../shared/data/minilm-pypi-100k`` relative to the repo root (100k x 384 MiniLM
+embeddings, 1000 queries, exact cosine top-100 ground truth). ``--n`` takes the first N base
+rows (ground truth is then recomputed exactly with numpy), ``--queries`` the first Q queries.
+
+All indexes use cosine distance with M=16 and ef_construction=200:
+
+* agentdb  ``HNSWIndex(dim, metric="cosine", M=16, ef_construction=200, threads=T)``
+* hnswlib  ``Index(space="cosine")``, ``num_threads=T``
+* usearch  ``Index(metric="cos", connectivity=16, expansion_add=200, dtype="f32")``;
+  usearch would default to bf16 storage for "cos", f32 is forced so every index stores the
+  same float32 vectors (``--usearch-dtype`` changes it)
+* faiss    ``IndexHNSWFlat(d, 16, METRIC_INNER_PRODUCT)`` on L2-normalised vectors,
+  ``efConstruction=200``, ``omp_set_num_threads(T)``; normalising the base is part of
+  its build time, queries are normalised once up front (ranking does not need it)
+* numpy    exact search: ``Xn @ q`` + ``argpartition`` + sort of the top 10 per query
+  (its "build" is normalising the base)
+
+Measured: build time with 1 and 2 threads (``--build-threads``), index memory (library
+report where one exists: agentdb ``memory_usage()``, usearch ``memory_usage``; serialised
+size for all of them: agentdb ``save()``, hnswlib ``index_file_size()``, usearch
+``serialized_length``, faiss ``serialize_index``), and for each ef_search: recall@10 and
+single-thread QPS from a Python loop issuing one query per call (the way applications call
+it), every library forced to one thread during search, median of ``--repeats`` loops. The
+index searched is the one built with the smallest thread count. Builds run one library at a
+time; the timed query loops are interleaved across libraries (repeat 1 of each library, then
+repeat 2, ...) so that background load on a shared machine affects all of them alike.
+
+Environment: ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` may be set on this machine and can
+slow numpy (the exact baseline). The script does not touch them; their values are printed in
+the header. To compare against an unmodified numpy, unset both for that one command::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ann.py
+
+Examples::
+
+    python benchmarks/ann.py                                   # full run, 100k / 1000 queries
+    python benchmarks/ann.py --n 5000 --queries 200 --repeats 1  # smoke test
+    python benchmarks/ann.py --libs agentdb,hnswlib --json ann.json
+
+Libraries not installed are skipped with a note (``pip install hnswlib usearch faiss-cpu``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from _common import (
+    DEFAULT_DATA_DIR,
+    Dataset,
+    blas_threads,
+    environment,
+    fmt_float,
+    fmt_ratio,
+    import_agentdb,
+    load_dataset,
+    log,
+    module_version,
+    normalize_rows,
+    optional_import,
+    parse_csv,
+    print_header,
+    print_table,
+    recall_at_k,
+    settle,
+    write_json,
+)
+
+M = 16
+EF_CONSTRUCTION = 200
+K = 10
+DEFAULT_EFS = "16,32,64,128,256,512"
+ALL_LIBS = ("agentdb", "hnswlib", "usearch", "faiss", "numpy")
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+class Adapter:
+    """One library under test: build an index, report memory, run single queries."""
+
+    name = "?"
+    dist: str | None = None  # installed distribution name, for the version lookup
+    uses_ef = True
+
+    def __init__(self, module: ModuleType) -> None:
+        self.mod = module
+        self.index: Any = None
+
+    def version(self) -> str:
+        """Library version string."""
+        return module_version(self.mod)
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        """Build a fresh index over ``x`` (ids = row numbers) using ``threads`` threads."""
+        raise NotImplementedError
+
+    def memory(self) -> tuple[int | None, int | None]:
+        """``(bytes reported by the library or None, serialised size in bytes or None)``."""
+        return None, None
+
+    def single_thread(self) -> None:
+        """Force single-threaded search from now on."""
+
+    def prepare_queries(self, queries: np.ndarray) -> list[Any]:
+        """Per-query objects in the form the library's search call takes (untimed)."""
+        return list(queries)
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        """Set ef_search and return ``call(q)`` performing one user-level search call."""
+        raise NotImplementedError
+
+    def ids(self, result: Any) -> np.ndarray:
+        """Extract the top-k ids (1-D) from one search call result."""
+        return np.asarray(result).reshape(-1)
+
+    def free(self) -> None:
+        """Drop the index."""
+        self.index = None
+        gc.collect()
+
+
+class AgentDBAdapter(Adapter):
+    """``agentdb.HNSWIndex``."""
+
+    name = "agentdb"
+
+    def version(self) -> str:
+        try:
+            info = self.mod.native_info()
+            version = info.get("version") or module_version(self.mod, "agentdb")
+            return f"{version} ({'native' if info.get('native') else 'numpy'})"
+        except Exception:  # noqa: BLE001
+            return module_version(self.mod)
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        n, d = x.shape
+        self.index = self.mod.HNSWIndex(
+            d, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION, capacity=n, threads=threads
+        )
+        self.index.add(np.arange(n, dtype=np.int64), x)
+
+    def memory(self) -> tuple[int | None, int | None]:
+        reported = int(self.index.memory_usage())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.agdb")
+            self.index.save(path)
+            size = os.path.getsize(path)
+        return reported, size
+
+    def single_thread(self) -> None:
+        self.index.threads = 1
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        search = self.index.search
+
+        def call(q: np.ndarray) -> Any:
+            return search(q, k=K, ef=ef)
+
+        return call
+
+    def ids(self, result: Any) -> np.ndarray:
+        return np.asarray(result[0]).reshape(-1)
+
+
+class HnswlibAdapter(Adapter):
+    """``hnswlib.Index(space="cosine")``."""
+
+    name = "hnswlib"
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        n, d = x.shape
+        index = self.mod.Index(space="cosine", dim=d)
+        index.init_index(max_elements=n, ef_construction=EF_CONSTRUCTION, M=M, random_seed=100)
+        index.set_num_threads(threads)
+        index.add_items(x, np.arange(n), num_threads=threads)
+        self.index = index
+
+    def memory(self) -> tuple[int | None, int | None]:
+        return None, int(self.index.index_file_size())
+
+    def single_thread(self) -> None:
+        self.index.set_num_threads(1)
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        self.index.set_ef(ef)
+        knn_query = self.index.knn_query
+
+        def call(q: np.ndarray) -> Any:
+            return knn_query(q, k=K, num_threads=1)
+
+        return call
+
+    def ids(self, result: Any) -> np.ndarray:
+        return np.asarray(result[0]).reshape(-1)
+
+
+class UsearchAdapter(Adapter):
+    """``usearch.index.Index(metric="cos")``."""
+
+    name = "usearch"
+    dtype = "f32"
+
+    def version(self) -> str:
+        return f"{module_version(self.mod)} ({self.dtype})"
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        from usearch.index import Index
+
+        n, d = x.shape
+        index = Index(
+            ndim=d,
+            metric="cos",
+            dtype=self.dtype,
+            connectivity=M,
+            expansion_add=EF_CONSTRUCTION,
+            expansion_search=64,
+        )
+        index.add(np.arange(n, dtype=np.uint64), x, threads=threads)
+        self.index = index
+
+    def memory(self) -> tuple[int | None, int | None]:
+        return int(self.index.memory_usage), int(self.index.serialized_length)
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        self.index.expansion_search = ef
+        search = self.index.search
+
+        def call(q: np.ndarray) -> Any:
+            return search(q, K, threads=1)
+
+        return call
+
+    def ids(self, result: Any) -> np.ndarray:
+        return np.asarray(result.keys).reshape(-1)
+
+
+class FaissAdapter(Adapter):
+    """``faiss.IndexHNSWFlat`` with inner product on normalised vectors."""
+
+    name = "faiss"
+    dist = "faiss-cpu"
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        faiss = self.mod
+        faiss.omp_set_num_threads(threads)
+        xn = normalize_rows(x)
+        index = faiss.IndexHNSWFlat(x.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        index.add(xn)
+        self.index = index
+
+    def memory(self) -> tuple[int | None, int | None]:
+        return None, int(self.mod.serialize_index(self.index).nbytes)
+
+    def single_thread(self) -> None:
+        self.mod.omp_set_num_threads(1)
+
+    def prepare_queries(self, queries: np.ndarray) -> list[Any]:
+        qn = normalize_rows(queries)
+        return [qn[i : i + 1] for i in range(qn.shape[0])]
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        self.index.hnsw.efSearch = ef
+        search = self.index.search
+
+        def call(q: np.ndarray) -> Any:
+            return search(q, K)
+
+        return call
+
+    def ids(self, result: Any) -> np.ndarray:
+        return np.asarray(result[1]).reshape(-1)
+
+
+class NumpyExactAdapter(Adapter):
+    """Exact search: normalised ``X @ q`` + ``argpartition`` + sort of the top k."""
+
+    name = "numpy"
+    uses_ef = False
+
+    def version(self) -> str:
+        return f"{np.__version__} (exact)"
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        self.index = normalize_rows(x)
+
+    def memory(self) -> tuple[int | None, int | None]:
+        return int(self.index.nbytes), None
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        xn = self.index
+
+        def call(q: np.ndarray) -> Any:
+            sims = xn @ q
+            top = np.argpartition(-sims, K - 1)[:K]
+            return top[np.argsort(-sims[top])]
+
+        return call
+
+
+ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
+    "agentdb": ("agentdb", AgentDBAdapter),
+    "hnswlib": ("hnswlib", HnswlibAdapter),
+    "usearch": ("usearch", UsearchAdapter),
+    "faiss": ("faiss", FaissAdapter),
+    "numpy": ("numpy", NumpyExactAdapter),
+}
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class LibResult:
+    """All numbers measured for one library."""
+
+    name: str
+    version: str
+    build_s: dict[int, float] = field(default_factory=dict)
+    mem_reported: int | None = None
+    mem_serialized: int | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def build_library(adapter: Adapter, data: Dataset, build_threads: list[int]) -> LibResult:
+    """Build with each thread count (timed alone); keep the last, 1-thread, index for search."""
+    res = LibResult(adapter.name, adapter.version())
+    order = sorted(set(build_threads), reverse=True)
+    for threads in order:
+        adapter.free()
+        settle()  # let worker pools of the previous step go idle
+        log(f"{adapter.name}: build n={len(data.base)} threads={threads}")
+        with blas_threads(threads):  # numpy BLAS (if a library uses it) gets the same budget
+            t0 = time.perf_counter()
+            adapter.build(data.base, threads)
+            res.build_s[threads] = time.perf_counter() - t0
+        log(f"{adapter.name}: built in {res.build_s[threads]:.2f} s")
+    res.mem_reported, res.mem_serialized = adapter.memory()
+    adapter.single_thread()
+    return res
+
+
+def measure_curves(
+    built: list[tuple[Adapter, LibResult]], data: Dataset, efs: list[int], repeats: int
+) -> None:
+    """Fill each result's recall/QPS curve.
+
+    Per ef, every library first makes one untimed pass (warm-up, results for recall); then
+    the timed loops are interleaved across libraries (repeat 1 of each, repeat 2 of each, ...)
+    so background load on the machine hits every library alike. QPS uses the median loop.
+    """
+    queries = {a.name: a.prepare_queries(data.queries) for a, _ in built}
+    nq = len(data.queries)
+    exact_done: set[str] = set()
+    with blas_threads(1):  # search is single-threaded everywhere, numpy BLAS included
+        for ef in efs:
+            calls: dict[str, Callable[[Any], Any]] = {}
+            for adapter, res in built:
+                if res.error is not None or adapter.name in exact_done:
+                    continue
+                try:
+                    call = adapter.searcher(ef)
+                    qs = queries[adapter.name]
+                    found = np.stack([adapter.ids(call(q))[:K] for q in qs])
+                except Exception as exc:  # noqa: BLE001 - report and continue with the others
+                    print(f"NOTE: {adapter.name} search failed: {exc!r} - skipped")
+                    res.error = repr(exc)
+                    continue
+                res.curve.append({"ef": ef, "recall": recall_at_k(found, data.gt, K)})
+                calls[adapter.name] = call
+                if not adapter.uses_ef:
+                    exact_done.add(adapter.name)
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            settle()
+            for _ in range(max(1, repeats)):
+                for name, call in calls.items():
+                    qs = queries[name]
+                    t0 = time.perf_counter()
+                    for q in qs:
+                        call(q)
+                    times[name].append(time.perf_counter() - t0)
+            for adapter, res in built:
+                if adapter.name not in times:
+                    continue
+                elapsed = statistics.median(times[adapter.name])
+                point = res.curve[-1]
+                point.update(qps=nq / elapsed, latency_us=1e6 * elapsed / nq)
+                log(f"{res.name}: ef={ef} recall@10={point['recall']:.4f} qps={point['qps']:.0f}")
+    for adapter, res in built:  # exact search: the one measurement stands for every ef
+        if not adapter.uses_ef and res.curve:
+            res.curve = [dict(res.curve[0], ef=ef) for ef in efs]
+
+
+def best_qps(res: LibResult, target: float) -> dict[str, float] | None:
+    """The curve point with the highest QPS among those with recall >= target."""
+    ok = [p for p in res.curve if p["recall"] >= target]
+    return max(ok, key=lambda p: p["qps"]) if ok else None
+
+
+def mb(nbytes: int | None) -> str | None:
+    """Bytes as MB with one decimal."""
+    return None if nbytes is None else f"{nbytes / 1e6:.1f}"
+
+
+def report(
+    results: list[LibResult], efs: list[int], build_threads: list[int], target: float
+) -> dict:
+    """Print the build, curve and summary tables; return the summary for JSON."""
+    ok = [r for r in results if r.error is None]
+    threads_sorted = sorted(set(build_threads))
+    rows = []
+    for r in ok:
+        row: list[object] = [r.name, r.version]
+        row += [fmt_float(r.build_s.get(t), 2) for t in threads_sorted]
+        row += [mb(r.mem_reported), mb(r.mem_serialized)]
+        rows.append(row)
+    print_table(
+        "Build (M=16, ef_construction=200, cosine)",
+        ["library", "version"]
+        + [f"build {t}T s" for t in threads_sorted]
+        + ["reported MB", "serialised MB"],
+        rows,
+        note=(
+            "reported = library's own figure (agentdb memory_usage(), usearch memory_usage;\n"
+            "numpy = float32 normalised matrix). serialised = saved index size (agentdb save(),\n"
+            "hnswlib index_file_size(), usearch serialized_length, faiss serialize_index).\n"
+            "numpy 'build' = normalising the base (single thread, BLAS not involved)."
+        ),
+    )
+
+    headers = ["ef"]
+    for r in ok:
+        headers += [f"{r.name} R@10", f"{r.name} QPS"]
+    rows = []
+    for i, ef in enumerate(efs):
+        row = [ef]
+        for r in ok:
+            point = r.curve[i] if i < len(r.curve) else None
+            row += [
+                None if point is None else fmt_float(point["recall"], 4),
+                None if point is None else f"{point['qps']:.0f}",
+            ]
+        rows.append(row)
+    print_table(
+        "Recall@10 and single-thread QPS (one query per Python call)",
+        headers,
+        rows,
+        note="numpy = exact search, ef does not apply (measured once, repeated on every row).",
+    )
+
+    summary: dict[str, Any] = {"target_recall": target, "best": {}}
+    for r in ok:
+        summary["best"][r.name] = best_qps(r, target)
+    agent = summary["best"].get("agentdb")
+    rows = []
+    for r in ok:
+        b = summary["best"][r.name]
+        vs_agent = None if agent is None or b is None else fmt_ratio(agent["qps"] / b["qps"])
+        rows.append(
+            [
+                r.name,
+                None if b is None else (b["ef"] if r.name != "numpy" else "-"),
+                None if b is None else fmt_float(b["recall"], 4),
+                None if b is None else f"{b['qps']:.0f}",
+                None if b is None else f"{b['latency_us']:.1f}",
+                vs_agent,
+            ]
+        )
+    print_table(
+        f"Best single-thread QPS with recall@10 >= {target}",
+        ["library", "ef", "recall@10", "QPS", "latency us", "agentdb QPS / QPS"],
+        rows,
+    )
+    by_name = {r.name: r for r in ok}
+    lines = []
+    peers = {k: v for k, v in summary["best"].items() if k != "agentdb" and v is not None}
+    if agent is not None and peers:
+        peer = max(peers, key=lambda k: peers[k]["qps"])
+        ratio = agent["qps"] / peers[peer]["qps"]
+        summary["agentdb_qps_ratio_vs_best_peer"] = {"peer": peer, "ratio": ratio}
+        lines.append(
+            f"agentdb QPS / best peer ({peer}) at recall@10 >= {target}: {fmt_ratio(ratio)}"
+        )
+    elif "agentdb" in by_name:
+        lines.append(f"agentdb QPS ratio: n/a (agentdb or no peer reached recall {target})")
+    if "agentdb" in by_name and "hnswlib" in by_name:
+        summary["agentdb_build_ratio_vs_hnswlib"] = {}
+        for t in threads_sorted:
+            a, h = by_name["agentdb"].build_s.get(t), by_name["hnswlib"].build_s.get(t)
+            if a and h:
+                summary["agentdb_build_ratio_vs_hnswlib"][t] = a / h
+                lines.append(
+                    f"agentdb build time / hnswlib build time, {t} thread(s): {fmt_ratio(a / h)}"
+                    " (lower is better)"
+                )
+    print("## Summary")
+    for line in lines:
+        print(line)
+    print()
+    return summary
+
+
+def make_adapters(libs: list[str], agentdb: ModuleType | None, usearch_dtype: str) -> list[Adapter]:
+    """Instantiate the adapters of the libraries that are importable, noting the others."""
+    adapters: list[Adapter] = []
+    for name in libs:
+        if name not in ADAPTERS:
+            raise SystemExit(f"unknown library {name!r}; choose from {', '.join(ALL_LIBS)}")
+        module_name, cls = ADAPTERS[name]
+        mod = agentdb if name == "agentdb" else optional_import(module_name)
+        if mod is None:
+            hint = "see header" if name == "agentdb" else f"pip install {module_name}"
+            if name == "faiss":
+                hint = "pip install faiss-cpu"
+            print(f"NOTE: {name} is not installed/importable - skipped ({hint})")
+            continue
+        adapter = cls(mod)
+        if isinstance(adapter, UsearchAdapter):
+            adapter.dtype = usearch_dtype
+        adapters.append(adapter)
+    return adapters
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--n", type=int, default=None, help="use the first N base rows (default: all)")
+    p.add_argument(
+        "--queries", type=int, default=None, help="use the first Q queries (default: all)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed query loops per ef; median (default 3)"
+    )
+    p.add_argument(
+        "--libs", default=",".join(ALL_LIBS), help=f"comma list from {','.join(ALL_LIBS)}"
+    )
+    p.add_argument("--ef", default=DEFAULT_EFS, help=f"ef_search values (default {DEFAULT_EFS})")
+    p.add_argument("--build-threads", default="1,2", help="thread counts for builds (default 1,2)")
+    p.add_argument("--target-recall", type=float, default=0.95, help="summary recall floor (0.95)")
+    p.add_argument("--usearch-dtype", default="f32", help="usearch storage dtype (default f32)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
+    p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    args = p.parse_args(argv)
+
+    libs = parse_csv(args.libs)
+    efs = parse_csv(args.ef, int)
+    build_threads = parse_csv(args.build_threads, int)
+    agentdb, note = import_agentdb() if "agentdb" in libs else (None, "agentdb not selected")
+    versions = {
+        name: module_version(optional_import(mod), dist)
+        for name, mod, dist in (
+            ("hnswlib", "hnswlib", "hnswlib"),
+            ("usearch", "usearch", "usearch"),
+            ("faiss", "faiss", "faiss-cpu"),
+        )
+        if name in libs
+    }
+    env = environment(agentdb, note, versions)
+    print_header("AgentDB ANN benchmark (benchmarks/ann.py)", env)
+
+    log("loading data")
+    data = load_dataset(args.n, args.queries, args.data, k_gt=K)
+    print(f"data: {data.source}")
+    print(
+        f"config: cosine, M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, ef_search={efs}, "
+        f"build threads={build_threads}, repeats={args.repeats}, search threads=1"
+    )
+    print(flush=True)
+
+    adapters = make_adapters(libs, agentdb, args.usearch_dtype)
+    results: list[LibResult] = []
+    built: list[tuple[Adapter, LibResult]] = []
+    for adapter in adapters:  # builds one library at a time; all indexes are then kept
+        try:
+            res = build_library(adapter, data, build_threads)
+        except Exception as exc:  # noqa: BLE001 - report and continue with the others
+            print(f"NOTE: {adapter.name} failed: {exc!r} - skipped")
+            res = LibResult(adapter.name, adapter.version(), error=repr(exc))
+            adapter.free()
+        else:
+            built.append((adapter, res))
+        results.append(res)
+    measure_curves(built, data, efs, args.repeats)
+    for adapter, _ in built:
+        adapter.free()
+    faiss = optional_import("faiss") if "faiss" in libs else None
+    if faiss is not None:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+
+    summary = report(results, efs, build_threads, args.target_recall)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": "ann",
+                "environment": env,
+                "data": data.source,
+                "config": {
+                    "metric": "cosine",
+                    "M": M,
+                    "ef_construction": EF_CONSTRUCTION,
+                    "k": K,
+                    "ef_search": efs,
+                    "build_threads": build_threads,
+                    "repeats": args.repeats,
+                    "n": int(data.base.shape[0]),
+                    "queries": int(data.queries.shape[0]),
+                    "usearch_dtype": args.usearch_dtype,
+                },
+                "results": [
+                    {
+                        "library": r.name,
+                        "version": r.version,
+                        "build_seconds": r.build_s,
+                        "memory_reported_bytes": r.mem_reported,
+                        "serialized_bytes": r.mem_serialized,
+                        "curve": r.curve,
+                        "error": r.error,
+                    }
+                    for r in results
+                ],
+                "summary": summary,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()

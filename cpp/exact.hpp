@@ -1,0 +1,149 @@
+// Exact distances and exact top-k over a row-major float32 matrix.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "kernels.hpp"
+#include "parallel.hpp"
+
+namespace agentdb {
+
+enum class Metric : uint32_t { Cosine = 0, IP = 1, L2 = 2 };
+
+inline const char* metric_name(Metric m) {
+  switch (m) {
+    case Metric::Cosine: return "cosine";
+    case Metric::IP: return "ip";
+    case Metric::L2: return "l2";
+  }
+  return "?";
+}
+
+// Distance between two raw vectors under a metric, using the given kernels.
+inline float metric_distance(const KernelTable& k, Metric m, const float* a, const float* b,
+                             std::size_t d) {
+  switch (m) {
+    case Metric::Cosine: return k.cosine(a, b, d);
+    case Metric::IP: return 1.0f - k.dot(a, b, d);
+    case Metric::L2: return k.l2sq(a, b, d);
+  }
+  return 0.0f;
+}
+
+// A bounded max-heap keeping the k smallest (distance, id) pairs; ties prefer the smaller id.
+class TopK {
+ public:
+  explicit TopK(std::size_t k) : k_(k) { heap_.reserve(k + 1); }
+  float worst() const {
+    return heap_.size() < k_ ? std::numeric_limits<float>::infinity() : heap_.front().first;
+  }
+  void push(float d, int64_t id) {
+    if (heap_.size() < k_) {
+      heap_.emplace_back(d, id);
+      std::push_heap(heap_.begin(), heap_.end());
+    } else if (std::make_pair(d, id) < heap_.front()) {
+      std::pop_heap(heap_.begin(), heap_.end());
+      heap_.back() = {d, id};
+      std::push_heap(heap_.begin(), heap_.end());
+    }
+  }
+  // Sorted ascending; writes exactly k entries, padding with (-1, +inf).
+  void write(int64_t* ids, float* dists) {
+    std::sort_heap(heap_.begin(), heap_.end());
+    std::size_t i = 0;
+    for (; i < heap_.size(); ++i) {
+      ids[i] = heap_[i].second;
+      dists[i] = heap_[i].first;
+    }
+    for (; i < k_; ++i) {
+      ids[i] = -1;
+      dists[i] = std::numeric_limits<float>::infinity();
+    }
+  }
+  std::vector<std::pair<float, int64_t>>& items() { return heap_; }
+
+ private:
+  std::size_t k_;
+  std::vector<std::pair<float, int64_t>> heap_;
+};
+
+// out[i*n + j] = distance(Q[i], X[j]); parallel over query rows (or over X rows for one query).
+inline void distance_matrix(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
+                            const float* X, std::size_t n, std::size_t d, float* out,
+                            std::size_t threads) {
+  constexpr std::size_t kBlock = 1024;  // rows of X per task
+  std::size_t blocks = (n + kBlock - 1) / kBlock;
+  parallel_for(nq * blocks, threads, [&](std::size_t t, std::size_t) {
+    std::size_t qi = t / blocks, b = t % blocks;
+    std::size_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
+    const float* q = Q + qi * d;
+    float* o = out + qi * n;
+    for (std::size_t j = lo; j < hi; ++j) o[j] = metric_distance(kt, m, q, X + j * d, d);
+  });
+}
+
+// Exact top-k. Blocks of X rows are shared by a group of queries so they are read from cache.
+inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
+                       const float* X, std::size_t n, std::size_t d, std::size_t k,
+                       int64_t* out_ids, float* out_d, std::size_t threads) {
+  threads = resolve_threads(threads);
+  if (nq >= threads * 2 || n < 4096) {
+    // Parallel over groups of queries; inside a group walk X in L2-sized blocks.
+    constexpr std::size_t kGroup = 16;
+    std::size_t rows_per_block = std::max<std::size_t>(64, (256 * 1024) / (d * sizeof(float)));
+    std::size_t groups = (nq + kGroup - 1) / kGroup;
+    parallel_for(groups, threads, [&](std::size_t g, std::size_t) {
+      std::size_t q0 = g * kGroup, q1 = std::min(nq, q0 + kGroup);
+      std::vector<TopK> heaps;
+      heaps.reserve(q1 - q0);
+      for (std::size_t q = q0; q < q1; ++q) heaps.emplace_back(k);
+      for (std::size_t lo = 0; lo < n; lo += rows_per_block) {
+        std::size_t hi = std::min(n, lo + rows_per_block);
+        for (std::size_t q = q0; q < q1; ++q) {
+          TopK& h = heaps[q - q0];
+          const float* qv = Q + q * d;
+          float worst = h.worst();
+          for (std::size_t j = lo; j < hi; ++j) {
+            float dist = metric_distance(kt, m, qv, X + j * d, d);
+            if (dist <= worst) {
+              h.push(dist, static_cast<int64_t>(j));
+              worst = h.worst();
+            }
+          }
+        }
+      }
+      for (std::size_t q = q0; q < q1; ++q) heaps[q - q0].write(out_ids + q * k, out_d + q * k);
+    });
+    return;
+  }
+  // Few queries, many rows: split X among threads per query, then merge the partial heaps.
+  std::size_t chunks = threads;
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* qv = Q + q * d;
+    std::vector<TopK> part(chunks, TopK(k));
+    std::size_t per = (n + chunks - 1) / chunks;
+    parallel_for(chunks, threads, [&](std::size_t c, std::size_t) {
+      std::size_t lo = c * per, hi = std::min(n, lo + per);
+      TopK& h = part[c];
+      float worst = h.worst();
+      for (std::size_t j = lo; j < hi; ++j) {
+        float dist = metric_distance(kt, m, qv, X + j * d, d);
+        if (dist <= worst) {
+          h.push(dist, static_cast<int64_t>(j));
+          worst = h.worst();
+        }
+      }
+    });
+    TopK merged(k);
+    for (auto& p : part)
+      for (auto& it : p.items()) merged.push(it.first, it.second);
+    merged.write(out_ids + q * k, out_d + q * k);
+  }
+}
+
+}  // namespace agentdb

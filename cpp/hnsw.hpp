@@ -1,0 +1,930 @@
+// HNSW (Malkov & Yashunin) approximate nearest-neighbour index, header-only, no Python.
+//
+// Layout: vectors contiguous in one 64-byte aligned block (cosine vectors stored unit-length),
+// level-0 neighbour lists fixed-size in a second block ([count, M0 slots] per node), upper
+// levels per node. 64-bit user ids map to 32-bit slots. Deletes are tombstones that keep routing
+// searches; their slots are reused by later inserts after the old node's neighbours are
+// re-linked among themselves (so nothing becomes unreachable).
+//
+// Concurrency: searches and inserts hold `resize_mu_` shared; growing the capacity holds it
+// exclusively. Neighbour lists are guarded by per-node locks during construction; query-time
+// traversal reads them without locks (counts are clamped), as hnswlib does.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "crc32.hpp"
+#include "exact.hpp"
+#include "kernels.hpp"
+#include "parallel.hpp"
+
+namespace agentdb {
+
+// Allocate a block for random access; on Linux large blocks are aligned to 2 MiB and asked to
+// be backed by transparent huge pages (fewer TLB misses when a search hops across the graph).
+inline void* alloc_block(std::size_t bytes) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  std::size_t align = bytes >= kHuge ? kHuge : 64;
+  std::size_t size = ((std::max<std::size_t>(bytes, 1) + align - 1) / align) * align;
+  void* p = std::aligned_alloc(align, size);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (align == kHuge) madvise(p, size, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+// Thrown for an unknown id (bindings map it to KeyError).
+struct UnknownId : std::out_of_range {
+  explicit UnknownId(int64_t id) : std::out_of_range("unknown id " + std::to_string(id)) {}
+};
+// Thrown for a file that is not a valid index (bindings map it to ValueError).
+struct BadFile : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// Optional search filter: an allow-list (as a slot bitmap) and/or a predicate on ids.
+struct SearchFilter {
+  std::vector<int64_t> allowed_ids;  // used when has_allowed
+  bool has_allowed = false;
+  std::function<bool(int64_t)> predicate;  // may be empty
+};
+
+class HNSWIndex {
+ public:
+  static constexpr uint32_t kNone = 0xFFFFFFFFu;
+  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr std::size_t kHeaderSize = 128;
+
+  HNSWIndex(std::size_t dim, Metric metric, std::size_t M, std::size_t ef_construction,
+            std::size_t ef_search, std::size_t capacity, uint64_t seed)
+      : dim_(dim),
+        metric_(metric),
+        M_(M),
+        M0_(2 * M),
+        efc_(ef_construction),
+        ef_(ef_search),
+        seed_(seed),
+        rng_(seed),
+        level_mult_(1.0 / std::log(static_cast<double>(std::max<std::size_t>(M, 2)))),
+        kernels_(&active_kernels()) {
+    dist_ = metric == Metric::L2 ? kernels_->l2sq : kernels_->dot;
+    grow_to(std::max<std::size_t>(capacity, 1));
+  }
+
+  ~HNSWIndex() {
+    std::free(vectors_);
+    std::free(links0_);
+  }
+  HNSWIndex(const HNSWIndex&) = delete;
+  HNSWIndex& operator=(const HNSWIndex&) = delete;
+
+  // ---- properties -------------------------------------------------------------------------
+  std::size_t dim() const { return dim_; }
+  Metric metric() const { return metric_; }
+  std::size_t M() const { return M_; }
+  std::size_t ef_construction() const { return efc_; }
+  std::size_t ef_search() const { return ef_.load(); }
+  void set_ef_search(std::size_t ef) { ef_.store(ef); }
+  std::size_t capacity() const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    return cap_;
+  }
+  std::size_t size() const { return n_live_.load(); }
+  uint64_t seed() const { return seed_; }
+  const char* simd() const { return kernels_->name; }
+
+  // ---- writes -----------------------------------------------------------------------------
+  // Insert or replace n vectors (already validated: finite, right dim, non-zero for cosine,
+  // ids unique within the batch and != -1).
+  void add(const int64_t* ids, const float* vecs, std::size_t n, std::size_t threads) {
+    if (n == 0) return;
+    std::vector<uint32_t> slots(n);
+    {
+      std::unique_lock<std::shared_mutex> g(resize_mu_);
+      std::lock_guard<std::mutex> m(map_mu_);
+      std::size_t upserts = 0;
+      for (std::size_t i = 0; i < n; ++i) upserts += id2slot_.count(ids[i]);
+      std::size_t reusable = free_slots_.size() + upserts;
+      std::size_t need = n_slots_ + (n > reusable ? n - reusable : 0) + 1;
+      if (need > cap_) grow_to(std::max(need, cap_ * 2));
+      for (std::size_t i = 0; i < n; ++i) {
+        auto it = id2slot_.find(ids[i]);
+        if (it != id2slot_.end()) {  // upsert: tombstone the old node, free its slot
+          deleted_[it->second] = 1;
+          free_slots_.push_back(it->second);
+          id2slot_.erase(it);
+          n_live_.fetch_sub(1);
+        }
+        slots[i] = take_slot_locked();
+        id2slot_[ids[i]] = slots[i];
+        labels_[slots[i]] = ids[i];
+        n_live_.fetch_add(1);
+      }
+    }
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    parallel_for(n, threads, [&](std::size_t i, std::size_t) {
+      insert_slot(slots[i], vecs + i * dim_);
+    });
+  }
+
+  // Tombstone ids; all ids are checked before anything changes.
+  void remove(const int64_t* ids, std::size_t n) {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    std::lock_guard<std::mutex> m(map_mu_);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!id2slot_.count(ids[i])) throw UnknownId(ids[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto it = id2slot_.find(ids[i]);
+      if (it == id2slot_.end()) continue;  // duplicate within the batch
+      deleted_[it->second] = 1;
+      free_slots_.push_back(it->second);
+      id2slot_.erase(it);
+      n_live_.fetch_sub(1);
+    }
+  }
+
+  // ---- reads ------------------------------------------------------------------------------
+  bool contains(int64_t id) const {
+    std::lock_guard<std::mutex> m(map_mu_);
+    return id2slot_.count(id) != 0;
+  }
+
+  // Copies the vector as it was given (cosine vectors are scaled back by their norm).
+  void get_vector(int64_t id, float* out) const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    uint32_t s;
+    {
+      std::lock_guard<std::mutex> m(map_mu_);
+      auto it = id2slot_.find(id);
+      if (it == id2slot_.end()) throw UnknownId(id);
+      s = it->second;
+    }
+    const float* v = vec(s);
+    float nrm = norms_[s];
+    for (std::size_t j = 0; j < dim_; ++j) out[j] = v[j] * nrm;
+  }
+
+  std::vector<int64_t> ids() const {
+    std::lock_guard<std::mutex> m(map_mu_);
+    std::vector<int64_t> out;
+    out.reserve(id2slot_.size());
+    for (auto& kv : id2slot_) out.push_back(kv.first);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::size_t memory_usage() const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    std::size_t bytes = sizeof(*this);
+    bytes += cap_ * dim_ * sizeof(float);                  // vectors
+    bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
+    bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
+    bytes += cap_ * sizeof(std::vector<uint32_t>);
+    for (std::size_t s = 0; s < n_slots_; ++s) bytes += upper_[s].capacity() * sizeof(uint32_t);
+    bytes += cap_ * sizeof(std::mutex);
+    {
+      std::lock_guard<std::mutex> m(map_mu_);
+      bytes += id2slot_.bucket_count() * sizeof(void*) + id2slot_.size() * 32;
+      bytes += free_slots_.capacity() * sizeof(uint32_t);
+    }
+    {
+      std::lock_guard<std::mutex> p(pool_mu_);
+      for (auto& c : pool_) bytes += c->visited.tags.capacity() * sizeof(uint16_t);
+    }
+    return bytes;
+  }
+
+  // Search nq queries (already validated). Writes k results per query (padded with -1/+inf).
+  void search(const float* queries, std::size_t nq, std::size_t k, std::size_t ef,
+              const SearchFilter* filter, int64_t* out_ids, float* out_d,
+              std::size_t threads) const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    ef = std::max(ef, k);
+    // Resolve the allow-list to a slot bitmap once per call.
+    std::vector<uint64_t> bitmap;
+    std::vector<uint32_t> allowed_slots;
+    if (filter && filter->has_allowed) {
+      bitmap.assign((n_slots_ + 63) / 64, 0);
+      std::lock_guard<std::mutex> m(map_mu_);
+      for (int64_t id : filter->allowed_ids) {
+        auto it = id2slot_.find(id);
+        if (it == id2slot_.end()) continue;
+        uint32_t s = it->second;
+        if (!(bitmap[s >> 6] >> (s & 63) & 1)) {
+          bitmap[s >> 6] |= uint64_t{1} << (s & 63);
+          allowed_slots.push_back(s);
+        }
+      }
+    }
+    Filter f{filter, filter && filter->has_allowed ? &bitmap : nullptr, this};
+    bool filtered = filter && (filter->has_allowed || filter->predicate);
+    // Small allow-lists are answered exactly: cheaper than walking the graph for rare matches.
+    bool brute = filter && filter->has_allowed &&
+                 (allowed_slots.size() <= 2048 || allowed_slots.size() * 16 < n_live_.load());
+    parallel_for(nq, threads, [&](std::size_t qi, std::size_t) {
+      const float* q = queries + qi * dim_;
+      std::vector<float> qn;
+      q = prepare_query(q, qn);
+      int64_t* oi = out_ids + qi * k;
+      float* od = out_d + qi * k;
+      if (brute) {
+        brute_force(q, k, allowed_slots.data(), allowed_slots.size(), f, oi, od);
+        return;
+      }
+      std::size_t got = graph_search(q, k, ef, filtered ? &f : nullptr, oi, od);
+      // Short of k (a selective filter, or nodes still being inserted): finish exactly.
+      if (got < k && (filtered || got < n_live_.load())) brute_force(q, k, nullptr, n_slots_, f, oi, od);
+    });
+  }
+
+  // ---- persistence -----------------------------------------------------------------------
+  void save(const std::string& path) const {
+    std::unique_lock<std::shared_mutex> g(resize_mu_);  // a consistent snapshot
+    std::lock_guard<std::mutex> m(map_mu_);
+    std::string tmp = path + ".tmp";
+    FILE* fp = std::fopen(tmp.c_str(), "wb");
+    if (!fp) throw std::runtime_error("cannot open '" + tmp + "' for writing");
+    uint32_t crc = 0;
+    bool ok = true;
+    auto put = [&](const void* p, std::size_t bytes) {
+      if (!ok || bytes == 0) return;
+      crc = crc32_update(crc, p, bytes);
+      ok = std::fwrite(p, 1, bytes, fp) == bytes;
+    };
+    unsigned char h[kHeaderSize] = {0};
+    std::memcpy(h, "AGDBHNSW", 8);
+    auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(h + off, &v, 4); };
+    auto w64 = [&](std::size_t off, uint64_t v) { std::memcpy(h + off, &v, 8); };
+    w32(8, kFormatVersion);
+    w32(12, kHeaderSize);
+    w32(16, static_cast<uint32_t>(dim_));
+    w32(20, static_cast<uint32_t>(metric_));
+    w32(24, static_cast<uint32_t>(M_));
+    w32(28, static_cast<uint32_t>(efc_));
+    w32(32, static_cast<uint32_t>(ef_.load()));
+    w32(36, 1u);  // has_graph
+    w64(40, n_slots_);
+    w64(48, n_live_.load());
+    int32_t ml = max_level_;
+    std::memcpy(h + 56, &ml, 4);
+    w32(60, entry_);
+    w32(64, static_cast<uint32_t>(M0_));
+    w64(68, seed_);
+    put(h, kHeaderSize);
+    put(labels_.data(), n_slots_ * sizeof(int64_t));
+    put(deleted_.data(), n_slots_);
+    put(vectors_, n_slots_ * dim_ * sizeof(float));
+    put(norms_.data(), n_slots_ * sizeof(float));
+    put(levels_.data(), n_slots_ * sizeof(int32_t));
+    put(links0_, n_slots_ * (M0_ + 1) * sizeof(uint32_t));
+    for (std::size_t s = 0; s < n_slots_; ++s)
+      put(upper_[s].data(), static_cast<std::size_t>(levels_[s]) * (M_ + 1) * sizeof(uint32_t));
+    uint32_t final_crc = crc;
+    if (ok) ok = std::fwrite(&final_crc, 1, 4, fp) == 4;
+    ok = (std::fflush(fp) == 0) && ok;
+    ok = (std::fclose(fp) == 0) && ok;
+    if (!ok) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("failed writing '" + path + "' (disk full?)");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
+    }
+  }
+
+  // Parse a whole file image. Throws BadFile with a message naming the problem.
+  static std::unique_ptr<HNSWIndex> from_bytes(const unsigned char* buf, std::size_t size,
+                                               const std::string& path, std::size_t threads) {
+    const std::string where = "'" + path + "'";
+    if (size >= 8 && std::memcmp(buf, "AGDBHNSW", 8) != 0)
+      throw BadFile(where + " is not an AgentDB index file (bad magic)");
+    if (size < kHeaderSize + 4)
+      throw BadFile(where + " is truncated: " + std::to_string(size) + " bytes");
+    auto r32 = [&](std::size_t off) {
+      uint32_t v;
+      std::memcpy(&v, buf + off, 4);
+      return v;
+    };
+    auto r64 = [&](std::size_t off) {
+      uint64_t v;
+      std::memcpy(&v, buf + off, 8);
+      return v;
+    };
+    uint32_t version = r32(8);
+    if (version != kFormatVersion)
+      throw BadFile(where + " has unsupported format version " + std::to_string(version) +
+                    " (this build reads version " + std::to_string(kFormatVersion) + ")");
+    uint32_t header = r32(12), dim = r32(16), metric = r32(20), M = r32(24), efc = r32(28);
+    uint32_t ef = r32(32), flags = r32(36), entry = r32(60), M0 = r32(64);
+    uint64_t n_slots = r64(40), n_live = r64(48), seed = r64(68);
+    int32_t max_level;
+    std::memcpy(&max_level, buf + 56, 4);
+    if (header != kHeaderSize || dim == 0 || dim > (1u << 20) || metric > 2 || M < 2 ||
+        M > 2048 || M0 != 2 * M || efc == 0 || ef == 0 || n_live > n_slots ||
+        n_slots > (uint64_t{1} << 32) - 2)
+      throw BadFile(where + " has a corrupt header");
+    bool has_graph = flags & 1u;
+    // Size of everything before the graph, then of the graph's fixed part.
+    uint64_t per_slot = 8 + 1 + 4ull * dim + 4;
+    uint64_t fixed = kHeaderSize + n_slots * per_slot;
+    uint64_t graph_fixed = has_graph ? n_slots * (4 + 4ull * (M0 + 1)) : 0;
+    if (size < fixed + graph_fixed + 4)
+      throw BadFile(where + " is truncated: " + std::to_string(size) + " bytes, expected at least " +
+                    std::to_string(fixed + graph_fixed + 4));
+    const unsigned char* p = buf + kHeaderSize;
+    const int64_t* labels = reinterpret_cast<const int64_t*>(p);
+    const unsigned char* deleted = p + n_slots * 8;
+    const unsigned char* vectors = deleted + n_slots;
+    const unsigned char* norms = vectors + n_slots * 4ull * dim;
+    const unsigned char* levels_p = norms + n_slots * 4;
+    uint64_t upper_words = 0;
+    if (has_graph) {
+      for (uint64_t s = 0; s < n_slots; ++s) {
+        int32_t L;
+        std::memcpy(&L, levels_p + s * 4, 4);
+        if (L < 0 || L > 64) throw BadFile(where + " has a corrupt level table");
+        upper_words += static_cast<uint64_t>(L) * (M + 1);
+      }
+    }
+    uint64_t expected = fixed + graph_fixed + upper_words * 4 + 4;
+    if (size < expected)
+      throw BadFile(where + " is truncated: " + std::to_string(size) + " bytes, expected " +
+                    std::to_string(expected));
+    if (size > expected)
+      throw BadFile(where + " is corrupt: " + std::to_string(size - expected) +
+                    " unexpected trailing bytes");
+    uint32_t stored;
+    std::memcpy(&stored, buf + size - 4, 4);
+    if (crc32_update(0, buf, size - 4) != stored)
+      throw BadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
+
+    auto idx = std::make_unique<HNSWIndex>(dim, static_cast<Metric>(metric), M, efc, ef,
+                                           std::max<uint64_t>(n_slots, 1), seed);
+    if (!has_graph) {
+      // A flat file (numpy backend): rebuild the graph from the live vectors.
+      std::vector<int64_t> ids;
+      std::vector<float> vecs;
+      for (uint64_t s = 0; s < n_slots; ++s) {
+        if (deleted[s]) continue;
+        int64_t id;
+        std::memcpy(&id, labels + s, 8);
+        float nrm;
+        std::memcpy(&nrm, norms + s * 4, 4);
+        ids.push_back(id);
+        std::size_t off = vecs.size();
+        vecs.resize(off + dim);
+        std::memcpy(vecs.data() + off, vectors + s * 4ull * dim, 4ull * dim);
+        for (std::size_t j = 0; j < dim; ++j) vecs[off + j] *= nrm;
+      }
+      idx->add_raw_checked(ids, vecs, threads);
+      return idx;
+    }
+    if (n_slots > 0 && (entry >= n_slots || max_level < 0))
+      throw BadFile(where + " has a corrupt entry point");
+    idx->n_slots_ = n_slots;
+    std::memcpy(idx->labels_.data(), labels, n_slots * 8);
+    std::memcpy(idx->deleted_.data(), deleted, n_slots);
+    std::memcpy(idx->vectors_, vectors, n_slots * 4ull * dim);
+    std::memcpy(idx->norms_.data(), norms, n_slots * 4);
+    std::memcpy(idx->levels_.data(), levels_p, n_slots * 4);
+    const unsigned char* l0 = levels_p + n_slots * 4;
+    std::memcpy(idx->links0_, l0, n_slots * 4ull * (M0 + 1));
+    const unsigned char* up = l0 + n_slots * 4ull * (M0 + 1);
+    for (uint64_t s = 0; s < n_slots; ++s) {
+      std::size_t words = static_cast<std::size_t>(idx->levels_[s]) * (M + 1);
+      idx->upper_[s].resize(words);
+      std::memcpy(idx->upper_[s].data(), up, words * 4);
+      up += words * 4;
+    }
+    // Validate links so a crafted file cannot make a search read out of bounds.
+    auto check_list = [&](const uint32_t* list, std::size_t maxc, int32_t level) {
+      if (list[0] > maxc) throw BadFile(where + " has a corrupt neighbour list");
+      for (uint32_t j = 1; j <= list[0]; ++j)
+        if (list[j] >= n_slots || idx->levels_[list[j]] < level)
+          throw BadFile(where + " has a corrupt neighbour list");
+    };
+    for (uint64_t s = 0; s < n_slots; ++s) {
+      check_list(idx->links0_ + s * (M0 + 1), M0, 0);
+      for (int32_t l = 1; l <= idx->levels_[s]; ++l)
+        check_list(idx->upper_[s].data() + (l - 1) * (M + 1), M, l);
+      if (idx->levels_[s] > max_level) throw BadFile(where + " has a corrupt level table");
+    }
+    idx->max_level_ = max_level;
+    idx->entry_ = n_slots ? entry : kNone;
+    std::size_t live = 0;
+    for (uint64_t s = 0; s < n_slots; ++s) {
+      if (idx->deleted_[s]) {
+        if (s != entry) idx->free_slots_.push_back(static_cast<uint32_t>(s));
+        continue;
+      }
+      if (!idx->id2slot_.emplace(idx->labels_[s], static_cast<uint32_t>(s)).second)
+        throw BadFile(where + " is corrupt: duplicate id " + std::to_string(idx->labels_[s]));
+      ++live;
+    }
+    if (live != n_live) throw BadFile(where + " is corrupt: live count mismatch");
+    idx->n_live_ = live;
+    return idx;
+  }
+
+ private:
+  struct Visited {
+    std::vector<uint16_t> tags;
+    uint16_t epoch = 0;
+    void reset(std::size_t n) {
+      if (tags.size() < n) {
+        tags.assign(n, 0);
+        epoch = 0;
+      }
+      if (++epoch == 0) {
+        std::fill(tags.begin(), tags.end(), 0);
+        epoch = 1;
+      }
+    }
+    bool test_and_set(uint32_t s) {
+      if (tags[s] == epoch) return true;
+      tags[s] = epoch;
+      return false;
+    }
+  };
+  using Pair = std::pair<float, uint32_t>;
+  struct Context {
+    Visited visited;
+    std::vector<Pair> cand, res, tmp;
+    std::vector<uint32_t> buf;
+  };
+  struct Filter {
+    const SearchFilter* spec;
+    const std::vector<uint64_t>* bitmap;
+    const HNSWIndex* index;
+    bool pass(uint32_t s) const {
+      if (index->deleted_[s]) return false;
+      if (bitmap && !((*bitmap)[s >> 6] >> (s & 63) & 1)) return false;
+      if (spec && spec->predicate && !spec->predicate(index->labels_[s])) return false;
+      return true;
+    }
+  };
+  struct ContextLease {
+    const HNSWIndex* idx;
+    std::unique_ptr<Context> ctx;
+    explicit ContextLease(const HNSWIndex* i) : idx(i) {
+      std::lock_guard<std::mutex> g(i->pool_mu_);
+      if (!i->pool_.empty()) {
+        ctx = std::move(i->pool_.back());
+        i->pool_.pop_back();
+      } else {
+        ctx = std::make_unique<Context>();
+      }
+    }
+    ~ContextLease() {
+      std::lock_guard<std::mutex> g(idx->pool_mu_);
+      idx->pool_.push_back(std::move(ctx));
+    }
+    Context* operator->() { return ctx.get(); }
+  };
+
+  // ---- storage ---------------------------------------------------------------------------
+  float* vec(uint32_t s) const { return vectors_ + static_cast<std::size_t>(s) * dim_; }
+  uint32_t* links(uint32_t s, int level) {
+    return level == 0 ? links0_ + static_cast<std::size_t>(s) * (M0_ + 1)
+                      : upper_[s].data() + static_cast<std::size_t>(level - 1) * (M_ + 1);
+  }
+  const uint32_t* links(uint32_t s, int level) const {
+    return const_cast<HNSWIndex*>(this)->links(s, level);
+  }
+  void prefetch_vector(uint32_t s) const {
+    const char* p = reinterpret_cast<const char*>(vec(s));
+    const std::size_t bytes = dim_ * sizeof(float);
+    for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+  }
+  float dist(const float* a, const float* b) const {
+    float d = dist_(a, b, dim_);
+    return metric_ == Metric::L2 ? d : 1.0f - d;
+  }
+
+  // Caller holds resize_mu_ exclusively (or is the constructor).
+  void grow_to(std::size_t cap) {
+    float* nv = static_cast<float*>(alloc_block(cap * dim_ * sizeof(float)));
+    if (vectors_) {
+      std::memcpy(nv, vectors_, n_slots_ * dim_ * sizeof(float));
+      std::free(vectors_);
+    }
+    vectors_ = nv;
+    auto* nl = static_cast<uint32_t*>(alloc_block(cap * (M0_ + 1) * sizeof(uint32_t)));
+    std::memset(nl, 0, cap * (M0_ + 1) * sizeof(uint32_t));
+    if (links0_) {
+      std::memcpy(nl, links0_, n_slots_ * (M0_ + 1) * sizeof(uint32_t));
+      std::free(links0_);
+    }
+    links0_ = nl;
+    upper_.resize(cap);
+    labels_.resize(cap, -1);
+    deleted_.resize(cap, 1);
+    norms_.resize(cap, 1.0f);
+    levels_.resize(cap, 0);
+    recycle_.resize(cap, 0);
+    node_locks_.reset(new std::mutex[cap]);
+    cap_ = cap;
+  }
+
+  // Caller holds map_mu_ and resize_mu_ exclusively; capacity has room.
+  uint32_t take_slot_locked() {
+    for (std::size_t i = free_slots_.size(); i-- > 0;) {
+      uint32_t s = free_slots_[i];
+      if (s == entry_) continue;  // the entry point keeps routing; never recycle it
+      free_slots_.erase(free_slots_.begin() + static_cast<std::ptrdiff_t>(i));
+      recycle_[s] = 1;
+      return s;
+    }
+    uint32_t s = static_cast<uint32_t>(n_slots_++);
+    {
+      std::lock_guard<std::mutex> l(rng_mu_);
+      double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+      levels_[s] = static_cast<int32_t>(-std::log(std::max(u, 1e-12)) * level_mult_);
+      if (levels_[s] > 32) levels_[s] = 32;
+    }
+    upper_[s].assign(static_cast<std::size_t>(levels_[s]) * (M_ + 1), 0);
+    return s;
+  }
+
+  const float* prepare_query(const float* q, std::vector<float>& buf) const {
+    if (metric_ != Metric::Cosine) return q;
+    buf.assign(q, q + dim_);
+    float nrm = std::sqrt(kernels_->dot(q, q, dim_));
+    if (nrm > 0)
+      for (auto& x : buf) x /= nrm;
+    return buf.data();
+  }
+
+  // Used by load() for flat files.
+  void add_raw_checked(const std::vector<int64_t>& ids, const std::vector<float>& vecs,
+                       std::size_t threads) {
+    add(ids.data(), vecs.data(), ids.size(), threads);
+  }
+
+  // Re-link the old neighbours of a recycled slot among themselves, dropping the slot.
+  void repair_neighbours(uint32_t s, Context& ctx) {
+    for (int l = levels_[s]; l >= 0; --l) {
+      std::vector<uint32_t> old;
+      {
+        std::lock_guard<std::mutex> g(node_locks_[s]);
+        const uint32_t* ls = links(s, l);
+        old.assign(ls + 1, ls + 1 + ls[0]);
+        const_cast<uint32_t*>(ls)[0] = 0;
+      }
+      std::size_t maxc = l == 0 ? M0_ : M_;
+      for (uint32_t nb : old) {
+        if (nb == s) continue;
+        std::lock_guard<std::mutex> g(node_locks_[nb]);
+        uint32_t* ln = links(nb, l);
+        auto& cand = ctx.tmp;
+        cand.clear();
+        auto add_c = [&](uint32_t c) {
+          if (c == s || c == nb) return;
+          for (auto& p : cand)
+            if (p.second == c) return;
+          if (levels_[c] < l) return;
+          cand.emplace_back(dist(vec(nb), vec(c)), c);
+        };
+        for (uint32_t j = 1; j <= ln[0]; ++j) add_c(ln[j]);
+        for (uint32_t c : old) add_c(c);
+        std::sort(cand.begin(), cand.end());
+        select_heuristic(cand, maxc);
+        ln[0] = static_cast<uint32_t>(cand.size());
+        for (std::size_t j = 0; j < cand.size(); ++j) ln[1 + j] = cand[j].second;
+      }
+    }
+  }
+
+  void insert_slot(uint32_t s, const float* v) {
+    ContextLease ctx(this);
+    if (recycle_[s]) {  // set while assigning slots; only this thread touches it now
+      recycle_[s] = 0;
+      repair_neighbours(s, *ctx.ctx);
+    }
+    // Store the vector (unit-length for cosine, keeping the original norm).
+    float* dst = vec(s);
+    float nrm = 1.0f;
+    if (metric_ == Metric::Cosine) {
+      nrm = std::sqrt(kernels_->dot(v, v, dim_));
+      for (std::size_t j = 0; j < dim_; ++j) dst[j] = v[j] / nrm;
+    } else {
+      std::memcpy(dst, v, dim_ * sizeof(float));
+    }
+    norms_[s] = nrm;
+    {
+      std::lock_guard<std::mutex> g(node_locks_[s]);
+      for (int l = 0; l <= levels_[s]; ++l) links(s, l)[0] = 0;
+    }
+    int level = levels_[s];
+    std::unique_lock<std::mutex> glock(global_mu_);
+    int maxl = max_level_;
+    uint32_t ep = entry_;
+    if (ep == kNone) {
+      entry_ = s;
+      max_level_ = level;
+      deleted_[s] = 0;
+      return;
+    }
+    if (level <= maxl) glock.unlock();
+    const float* q = dst;
+    uint32_t cur = ep;
+    float curd = dist(q, vec(cur));
+    for (int l = maxl; l > level; --l) greedy_step(q, cur, curd, l);
+    for (int l = std::min(level, maxl); l >= 0; --l) {
+      search_layer_build(q, cur, l, *ctx.ctx);
+      cur = connect(s, l, *ctx.ctx);
+      curd = dist(q, vec(cur));
+    }
+    deleted_[s] = 0;
+    if (level > maxl) {
+      entry_ = s;
+      max_level_ = level;
+    }
+  }
+
+  void greedy_step(const float* q, uint32_t& cur, float& curd, int l) const {
+    for (bool changed = true; changed;) {
+      changed = false;
+      std::lock_guard<std::mutex> g(node_locks_[cur]);
+      const uint32_t* ls = links(cur, l);
+      uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
+      for (uint32_t j = 1; j <= cnt; ++j) {
+        float d = dist(q, vec(ls[j]));
+        if (d < curd) {
+          curd = d;
+          cur = ls[j];
+          changed = true;
+        }
+      }
+    }
+  }
+
+  // ef_construction search at one level with per-node locks; result in ctx.res (max-heap).
+  void search_layer_build(const float* q, uint32_t ep, int l, Context& ctx) const {
+    ctx.visited.reset(cap_);
+    auto& cand = ctx.cand;
+    auto& res = ctx.res;
+    cand.clear();
+    res.clear();
+    float d0 = dist(q, vec(ep));
+    ctx.visited.test_and_set(ep);
+    cand.emplace_back(-d0, ep);
+    res.emplace_back(d0, ep);
+    float lower = d0;
+    std::size_t maxc = l == 0 ? M0_ : M_;
+    while (!cand.empty()) {
+      Pair c = cand.front();
+      if (-c.first > lower && res.size() >= efc_) break;
+      std::pop_heap(cand.begin(), cand.end());
+      cand.pop_back();
+      auto& nb = ctx.buf;
+      nb.clear();
+      {
+        std::lock_guard<std::mutex> g(node_locks_[c.second]);
+        const uint32_t* ls = links(c.second, l);
+        uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(maxc));
+        nb.assign(ls + 1, ls + 1 + cnt);
+      }
+      for (uint32_t n : nb) {
+        if (ctx.visited.test_and_set(n)) continue;
+        float d = dist(q, vec(n));
+        if (res.size() < efc_ || d < lower) {
+          cand.emplace_back(-d, n);
+          std::push_heap(cand.begin(), cand.end());
+          res.emplace_back(d, n);
+          std::push_heap(res.begin(), res.end());
+          if (res.size() > efc_) {
+            std::pop_heap(res.begin(), res.end());
+            res.pop_back();
+          }
+          lower = res.front().first;
+        }
+      }
+    }
+  }
+
+  // hnswlib's neighbour-selection heuristic over candidates sorted ascending; in place.
+  void select_heuristic(std::vector<Pair>& sorted, std::size_t m) const {
+    if (sorted.size() <= m) return;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < sorted.size() && kept < m; ++i) {
+      const float* cv = vec(sorted[i].second);
+      bool good = true;
+      for (std::size_t j = 0; j < kept; ++j) {
+        if (dist(cv, vec(sorted[j].second)) < sorted[i].first) {
+          good = false;
+          break;
+        }
+      }
+      if (good) sorted[kept++] = sorted[i];
+    }
+    sorted.resize(kept);
+  }
+
+  // Link new node s at level l to the best of ctx.res; returns the closest neighbour.
+  uint32_t connect(uint32_t s, int l, Context& ctx) {
+    auto& sel = ctx.tmp;
+    sel.clear();
+    for (auto& p : ctx.res)
+      if (p.second != s) sel.push_back(p);
+    std::sort(sel.begin(), sel.end());
+    if (sel.empty()) return entry_ == kNone ? s : entry_;
+    select_heuristic(sel, M_);
+    std::vector<uint32_t> chosen;
+    chosen.reserve(sel.size());
+    for (auto& p : sel) chosen.push_back(p.second);
+    {
+      std::lock_guard<std::mutex> g(node_locks_[s]);
+      uint32_t* ls = links(s, l);
+      ls[0] = static_cast<uint32_t>(chosen.size());
+      for (std::size_t j = 0; j < chosen.size(); ++j) ls[1 + j] = chosen[j];
+    }
+    std::size_t maxc = l == 0 ? M0_ : M_;
+    for (uint32_t nb : chosen) {
+      std::lock_guard<std::mutex> g(node_locks_[nb]);
+      uint32_t* ln = links(nb, l);
+      uint32_t cnt = ln[0];
+      bool present = false;
+      for (uint32_t j = 1; j <= cnt; ++j) present |= ln[j] == s;
+      if (present) continue;
+      if (cnt < maxc) {
+        ln[1 + cnt] = s;
+        ln[0] = cnt + 1;
+        continue;
+      }
+      auto& cand = ctx.cand;  // free to reuse here
+      cand.clear();
+      const float* nv = vec(nb);
+      cand.emplace_back(dist(nv, vec(s)), s);
+      for (uint32_t j = 1; j <= cnt; ++j) cand.emplace_back(dist(nv, vec(ln[j])), ln[j]);
+      std::sort(cand.begin(), cand.end());
+      select_heuristic(cand, maxc);
+      for (std::size_t j = 0; j < cand.size(); ++j) ln[1 + j] = cand[j].second;
+      ln[0] = static_cast<uint32_t>(cand.size());
+    }
+    return chosen.front();
+  }
+
+  // Query-time search; returns how many results were written (rest padded).
+  std::size_t graph_search(const float* q, std::size_t k, std::size_t ef, const Filter* f,
+                           int64_t* oi, float* od) const {
+    uint32_t cur;
+    int maxl;
+    {
+      std::lock_guard<std::mutex> g(global_mu_);
+      cur = entry_;
+      maxl = max_level_;
+    }
+    if (cur == kNone) {
+      for (std::size_t i = 0; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
+      return 0;
+    }
+    float curd = dist(q, vec(cur));
+    for (int l = maxl; l > 0; --l) {
+      for (bool changed = true; changed;) {
+        changed = false;
+        const uint32_t* ls = links(cur, l);
+        uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
+        for (uint32_t j = 1; j <= cnt; ++j) {
+          uint32_t n = ls[j];
+          float d = dist(q, vec(n));
+          if (d < curd) {
+            curd = d;
+            cur = n;
+            changed = true;
+          }
+        }
+      }
+    }
+    ContextLease lease(this);
+    Context& ctx = *lease.ctx;
+    ctx.visited.reset(cap_);
+    auto& cand = ctx.cand;
+    auto& res = ctx.res;
+    cand.clear();
+    res.clear();
+    bool need_full = f != nullptr || n_live_.load() < n_slots_;
+    Filter plain{nullptr, nullptr, this};
+    const Filter& ff = f ? *f : plain;
+    ctx.visited.test_and_set(cur);
+    cand.emplace_back(-curd, cur);
+    float lower = INFINITY;
+    if (ff.pass(cur)) {
+      res.emplace_back(curd, cur);
+      lower = curd;
+    }
+    auto& nb = ctx.buf;
+    while (!cand.empty()) {
+      Pair c = cand.front();
+      if (-c.first > lower && (res.size() >= ef || !need_full)) break;
+      std::pop_heap(cand.begin(), cand.end());
+      cand.pop_back();
+      if (!cand.empty()) __builtin_prefetch(links(cand.front().second, 0));
+      const uint32_t* ls = links(c.second, 0);
+      uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M0_));
+      nb.clear();
+      for (uint32_t j = 1; j <= cnt; ++j) {
+        uint32_t n = ls[j];
+        if (ctx.visited.test_and_set(n)) continue;
+        nb.push_back(n);
+      }
+      // Pull whole vectors kPrefetchAhead neighbours ahead of the one being measured.
+      constexpr std::size_t kPrefetchAhead = 2;
+      for (std::size_t j = 0; j < std::min(kPrefetchAhead, nb.size()); ++j) prefetch_vector(nb[j]);
+      for (std::size_t j = 0; j < nb.size(); ++j) {
+        uint32_t n = nb[j];
+        if (j + kPrefetchAhead < nb.size()) prefetch_vector(nb[j + kPrefetchAhead]);
+        float d = dist(q, vec(n));
+        if (res.size() < ef || d < lower) {
+          cand.emplace_back(-d, n);
+          std::push_heap(cand.begin(), cand.end());
+          if (ff.pass(n)) {
+            res.emplace_back(d, n);
+            std::push_heap(res.begin(), res.end());
+            if (res.size() > ef) {
+              std::pop_heap(res.begin(), res.end());
+              res.pop_back();
+            }
+          }
+          if (!res.empty()) lower = res.front().first;
+        }
+      }
+    }
+    std::sort_heap(res.begin(), res.end());
+    std::size_t got = std::min(k, res.size());
+    for (std::size_t i = 0; i < got; ++i) {
+      oi[i] = labels_[res[i].second];
+      od[i] = res[i].first;
+    }
+    for (std::size_t i = got; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
+    return got;
+  }
+
+  // Exact scan over the given slots (or all slots when `slots` is null).
+  void brute_force(const float* q, std::size_t k, const uint32_t* slots, std::size_t n,
+                   const Filter& f, int64_t* oi, float* od) const {
+    TopK top(k);
+    for (std::size_t i = 0; i < n; ++i) {
+      uint32_t s = slots ? slots[i] : static_cast<uint32_t>(i);
+      if (!f.pass(s)) continue;
+      top.push(dist(q, vec(s)), labels_[s]);
+    }
+    top.write(oi, od);
+  }
+
+  // ---- state -----------------------------------------------------------------------------
+  std::size_t dim_;
+  Metric metric_;
+  std::size_t M_, M0_, efc_;
+  std::atomic<std::size_t> ef_;
+  uint64_t seed_;
+  std::mt19937_64 rng_;
+  double level_mult_;
+  const KernelTable* kernels_;
+  kernel_fn dist_;
+
+  std::size_t cap_ = 0, n_slots_ = 0;
+  std::atomic<std::size_t> n_live_{0};
+  float* vectors_ = nullptr;
+  uint32_t* links0_ = nullptr;  // cap * (M0 + 1): [count, neighbours...]
+  std::vector<std::vector<uint32_t>> upper_;
+  std::vector<int64_t> labels_;
+  std::vector<uint8_t> deleted_;
+  std::vector<float> norms_;
+  std::vector<int32_t> levels_;
+  std::unique_ptr<std::mutex[]> node_locks_;
+
+  std::unordered_map<int64_t, uint32_t> id2slot_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<uint8_t> recycle_;  // slot is being recycled by a pending insert
+  int max_level_ = -1;
+  uint32_t entry_ = kNone;
+
+  mutable std::shared_mutex resize_mu_;
+  mutable std::mutex map_mu_, global_mu_, rng_mu_, pool_mu_;
+  mutable std::vector<std::unique_ptr<Context>> pool_;
+};
+
+}  // namespace agentdb

@@ -1,0 +1,38 @@
+// Distance kernels: one implementation per ISA, chosen once at run time.
+//
+// Conventions (shared with the numpy fallback):
+//   dot(a, b)     = sum a_i * b_i
+//   l2sq(a, b)    = sum (a_i - b_i)^2
+//   cosine(a, b)  = 1 - dot / sqrt(|a|^2 |b|^2), or 1 when either norm is zero
+// Every ISA file defines its functions with C linkage-free plain code (no std templates) so that
+// nothing compiled with wide-vector flags can be picked by the linker for generic code.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace agentdb {
+
+using kernel_fn = float (*)(const float*, const float*, std::size_t);
+
+struct KernelTable {
+  const char* name;  // "scalar", "avx2", "avx512"
+  kernel_fn dot;
+  kernel_fn l2sq;
+  kernel_fn cosine;
+};
+
+// Defined in the per-ISA translation units.
+const KernelTable& scalar_kernels();
+#if defined(AGENTDB_X86)
+const KernelTable& avx2_kernels();
+const KernelTable& avx512_kernels();
+#endif
+
+// Dispatch (dispatch.cpp).
+bool cpu_supports(const char* path);        // "scalar", "avx2", "avx512"
+const KernelTable* kernels_for(const char* path);  // nullptr when unknown/unsupported
+const KernelTable& active_kernels();        // chosen once: AGENTDB_SIMD or best supported
+bool set_active_kernels(const char* path);  // false when unsupported
+const char* forced_simd();                  // value of AGENTDB_SIMD at first use, or nullptr
+
+}  // namespace agentdb

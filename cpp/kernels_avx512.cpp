@@ -1,0 +1,89 @@
+// AVX-512F kernels (compiled with -mavx512f...; selected only when CPU and OS support them).
+// Tails are handled with masked loads, so every length runs fully vectorised.
+#include <immintrin.h>
+
+#include "kernels.hpp"
+
+namespace agentdb {
+namespace {
+
+inline __mmask16 tail_mask(std::size_t r) {
+  return static_cast<__mmask16>((1u << r) - 1u);
+}
+
+float dot_avx512(const float* a, const float* b, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+  }
+  s0 = _mm512_add_ps(s0, s2);
+  s1 = _mm512_add_ps(s1, s3);
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+  }
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+float l2sq_avx512(const float* a, const float* b, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+    s0 = _mm512_fmadd_ps(d0, d0, s0);
+    s1 = _mm512_fmadd_ps(d1, d1, s1);
+  }
+  for (; i + 16 <= n; i += 16) {
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    s0 = _mm512_fmadd_ps(d0, d0, s0);
+  }
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    s1 = _mm512_fmadd_ps(d, d, s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+float cosine_avx512(const float* a, const float* b, std::size_t n) {
+  __m512 ab = _mm512_setzero_ps(), aa = _mm512_setzero_ps(), bb = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 va = _mm512_loadu_ps(a + i), vb = _mm512_loadu_ps(b + i);
+    ab = _mm512_fmadd_ps(va, vb, ab);
+    aa = _mm512_fmadd_ps(va, va, aa);
+    bb = _mm512_fmadd_ps(vb, vb, bb);
+  }
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    __m512 va = _mm512_maskz_loadu_ps(m, a + i), vb = _mm512_maskz_loadu_ps(m, b + i);
+    ab = _mm512_fmadd_ps(va, vb, ab);
+    aa = _mm512_fmadd_ps(va, va, aa);
+    bb = _mm512_fmadd_ps(vb, vb, bb);
+  }
+  float sab = _mm512_reduce_add_ps(ab), saa = _mm512_reduce_add_ps(aa);
+  float sbb = _mm512_reduce_add_ps(bb);
+  if (saa == 0.0f || sbb == 0.0f) return 1.0f;
+  __m128 den = _mm_sqrt_ss(_mm_set_ss(saa * sbb));
+  return 1.0f - sab / _mm_cvtss_f32(den);
+}
+
+const KernelTable kTable{"avx512", dot_avx512, l2sq_avx512, cosine_avx512};
+
+}  // namespace
+
+const KernelTable& avx512_kernels() { return kTable; }
+
+}  // namespace agentdb

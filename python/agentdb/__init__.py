@@ -1,0 +1,31 @@
+"""AgentDB: a memory database for AI agents, with a native SIMD/HNSW core.
+
+>>> import numpy as np, agentdb
+>>> index = agentdb.HNSWIndex(dim=4, metric="cosine")
+>>> index.add([1, 2], np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32))
+>>> ids, dists = index.search(np.array([1, 0.1, 0, 0], dtype=np.float32), k=1)
+>>> int(ids[0])
+1
+"""
+
+from __future__ import annotations
+
+from ._loader import backend, backends, native_info
+
+__version__: str = "0.1.0"
+
+HNSWIndex = backend.HNSWIndex
+distance = backend.distance
+distances = backend.distances
+exact_search = backend.exact_search
+
+__all__ = [
+    "HNSWIndex",
+    "__version__",
+    "backend",
+    "backends",
+    "distance",
+    "distances",
+    "exact_search",
+    "native_info",
+]

@@ -1,0 +1,69 @@
+"""Choose the vector backend once, at import: the native C++ extension, else pure numpy.
+
+Both backends expose the same module-level API (``distance``, ``distances``,
+``exact_search``, ``native_info``) and the same ``HNSWIndex`` class, so everything above this
+module is backend-agnostic. Set ``AGENTDB_NATIVE=0`` to force the numpy fallback.
+
+>>> from agentdb import _loader
+>>> sorted(_loader.backends())[-1]
+'numpy'
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+from typing import Any
+
+from . import _numpy_backend
+
+_native: ModuleType | None
+_reason: str | None = None
+
+if os.environ.get("AGENTDB_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    _native = None
+    _reason = "disabled by AGENTDB_NATIVE=0"
+else:
+    try:
+        from . import _native  # type: ignore[no-redef]
+    except Exception as exc:  # ImportError, or a broken/incompatible binary
+        _native = None
+        _reason = f"{type(exc).__name__}: {exc}"
+
+if _native is None:
+    warnings.warn(
+        f"agentdb: the native core did not load ({_reason}); using the pure-numpy fallback "
+        "(same API, exact search, slower). Reinstall with `pip install .` to build it.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+#: The backend module in use.
+backend: ModuleType = _native if _native is not None else _numpy_backend
+
+
+def backends() -> dict[str, ModuleType]:
+    """All importable backends by name (``"native"`` when built, always ``"numpy"``).
+
+    >>> "numpy" in backends()
+    True
+    """
+    out: dict[str, ModuleType] = {}
+    if _native is not None:
+        out["native"] = _native
+    out["numpy"] = _numpy_backend
+    return out
+
+
+def native_info() -> dict[str, Any]:
+    """Report whether the native core loaded, its version and each kernel's SIMD path.
+
+    >>> info = native_info()
+    >>> sorted(info["simd"])
+    ['cosine', 'dot', 'l2']
+    """
+    info = dict(backend.native_info())
+    if _native is None:
+        info["reason"] = _reason
+    return info

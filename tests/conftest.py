@@ -1,0 +1,93 @@
+"""Shared fixtures for the native-core parity test suite.
+
+* ``backend``     - parametrised over ``agentdb._loader.backends()`` (ids "numpy" / "native"),
+                    so every test using it runs against both implementations of the contract
+                    in spec_native.md.
+* ``native``      - the native module; skips when the C++ extension did not load, or FAILS
+                    when ``AGENTDB_REQUIRE_NATIVE=1`` (CI sets it, so a broken build is loud).
+* ``shared_data`` - the real MiniLM embeddings from ``../shared/data/minilm-pypi-100k/``
+                    (relative to the repository root), loaded once per session as float32;
+                    skips with a clear reason when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import types
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "minilm-pypi-100k"
+
+try:  # a plain checkout without `pip install -e .`: use the in-tree package
+    import agentdb  # noqa: F401
+except ImportError:  # pragma: no cover - depends on how the suite is invoked
+    sys.path.insert(0, str(REPO_ROOT / "python"))
+    import agentdb  # noqa: F401
+
+from agentdb import _loader  # noqa: E402
+
+BACKENDS: dict = dict(_loader.backends())
+BACKEND_NAMES = [name for name in ("numpy", "native") if name in BACKENDS]
+
+
+def _require_native() -> bool:
+    return os.environ.get("AGENTDB_REQUIRE_NATIVE", "").strip() == "1"
+
+
+def _native_missing_reason() -> str:
+    reason = None
+    try:
+        reason = _loader.native_info().get("reason")
+    except Exception:  # pragma: no cover - reason is informational only
+        pass
+    return f"native backend (agentdb._native) not available: {reason or 'unknown reason'}"
+
+
+@pytest.fixture(params=BACKEND_NAMES, ids=BACKEND_NAMES)
+def backend(request):
+    """The backend module under test ("numpy" always, "native" when it loaded)."""
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def native():
+    """The native backend module; skip (or fail under AGENTDB_REQUIRE_NATIVE=1) if absent."""
+    mod = BACKENDS.get("native")
+    if mod is None:
+        msg = _native_missing_reason()
+        if _require_native():
+            pytest.fail("AGENTDB_REQUIRE_NATIVE=1 but " + msg, pytrace=False)
+        pytest.skip(msg)
+    return mod
+
+
+@pytest.fixture
+def numpy_backend():
+    return BACKENDS["numpy"]
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """MiniLM 384-d embeddings (float32): base (100000, 384), queries (1000, 384), gt (1000, 100)."""
+    files = {
+        "base": SHARED_DATA_DIR / "base.f16.npy",
+        "queries": SHARED_DATA_DIR / "queries.f16.npy",
+        "gt": SHARED_DATA_DIR / "gt_top100.npy",
+    }
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        pytest.skip(
+            "shared data set minilm-pypi-100k not found (expected "
+            f"{SHARED_DATA_DIR}); missing: {', '.join(missing)}"
+        )
+    return types.SimpleNamespace(
+        base=np.load(files["base"]).astype(np.float32),
+        queries=np.load(files["queries"]).astype(np.float32),
+        gt=np.load(files["gt"]).astype(np.int64),
+        path=SHARED_DATA_DIR,
+    )
