@@ -63,7 +63,7 @@ struct BadFile : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Optional search filter: an allow-list (as a slot bitmap) and/or a predicate on ids.
+// Optional search filter: an allow-list of ids and/or a predicate on ids.
 struct SearchFilter {
   std::vector<int64_t> allowed_ids;  // used when has_allowed
   bool has_allowed = false;
@@ -221,27 +221,35 @@ class HNSWIndex {
               std::size_t threads) const {
     std::shared_lock<std::shared_mutex> g(resize_mu_);
     ef = std::max(ef, k);
-    // Resolve the allow-list to a slot bitmap once per call.
-    std::vector<uint64_t> bitmap;
+    // Small allow-lists are resolved to slots and answered exactly (cheaper than walking the
+    // graph for rare matches); large ones are checked by binary search on a sorted copy.
     std::vector<uint32_t> allowed_slots;
+    std::vector<int64_t> sorted_allowed;
+    bool brute = false;
     if (filter && filter->has_allowed) {
-      bitmap.assign((n_slots_ + 63) / 64, 0);
-      std::lock_guard<std::mutex> m(map_mu_);
-      for (int64_t id : filter->allowed_ids) {
-        auto it = id2slot_.find(id);
-        if (it == id2slot_.end()) continue;
-        uint32_t s = it->second;
-        if (!(bitmap[s >> 6] >> (s & 63) & 1)) {
-          bitmap[s >> 6] |= uint64_t{1} << (s & 63);
-          allowed_slots.push_back(s);
+      const auto& al = filter->allowed_ids;
+      brute = al.size() <= 2048 || al.size() * 16 < n_live_.load();
+      if (brute) {
+        std::lock_guard<std::mutex> m(map_mu_);
+        allowed_slots.reserve(al.size());
+        for (int64_t id : al) {
+          auto it = id2slot_.find(id);
+          if (it != id2slot_.end()) allowed_slots.push_back(it->second);
         }
+        std::sort(allowed_slots.begin(), allowed_slots.end());
+        allowed_slots.erase(std::unique(allowed_slots.begin(), allowed_slots.end()),
+                            allowed_slots.end());
+      } else if (!std::is_sorted(al.begin(), al.end())) {
+        sorted_allowed = al;
+        std::sort(sorted_allowed.begin(), sorted_allowed.end());
       }
     }
-    Filter f{filter, filter && filter->has_allowed ? &bitmap : nullptr, this};
+    const std::vector<int64_t>* allow =
+        (filter && filter->has_allowed) ? (sorted_allowed.empty() ? &filter->allowed_ids
+                                                                  : &sorted_allowed)
+                                        : nullptr;
+    Filter f{filter, brute ? nullptr : allow, this};
     bool filtered = filter && (filter->has_allowed || filter->predicate);
-    // Small allow-lists are answered exactly: cheaper than walking the graph for rare matches.
-    bool brute = filter && filter->has_allowed &&
-                 (allowed_slots.size() <= 2048 || allowed_slots.size() * 16 < n_live_.load());
     parallel_for(nq, threads, [&](std::size_t qi, std::size_t) {
       const float* q = queries + qi * dim_;
       std::vector<float> qn;
@@ -476,11 +484,12 @@ class HNSWIndex {
   };
   struct Filter {
     const SearchFilter* spec;
-    const std::vector<uint64_t>* bitmap;
+    const std::vector<int64_t>* allowed;  // sorted ids, or null (no list / already applied)
     const HNSWIndex* index;
     bool pass(uint32_t s) const {
       if (index->deleted_[s]) return false;
-      if (bitmap && !((*bitmap)[s >> 6] >> (s & 63) & 1)) return false;
+      if (allowed && !std::binary_search(allowed->begin(), allowed->end(), index->labels_[s]))
+        return false;
       if (spec && spec->predicate && !spec->predicate(index->labels_[s])) return false;
       return true;
     }

@@ -73,7 +73,7 @@ def numpy_backend():
 
 @pytest.fixture(scope="session")
 def shared_data():
-    """MiniLM 384-d embeddings (float32): base (100000, 384), queries (1000, 384), gt (1000, 100)."""
+    """MiniLM 384-d float32 embeddings: base (100000, 384), queries (1000, 384), gt (1000, 100)."""
     files = {
         "base": SHARED_DATA_DIR / "base.f16.npy",
         "queries": SHARED_DATA_DIR / "queries.f16.npy",

@@ -28,7 +28,9 @@ def subset(shared_data):
     top = np.argpartition(-sims, 100, axis=1)[:, :100]
     order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
     gt = np.take_along_axis(top, order, 1)  # exact top-100 of the subset, best first
-    return types.SimpleNamespace(base=base, queries=queries, dist=1.0 - sims, gt=gt, gt_full=shared_data.gt)
+    return types.SimpleNamespace(
+        base=base, queries=queries, dist=1.0 - sims, gt=gt, gt_full=shared_data.gt
+    )
 
 
 def test_subset_ground_truth_consistent_with_shipped_gt(subset):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import warnings
 
+import agentdb
 import numpy as np
 import pytest
+from agentdb import _loader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import agentdb
-from agentdb import _loader
 
 METRICS = ("cosine", "ip", "l2")
 
@@ -69,7 +68,8 @@ def assert_close(got, ref, scale, what=""):
         i = np.unravel_index(np.argmax(np.where(bad, err - tol, -np.inf)), np.shape(err))
         raise AssertionError(
             f"{what}: {int(bad.sum())} values out of tolerance; worst at {i}: "
-            f"got {np.asarray(got)[i]!r}, reference {np.asarray(ref)[i]!r}, tol {np.broadcast_to(tol, err.shape)[i]!r}"
+            f"got {np.asarray(got)[i]!r}, reference {np.asarray(ref)[i]!r}, "
+            f"tol {np.broadcast_to(tol, err.shape)[i]!r}"
         )
 
 
@@ -355,8 +355,8 @@ def test_dimension_mismatch(backend):
     X5 = np.ones((6, 5), dtype=np.float32)
     for q in (a3, np.ones((2, 3), dtype=np.float32)):
         for call in (
-            lambda: backend.distances(q, X5, "cosine"),
-            lambda: backend.exact_search(q, X5, k=2),
+            lambda q=q: backend.distances(q, X5, "cosine"),
+            lambda q=q: backend.exact_search(q, X5, k=2),
         ):
             with pytest.raises(ValueError) as ei:
                 call()
@@ -368,10 +368,22 @@ EMPTY_CASES = [
     ("distance", lambda be: be.distance(np.zeros(0, np.float32), np.zeros(0, np.float32))),
     ("distance_list", lambda be: be.distance([], [])),
     ("distances_X0", lambda be: be.distances(np.ones(4, np.float32), np.zeros((0, 4), np.float32))),
-    ("distances_Q0", lambda be: be.distances(np.zeros((0, 4), np.float32), np.ones((3, 4), np.float32))),
-    ("distances_d0", lambda be: be.distances(np.zeros((2, 0), np.float32), np.zeros((3, 0), np.float32))),
-    ("exact_X0", lambda be: be.exact_search(np.ones(4, np.float32), np.zeros((0, 4), np.float32), k=1)),
-    ("exact_Q0", lambda be: be.exact_search(np.zeros((0, 4), np.float32), np.ones((3, 4), np.float32), k=1)),
+    (
+        "distances_Q0",
+        lambda be: be.distances(np.zeros((0, 4), np.float32), np.ones((3, 4), np.float32)),
+    ),
+    (
+        "distances_d0",
+        lambda be: be.distances(np.zeros((2, 0), np.float32), np.zeros((3, 0), np.float32)),
+    ),
+    (
+        "exact_X0",
+        lambda be: be.exact_search(np.ones(4, np.float32), np.zeros((0, 4), np.float32), k=1),
+    ),
+    (
+        "exact_Q0",
+        lambda be: be.exact_search(np.zeros((0, 4), np.float32), np.ones((3, 4), np.float32), k=1),
+    ),
 ]
 
 
@@ -419,7 +431,17 @@ def test_float64_overflowing_float32_is_non_finite(backend):
             backend.distance(big, a, "l2")
 
 
-ACCEPTED_DTYPES = [np.float64, np.float16, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32]
+ACCEPTED_DTYPES = [
+    np.float64,
+    np.float16,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+]
 
 
 @pytest.mark.parametrize("dtype", ACCEPTED_DTYPES, ids=lambda d: np.dtype(d).name)
@@ -431,10 +453,16 @@ def test_accepted_dtypes_are_converted(backend, dtype):
     q32 = np.ascontiguousarray(q, dtype=np.float32)
     for metric in METRICS:
         ref, sc = ref_distances(q32, X32, metric)
-        assert_close(np.array([[backend.distance(q, X[0], metric)]]), ref[:, :1], sc[:, :1], "distance")
+        assert_close(
+            np.array([[backend.distance(q, X[0], metric)]]), ref[:, :1], sc[:, :1], "distance"
+        )
         assert_close(backend.distances(q, X, metric), ref[0], sc[0], "distances")
-        assert_close(backend.distances(X32[:2], X, metric), ref_distances(X32[:2], X32, metric)[0],
-                     ref_distances(X32[:2], X32, metric)[1], "distances mixed dtypes")
+        assert_close(
+            backend.distances(X32[:2], X, metric),
+            ref_distances(X32[:2], X32, metric)[0],
+            ref_distances(X32[:2], X32, metric)[1],
+            "distances mixed dtypes",
+        )
         ids, _ = backend.exact_search(q, X, k=4, metric=metric)
         ids32, _ = backend.exact_search(q32, X32, k=4, metric=metric)
         np.testing.assert_array_equal(ids, ids32)
@@ -462,7 +490,9 @@ def test_non_contiguous_inputs(backend):
     for metric in METRICS:
         ref, sc = ref_distances(qc, Xc, metric)
         assert_close(backend.distances(q, X, metric), ref[0], sc[0], "strided")
-        assert_close(np.array([[backend.distance(q, X[3], metric)]]), ref[:, 3:4], sc[:, 3:4], "strided 1-1")
+        assert_close(
+            np.array([[backend.distance(q, X[3], metric)]]), ref[:, 3:4], sc[:, 3:4], "strided 1-1"
+        )
         ref2, sc2 = ref_distances(F[:3], F, metric)
         assert_close(backend.distances(F[:3], F, metric), ref2, sc2, "fortran")
         ids, _ = backend.exact_search(q, X, k=5, metric=metric)
@@ -480,7 +510,9 @@ def test_python_lists_accepted(backend):
     np.testing.assert_allclose(got, [27.0, 0.0, 1 + 4 + 4], atol=1e-5)
     got = backend.distances([a, b], [a, b], "l2")
     np.testing.assert_allclose(got, [[0, 27], [27, 0]], atol=1e-5)
-    ids, dists = backend.exact_search([1, 2, 3], [[4, 5, 6], [1, 2, 3], [1, 2, 4]], k=2, metric="l2")
+    ids, dists = backend.exact_search(
+        [1, 2, 3], [[4, 5, 6], [1, 2, 3], [1, 2, 4]], k=2, metric="l2"
+    )
     np.testing.assert_array_equal(ids, [1, 2])
     np.testing.assert_allclose(dists, [0.0, 1.0], atol=1e-6)
 
@@ -570,8 +602,26 @@ def test_package_reexports_a_backend():
 
 # ------------------------------------------------------------------ native SIMD path parity
 
-KERNEL_DIMS = list(range(1, 301)) + [383, 384, 385, 511, 512, 513, 767, 1000, 1023, 1024, 1025,
-                                     1536, 2047, 2048, 2049, 3071, 4095, 4096]
+KERNEL_DIMS = list(range(1, 301)) + [
+    383,
+    384,
+    385,
+    511,
+    512,
+    513,
+    767,
+    1000,
+    1023,
+    1024,
+    1025,
+    1536,
+    2047,
+    2048,
+    2049,
+    3071,
+    4095,
+    4096,
+]
 KERNEL_SCALE = {
     # same tolerance rule as above; for "dot" we do not assume whether the kernel returns
     # dot or 1 - dot, so the scale covers both.
@@ -632,12 +682,19 @@ def test_set_simd_each_path(native):
         for path in info0["supported"]:
             native._set_simd(path)
             info = native.native_info()
-            assert all(info["simd"][k] == path for k in ("dot", "l2", "cosine")), (path, info["simd"])
+            assert all(info["simd"][k] == path for k in ("dot", "l2", "cosine")), (
+                path,
+                info["simd"],
+            )
             for metric in METRICS:
                 ref, sc = ref_distances(Q, X, metric)
                 assert_close(native.distances(Q, X, metric), ref, sc, f"{path} {metric}")
-                assert_close(np.array([[native.distance(Q[0], X[0], metric)]]), ref[:1, :1],
-                             sc[:1, :1], f"{path} {metric} 1-1")
+                assert_close(
+                    np.array([[native.distance(Q[0], X[0], metric)]]),
+                    ref[:1, :1],
+                    sc[:1, :1],
+                    f"{path} {metric} 1-1",
+                )
                 ids, dists = native.exact_search(Q, X, k=7, metric=metric)
                 check_topk(ids, dists, Q, X, 7, metric)
     finally:
