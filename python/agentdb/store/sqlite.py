@@ -1,0 +1,398 @@
+"""The embedded system of record: one SQLite file in WAL mode.
+
+Rows carry a ``gen`` (the store's write generation when they were last written) and deletions
+are logged with theirs, so an index file saved at generation G is brought up to date by
+replaying only what came after G. One process may write a store at a time (an ``flock`` on
+``<path>.lock``); any number of threads may read while one thread writes.
+
+>>> s = SQLiteStore(":memory:", dim=4)
+>>> s.count("patterns")
+0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError, StoreLockedError
+
+try:  # POSIX advisory locks
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["COLLECTIONS", "SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+
+#: Columns of each collection table (besides id, embedding, created_at, updated_at, gen).
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "patterns": ("session_id", "task", "reward", "success", "input", "output", "critique",
+                 "metadata"),
+    "episodes": ("session_id", "task", "reward", "success", "input", "output", "critique",
+                 "latency_ms", "tokens", "skills", "metadata"),
+    "skills": ("name", "description", "signature", "code", "success_rate", "uses", "metadata"),
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS patterns (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
+  input TEXT, output TEXT, critique TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS patterns_session ON patterns(session_id);
+CREATE INDEX IF NOT EXISTS patterns_task ON patterns(task);
+CREATE INDEX IF NOT EXISTS patterns_created ON patterns(created_at);
+CREATE INDEX IF NOT EXISTS patterns_gen ON patterns(gen);
+CREATE TABLE IF NOT EXISTS episodes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
+  input TEXT, output TEXT, critique TEXT, latency_ms REAL, tokens INTEGER,
+  skills TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS episodes_session ON episodes(session_id);
+CREATE INDEX IF NOT EXISTS episodes_task ON episodes(task);
+CREATE INDEX IF NOT EXISTS episodes_gen ON episodes(gen);
+CREATE TABLE IF NOT EXISTS skills (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE, description TEXT NOT NULL DEFAULT '', signature TEXT, code TEXT,
+  success_rate REAL NOT NULL DEFAULT 0, uses INTEGER NOT NULL DEFAULT 0,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS skills_gen ON skills(gen);
+CREATE TABLE IF NOT EXISTS deletions (
+  collection TEXT NOT NULL, id INTEGER NOT NULL, gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS deletions_gen ON deletions(collection, gen);
+"""
+
+
+class SQLiteStore:
+    """Rows of patterns, episodes and skills in one SQLite file (or ``":memory:"``).
+
+    ``durability="full"`` (default) fsyncs every commit, so a committed write survives power
+    loss; ``"normal"`` survives a killed process but may lose the last commits on power loss.
+
+    >>> s = SQLiteStore(":memory:", dim=2)
+    >>> with s.write() as w:
+    ...     rid = s.insert(w, "patterns", {"task": "t", "reward": 0.0, "success": 0,
+    ...                    "session_id": None, "input": None, "output": None,
+    ...                    "critique": None, "metadata": "{}"}, np.ones(2, np.float32))
+    >>> s.count("patterns")
+    1
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dim: int,
+        *,
+        readonly: bool = False,
+        durability: str = "full",
+        timeout: float = 30.0,
+    ) -> None:
+        if durability not in ("full", "normal"):
+            raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.readonly = readonly
+        self._timeout = timeout
+        self._sync = "FULL" if durability == "full" else "NORMAL"
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._closed = False
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        if not self.memory:
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"directory of '{self.path}' does not exist: {parent}")
+            if readonly and not Path(self.path).exists():
+                raise FileNotFoundError(f"no AgentDB store at '{self.path}'")
+            if not readonly:
+                self._acquire_process_lock()
+        try:
+            self._writer = self._connect(write=not readonly)
+            if not readonly:
+                self._writer.executescript(_SCHEMA)
+                self._init_meta(dim)
+            self.dim = int(self.meta("dim") or dim)
+            self.generation = int(self.meta("generation") or 0)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"'{self.path}' is not a readable AgentDB store: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- connections ------------------------------------------------------------------------
+    def _acquire_process_lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise StoreLockedError(
+                f"'{self.path}' is open for writing by another process (pid {holder}); "
+                "close it there, or open this one with readonly=True"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _connect(self, write: bool) -> sqlite3.Connection:
+        if self.memory:
+            uri, target = True, "file:agentdb-mem-%d?mode=memory&cache=shared" % id(self)
+        elif self.readonly or not write:
+            uri, target = True, Path(self.path).resolve().as_uri() + (
+                "?mode=ro" if self.readonly else "")
+        else:
+            uri, target = False, self.path
+        conn = sqlite3.connect(target, uri=uri, timeout=self._timeout, check_same_thread=False,
+                               isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        if not self.readonly and not self.memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._sync}")
+        with self._conns_lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection for this thread (readers never block the writer in WAL mode)."""
+        if self._closed:
+            raise StoreError(f"store '{self.path}' is closed")
+        if self.memory:
+            return self._writer
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(write=False)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close every connection and release the process lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._conns_lock:
+            for c in self._all_conns:
+                try:
+                    c.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._all_conns.clear()
+        if self._lock_fd is not None:
+            try:
+                os.close(self._lock_fd)
+            finally:
+                self._lock_fd = None
+
+    # ---- meta -------------------------------------------------------------------------------
+    def _init_meta(self, dim: int) -> None:
+        cur = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if cur is None:
+            with self.write() as w:
+                w.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", [
+                    ("schema_version", str(SCHEMA_VERSION)), ("dim", str(dim)),
+                    ("generation", "0"), ("created_at", str(time.time()))])
+        elif int(cur[0]) > SCHEMA_VERSION:
+            raise StoreError(f"'{self.path}' has schema version {cur[0]}; this AgentDB reads "
+                             f"up to {SCHEMA_VERSION} (upgrade agentdb)")
+        stored = self._writer.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+        if stored is not None and int(stored[0]) != int(dim) and dim != 0:
+            raise ValueError(f"dimension mismatch: '{self.path}' stores dim {stored[0]}, "
+                             f"opened with dim {dim}")
+
+    def meta(self, key: str) -> str | None:
+        """Read one meta value.
+
+        >>> SQLiteStore(":memory:", dim=3).meta("dim")
+        '3'
+        """
+        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one meta value in its own transaction."""
+        with self.write() as w:
+            w.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    # ---- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: commits on success, rolls back on any exception.
+
+        The generation counter advances once per transaction; rows written inside it carry
+        ``self.pending_gen``.
+        """
+        if self.readonly:
+            raise StoreError(f"store '{self.path}' is open read-only")
+        if self._closed:
+            raise StoreError(f"store '{self.path}' is closed")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            self.pending_gen = self.generation + 1
+            try:
+                yield conn
+                conn.execute("UPDATE meta SET value=? WHERE key='generation'",
+                             (str(self.pending_gen),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.generation = self.pending_gen
+
+    # ---- rows -------------------------------------------------------------------------------
+    def insert(self, w: sqlite3.Connection, table: str, values: dict[str, Any],
+               embedding: np.ndarray, row_id: int | None = None,
+               created_at: float | None = None) -> int:
+        """Insert one row (inside :meth:`write`); returns its id."""
+        cols = COLLECTIONS[table]
+        now = time.time()
+        names = ["id", *cols, "embedding", "created_at", "updated_at", "gen"]
+        params = [row_id, *(values.get(c) for c in cols), _blob(embedding),
+                  created_at if created_at is not None else now, now, self.pending_gen]
+        sql = (f"INSERT INTO {table}({', '.join(names)}) "
+               f"VALUES ({', '.join('?' * len(names))})")
+        return int(w.execute(sql, params).lastrowid)
+
+    def update(self, w: sqlite3.Connection, table: str, row_id: int, values: dict[str, Any],
+               embedding: np.ndarray | None = None) -> None:
+        """Update some columns of one row (inside :meth:`write`)."""
+        cols = [c for c in values if c in COLLECTIONS[table]]
+        unknown = set(values) - set(COLLECTIONS[table])
+        if unknown:
+            raise ValueError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
+        sets = [f"{c}=?" for c in cols] + ["updated_at=?", "gen=?"]
+        params: list[Any] = [values[c] for c in cols] + [time.time(), self.pending_gen]
+        if embedding is not None:
+            sets.append("embedding=?")
+            params.append(_blob(embedding))
+        params.append(row_id)
+        cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id=?", params)
+        if cur.rowcount == 0:
+            raise KeyError(f"unknown {table[:-1]} id {row_id}")
+
+    def delete(self, w: sqlite3.Connection, table: str, ids: Sequence[int]) -> None:
+        """Delete rows and log the deletions (inside :meth:`write`)."""
+        w.executemany(f"DELETE FROM {table} WHERE id=?", [(int(i),) for i in ids])
+        w.executemany("INSERT INTO deletions(collection, id, gen) VALUES (?, ?, ?)",
+                      [(table, int(i), self.pending_gen) for i in ids])
+
+    def existing(self, table: str, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` exist."""
+        out: set[int] = set()
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update(r[0] for r in conn.execute(q, chunk))
+        return out
+
+    def get(self, table: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Rows by id as dicts (with the embedding as float32)."""
+        out: dict[int, dict[str, Any]] = {}
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = f"SELECT * FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            cur = conn.execute(q, chunk)
+            names = [d[0] for d in cur.description]
+            for row in cur:
+                d = _row(names, row)
+                out[d["id"]] = d
+        return out
+
+    def find(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
+        """The first row whose ``column`` equals ``value``."""
+        if column not in COLLECTIONS[table] and column != "id":
+            raise ValueError(f"unknown column {column}")
+        cur = self._reader().execute(f"SELECT * FROM {table} WHERE {column}=? LIMIT 1", (value,))
+        row = cur.fetchone()
+        return None if row is None else _row([d[0] for d in cur.description], row)
+
+    def count(self, table: str) -> int:
+        """Number of rows in a collection."""
+        return int(self._reader().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def iter_rows(self, table: str, since_gen: int = -1, batch: int = 2000,
+                  columns: str = "*") -> Iterator[list[dict[str, Any]]]:
+        """Rows with ``gen > since_gen`` in id order, in batches."""
+        conn = self._reader()
+        last = -(2**63)
+        while True:
+            cur = conn.execute(
+                f"SELECT {columns} FROM {table} WHERE gen > ? AND id > ? ORDER BY id LIMIT ?",
+                (since_gen, last, batch))
+            names = [d[0] for d in cur.description]
+            rows = [_row(names, r) for r in cur.fetchall()]
+            if not rows:
+                return
+            last = rows[-1]["id"]
+            yield rows
+
+    def deleted_since(self, table: str, gen: int) -> list[int]:
+        """Ids deleted from ``table`` after generation ``gen``."""
+        cur = self._reader().execute(
+            "SELECT DISTINCT id FROM deletions WHERE collection=? AND gen > ?", (table, gen))
+        return [int(r[0]) for r in cur]
+
+    def select_ids(self, table: str, where_sql: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids matching a SQL condition built by :mod:`agentdb.filters` (sorted int64)."""
+        cur = self._reader().execute(f"SELECT id FROM {table} WHERE {where_sql} ORDER BY id",
+                                     list(params))
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def scalar_columns(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(id, *columns) for every row — used to build in-memory filter columns."""
+        cols = ", ".join(["id", *columns])
+        return self._reader().execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()
+
+    def file_size(self) -> int:
+        """Bytes on disk of the database and its WAL."""
+        if self.memory:
+            return 0
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal")
+                   if os.path.exists(p))
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
+
+
+def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    d = dict(zip(names, row))
+    if "embedding" in d and d["embedding"] is not None:
+        d["embedding"] = np.frombuffer(d["embedding"], dtype="<f4").copy()
+    for key in ("metadata", "skills"):
+        if key in d and isinstance(d[key], str):
+            d[key] = json.loads(d[key])
+    if "success" in d and d["success"] is not None:
+        d["success"] = bool(d["success"])
+    return d
+
+
+def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
