@@ -5,8 +5,11 @@ records whose metadata has ``lang == "python"`` and ``difficulty >= 3`` and a ``
 the list. Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists``. Keys may be dotted paths
 (``"a.b"``) of letters, digits, ``_`` and ``-``. Every value is a bound parameter.
 
->>> where_sql({"lang": "py", "n": {"$gte": 2}})
-("json_extract(metadata, ?) = ? AND json_extract(metadata, ?) >= ?", ['$.lang', 'py', '$.n', 2])
+>>> sql, params = where_sql({"lang": "py", "n": {"$gte": 2}})
+>>> sql
+'json_extract(metadata, ?) = ? AND json_extract(metadata, ?) >= ?'
+>>> params
+['$.lang', 'py', '$.n', 2]
 """
 
 from __future__ import annotations
