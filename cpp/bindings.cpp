@@ -29,8 +29,9 @@ namespace {
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 py::module_& numpy() {
-  static py::module_ np = py::module_::import("numpy");
-  return np;
+  // Deliberately leaked: a static py::object would be released after the interpreter is gone.
+  static py::module_* np = new py::module_(py::module_::import("numpy"));
+  return *np;
 }
 
 Metric parse_metric(const std::string& m) {

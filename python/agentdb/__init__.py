@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 from ._loader import backend, backends, native_info
+from .embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from .memory import AgentDB, open
+from .records import Episode, Pattern, SearchResult, Skill
+from .store import StoreError, StoreLockedError
 
 __version__: str = "0.1.0"
 
@@ -20,6 +24,17 @@ distances = backend.distances
 exact_search = backend.exact_search
 
 __all__ = [
+    "AgentDB",
+    "Embedder",
+    "Episode",
+    "HashingEmbedder",
+    "Pattern",
+    "SearchResult",
+    "SentenceTransformerEmbedder",
+    "Skill",
+    "StoreError",
+    "StoreLockedError",
+    "open",
     "HNSWIndex",
     "__version__",
     "backend",

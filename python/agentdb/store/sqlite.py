@@ -17,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +117,8 @@ class SQLiteStore:
         self._lock_fd: int | None = None
         self._closed = False
         self._all_conns: list[sqlite3.Connection] = []
+        self.generation = 0
+        self.pending_gen = 0
         self._conns_lock = threading.Lock()
         if not self.memory:
             parent = Path(self.path).resolve().parent
@@ -162,7 +165,7 @@ class SQLiteStore:
 
     def _connect(self, write: bool) -> sqlite3.Connection:
         if self.memory:
-            uri, target = True, "file:agentdb-mem-%d?mode=memory&cache=shared" % id(self)
+            uri, target = True, f"file:agentdb-mem-{uuid.uuid4().hex}?mode=memory&cache=shared"
         elif self.readonly or not write:
             uri, target = True, Path(self.path).resolve().as_uri() + (
                 "?mode=ro" if self.readonly else "")

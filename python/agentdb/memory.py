@@ -1,0 +1,956 @@
+"""The agent memory users import: ``db = agentdb.open("memory.db")``.
+
+Patterns (the ReasoningBank), Reflexion episodes and skills live in one SQLite file (the
+system of record); each collection has an HNSW index saved beside it
+(``memory.db.patterns.hnsw``, ...). On open, a missing, corrupt or stale index is detected and
+brought up to date from SQLite (only the changes since it was saved, or a full rebuild).
+
+>>> import agentdb
+>>> db = agentdb.open(":memory:", dim=64)
+>>> pid = db.store_pattern("parse ISO dates in logs", reward=0.9, success=True)
+>>> hits = db.search_patterns("parse dates from log lines", k=1)
+>>> hits[0].id == pid
+True
+>>> db.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._loader import backend
+from .embedders import Embedder, get_embedder
+from .events import Callback, EventBus
+from .filters import where_sql
+from .progress import progress_bar
+from .records import (
+    Episode,
+    Pattern,
+    SearchResult,
+    Skill,
+    check_metadata,
+    check_reward,
+    check_vector,
+)
+from .store import SQLiteStore, StoreError
+
+__all__ = ["AgentDB", "open"]
+
+_RECORD = {"patterns": Pattern, "episodes": Episode, "skills": Skill}
+_KIND = {"patterns": "pattern", "episodes": "episode", "skills": "skill"}
+_TEXT_FIELDS = ("session_id", "input", "output", "critique")
+_UNSET: Any = object()
+
+
+class _Attrs:
+    """In-memory filter columns (reward, success, session) so filters cost microseconds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pos: dict[int, int] = {}
+        self.n = 0
+        self.ids = np.zeros(1024, np.int64)
+        self.reward = np.zeros(1024, np.float32)
+        self.success = np.zeros(1024, bool)
+        self.session = np.full(1024, -1, np.int32)
+        self.alive = np.zeros(1024, bool)
+        self.codes: dict[str, int] = {}
+
+    def set(self, rid: int, reward: float, success: bool, session: str | None) -> None:
+        with self.lock:
+            p = self.pos.get(rid)
+            if p is None:
+                if self.n == len(self.ids):
+                    for name in ("ids", "reward", "success", "session", "alive"):
+                        arr = getattr(self, name)
+                        grown = np.resize(arr, 2 * len(arr))
+                        grown[len(arr):] = -1 if name == "session" else 0
+                        setattr(self, name, grown)
+                p = self.n
+                self.n += 1
+                self.pos[rid] = p
+                self.ids[p] = rid
+            self.reward[p] = reward
+            self.success[p] = success
+            self.session[p] = (-1 if session is None
+                               else self.codes.setdefault(session, len(self.codes)))
+            self.alive[p] = True
+
+    def remove(self, rid: int) -> None:
+        with self.lock:
+            p = self.pos.pop(rid, None)
+            if p is not None:
+                self.alive[p] = False
+
+    def select(self, min_reward: float | None, success: bool | None,
+               session: str | None) -> np.ndarray:
+        with self.lock:
+            n = self.n
+            mask = self.alive[:n].copy()
+            if min_reward is not None:
+                mask &= self.reward[:n] >= min_reward
+            if success is not None:
+                mask &= self.success[:n] == success
+            if session is not None:
+                code = self.codes.get(session)
+                if code is None:
+                    return np.zeros(0, np.int64)
+                mask &= self.session[:n] == code
+            return np.sort(self.ids[:n][mask])
+
+
+class _Collection:
+    def __init__(self, name: str, index: Any, attrs: _Attrs | None) -> None:
+        self.name = name
+        self.index = index
+        self.attrs = attrs
+        self.saved_gen = -1
+
+
+class AgentDB:
+    """Agent memory on SQLite + a native HNSW index per collection. Use :func:`open`.
+
+    >>> db = AgentDB(":memory:", dim=32)
+    >>> db.stats()["patterns"]
+    0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        dim: int | None = None,
+        embedder: Embedder | str | None = None,
+        readonly: bool = False,
+        durability: str = "full",
+        M: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+        threads: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        self.path = str(path)
+        self._progress = progress
+        self._lock = threading.RLock()
+        self._events = EventBus()
+        self._closed = False
+        self._index_params = {"M": M, "ef_construction": ef_construction,
+                              "ef_search": ef_search, "threads": threads}
+        existing_dim = _existing_dim(self.path)
+        if dim is None:
+            dim = existing_dim or (getattr(embedder, "dim", None) if embedder is not None
+                                   and not isinstance(embedder, str) else None) or 384
+        if existing_dim and existing_dim != dim:
+            raise ValueError(f"dimension mismatch: '{self.path}' stores dim {existing_dim}, "
+                             f"opened with dim {dim}")
+        self.dim = int(dim)
+        self.embedder = get_embedder(embedder, self.dim)
+        if self.embedder.dim != self.dim:
+            raise ValueError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
+                             f"store has dim {self.dim}")
+        self.store = SQLiteStore(self.path, self.dim, readonly=readonly, durability=durability)
+        self.readonly = readonly
+        try:
+            self._cols = {name: self._open_collection(name)
+                          for name in ("patterns", "episodes", "skills")}
+        except BaseException:
+            self.store.close()
+            raise
+        if not self.store.memory and not readonly:
+            ref = weakref.ref(self)
+            atexit.register(lambda: (db := ref()) is not None and db.close())
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def _index_path(self, name: str) -> str:
+        return f"{self.path}.{name}.hnsw"
+
+    def _new_index(self) -> Any:
+        p = self._index_params
+        return backend.HNSWIndex(self.dim, metric="cosine", M=p["M"],
+                                 ef_construction=p["ef_construction"],
+                                 ef_search=p["ef_search"], threads=p["threads"])
+
+    def _open_collection(self, name: str) -> _Collection:
+        """Load the saved index and replay what changed since it was saved, or rebuild."""
+        index, since = None, -1
+        path = self._index_path(name)
+        saved = self.store.meta(f"index_gen:{name}")
+        self.index_status: dict[str, str] = getattr(self, "index_status", {})
+        status = "new"
+        if not self.store.memory and os.path.exists(path) and saved is not None:
+            try:
+                index = backend.HNSWIndex.load(path)
+                if index.dim != self.dim or index.metric != "cosine":
+                    raise ValueError("index parameters do not match the store")
+                index.ef_search = self._index_params["ef_search"]
+                index.threads = self._index_params["threads"]
+                since = int(saved)
+                status = "loaded"
+            except (ValueError, OSError) as exc:
+                index, status = None, f"rebuilt ({exc})"
+        elif not self.store.memory and self.store.count(name):
+            status = "rebuilt (index file missing)"
+        if index is None:
+            index, since = self._new_index(), -1
+        for rid in self.store.deleted_since(name, since):
+            if index.contains(rid):
+                index.remove([rid])
+        self._replay(name, index, since)
+        if len(index) != self.store.count(name):  # should not happen; never serve a wrong index
+            index = self._new_index()
+            self._replay(name, index, -1)
+            status = "rebuilt (count mismatch)"
+        self.index_status[name] = status
+        attrs = None
+        if name != "skills":
+            attrs = _Attrs()
+            for rid, reward, success, session in self.store.scalar_columns(
+                    name, ("reward", "success", "session_id")):
+                attrs.set(rid, reward, bool(success), session)
+        col = _Collection(name, index, attrs)
+        col.saved_gen = since if status == "loaded" and since == self.store.generation else -1
+        return col
+
+    def _replay(self, name: str, index: Any, since: int) -> None:
+        total = self.store.count(name) if since < 0 else None
+        show = self._progress if self._progress is not None else None
+        with progress_bar(total or 0, f"indexing {name}",
+                          enabled=(show if show is not None else None)
+                          if (total or 0) >= 20_000 else False) as advance:
+            for rows in self.store.iter_rows(name, since_gen=since, batch=5000,
+                                             columns="id, embedding, gen"):
+                ids = np.fromiter((r["id"] for r in rows), np.int64, len(rows))
+                vecs = np.stack([r["embedding"] for r in rows])
+                index.add(ids, vecs)
+                advance(len(rows))
+
+    def checkpoint(self) -> None:
+        """Save every index file that changed, so the next open needs no catch-up.
+
+        >>> AgentDB(":memory:", dim=8).checkpoint()
+        """
+        if self.store.memory or self.readonly:
+            return
+        with self._lock:
+            gen = self.store.generation
+            for name, col in self._cols.items():
+                if col.saved_gen == gen:
+                    continue
+                col.index.save(self._index_path(name))
+                self.store.set_meta(f"index_gen:{name}", str(gen))
+            gen_after = self.store.generation  # set_meta advanced it; nothing else changed
+            for col in self._cols.values():
+                col.saved_gen = gen_after
+
+    def close(self) -> None:
+        """Save changed indexes and close the store (idempotent).
+
+        >>> db = AgentDB(":memory:", dim=8); db.close(); db.close()
+        """
+        if self._closed:
+            return
+        try:
+            self.checkpoint()
+        finally:
+            self._closed = True
+            self.store.close()
+
+    def __enter__(self) -> AgentDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"AgentDB '{self.path}' is closed")
+
+    # ---- events -----------------------------------------------------------------------------
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(event, payload)`` after each matching committed write.
+
+        >>> db = AgentDB(":memory:", dim=8); seen = []
+        >>> off = db.on("pattern:stored", lambda e, p: seen.append(p["task"]))
+        >>> _ = db.store_pattern("t", embedding=np.ones(8)); seen
+        ['t']
+        """
+        return self._events.on(event, callback)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _vector(self, embedding: Any, text: str | None) -> np.ndarray:
+        if embedding is not None:
+            return check_vector(embedding, self.dim)
+        if text is None:
+            raise ValueError("an embedding or a text to embed is required")
+        return check_vector(self.embedder.embed([text])[0], self.dim)
+
+    def _query_vector(self, query: str | Any) -> np.ndarray:
+        if isinstance(query, str):
+            if not query.strip():
+                raise ValueError("query text is empty")
+            return check_vector(self.embedder.embed([query])[0], self.dim, "query")
+        return check_vector(query, self.dim, "query")
+
+    def _write_rows(self, name: str,
+                    rows: list[tuple[dict[str, Any], np.ndarray, int | None, float | None]],
+                    extra: Callable[[Any], None] | None = None) -> list[int]:
+        """Insert validated rows in one transaction and index them; all or nothing."""
+        self._check_open()
+        col = self._cols[name]
+        with self._lock:
+            added: list[int] = []
+            try:
+                with self.store.write() as w:
+                    for values, vec, rid, created in rows:
+                        try:
+                            added.append(self.store.insert(w, name, values, vec, row_id=rid,
+                                                           created_at=created))
+                        except Exception as exc:
+                            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                                what = (f"name {values.get('name')!r}" if name == "skills"
+                                        and values.get("name") else f"id {rid}")
+                                raise ValueError(f"{_KIND[name]} with {what} already exists"
+                                                 ) from None
+                            raise
+                    if extra is not None:
+                        extra(w)
+                    col.index.add(np.asarray(added, np.int64), np.stack([r[1] for r in rows]))
+            except BaseException:
+                present = [i for i in added if col.index.contains(i)]
+                if present:
+                    col.index.remove(present)
+                raise
+            if col.attrs is not None:
+                for (values, _, _, _), rid in zip(rows, added):
+                    col.attrs.set(rid, values["reward"], bool(values["success"]),
+                                  values.get("session_id"))
+        return added
+
+    def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
+        event = f"{_KIND[name]}:{action}"
+        if not self._events._subs:
+            return
+        for rec in self._get_many(name, ids):
+            self._events.emit(event, rec.to_dict())
+
+    def _get_many(self, name: str, ids: Sequence[int]) -> list[Any]:
+        rows = self.store.get(name, ids)
+        return [_record(name, rows[i]) for i in ids if i in rows]
+
+    def _get(self, name: str, rid: int) -> Any:
+        self._check_open()
+        rid = _as_id(rid)
+        rows = self.store.get(name, [rid])
+        if rid not in rows:
+            raise KeyError(f"unknown {_KIND[name]} id {rid}")
+        return _record(name, rows[rid])
+
+    def _delete(self, name: str, rid: int) -> None:
+        self._check_open()
+        rid = _as_id(rid)
+        col = self._cols[name]
+        with self._lock:
+            if not self.store.existing(name, [rid]):
+                raise KeyError(f"unknown {_KIND[name]} id {rid}")
+            with self.store.write() as w:
+                self.store.delete(w, name, [rid])
+            col.index.remove([rid])
+            if col.attrs is not None:
+                col.attrs.remove(rid)
+        self._events.emit(f"{_KIND[name]}:deleted", {"id": rid})
+
+    def _update(self, name: str, rid: int, values: dict[str, Any],
+                vec: np.ndarray | None) -> Any:
+        self._check_open()
+        col = self._cols[name]
+        with self._lock:
+            old_vec = col.index.get_vector(rid) if vec is not None else None
+            try:
+                with self.store.write() as w:
+                    self.store.update(w, name, rid, values, vec)
+                    if vec is not None:
+                        col.index.add([rid], vec)
+            except BaseException:
+                if old_vec is not None:
+                    col.index.add([rid], old_vec)
+                raise
+            rec = self._get(name, rid)
+            if col.attrs is not None:
+                col.attrs.set(rid, rec.reward, rec.success, rec.session_id)
+        self._events.emit(f"{_KIND[name]}:updated", rec.to_dict())
+        return rec
+
+    def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
+                threshold: float | None, ef: int | None) -> list[SearchResult]:
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        if threshold is not None and not (-1.0 <= float(threshold) <= 1.0):
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        q = self._query_vector(query)
+        col = self._cols[name]
+        if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
+            return []
+        ids, dists = col.index.search(q, k=int(k), ef=ef, allowed=allowed)
+        hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
+        if threshold is not None:
+            hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
+        rows = self.store.get(name, [i for i, _ in hits])
+        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
+
+    def _allowed(self, name: str, min_reward: float | None, success: bool | None,
+                 session_id: str | None, where: dict[str, Any] | None) -> np.ndarray | None:
+        if min_reward is None and success is None and session_id is None and not where:
+            return None
+        attrs = self._cols[name].attrs
+        allowed = None
+        if attrs is not None and (min_reward is not None or success is not None
+                                  or session_id is not None):
+            allowed = attrs.select(None if min_reward is None else float(min_reward),
+                                   success, session_id)
+        if where:
+            sql, params = where_sql(where)
+            meta_ids = self.store.select_ids(name, sql, params)
+            allowed = meta_ids if allowed is None else np.intersect1d(allowed, meta_ids,
+                                                                      assume_unique=True)
+        return allowed
+
+    # ---- patterns ---------------------------------------------------------------------------
+    def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
+                     session_id: Any, input: Any, output: Any, critique: Any,
+                     metadata: Any) -> tuple[dict[str, Any], np.ndarray]:
+        _check_text("task", task, required=True)
+        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
+                           ("critique", critique)):
+            _check_text(fname, val)
+        values = {"task": task, "reward": check_reward(reward), "success": int(bool(success)),
+                  "session_id": session_id, "input": input, "output": output,
+                  "critique": critique, "metadata": check_metadata(metadata)}
+        return values, self._vector(embedding, None if embedding is not None else task)
+
+    def store_pattern(self, task: str, *, embedding: Any = None, reward: float = 0.0,
+                      success: bool = False, session_id: str | None = None,
+                      input: str | None = None, output: str | None = None,
+                      critique: str | None = None, metadata: dict[str, Any] | None = None,
+                      id: int | None = None) -> int:
+        """Store a reasoning pattern; returns its id. The task text is embedded unless an
+        ``embedding`` is given. ``reward`` must be in [-1, 1].
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> db.store_pattern("cache API responses", reward=0.8, success=True) >= 1
+        True
+        """
+        values, vec = self._pattern_row(task, embedding, reward, success, session_id, input,
+                                        output, critique, metadata)
+        rid = self._write_rows("patterns", [(values, vec, _opt_id(id), None)])[0]
+        self._emit_rows("patterns", [rid])
+        return rid
+
+    def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
+        """Store many patterns in one transaction (all or nothing); returns their ids.
+
+        Each item is a dict of :meth:`store_pattern`'s arguments. Texts without an embedding
+        are embedded in one batch.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> len(db.store_patterns([{"task": "a"}, {"task": "b", "reward": 0.5}]))
+        2
+        """
+        items = [dict(p) for p in patterns]
+        if not items:
+            return []
+        self._embed_missing(items, "task")
+        rows = []
+        for n, p in enumerate(items):
+            try:
+                values, vec = self._pattern_row(
+                    p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
+                    p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
+                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
+                rid = _opt_id(p.pop("id", None))
+                created = _opt_time(p.pop("created_at", None))
+                p.pop("updated_at", None)
+                if p:
+                    raise ValueError(f"unknown pattern field(s): {', '.join(sorted(p))}")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"patterns[{n}]: {exc}") from None
+            rows.append((values, vec, rid, created))
+        ids = self._write_rows("patterns", rows)
+        self._emit_rows("patterns", ids)
+        return ids
+
+    def _embed_missing(self, items: list[dict[str, Any]], field: str,
+                       text: Callable[[dict[str, Any]], str] | None = None) -> None:
+        need = [p for p in items if p.get("embedding") is None and isinstance(p.get(field), str)]
+        if need:
+            vecs = self.embedder.embed([text(p) if text else p[field] for p in need])
+            for p, v in zip(need, vecs):
+                p["embedding"] = v
+
+    def get_pattern(self, id: int) -> Pattern:
+        """A pattern by id (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
+        >>> db.get_pattern(i).task
+        't'
+        """
+        return self._get("patterns", id)
+
+    def update_pattern(self, id: int, *, task: str = _UNSET, embedding: Any = None,
+                       reward: float = _UNSET, success: bool = _UNSET,
+                       session_id: str | None = _UNSET, input: str | None = _UNSET,
+                       output: str | None = _UNSET, critique: str | None = _UNSET,
+                       metadata: dict[str, Any] | None = _UNSET) -> Pattern:
+        """Change some fields of a pattern; returns the updated record. A new ``task``
+        without an ``embedding`` is re-embedded.
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
+        >>> db.update_pattern(i, reward=1.0, success=True).reward
+        1.0
+        """
+        rid = _as_id(id)
+        self._get("patterns", rid)
+        values: dict[str, Any] = {}
+        if task is not _UNSET:
+            _check_text("task", task, required=True)
+            values["task"] = task
+        if reward is not _UNSET:
+            values["reward"] = check_reward(reward)
+        if success is not _UNSET:
+            values["success"] = int(bool(success))
+        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
+                           ("critique", critique)):
+            if val is not _UNSET:
+                _check_text(fname, val)
+                values[fname] = val
+        if metadata is not _UNSET:
+            values["metadata"] = check_metadata(metadata)
+        vec = None
+        if embedding is not None:
+            vec = check_vector(embedding, self.dim)
+        elif "task" in values:
+            vec = self._vector(None, values["task"])
+        return self._update("patterns", rid, values, vec)
+
+    def delete_pattern(self, id: int) -> None:
+        """Delete a pattern (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t"); db.delete_pattern(i)
+        """
+        self._delete("patterns", id)
+
+    def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
+                        min_reward: float | None = None, success_only: bool = False,
+                        session_id: str | None = None, where: dict[str, Any] | None = None,
+                        threshold: float | None = None, ef: int | None = None
+                        ) -> list[SearchResult]:
+        """The ``k`` most similar patterns that pass every filter, best first.
+
+        Filters run inside the index search, so ``k`` results come back whenever ``k``
+        patterns match. ``threshold`` drops hits with cosine similarity below it.
+
+        >>> db = AgentDB(":memory:", dim=32)
+        >>> _ = db.store_pattern("sort a list", reward=0.9, success=True)
+        >>> _ = db.store_pattern("sort a list badly", reward=0.1)
+        >>> [r.record.reward for r in db.search_patterns("sort list", success_only=True)]
+        [0.9]
+        """
+        allowed = self._allowed("patterns", min_reward, True if success_only else None,
+                                session_id, where)
+        return self._search("patterns", task_or_vector, k, allowed, threshold, ef)
+
+    # ---- episodes ---------------------------------------------------------------------------
+    def _episode_row(self, e: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+        task = e.pop("task", None)
+        _check_text("task", task, required=True)
+        values: dict[str, Any] = {"task": task}
+        for fname in _TEXT_FIELDS:
+            val = e.pop(fname, None)
+            _check_text(fname, val)
+            values[fname] = val
+        values["reward"] = check_reward(e.pop("reward", 0.0))
+        values["success"] = int(bool(e.pop("success", False)))
+        latency = e.pop("latency_ms", None)
+        if latency is not None:
+            latency = float(latency)
+            if not np.isfinite(latency) or latency < 0:
+                raise ValueError(f"latency_ms must be a finite number >= 0, got {latency}")
+        values["latency_ms"] = latency
+        tokens = e.pop("tokens", None)
+        if tokens is not None:
+            if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 0:
+                raise ValueError(f"tokens must be an integer >= 0, got {tokens!r}")
+            tokens = int(tokens)
+        values["tokens"] = tokens
+        skills = e.pop("skills", None) or []
+        if isinstance(skills, str) or not all(isinstance(s, str) for s in skills):
+            raise TypeError("skills must be a list of skill names")
+        values["skills"] = json.dumps(list(skills))
+        values["metadata"] = check_metadata(e.pop("metadata", None))
+        emb = e.pop("embedding", None)
+        return values, self._vector(emb, None if emb is not None else task)
+
+    def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
+                      success: bool = False, session_id: str | None = None,
+                      input: str | None = None, output: str | None = None,
+                      critique: str | None = None, latency_ms: float | None = None,
+                      tokens: int | None = None, skills: Sequence[str] | None = None,
+                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
+        """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
+        ``uses`` and running ``success_rate`` updated in the same transaction.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> _ = db.store_skill("retry", "retry with backoff")
+        >>> _ = db.store_episode("call API", success=True, skills=["retry"])
+        >>> db.get_skill("retry").uses
+        1
+        """
+        return self.store_episodes([{
+            "task": task, "embedding": embedding, "reward": reward, "success": success,
+            "session_id": session_id, "input": input, "output": output, "critique": critique,
+            "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
+            "metadata": metadata, "id": id}])[0]
+
+    def store_episodes(self, episodes: Iterable[dict[str, Any]], *,
+                       update_skills: bool = True) -> list[int]:
+        """Store many episodes in one transaction (all or nothing). With
+        ``update_skills=False`` the named skills' statistics are left alone (imports).
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> len(db.store_episodes([{"task": "a", "critique": "x"}]))
+        1
+        """
+        items = [dict(e) for e in episodes]
+        if not items:
+            return []
+        self._embed_missing(items, "task")
+        rows, outcomes = [], []
+        for n, e in enumerate(items):
+            try:
+                rid = _opt_id(e.pop("id", None))
+                created = _opt_time(e.pop("created_at", None))
+                e.pop("updated_at", None)
+                values, vec = self._episode_row(e)
+                if e:
+                    raise ValueError(f"unknown episode field(s): {', '.join(sorted(e))}")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"episodes[{n}]: {exc}") from None
+            rows.append((values, vec, rid, created))
+            if update_skills:
+                for s in json.loads(values["skills"]):
+                    outcomes.append((s, bool(values["success"])))
+        names = {s for s, _ in outcomes}
+        missing = sorted(n for n in names if self.store.find("skills", "name", n) is None)
+        if missing:
+            raise KeyError(f"unknown skill(s): {', '.join(missing)}")
+
+        def record_skills(w: Any) -> None:
+            now = time.time()
+            for s, ok in outcomes:
+                w.execute(
+                    "UPDATE skills SET success_rate = (success_rate * uses + ?) / (uses + 1), "
+                    "uses = uses + 1, updated_at = ? WHERE name = ?", (1.0 if ok else 0.0, now, s))
+
+        ids = self._write_rows("episodes", rows, extra=record_skills if outcomes else None)
+        self._emit_rows("episodes", ids)
+        for s in sorted(names):
+            rec = self.get_skill(s)
+            self._events.emit("skill:updated", rec.to_dict())
+        return ids
+
+    def get_episode(self, id: int) -> Episode:
+        """An episode by id (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
+        >>> db.get_episode(i).task
+        't'
+        """
+        return self._get("episodes", id)
+
+    def delete_episode(self, id: int) -> None:
+        """Delete an episode (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); db.delete_episode(db.store_episode("t"))
+        """
+        self._delete("episodes", id)
+
+    def search_episodes(self, task_or_vector: str | Any, k: int = 5, *,
+                        min_reward: float | None = None, success: bool | None = None,
+                        session_id: str | None = None, where: dict[str, Any] | None = None,
+                        threshold: float | None = None, ef: int | None = None
+                        ) -> list[SearchResult]:
+        """The ``k`` most similar episodes; ``success=False`` keeps only failures.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> _ = db.store_episode("deploy", success=False, critique="forgot migrations")
+        >>> db.search_episodes("deploy", success=False)[0].record.critique
+        'forgot migrations'
+        """
+        allowed = self._allowed("episodes", min_reward, success, session_id, where)
+        return self._search("episodes", task_or_vector, k, allowed, threshold, ef)
+
+    def critique_summary(self, task: str | Any, k: int = 5) -> list[str]:
+        """Critiques of the ``k`` most similar *failed* episodes, most similar first,
+        without duplicates — the Reflexion memory to put in the next prompt.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> _ = db.store_episode("write tests", success=False, critique="mocked too much")
+        >>> db.critique_summary("write unit tests")
+        ['mocked too much']
+        """
+        out: list[str] = []
+        for r in self.search_episodes(task, k=k, success=False):
+            c = r.record.critique
+            if c and c not in out:
+                out.append(c)
+        return out
+
+    # ---- skills -----------------------------------------------------------------------------
+    def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
+                    code: str | None = None, success_rate: float = 0.0, uses: int = 0,
+                    metadata: dict[str, Any] | None = None, embedding: Any = None,
+                    id: int | None = None, created_at: float | None = None) -> int:
+        """Store a skill (names are unique); embeds ``"name: description"`` by default.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> db.store_skill("grep", "search files") >= 1
+        True
+        """
+        _check_text("name", name, required=True)
+        _check_text("description", description)
+        _check_text("signature", signature)
+        _check_text("code", code)
+        rate = _check_rate(success_rate)
+        if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
+            raise ValueError(f"uses must be an integer >= 0, got {uses!r}")
+        values = {"name": name, "description": description or "", "signature": signature,
+                  "code": code, "success_rate": rate, "uses": int(uses),
+                  "metadata": check_metadata(metadata)}
+        vec = self._vector(embedding, f"{name}: {description or ''}")
+        rid = self._write_rows("skills",
+                               [(values, vec, _opt_id(id), _opt_time(created_at))])[0]
+        self._emit_rows("skills", [rid])
+        return rid
+
+    def _skill_id(self, id_or_name: int | str) -> int:
+        if isinstance(id_or_name, str):
+            row = self.store.find("skills", "name", id_or_name)
+            if row is None:
+                raise KeyError(f"unknown skill {id_or_name!r}")
+            return int(row["id"])
+        return _as_id(id_or_name)
+
+    def get_skill(self, id_or_name: int | str) -> Skill:
+        """A skill by id or name (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
+        >>> db.get_skill("s").name
+        's'
+        """
+        self._check_open()
+        return self._get("skills", self._skill_id(id_or_name))
+
+    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
+                     description: str = _UNSET, signature: str | None = _UNSET,
+                     code: str | None = _UNSET, success_rate: float = _UNSET,
+                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
+                     embedding: Any = None) -> Skill:
+        """Change some fields of a skill; a new name or description is re-embedded.
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
+        >>> db.update_skill("s", success_rate=0.5).success_rate
+        0.5
+        """
+        rid = self._skill_id(id_or_name)
+        old = self._get("skills", rid)
+        values: dict[str, Any] = {}
+        for fname, val in (("name", name), ("description", description),
+                           ("signature", signature), ("code", code)):
+            if val is not _UNSET:
+                _check_text(fname, val, required=fname == "name")
+                values[fname] = val
+        if success_rate is not _UNSET:
+            values["success_rate"] = _check_rate(success_rate)
+        if uses is not _UNSET:
+            if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
+                raise ValueError(f"uses must be an integer >= 0, got {uses!r}")
+            values["uses"] = int(uses)
+        if metadata is not _UNSET:
+            values["metadata"] = check_metadata(metadata)
+        if "name" in values and values["name"] != old.name and \
+                self.store.find("skills", "name", values["name"]) is not None:
+            raise ValueError(f"skill with name {values['name']!r} already exists")
+        vec = None
+        if embedding is not None:
+            vec = check_vector(embedding, self.dim)
+        elif "name" in values or "description" in values:
+            vec = self._vector(None, f"{values.get('name', old.name)}: "
+                                     f"{values.get('description', old.description)}")
+        return self._update("skills", rid, values, vec)
+
+    def delete_skill(self, id_or_name: int | str) -> None:
+        """Delete a skill by id or name (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s"); db.delete_skill("s")
+        """
+        self._delete("skills", self._skill_id(id_or_name))
+
+    def search_skills(self, query: str | Any, k: int = 5, *,
+                      min_success_rate: float | None = None,
+                      where: dict[str, Any] | None = None, threshold: float | None = None,
+                      ef: int | None = None) -> list[SearchResult]:
+        """The ``k`` skills most similar to the query.
+
+        >>> db = AgentDB(":memory:", dim=32)
+        >>> _ = db.store_skill("http_retry", "retry HTTP calls with backoff")
+        >>> db.search_skills("retry http")[0].record.name
+        'http_retry'
+        """
+        allowed = None
+        if min_success_rate is not None or where:
+            sql, params = where_sql(where)
+            if min_success_rate is not None:
+                sql += " AND success_rate >= ?"
+                params.append(_check_rate(min_success_rate))
+            allowed = self.store.select_ids("skills", sql, params)
+        return self._search("skills", query, k, allowed, threshold, ef)
+
+    # ---- bulk, stats ------------------------------------------------------------------------
+    def count(self, kind: str = "patterns") -> int:
+        """Number of records of a kind ("patterns", "episodes", "skills").
+
+        >>> AgentDB(":memory:", dim=8).count("skills")
+        0
+        """
+        if kind not in self._cols:
+            raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
+        return self.store.count(kind)
+
+    def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
+        """Every record of a kind, in id order (with embeddings).
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
+        >>> [p.task for p in db.iter_records("patterns")]
+        ['t']
+        """
+        if kind not in self._cols:
+            raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
+        for rows in self.store.iter_rows(kind, batch=batch):
+            for row in rows:
+                yield _record(kind, row)
+
+    def stats(self) -> dict[str, Any]:
+        """Real counts and sizes.
+
+        >>> AgentDB(":memory:", dim=8).stats()["dim"]
+        8
+        """
+        self._check_open()
+        files = {n: os.path.getsize(self._index_path(n)) for n in self._cols
+                 if not self.store.memory and os.path.exists(self._index_path(n))}
+        return {
+            "path": self.path,
+            "dim": self.dim,
+            "backend": backend.BACKEND,
+            "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+            "patterns": self.store.count("patterns"),
+            "episodes": self.store.count("episodes"),
+            "skills": self.store.count("skills"),
+            "generation": self.store.generation,
+            "db_bytes": self.store.file_size(),
+            "index_memory_bytes": {n: int(c.index.memory_usage()) for n, c in self._cols.items()},
+            "index_file_bytes": files,
+            "index_status": dict(self.index_status),
+        }
+
+
+# ---- module helpers ---------------------------------------------------------------------------
+def _existing_dim(path: str) -> int | None:
+    if path == ":memory:" or not Path(path).exists():
+        return None
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"'{path}' is not a readable AgentDB store: {exc}") from None
+    return int(row[0]) if row else None
+
+
+def _record(name: str, row: dict[str, Any]) -> Any:
+    row = dict(row)
+    row.pop("gen", None)
+    return _RECORD[name](**row)
+
+
+def _as_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"id must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
+def _opt_id(value: Any) -> int | None:
+    if value is None:
+        return None
+    rid = _as_id(value)
+    if rid < 1:
+        raise ValueError(f"id must be >= 1, got {rid}")
+    return rid
+
+
+def _opt_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"created_at must be a finite epoch time in seconds, got {value!r}")
+    return float(value)
+
+
+def _check_text(name: str, value: Any, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > 1_000_000:
+        raise ValueError(f"{name} is too long ({len(value)} characters; the limit is 1,000,000)")
+
+
+def _check_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"success_rate must be a number, got {type(value).__name__}")
+    r = float(value)
+    if not (0.0 <= r <= 1.0):
+        raise ValueError(f"success_rate must be within [0, 1], got {r}")
+    return r
+
+
+def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB:  # noqa: A001
+    """Open (or create) an agent memory: a SQLite file, or ``":memory:"``.
+
+    Options: ``dim`` (default: the store's, else the embedder's, else 384), ``embedder``
+    (an object, ``"hashing"`` or ``"st:<model>"``), ``readonly``, ``durability``
+    (``"full"``/``"normal"``), ``M``, ``ef_construction``, ``ef_search``, ``threads``,
+    ``progress``.
+
+    >>> import agentdb
+    >>> with agentdb.open(":memory:", dim=16) as db:
+    ...     db.count()
+    0
+    """
+    return AgentDB(path, **options)
