@@ -33,6 +33,10 @@ the header. To compare against an unmodified numpy, unset both for that one comm
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ann.py
 
+agentdb comes from the installed package, else ``<repo>/python`` is put on ``sys.path``
+(``AGENTDB_NATIVE=0`` forces its numpy fallback); ``agentdb.native_info()`` is printed at
+the top of the output together with the environment.
+
 Examples::
 
     python benchmarks/ann.py                                   # full run, 100k / 1000 queries

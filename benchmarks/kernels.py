@@ -32,6 +32,10 @@ compare against an unmodified numpy, unset both for that one command::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/kernels.py
 
+agentdb comes from the installed package, else ``<repo>/python`` is put on ``sys.path``
+(``AGENTDB_NATIVE=0`` forces its numpy fallback); ``agentdb.native_info()`` is printed at
+the top of the output together with the environment.
+
 Examples::
 
     python benchmarks/kernels.py                        # full run

@@ -188,7 +188,22 @@ float py_kernel(const std::string& path, const std::string& name, py::handle a, 
   if (name == "dot") return t->dot(A.data(), B.data(), A.cols);
   if (name == "l2") return t->l2sq(A.data(), B.data(), A.cols);
   if (name == "cosine") return t->cosine(A.data(), B.data(), A.cols);
-  throw py::value_error("unknown kernel '" + name + "': expected 'dot', 'l2' or 'cosine'");
+  if (name == "dot_f16" || name == "l2_f16") {
+    // b is rounded to binary16 by the scalar reference conversion, then the path's kernel runs.
+    std::vector<uint16_t> hb(B.cols);
+    for (std::size_t i = 0; i < B.cols; ++i) hb[i] = float_to_half(B.data()[i]);
+    return name == "dot_f16" ? t->dot_f16(A.data(), hb.data(), A.cols)
+                             : t->l2sq_f16(A.data(), hb.data(), A.cols);
+  }
+  if (name == "to_f16") {  // how many values the path converts differently from the reference
+    std::vector<uint16_t> hb(B.cols);
+    t->to_f16(B.data(), hb.data(), B.cols);
+    std::size_t mismatches = 0;
+    for (std::size_t i = 0; i < B.cols; ++i) mismatches += hb[i] != float_to_half(B.data()[i]);
+    return static_cast<float>(mismatches);
+  }
+  throw py::value_error("unknown kernel '" + name +
+                        "': expected 'dot', 'l2', 'cosine', 'dot_f16', 'l2_f16' or 'to_f16'");
 }
 
 py::list supported_paths() {
@@ -213,6 +228,12 @@ py::dict native_info() {
   d["threads"] = hardware_threads();
   d["reason"] = py::none();
   return d;
+}
+
+bool parse_precision(const std::string& p) {
+  if (p == "mixed") return true;
+  if (p == "f32") return false;
+  throw py::value_error("precision must be 'mixed' or 'f32', got '" + p + "'");
 }
 
 // ---- the index -----------------------------------------------------------------------------
@@ -354,7 +375,8 @@ struct PyIndex {
     idx->save(p);
   }
 
-  static PyIndex load(py::handle path_obj, std::size_t threads) {
+  static PyIndex load(py::handle path_obj, std::size_t threads, const std::string& precision) {
+    bool mixed = parse_precision(precision);
     std::string path = fspath(path_obj);
     FILE* fp = std::fopen(path.c_str(), "rb");
     if (!fp) {
@@ -378,7 +400,7 @@ struct PyIndex {
     out.threads = threads;
     {
       py::gil_scoped_release nogil;
-      out.idx = HNSWIndex::from_bytes(buf.data(), buf.size(), path, threads);
+      out.idx = HNSWIndex::from_bytes(buf.data(), buf.size(), path, threads, mixed);
     }
     return out;
   }
@@ -392,7 +414,8 @@ struct PyIndex {
 };
 
 PyIndex make_index(long dim, const std::string& metric, long M, long efc, long ef, long capacity,
-                   long threads, uint64_t seed) {
+                   long threads, uint64_t seed, const std::string& precision) {
+  bool mixed = parse_precision(precision);
   Metric m = parse_metric(metric);
   if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
   if (M < 2 || M > 2048) throw py::value_error("M must be in [2, 2048], got " + std::to_string(M));
@@ -402,7 +425,7 @@ PyIndex make_index(long dim, const std::string& metric, long M, long efc, long e
   if (capacity < 1) throw py::value_error("capacity must be >= 1, got " + std::to_string(capacity));
   if (threads < 0) throw py::value_error("threads must be >= 0, got " + std::to_string(threads));
   PyIndex p;
-  p.idx = std::make_unique<HNSWIndex>(dim, m, M, efc, ef, capacity, seed);
+  p.idx = std::make_unique<HNSWIndex>(dim, m, M, efc, ef, capacity, seed, mixed);
   p.threads = static_cast<std::size_t>(threads);
   return p;
 }
@@ -448,7 +471,8 @@ PYBIND11_MODULE(_native, mod) {
   py::class_<PyIndex>(mod, "HNSWIndex", "HNSW approximate nearest-neighbour index.")
       .def(py::init(&make_index), py::arg("dim"), py::arg("metric") = "cosine",
            py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("ef_search") = 64,
-           py::arg("capacity") = 1024, py::arg("threads") = 0, py::arg("seed") = 42)
+           py::arg("capacity") = 1024, py::arg("threads") = 0, py::arg("seed") = 42,
+           py::arg("precision") = "mixed")
       .def_property_readonly("dim", [](const PyIndex& p) { return p.idx->dim(); })
       .def_property_readonly("metric",
                              [](const PyIndex& p) { return metric_name(p.idx->metric()); })
@@ -470,6 +494,7 @@ PYBIND11_MODULE(_native, mod) {
           })
       .def_property_readonly("backend", [](const PyIndex&) { return "native"; })
       .def_property_readonly("simd", [](const PyIndex& p) { return p.idx->simd(); })
+      .def_property_readonly("precision", [](const PyIndex& p) { return p.idx->precision(); })
       .def("add", &PyIndex::add, py::arg("ids"), py::arg("vectors"),
            "Insert or replace vectors (upsert by id).")
       .def("search", &PyIndex::search, py::arg("queries"), py::arg("k") = 10, py::kw_only(),
@@ -486,6 +511,7 @@ PYBIND11_MODULE(_native, mod) {
            "Bytes held by the index.")
       .def("save", &PyIndex::save, py::arg("path"), "Write the index to one file (atomic).")
       .def_static("load", &PyIndex::load, py::arg("path"), py::arg("threads") = 0,
+                  py::arg("precision") = "mixed",
                   "Read an index file written by either backend.")
       .def("__repr__", &PyIndex::repr);
 }

@@ -13,7 +13,8 @@ bool cpu_supports(const char* path) {
 #if defined(AGENTDB_X86) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
   if (std::strcmp(path, "avx2") == 0)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
   if (std::strcmp(path, "avx512") == 0)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

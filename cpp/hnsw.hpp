@@ -77,8 +77,9 @@ class HNSWIndex {
   static constexpr std::size_t kHeaderSize = 128;
 
   HNSWIndex(std::size_t dim, Metric metric, std::size_t M, std::size_t ef_construction,
-            std::size_t ef_search, std::size_t capacity, uint64_t seed)
+            std::size_t ef_search, std::size_t capacity, uint64_t seed, bool mixed = true)
       : dim_(dim),
+        use_half_(mixed),
         metric_(metric),
         M_(M),
         M0_(2 * M),
@@ -94,6 +95,7 @@ class HNSWIndex {
 
   ~HNSWIndex() {
     std::free(vectors_);
+    std::free(half_);
     std::free(links0_);
   }
   HNSWIndex(const HNSWIndex&) = delete;
@@ -113,6 +115,9 @@ class HNSWIndex {
   std::size_t size() const { return n_live_.load(); }
   uint64_t seed() const { return seed_; }
   const char* simd() const { return kernels_->name; }
+  // "mixed": graph traversal on a binary16 copy, final ranking exact in float32; "f32": all
+  // float32 (half the memory of "mixed", somewhat slower searches).
+  const char* precision() const { return use_half_ ? "mixed" : "f32"; }
 
   // ---- writes -----------------------------------------------------------------------------
   // Insert or replace n vectors (already validated: finite, right dim, non-zero for cosine,
@@ -198,6 +203,7 @@ class HNSWIndex {
     std::shared_lock<std::shared_mutex> g(resize_mu_);
     std::size_t bytes = sizeof(*this);
     bytes += cap_ * dim_ * sizeof(float);                  // vectors
+    if (use_half_) bytes += cap_ * dim_ * sizeof(uint16_t);  // traversal copy
     bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
     bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
     bytes += cap_ * sizeof(std::vector<uint32_t>);
@@ -324,7 +330,8 @@ class HNSWIndex {
 
   // Parse a whole file image. Throws BadFile with a message naming the problem.
   static std::unique_ptr<HNSWIndex> from_bytes(const unsigned char* buf, std::size_t size,
-                                               const std::string& path, std::size_t threads) {
+                                               const std::string& path, std::size_t threads,
+                                               bool mixed = true) {
     const std::string where = "'" + path + "'";
     if (size >= 8 && std::memcmp(buf, "AGDBHNSW", 8) != 0)
       throw BadFile(where + " is not an AgentDB index file (bad magic)");
@@ -389,7 +396,7 @@ class HNSWIndex {
       throw BadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
 
     auto idx = std::make_unique<HNSWIndex>(dim, static_cast<Metric>(metric), M, efc, ef,
-                                           std::max<uint64_t>(n_slots, 1), seed);
+                                           std::max<uint64_t>(n_slots, 1), seed, mixed);
     if (!has_graph) {
       // A flat file (numpy backend): rebuild the graph from the live vectors.
       std::vector<int64_t> ids;
@@ -415,6 +422,7 @@ class HNSWIndex {
     std::memcpy(idx->labels_.data(), labels, n_slots * 8);
     std::memcpy(idx->deleted_.data(), deleted, n_slots);
     std::memcpy(idx->vectors_, vectors, n_slots * 4ull * dim);
+    if (idx->use_half_) idx->kernels_->to_f16(idx->vectors_, idx->half_, n_slots * dim);
     std::memcpy(idx->norms_.data(), norms, n_slots * 4);
     std::memcpy(idx->levels_.data(), levels_p, n_slots * 4);
     const unsigned char* l0 = levels_p + n_slots * 4;
@@ -522,9 +530,20 @@ class HNSWIndex {
   const uint32_t* links(uint32_t s, int level) const {
     return const_cast<HNSWIndex*>(this)->links(s, level);
   }
+  uint16_t* half_vec(uint32_t s) const { return half_ + static_cast<std::size_t>(s) * dim_; }
+  // Distance used while walking the graph at query time (binary16 copy when mixed).
+  float tdist(const float* q, uint32_t s) const {
+    if (!use_half_) return dist(q, vec(s));
+    if (metric_ == Metric::L2) return kernels_->l2sq_f16(q, half_vec(s), dim_);
+    return 1.0f - kernels_->dot_f16(q, half_vec(s), dim_);
+  }
+  const char* traversal_ptr(uint32_t s) const {
+    return use_half_ ? reinterpret_cast<const char*>(half_vec(s))
+                     : reinterpret_cast<const char*>(vec(s));
+  }
   void prefetch_vector(uint32_t s) const {
-    const char* p = reinterpret_cast<const char*>(vec(s));
-    const std::size_t bytes = dim_ * sizeof(float);
+    const char* p = traversal_ptr(s);
+    const std::size_t bytes = dim_ * (use_half_ ? sizeof(uint16_t) : sizeof(float));
     for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
   }
   float dist(const float* a, const float* b) const {
@@ -540,6 +559,14 @@ class HNSWIndex {
       std::free(vectors_);
     }
     vectors_ = nv;
+    if (use_half_) {
+      auto* nh = static_cast<uint16_t*>(alloc_block(cap * dim_ * sizeof(uint16_t)));
+      if (half_) {
+        std::memcpy(nh, half_, n_slots_ * dim_ * sizeof(uint16_t));
+        std::free(half_);
+      }
+      half_ = nh;
+    }
     auto* nl = static_cast<uint32_t*>(alloc_block(cap * (M0_ + 1) * sizeof(uint32_t)));
     std::memset(nl, 0, cap * (M0_ + 1) * sizeof(uint32_t));
     if (links0_) {
@@ -642,6 +669,7 @@ class HNSWIndex {
       std::memcpy(dst, v, dim_ * sizeof(float));
     }
     norms_[s] = nrm;
+    if (use_half_) kernels_->to_f16(dst, half_vec(s), dim_);
     {
       std::lock_guard<std::mutex> g(node_locks_[s]);
       for (int l = 0; l <= levels_[s]; ++l) links(s, l)[0] = 0;
@@ -810,7 +838,7 @@ class HNSWIndex {
       for (std::size_t i = 0; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
       return 0;
     }
-    float curd = dist(q, vec(cur));
+    float curd = tdist(q, cur);
     for (int l = maxl; l > 0; --l) {
       for (bool changed = true; changed;) {
         changed = false;
@@ -818,7 +846,7 @@ class HNSWIndex {
         uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
         for (uint32_t j = 1; j <= cnt; ++j) {
           uint32_t n = ls[j];
-          float d = dist(q, vec(n));
+          float d = tdist(q, n);
           if (d < curd) {
             curd = d;
             cur = n;
@@ -860,12 +888,15 @@ class HNSWIndex {
         nb.push_back(n);
       }
       // Pull whole vectors kPrefetchAhead neighbours ahead of the one being measured.
-      constexpr std::size_t kPrefetchAhead = 2;
+      // Touch the first line of every unvisited neighbour now (starts the page walks and the
+      // hardware's adjacent-line fetches early), then pull whole vectors one step ahead.
+      constexpr std::size_t kPrefetchAhead = 1;
+      for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x), 0, 3);
       for (std::size_t j = 0; j < std::min(kPrefetchAhead, nb.size()); ++j) prefetch_vector(nb[j]);
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
         if (j + kPrefetchAhead < nb.size()) prefetch_vector(nb[j + kPrefetchAhead]);
-        float d = dist(q, vec(n));
+        float d = tdist(q, n);
         if (res.size() < ef || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
@@ -881,7 +912,9 @@ class HNSWIndex {
         }
       }
     }
-    std::sort_heap(res.begin(), res.end());
+    if (use_half_)  // exact float32 distances for the final ranking
+      for (auto& r : res) r.first = dist(q, vec(r.second));
+    std::sort(res.begin(), res.end());
     std::size_t got = std::min(k, res.size());
     for (std::size_t i = 0; i < got; ++i) {
       oi[i] = labels_[res[i].second];
@@ -905,6 +938,8 @@ class HNSWIndex {
 
   // ---- state -----------------------------------------------------------------------------
   std::size_t dim_;
+  bool use_half_;
+  uint16_t* half_ = nullptr;  // binary16 copy of vectors_ (when use_half_)
   Metric metric_;
   std::size_t M_, M0_, efc_;
   std::atomic<std::size_t> ef_;

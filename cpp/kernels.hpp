@@ -13,13 +13,23 @@
 namespace agentdb {
 
 using kernel_fn = float (*)(const float*, const float*, std::size_t);
+// Mixed precision: a float32 query against an IEEE half-precision (binary16) stored vector.
+using half_kernel_fn = float (*)(const float*, const uint16_t*, std::size_t);
+using to_half_fn = void (*)(const float*, uint16_t*, std::size_t);
 
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512"
   kernel_fn dot;
   kernel_fn l2sq;
   kernel_fn cosine;
+  half_kernel_fn dot_f16;   // sum q_i * half(x_i)
+  half_kernel_fn l2sq_f16;  // sum (q_i - half(x_i))^2
+  to_half_fn to_f16;        // float32 -> binary16, round to nearest even, saturating
 };
+
+// Portable conversions (scalar reference; also used by tests through the bindings).
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
 
 // Defined in the per-ISA translation units.
 const KernelTable& scalar_kernels();

@@ -72,7 +72,50 @@ float cosine_avx2(const float* a, const float* b, std::size_t n) {
   return 1.0f - sab / _mm_cvtss_f32(den);
 }
 
-const KernelTable kTable{"avx2", dot_avx2, l2sq_avx2, cosine_avx2};
+float dot_f16_avx2(const float* q, const uint16_t* x, std::size_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8)));
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x0, s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), x1, s1);
+  }
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += q[i] * _cvtsh_ss(x[i]);
+  return s;
+}
+
+float l2sq_f16_avx2(const float* q, const uint16_t* x, std::size_t n) {
+  __m256 s0 = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    __m256 d = _mm256_sub_ps(_mm256_loadu_ps(q + i), xv);
+    s0 = _mm256_fmadd_ps(d, d, s0);
+  }
+  float s = hsum256(s0);
+  for (; i < n; ++i) {
+    float d = q[i] - _cvtsh_ss(x[i]);
+    s += d * d;
+  }
+  return s;
+}
+
+void to_f16_avx2(const float* src, uint16_t* dst, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(src + i);
+    // Saturate to the largest finite half so huge values do not become infinities.
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-65504.0f)), _mm256_set1_ps(65504.0f));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+
+const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2, cosine_avx2,
+                         dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2};
 
 }  // namespace
 

@@ -80,7 +80,62 @@ float cosine_avx512(const float* a, const float* b, std::size_t n) {
   return 1.0f - sab / _mm_cvtss_f32(den);
 }
 
-const KernelTable kTable{"avx512", dot_avx512, l2sq_avx512, cosine_avx512};
+inline __m512 load_half(const uint16_t* x) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+}
+inline __m512 load_half_masked(const uint16_t* x, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x));
+}
+
+float dot_f16_avx512(const float* q, const uint16_t* x, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_half(x + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), load_half(x + i + 16), s1);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_half(x + i), s0);
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load_half_masked(x + i, m), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+float l2sq_f16_avx512(const float* q, const uint16_t* x, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), load_half(x + i));
+    __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 16), load_half(x + i + 16));
+    s0 = _mm512_fmadd_ps(d0, d0, s0);
+    s1 = _mm512_fmadd_ps(d1, d1, s1);
+  }
+  for (; i + 16 <= n; i += 16) {
+    __m512 d = _mm512_sub_ps(_mm512_loadu_ps(q + i), load_half(x + i));
+    s0 = _mm512_fmadd_ps(d, d, s0);
+  }
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, q + i), load_half_masked(x + i, m));
+    s1 = _mm512_fmadd_ps(d, d, s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+void to_f16_avx512(const float* src, uint16_t* dst, std::size_t n) {
+  const __m512 lo = _mm512_set1_ps(-65504.0f), hi = _mm512_set1_ps(65504.0f);
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(src + i), lo), hi);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+
+const KernelTable kTable{"avx512",       dot_avx512,      l2sq_avx512, cosine_avx512,
+                         dot_f16_avx512, l2sq_f16_avx512, to_f16_avx512};
 
 }  // namespace
 

@@ -1177,3 +1177,42 @@ def test_memory_usage_grows(backend):
     m2 = idx.memory_usage()
     assert m2 > m1
     assert m2 >= 5000 * dim * 4
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("precision", ["mixed", "f32"])
+def test_precision_modes_exact_distances(backend, metric, precision):
+    """Both precisions reach the recall target, and the distances returned are the exact
+    float32 distances of the returned ids (mixed precision re-ranks in float32)."""
+    rng = np.random.default_rng(77)
+    X = clustered(rng, 3000, dim=48, normalise=metric == "ip")
+    Q = clustered(np.random.default_rng(78), 50, dim=48, normalise=metric == "ip")
+    ids = np.arange(3000) * 3 + 1
+    idx = backend.HNSWIndex(48, metric=metric, precision=precision)
+    assert idx.precision == precision
+    idx.add(ids, X)
+    found, dists = idx.search(Q, k=10)
+    truth, D = exact_topk(Q, X, ids, 10, metric)
+    assert recall(found, truth) >= 0.9
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    for qi in range(len(Q)):
+        exact = np.array([D[qi, row_of[int(i)]] for i in found[qi]])
+        np.testing.assert_allclose(dists[qi], exact, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="precision"):
+        backend.HNSWIndex(48, precision="f8")
+
+
+def test_precision_survives_load_choice(backend, tmp_path):
+    rng = np.random.default_rng(79)
+    X = rand(rng, 500, 16)
+    idx = backend.HNSWIndex(16)
+    idx.add(np.arange(500), X)
+    idx.save(tmp_path / "p.agdb")
+    a = backend.HNSWIndex.load(tmp_path / "p.agdb", precision="f32")
+    b = backend.HNSWIndex.load(tmp_path / "p.agdb")
+    assert a.precision == "f32" and b.precision == "mixed"
+    ia, da = a.search(X[:20], k=5)
+    ib, db = b.search(X[:20], k=5)
+    assert (ia[:, 0] == np.arange(20)).all() and (ib[:, 0] == np.arange(20)).all()
+    np.testing.assert_allclose(da[:, 0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(db[:, 0], 0.0, atol=1e-5)

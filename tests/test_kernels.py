@@ -628,10 +628,13 @@ KERNEL_SCALE = {
     "dot": lambda a, b: 1.0 + np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)),
     "l2": lambda a, b: float(a.astype(np.float64) @ a + b.astype(np.float64) @ b),
     "cosine": lambda a, b: 1.0,
+    # mixed-precision kernels: b is rounded to binary16 first, identically on every path
+    "dot_f16": lambda a, b: 1.0 + np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)),
+    "l2_f16": lambda a, b: float(a.astype(np.float64) @ a + b.astype(np.float64) @ b),
 }
 
 
-@pytest.mark.parametrize("name", ["dot", "l2", "cosine"])
+@pytest.mark.parametrize("name", ["dot", "l2", "cosine", "dot_f16", "l2_f16"])
 def test_simd_paths_match_scalar(native, name):
     paths = native.native_info()["supported"]
     assert "scalar" in paths
@@ -651,6 +654,33 @@ def test_simd_paths_match_scalar(native, name):
             if not abs(float(got) - float(ref)) <= tol:
                 failures.append((path, d, float(got), float(ref)))
     assert not failures, f"{name}: SIMD paths disagree with scalar: {failures[:10]}"
+
+
+def test_half_conversion_matches_reference_on_every_path(native):
+    """float32 -> binary16 conversion: every SIMD path rounds exactly like the scalar
+    reference (round to nearest even, saturating at +-65504), including subnormals."""
+    rng = np.random.default_rng(14)
+    vals = np.concatenate([
+        rng.standard_normal(4000).astype(np.float32),
+        (rng.standard_normal(1000) * 1e-6).astype(np.float32),  # half subnormals
+        np.array([0.0, -0.0, 65504.0, -65504.0, 70000.0, -1e9, 6.1e-5, 5.96e-8,
+                  1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11], dtype=np.float32),
+    ])
+    for path in native.native_info()["supported"]:
+        for d in (1, 7, 16, 17, 33, len(vals)):
+            assert native._kernel(path, "to_f16", vals[:d], vals[:d]) == 0.0, (path, d)
+
+
+def test_half_kernels_close_to_float32(native):
+    """dot_f16 differs from the exact float32 dot by no more than binary16 rounding."""
+    rng = np.random.default_rng(15)
+    for d in (5, 64, 384, 1000):
+        a = rng.standard_normal(d).astype(np.float32)
+        b = rng.standard_normal(d).astype(np.float32)
+        exact = float(a.astype(np.float64) @ b)
+        got = float(native._kernel("scalar", "dot_f16", a, b))
+        bound = 2.0**-11 * float(np.abs(a.astype(np.float64)) @ np.abs(b)) + 1e-5
+        assert abs(got - exact) <= bound, (d, got, exact)
 
 
 def test_scalar_kernel_semantics(native):

@@ -603,6 +603,7 @@ class HNSWIndex:
         capacity: int = 1024,
         threads: int = 0,
         seed: int = 42,
+        precision: str = "mixed",
     ) -> None:
         """Create an empty index (see the class docstring for an example).
 
@@ -620,6 +621,9 @@ class HNSWIndex:
         cap = _check_range(capacity, "capacity", 1, _INT64_MAX, ">= 1")
         self._threads = _check_threads(threads)
         self._seed = _check_range(seed, "seed", 0, _U64_MAX, "in [0, 2**64)")
+        if precision not in ("mixed", "f32"):
+            raise ValueError(f"precision must be 'mixed' or 'f32', got {precision!r}")
+        self._precision = precision
         self._lock = threading.RLock()
         self._cap = cap
         self._x: F32 = np.empty((cap, self._dim), dtype=np.float32)
@@ -713,6 +717,16 @@ class HNSWIndex:
     @threads.setter
     def threads(self, value: int) -> None:
         self._threads = _check_threads(value)
+
+    @property
+    def precision(self) -> str:
+        """Search precision setting (stored for parity; numpy always computes exactly).
+
+        Example:
+            >>> HNSWIndex(8, precision="f32").precision
+            'f32'
+        """
+        return self._precision
 
     @property
     def seed(self) -> int:
@@ -1059,7 +1073,9 @@ class HNSWIndex:
                 raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HNSWIndex:
+    def load(
+        cls, path: str | os.PathLike[str], threads: int = 0, precision: str = "mixed"
+    ) -> HNSWIndex:
         """Read an index file written by either backend (a graph section is skipped).
 
         Raises FileNotFoundError for a missing file and ValueError for a file that is not
@@ -1076,9 +1092,14 @@ class HNSWIndex:
             ...     print("not an AgentDB index file" in str(exc))
             True
         """
+        if precision not in ("mixed", "f32"):
+            raise ValueError(f"precision must be 'mixed' or 'f32', got {precision!r}")
         target = Path(os.fspath(path))
         data = target.read_bytes()
-        return cls._from_bytes(data, f"'{target}'")
+        index = cls._from_bytes(data, f"'{target}'")
+        index.threads = threads
+        index._precision = precision
+        return index
 
     @classmethod
     def _from_bytes(cls, data: bytes, where: str) -> HNSWIndex:

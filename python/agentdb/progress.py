@@ -27,8 +27,13 @@ def progress_bar(total: int, description: str, enabled: bool | None = None
         yield lambda n: None
         return
     try:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
     except ImportError:  # the 'cli' extra is not installed: stay quiet
         yield lambda n: None
         return

@@ -1,0 +1,99 @@
+"""Subprocess helper for the agent-memory tests (not collected by pytest).
+
+Usage: ``python _memory_child.py MODE PATH [ARGS...]`` with ``PYTHONPATH`` pointing at the
+in-tree package. Modes:
+
+* ``ingest PATH DIM N START`` - store patterns START..START+N-1 one by one (durability
+  "full"), printing ``"<i> <id>"`` and flushing after each ``store_pattern`` returns. Never
+  closes (the parent SIGKILLs it).
+* ``crash PATH DIM`` - open an existing store, write/delete/update after its last checkpoint,
+  print a JSON summary and ``os._exit(0)`` without closing (a crashed process).
+* ``hold PATH DIM`` - open for writing, store one pattern, print ``"ready <pid>"``, wait for a
+  line on stdin, close, print ``"closed"``.
+* ``embed DIM TEXT`` - print the HashingEmbedder vector of TEXT as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def ingest_vector(i: int, dim: int) -> np.ndarray:
+    """The embedding the ``ingest`` mode stores for item ``i`` (the parent recomputes it)."""
+    return np.random.default_rng(10_000 + i).standard_normal(dim).astype(np.float32)
+
+
+def ingest_fields(i: int) -> dict:
+    """Every scalar field the ``ingest`` mode stores for item ``i``."""
+    return {
+        "task": f"ingest task number {i}",
+        "reward": round(((i % 21) - 10) / 10, 1),
+        "success": i % 3 == 0,
+        "session_id": f"sess-{i % 7}",
+        "output": "out-" + "x" * (i % 50),
+        "metadata": {"i": i, "tags": ["a", str(i % 5)], "nested": {"half": i / 2}},
+    }
+
+
+def crash_vector(tag: str, i: int, dim: int) -> np.ndarray:
+    """Deterministic vectors shared by the ``crash`` mode and the parent test."""
+    seed = {"base": 20_000, "new": 30_000, "upd": 40_000, "ep": 50_000}[tag] + i
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "embed":
+        from agentdb.embedders import HashingEmbedder
+
+        vec = HashingEmbedder(int(sys.argv[2])).embed([sys.argv[3]])[0]
+        print(json.dumps([float(x) for x in vec]))
+        return
+
+    import agentdb
+
+    path, dim = sys.argv[2], int(sys.argv[3])
+    if mode == "ingest":
+        n, start = int(sys.argv[4]), int(sys.argv[5])
+        db = agentdb.open(path, dim=dim, durability="full")
+        for i in range(start, start + n):
+            pid = db.store_pattern(embedding=ingest_vector(i, dim), **ingest_fields(i))
+            sys.stdout.write(f"{i} {pid}\n")
+            sys.stdout.flush()
+        os._exit(3)  # the parent should have killed us long before
+    elif mode == "crash":
+        db = agentdb.open(path, dim=dim)
+        base_ids = [p.id for p in db.iter_records("patterns")]
+        db.checkpoint()
+        new_ids = [db.store_pattern(f"new {i}", embedding=crash_vector("new", i, dim),
+                                    metadata={"new": i}) for i in range(40)]
+        deleted = base_ids[::5] + new_ids[::7]
+        for pid in deleted:
+            db.delete_pattern(pid)
+        updated = [base_ids[1], base_ids[2], new_ids[1]]
+        for n, pid in enumerate(updated):
+            db.update_pattern(pid, task=f"updated {n}", embedding=crash_vector("upd", n, dim))
+        ep_ids = [db.store_episode(f"episode {i}", embedding=crash_vector("ep", i, dim),
+                                   success=False, critique=f"crit {i}") for i in range(5)]
+        skill_id = db.store_skill("late_skill", "added after the checkpoint")
+        print(json.dumps({"new": new_ids, "deleted": deleted, "updated": updated,
+                          "episodes": ep_ids, "skill": skill_id}))
+        sys.stdout.flush()
+        os._exit(0)  # no close(), no atexit: the indexes on disk stay stale
+    elif mode == "hold":
+        db = agentdb.open(path, dim=dim)
+        db.store_pattern("held", embedding=np.ones(dim, np.float32))
+        print(f"ready {os.getpid()}", flush=True)
+        sys.stdin.readline()
+        db.close()
+        print("closed", flush=True)
+    else:  # pragma: no cover
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()
