@@ -35,6 +35,14 @@ inline float metric_distance(const KernelTable& k, Metric m, const float* a, con
   return 0.0f;
 }
 
+// Rows are streamed: fetch the row kAhead rows in front of the one being measured (the
+// hardware prefetcher alone leaves half the bandwidth unused on long row-by-row scans).
+constexpr std::size_t kAhead = 4;
+inline void prefetch_row(const float* row, std::size_t d) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
 // A bounded max-heap keeping the k smallest (distance, id) pairs; ties prefer the smaller id.
 class TopK {
  public:
@@ -83,7 +91,10 @@ inline void distance_matrix(const KernelTable& kt, Metric m, const float* Q, std
     std::size_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
     const float* q = Q + qi * d;
     float* o = out + qi * n;
-    for (std::size_t j = lo; j < hi; ++j) o[j] = metric_distance(kt, m, q, X + j * d, d);
+    for (std::size_t j = lo; j < hi; ++j) {
+      if (j + kAhead < hi) prefetch_row(X + (j + kAhead) * d, d);
+      o[j] = metric_distance(kt, m, q, X + j * d, d);
+    }
   });
 }
 
@@ -109,6 +120,7 @@ inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
           const float* qv = Q + q * d;
           float worst = h.worst();
           for (std::size_t j = lo; j < hi; ++j) {
+            if (q == q0 && j + kAhead < hi) prefetch_row(X + (j + kAhead) * d, d);
             float dist = metric_distance(kt, m, qv, X + j * d, d);
             if (dist <= worst) {
               h.push(dist, static_cast<int64_t>(j));
@@ -132,6 +144,7 @@ inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
       TopK& h = part[c];
       float worst = h.worst();
       for (std::size_t j = lo; j < hi; ++j) {
+        if (j + kAhead < hi) prefetch_row(X + (j + kAhead) * d, d);
         float dist = metric_distance(kt, m, qv, X + j * d, d);
         if (dist <= worst) {
           h.push(dist, static_cast<int64_t>(j));

@@ -58,23 +58,36 @@ float l2sq_avx512(const float* a, const float* b, std::size_t n) {
 }
 
 float cosine_avx512(const float* a, const float* b, std::size_t n) {
-  __m512 ab = _mm512_setzero_ps(), aa = _mm512_setzero_ps(), bb = _mm512_setzero_ps();
+  // Two independent sets of accumulators so the three FMA chains do not wait on each other.
+  __m512 ab0 = _mm512_setzero_ps(), aa0 = _mm512_setzero_ps(), bb0 = _mm512_setzero_ps();
+  __m512 ab1 = _mm512_setzero_ps(), aa1 = _mm512_setzero_ps(), bb1 = _mm512_setzero_ps();
   std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512 va = _mm512_loadu_ps(a + i), vb = _mm512_loadu_ps(b + i);
+    __m512 vc = _mm512_loadu_ps(a + i + 16), vd = _mm512_loadu_ps(b + i + 16);
+    ab0 = _mm512_fmadd_ps(va, vb, ab0);
+    aa0 = _mm512_fmadd_ps(va, va, aa0);
+    bb0 = _mm512_fmadd_ps(vb, vb, bb0);
+    ab1 = _mm512_fmadd_ps(vc, vd, ab1);
+    aa1 = _mm512_fmadd_ps(vc, vc, aa1);
+    bb1 = _mm512_fmadd_ps(vd, vd, bb1);
+  }
   for (; i + 16 <= n; i += 16) {
     __m512 va = _mm512_loadu_ps(a + i), vb = _mm512_loadu_ps(b + i);
-    ab = _mm512_fmadd_ps(va, vb, ab);
-    aa = _mm512_fmadd_ps(va, va, aa);
-    bb = _mm512_fmadd_ps(vb, vb, bb);
+    ab0 = _mm512_fmadd_ps(va, vb, ab0);
+    aa0 = _mm512_fmadd_ps(va, va, aa0);
+    bb0 = _mm512_fmadd_ps(vb, vb, bb0);
   }
   if (i < n) {
     __mmask16 m = tail_mask(n - i);
     __m512 va = _mm512_maskz_loadu_ps(m, a + i), vb = _mm512_maskz_loadu_ps(m, b + i);
-    ab = _mm512_fmadd_ps(va, vb, ab);
-    aa = _mm512_fmadd_ps(va, va, aa);
-    bb = _mm512_fmadd_ps(vb, vb, bb);
+    ab1 = _mm512_fmadd_ps(va, vb, ab1);
+    aa1 = _mm512_fmadd_ps(va, va, aa1);
+    bb1 = _mm512_fmadd_ps(vb, vb, bb1);
   }
-  float sab = _mm512_reduce_add_ps(ab), saa = _mm512_reduce_add_ps(aa);
-  float sbb = _mm512_reduce_add_ps(bb);
+  float sab = _mm512_reduce_add_ps(_mm512_add_ps(ab0, ab1));
+  float saa = _mm512_reduce_add_ps(_mm512_add_ps(aa0, aa1));
+  float sbb = _mm512_reduce_add_ps(_mm512_add_ps(bb0, bb1));
   if (saa == 0.0f || sbb == 0.0f) return 1.0f;
   __m128 den = _mm_sqrt_ss(_mm_set_ss(saa * sbb));
   return 1.0f - sab / _mm_cvtss_f32(den);

@@ -405,7 +405,7 @@ class AgentDB:
         hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
-        rows = self.store.get(name, [i for i, _ in hits])
+        rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
         return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
 
     def _allowed(self, name: str, min_reward: float | None, success: bool | None,

@@ -314,12 +314,16 @@ class SQLiteStore:
             out.update(r[0] for r in conn.execute(q, chunk))
         return out
 
-    def get(self, table: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Rows by id as dicts (with the embedding as float32)."""
+    def get(self, table: str, ids: Sequence[int],
+            with_embedding: bool = True) -> dict[int, dict[str, Any]]:
+        """Rows by id as dicts (with the embedding as float32 unless ``with_embedding`` is
+        False)."""
         out: dict[int, dict[str, Any]] = {}
         conn = self._reader()
+        cols = "*" if with_embedding else ", ".join(
+            ["id", *COLLECTIONS[table], "created_at", "updated_at"])
         for chunk in _chunks([int(i) for i in ids], 500):
-            q = f"SELECT * FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            q = f"SELECT {cols} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
             cur = conn.execute(q, chunk)
             names = [d[0] for d in cur.description]
             for row in cur:
