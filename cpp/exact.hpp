@@ -99,16 +99,19 @@ inline void distance_matrix(const KernelTable& kt, Metric m, const float* Q, std
 }
 
 // Exact top-k. Blocks of X rows are shared by a group of queries so they are read from cache.
-inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
+// Returns true when some distance was NaN or infinite (the caller then checks its input).
+inline bool exact_topk(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
                        const float* X, std::size_t n, std::size_t d, std::size_t k,
                        int64_t* out_ids, float* out_d, std::size_t threads) {
   threads = resolve_threads(threads);
+  std::atomic<bool> nonfinite{false};
   if (nq >= threads * 2 || n < 4096) {
     // Parallel over groups of queries; inside a group walk X in L2-sized blocks.
     constexpr std::size_t kGroup = 16;
     std::size_t rows_per_block = std::max<std::size_t>(64, (256 * 1024) / (d * sizeof(float)));
     std::size_t groups = (nq + kGroup - 1) / kGroup;
     parallel_for(groups, threads, [&](std::size_t g, std::size_t) {
+      bool bad = false;
       std::size_t q0 = g * kGroup, q1 = std::min(nq, q0 + kGroup);
       std::vector<TopK> heaps;
       heaps.reserve(q1 - q0);
@@ -122,6 +125,7 @@ inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
           for (std::size_t j = lo; j < hi; ++j) {
             if (q == q0 && j + kAhead < hi) prefetch_row(X + (j + kAhead) * d, d);
             float dist = metric_distance(kt, m, qv, X + j * d, d);
+            if (!(dist < std::numeric_limits<float>::infinity())) bad = true;
             if (dist <= worst) {
               h.push(dist, static_cast<int64_t>(j));
               worst = h.worst();
@@ -130,8 +134,9 @@ inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
         }
       }
       for (std::size_t q = q0; q < q1; ++q) heaps[q - q0].write(out_ids + q * k, out_d + q * k);
+      if (bad) nonfinite = true;
     });
-    return;
+    return nonfinite.load();
   }
   // Few queries, many rows: split X among threads per query, then merge the partial heaps.
   std::size_t chunks = threads;
@@ -140,23 +145,27 @@ inline void exact_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
     std::vector<TopK> part(chunks, TopK(k));
     std::size_t per = (n + chunks - 1) / chunks;
     parallel_for(chunks, threads, [&](std::size_t c, std::size_t) {
+      bool bad = false;
       std::size_t lo = c * per, hi = std::min(n, lo + per);
       TopK& h = part[c];
       float worst = h.worst();
       for (std::size_t j = lo; j < hi; ++j) {
         if (j + kAhead < hi) prefetch_row(X + (j + kAhead) * d, d);
         float dist = metric_distance(kt, m, qv, X + j * d, d);
+        if (!(dist < std::numeric_limits<float>::infinity())) bad = true;
         if (dist <= worst) {
           h.push(dist, static_cast<int64_t>(j));
           worst = h.worst();
         }
       }
+      if (bad) nonfinite = true;
     });
     TopK merged(k);
     for (auto& p : part)
       for (auto& it : p.items()) merged.push(it.first, it.second);
     merged.write(out_ids + q * k, out_d + q * k);
   }
+  return nonfinite.load();
 }
 
 }  // namespace agentdb

@@ -254,7 +254,22 @@ class HNSWIndex {
         (filter && filter->has_allowed) ? (sorted_allowed.empty() ? &filter->allowed_ids
                                                                   : &sorted_allowed)
                                         : nullptr;
-    Filter f{filter, brute ? nullptr : allow, this};
+    // Ids in a compact range (the usual autoincrement ids) get an O(1) bitmap instead.
+    std::vector<uint64_t> id_bits;
+    int64_t id_base = 0;
+    if (!brute && allow && !allow->empty()) {
+      int64_t lo = allow->front(), hi = allow->back();
+      if (lo >= 0 && hi - lo < (int64_t{1} << 27)) {
+        id_base = lo;
+        id_bits.assign(static_cast<std::size_t>((hi - lo) / 64 + 1), 0);
+        for (int64_t id : *allow) {
+          auto o = static_cast<uint64_t>(id - lo);
+          id_bits[o >> 6] |= uint64_t{1} << (o & 63);
+        }
+      }
+    }
+    Filter f{filter, brute ? nullptr : allow, this, id_bits.empty() ? nullptr : &id_bits,
+             id_base};
     bool filtered = filter && (filter->has_allowed || filter->predicate);
     parallel_for(nq, threads, [&](std::size_t qi, std::size_t) {
       const float* q = queries + qi * dim_;
@@ -494,10 +509,19 @@ class HNSWIndex {
     const SearchFilter* spec;
     const std::vector<int64_t>* allowed;  // sorted ids, or null (no list / already applied)
     const HNSWIndex* index;
+    const std::vector<uint64_t>* bits = nullptr;  // bitmap of allowed ids - base, if compact
+    int64_t base = 0;
+    bool allowed_id(int64_t id) const {
+      if (bits) {
+        if (id < base) return false;
+        auto o = static_cast<uint64_t>(id - base);
+        return (o >> 6) < bits->size() && ((*bits)[o >> 6] >> (o & 63) & 1);
+      }
+      return std::binary_search(allowed->begin(), allowed->end(), id);
+    }
     bool pass(uint32_t s) const {
       if (index->deleted_[s]) return false;
-      if (allowed && !std::binary_search(allowed->begin(), allowed->end(), index->labels_[s]))
-        return false;
+      if (allowed && !allowed_id(index->labels_[s])) return false;
       if (spec && spec->predicate && !spec->predicate(index->labels_[s])) return false;
       return true;
     }
@@ -863,7 +887,7 @@ class HNSWIndex {
     cand.clear();
     res.clear();
     bool need_full = f != nullptr || n_live_.load() < n_slots_;
-    Filter plain{nullptr, nullptr, this};
+    Filter plain{nullptr, nullptr, this, nullptr, 0};
     const Filter& ff = f ? *f : plain;
     ctx.visited.test_and_set(cur);
     cand.emplace_back(-curd, cur);

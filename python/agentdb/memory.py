@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._loader import backend
+from .columns import FilterColumns
 from .embedders import Embedder, get_embedder
 from .events import Callback, EventBus
 from .filters import where_sql
@@ -52,65 +53,8 @@ _TEXT_FIELDS = ("session_id", "input", "output", "critique")
 _UNSET: Any = object()
 
 
-class _Attrs:
-    """In-memory filter columns (reward, success, session) so filters cost microseconds."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pos: dict[int, int] = {}
-        self.n = 0
-        self.ids = np.zeros(1024, np.int64)
-        self.reward = np.zeros(1024, np.float32)
-        self.success = np.zeros(1024, bool)
-        self.session = np.full(1024, -1, np.int32)
-        self.alive = np.zeros(1024, bool)
-        self.codes: dict[str, int] = {}
-
-    def set(self, rid: int, reward: float, success: bool, session: str | None) -> None:
-        with self.lock:
-            p = self.pos.get(rid)
-            if p is None:
-                if self.n == len(self.ids):
-                    for name in ("ids", "reward", "success", "session", "alive"):
-                        arr = getattr(self, name)
-                        grown = np.resize(arr, 2 * len(arr))
-                        grown[len(arr):] = -1 if name == "session" else 0
-                        setattr(self, name, grown)
-                p = self.n
-                self.n += 1
-                self.pos[rid] = p
-                self.ids[p] = rid
-            self.reward[p] = reward
-            self.success[p] = success
-            self.session[p] = (-1 if session is None
-                               else self.codes.setdefault(session, len(self.codes)))
-            self.alive[p] = True
-
-    def remove(self, rid: int) -> None:
-        with self.lock:
-            p = self.pos.pop(rid, None)
-            if p is not None:
-                self.alive[p] = False
-
-    def select(self, min_reward: float | None, success: bool | None,
-               session: str | None) -> np.ndarray:
-        with self.lock:
-            n = self.n
-            mask = self.alive[:n].copy()
-            if min_reward is not None:
-                mask &= self.reward[:n] >= min_reward
-            if success is not None:
-                mask &= self.success[:n] == success
-            if session is not None:
-                code = self.codes.get(session)
-                if code is None:
-                    return np.zeros(0, np.int64)
-                mask &= self.session[:n] == code
-            return np.sort(self.ids[:n][mask])
-
-
 class _Collection:
-    def __init__(self, name: str, index: Any, attrs: _Attrs | None) -> None:
+    def __init__(self, name: str, index: Any, attrs: FilterColumns | None) -> None:
         self.name = name
         self.index = index
         self.attrs = attrs
@@ -213,10 +157,10 @@ class AgentDB:
         self.index_status[name] = status
         attrs = None
         if name != "skills":
-            attrs = _Attrs()
-            for rid, reward, success, session in self.store.scalar_columns(
-                    name, ("reward", "success", "session_id")):
-                attrs.set(rid, reward, bool(success), session)
+            attrs = FilterColumns()
+            for rid, reward, success, session, meta in self.store.scalar_columns(
+                    name, ("reward", "success", "session_id", "metadata")):
+                attrs.set(rid, reward, bool(success), session, json.loads(meta))
         col = _Collection(name, index, attrs)
         col.saved_gen = since if status == "loaded" and since == self.store.generation else -1
         return col
@@ -333,7 +277,7 @@ class AgentDB:
             if col.attrs is not None:
                 for (values, _, _, _), rid in zip(rows, added):
                     col.attrs.set(rid, values["reward"], bool(values["success"]),
-                                  values.get("session_id"))
+                                  values.get("session_id"), json.loads(values["metadata"]))
         return added
 
     def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
@@ -386,7 +330,7 @@ class AgentDB:
                 raise
             rec = self._get(name, rid)
             if col.attrs is not None:
-                col.attrs.set(rid, rec.reward, rec.success, rec.session_id)
+                col.attrs.set(rid, rec.reward, rec.success, rec.session_id, rec.metadata)
         self._events.emit(f"{_KIND[name]}:updated", rec.to_dict())
         return rec
 
@@ -395,8 +339,13 @@ class AgentDB:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        if threshold is not None and not (-1.0 <= float(threshold) <= 1.0):
-            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(
+                    threshold, (int, float, np.integer, np.floating)):
+                raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+            if not (-1.0 <= float(threshold) <= 1.0):  # also rejects NaN
+                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+            threshold = float(threshold)
         q = self._query_vector(query)
         col = self._cols[name]
         if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
@@ -410,20 +359,20 @@ class AgentDB:
 
     def _allowed(self, name: str, min_reward: float | None, success: bool | None,
                  session_id: str | None, where: dict[str, Any] | None) -> np.ndarray | None:
+        """Sorted ids passing the filters (from in-memory columns), or None for no filter."""
         if min_reward is None and success is None and session_id is None and not where:
             return None
-        attrs = self._cols[name].attrs
-        allowed = None
-        if attrs is not None and (min_reward is not None or success is not None
-                                  or session_id is not None):
-            allowed = attrs.select(None if min_reward is None else float(min_reward),
-                                   success, session_id)
         if where:
-            sql, params = where_sql(where)
-            meta_ids = self.store.select_ids(name, sql, params)
-            allowed = meta_ids if allowed is None else np.intersect1d(allowed, meta_ids,
-                                                                      assume_unique=True)
-        return allowed
+            where_sql(where)  # validates keys and operators with the documented errors
+        if min_reward is not None:
+            min_reward = check_reward(min_reward, "min_reward")
+        if success is not None and not isinstance(success, (bool, np.bool_)):
+            raise TypeError(f"success must be True, False or None, got {success!r}")
+        if session_id is not None and not isinstance(session_id, str):
+            raise TypeError(f"session_id must be a string, got {type(session_id).__name__}")
+        attrs = self._cols[name].attrs
+        assert attrs is not None
+        return attrs.select(min_reward, success, session_id, where or None)
 
     # ---- patterns ---------------------------------------------------------------------------
     def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
@@ -582,6 +531,9 @@ class AgentDB:
         values["success"] = int(bool(e.pop("success", False)))
         latency = e.pop("latency_ms", None)
         if latency is not None:
+            if isinstance(latency, bool) or not isinstance(
+                    latency, (int, float, np.integer, np.floating)):
+                raise TypeError(f"latency_ms must be a number, got {type(latency).__name__}")
             latency = float(latency)
             if not np.isfinite(latency) or latency < 0:
                 raise ValueError(f"latency_ms must be a finite number >= 0, got {latency}")
@@ -676,6 +628,29 @@ class AgentDB:
         't'
         """
         return self._get("episodes", id)
+
+    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
+                       critique: str | None = _UNSET, output: str | None = _UNSET,
+                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
+                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
+        """Change the outcome fields of an episode (its task and skills stay); returns the
+        updated record and fires ``episode:updated``.
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
+        >>> db.update_episode(i, critique="retry sooner").critique
+        'retry sooner'
+        """
+        rid = _as_id(id)
+        old = self._get("episodes", rid)
+        probe: dict[str, Any] = {"task": old.task, "embedding": old.embedding}
+        for fname, val in (("reward", reward), ("success", success), ("critique", critique),
+                           ("output", output), ("latency_ms", latency_ms), ("tokens", tokens),
+                           ("metadata", metadata)):
+            if val is not _UNSET:
+                probe[fname] = val
+        values, _ = self._episode_row(dict(probe))  # the same validation as store_episode
+        changed = {k: values[k] for k in probe if k not in ("task", "embedding")}
+        return self._update("episodes", rid, changed, None)
 
     def delete_episode(self, id: int) -> None:
         """Delete an episode (``KeyError`` if unknown).
@@ -876,8 +851,8 @@ class AgentDB:
 
 # ---- module helpers ---------------------------------------------------------------------------
 def _existing_dim(path: str) -> int | None:
-    if path == ":memory:" or not Path(path).exists():
-        return None
+    if path == ":memory:" or not Path(path).exists() or Path(path).stat().st_size == 0:
+        return None  # SQLite treats an empty file as an empty database
     import sqlite3
 
     try:
