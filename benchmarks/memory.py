@@ -737,6 +737,8 @@ def print_results(rows: list[Row], skipped: dict[str, str]) -> list[dict[str, An
         ],
         note=(
             "ingest rows: inserts/s; p50/p99 of single-insert rows are per insert call.\n"
+            "single-insert rows fill a fresh, empty store (small index): not comparable with\n"
+            "the batch row, whose index grows to all N rows.\n"
             "search rows: QPS = queries / wall time of one pass (one query per call)."
         ),
     )

@@ -125,6 +125,7 @@ class HNSWIndex {
   void add(const int64_t* ids, const float* vecs, std::size_t n, std::size_t threads) {
     if (n == 0) return;
     std::vector<uint32_t> slots(n);
+    std::size_t live_before = n_live_.load();
     {
       std::unique_lock<std::shared_mutex> g(resize_mu_);
       std::lock_guard<std::mutex> m(map_mu_);
@@ -142,14 +143,21 @@ class HNSWIndex {
           n_live_.fetch_sub(1);
         }
         slots[i] = take_slot_locked();
+        building_[slots[i]] = 1;
         id2slot_[ids[i]] = slots[i];
         labels_[slots[i]] = ids[i];
         n_live_.fetch_add(1);
       }
     }
     std::shared_lock<std::shared_mutex> g(resize_mu_);
-    parallel_for(n, threads, [&](std::size_t i, std::size_t) {
-      insert_slot(slots[i], vecs + i * dim_);
+    // The first few hundred nodes go in one by one: while a graph is tiny, parallel inserts
+    // would mostly see each other half-built and crowd the entry point's neighbour list.
+    constexpr std::size_t kSequentialSeed = 512;
+    std::size_t seq = live_before < kSequentialSeed ? std::min(n, kSequentialSeed - live_before)
+                                                    : 0;
+    for (std::size_t i = 0; i < seq; ++i) insert_slot(slots[i], vecs + i * dim_);
+    parallel_for(n - seq, threads, [&](std::size_t i, std::size_t) {
+      insert_slot(slots[seq + i], vecs + (seq + i) * dim_);
     });
   }
 
@@ -604,6 +612,7 @@ class HNSWIndex {
     norms_.resize(cap, 1.0f);
     levels_.resize(cap, 0);
     recycle_.resize(cap, 0);
+    building_.resize(cap, 0);
     node_locks_.reset(new std::mutex[cap]);
     cap_ = cap;
   }
@@ -706,6 +715,7 @@ class HNSWIndex {
       entry_ = s;
       max_level_ = level;
       deleted_[s] = 0;
+      __atomic_store_n(&building_[s], 0, __ATOMIC_RELEASE);
       return;
     }
     if (level <= maxl) glock.unlock();
@@ -719,11 +729,16 @@ class HNSWIndex {
       curd = dist(q, vec(cur));
     }
     deleted_[s] = 0;
+    __atomic_store_n(&building_[s], 0, __ATOMIC_RELEASE);
     if (level > maxl) {
       entry_ = s;
       max_level_ = level;
     }
   }
+
+  // A node still being inserted by another thread: construction searches step around it, as
+  // if it had been inserted after them (its neighbour lists are not complete yet).
+  bool is_building(uint32_t n) const { return __atomic_load_n(&building_[n], __ATOMIC_ACQUIRE); }
 
   void greedy_step(const float* q, uint32_t& cur, float& curd, int l) const {
     for (bool changed = true; changed;) {
@@ -732,6 +747,7 @@ class HNSWIndex {
       const uint32_t* ls = links(cur, l);
       uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
       for (uint32_t j = 1; j <= cnt; ++j) {
+        if (is_building(ls[j])) continue;
         float d = dist(q, vec(ls[j]));
         if (d < curd) {
           curd = d;
@@ -769,7 +785,7 @@ class HNSWIndex {
         nb.assign(ls + 1, ls + 1 + cnt);
       }
       for (uint32_t n : nb) {
-        if (ctx.visited.test_and_set(n)) continue;
+        if (ctx.visited.test_and_set(n) || is_building(n)) continue;
         float d = dist(q, vec(n));
         if (res.size() < efc_ || d < lower) {
           cand.emplace_back(-d, n);
@@ -816,13 +832,29 @@ class HNSWIndex {
     std::vector<uint32_t> chosen;
     chosen.reserve(sel.size());
     for (auto& p : sel) chosen.push_back(p.second);
+    std::size_t maxc = l == 0 ? M0_ : M_;
     {
+      // Concurrent inserts may already have linked themselves into s's list at this level
+      // (s became reachable through a higher level): keep those links, or the node that made
+      // them could end up with no way in.
       std::lock_guard<std::mutex> g(node_locks_[s]);
       uint32_t* ls = links(s, l);
-      ls[0] = static_cast<uint32_t>(chosen.size());
-      for (std::size_t j = 0; j < chosen.size(); ++j) ls[1 + j] = chosen[j];
+      std::vector<uint32_t> merged(chosen);
+      for (uint32_t j = 1; j <= ls[0]; ++j)
+        if (ls[j] != s && std::find(merged.begin(), merged.end(), ls[j]) == merged.end())
+          merged.push_back(ls[j]);
+      if (merged.size() > maxc) {
+        std::vector<Pair> cand;
+        cand.reserve(merged.size());
+        for (uint32_t c : merged) cand.emplace_back(dist(vec(s), vec(c)), c);
+        std::sort(cand.begin(), cand.end());
+        select_heuristic(cand, maxc);
+        merged.clear();
+        for (auto& p : cand) merged.push_back(p.second);
+      }
+      ls[0] = static_cast<uint32_t>(merged.size());
+      for (std::size_t j = 0; j < merged.size(); ++j) ls[1 + j] = merged[j];
     }
-    std::size_t maxc = l == 0 ? M0_ : M_;
     for (uint32_t nb : chosen) {
       std::lock_guard<std::mutex> g(node_locks_[nb]);
       uint32_t* ln = links(nb, l);
@@ -986,7 +1018,8 @@ class HNSWIndex {
 
   std::unordered_map<int64_t, uint32_t> id2slot_;
   std::vector<uint32_t> free_slots_;
-  std::vector<uint8_t> recycle_;  // slot is being recycled by a pending insert
+  std::vector<uint8_t> recycle_;
+  std::vector<uint8_t> building_;  // 1 while a slot's insert is in progress  // slot is being recycled by a pending insert
   int max_level_ = -1;
   uint32_t entry_ = kNone;
 

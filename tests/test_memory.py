@@ -13,7 +13,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import agentdb
@@ -392,6 +391,44 @@ def test_where_with_hyphen_and_digit_keys(mem):
     assert [r.id for r in mem.search_patterns(vec(3), where={"1x": "y"})] == [a]
 
 
+def test_where_large_integers_exact(mem):
+    big = 1234567890123456789  # e.g. a 64-bit user or message id
+    a = mem.store_pattern("a", embedding=vec(1), metadata={"uid": big})
+    b = mem.store_pattern("b", embedding=vec(2), metadata={"uid": big + 1})
+    assert [r.id for r in mem.search_patterns(vec(3), k=5, where={"uid": big})] == [a]
+    assert [r.id for r in mem.search_patterns(vec(3), k=5, where={"uid": {"$gt": big}})] == [b]
+    assert [r.id for r in mem.search_patterns(vec(3), k=5,
+                                              where={"uid": {"$ne": big + 1}})] == [a]
+
+
+def test_where_same_semantics_for_every_kind(mem):
+    """Patterns, episodes and skills give the same answers for the same filters."""
+    metas = [_meta(i) for i in range(30)]
+    pids = mem.store_patterns([{"task": f"t{i}", "embedding": vec(i), "metadata": m}
+                               for i, m in enumerate(metas)])
+    eids = mem.store_episodes([{"task": f"t{i}", "embedding": vec(i), "metadata": m}
+                               for i, m in enumerate(metas)])
+    sids = [mem.store_skill(f"s{i}", embedding=vec(i), metadata=m) for i, m in enumerate(metas)]
+    for where, pred in WHERE_CASES:
+        want = {n for n, m in enumerate(metas) if pred(m)}
+        got_p = {pids.index(r.id) for r in mem.search_patterns(vec(99), k=50, where=where)}
+        got_e = {eids.index(r.id) for r in mem.search_episodes(vec(99), k=50, where=where)}
+        got_s = {sids.index(r.id) for r in mem.search_skills(vec(99), k=50, where=where)}
+        assert got_p == got_e == got_s == want, where
+
+
+def test_where_mixed_types_same_for_every_kind(mem):
+    e = vec(1)
+    metas = [{"v": "abc"}, {"v": None}, {"v": 7}, {"v": [1, 2]}, {}]
+    pids = [mem.store_pattern(f"p{n}", embedding=e, metadata=m) for n, m in enumerate(metas)]
+    sids = [mem.store_skill(f"s{n}", embedding=e, metadata=m) for n, m in enumerate(metas)]
+    for where in ({"v": {"$gt": 5}}, {"v": {"$lt": "b"}}, {"v": {"$in": [None, 7]}},
+                  {"v": {"$nin": [None]}}, {"v": {"$ne": 7}}):
+        got_p = {pids.index(r.id) for r in mem.search_patterns(e, k=10, where=where)}
+        got_s = {sids.index(r.id) for r in mem.search_skills(e, k=10, where=where)}
+        assert got_p == got_s, (where, got_p, got_s)
+
+
 def test_where_combined_with_scalar_filters(mem):
     n = 60
     rows = [{"task": f"t{i}", "embedding": vec(i), "reward": (i % 10) / 10,
@@ -464,6 +501,51 @@ def test_filtered_search_returns_exactly_k(big, name):
     assert {r.id for r in res} == set(ids[mask].tolist())
 
 
+@pytest.fixture(scope="module")
+def huge():
+    """36,000 patterns: a 7% filter now allows > 2048 ids, so the native index answers it with
+    a filtered graph search instead of an exact scan of the allowed ids."""
+    n = 36_000
+    rng = np.random.default_rng(43)
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    i = np.arange(n)
+    reward = ((i % 100) / 100 * 2 - 1).round(2)
+    db = agentdb.open(":memory:", dim=DIM)
+    ids = np.array(db.store_patterns([
+        {"task": f"t{j}", "embedding": X[j], "reward": float(reward[j]),
+         "success": bool(j % 14 == 0), "metadata": {"g": int(j % 200)}} for j in range(n)]))
+    yield db, X, ids, i, reward
+    db.close()
+
+
+@pytest.mark.parametrize("name", ["min_reward 7%", "success 7%", "where 7%", "where 50%",
+                                  "where 0.5%"])
+def test_filtered_graph_search_returns_exactly_k(huge, name):
+    db, X, ids, i, reward = huge
+    kw, mask = {
+        "min_reward 7%": ({"min_reward": 0.86}, reward >= 0.86),
+        "success 7%": ({"success_only": True}, i % 14 == 0),
+        "where 7%": ({"where": {"g": {"$gte": 186}}}, i % 200 >= 186),
+        "where 50%": ({"where": {"g": {"$lt": 100}}}, i % 200 < 100),
+        "where 0.5%": ({"where": {"g": 42}}, i % 200 == 42),
+    }[name]
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    allowed = set(ids[mask].tolist())
+    rng = np.random.default_rng(11)
+    recalls = []
+    for _ in range(8):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        for k in (1, 10, 50):
+            res = db.search_patterns(q, k=k, **kw)
+            assert len(res) == k, f"{name}: {len(res)} results for k={k}"
+            assert_ranked(res)
+            assert {r.id for r in res} <= allowed
+            sims = Xn[mask] @ unit(q)
+            exact = set(ids[mask][np.argsort(-sims)[:k]].tolist())
+            recalls.append(len(exact & {r.id for r in res}) / k)
+    assert min(recalls) >= 0.7 and np.mean(recalls) >= 0.9, recalls
+
+
 def test_big_filtered_records_match_filter(big):
     db, _, _, _ = big
     res = db.search_patterns(vec(3), k=20, min_reward=0.86, where={"odd": True})
@@ -472,6 +554,24 @@ def test_big_filtered_records_match_filter(big):
         assert r.record.reward >= 0.86 and r.record.metadata["odd"] is True
     res = db.search_patterns(vec(3), k=10, session_id="s5")
     assert all(r.record.session_id == "s5" for r in res)
+
+
+@pytest.mark.parametrize("threads", [
+    1,
+    0,
+], ids=["threads=1", "threads=0"])
+def test_batch_store_every_pattern_is_its_own_top1(threads):
+    n, batches = 8000, 3
+    db = agentdb.open(":memory:", dim=DIM, threads=threads)
+    rng = np.random.default_rng(2024)
+    X = rng.standard_normal((n * batches, DIM)).astype(np.float32)
+    ids: list[int] = []
+    for b in range(batches):
+        ids += db.store_patterns([{"task": f"t{i}", "embedding": X[i]}
+                                  for i in range(b * n, (b + 1) * n)])
+    lost = [pid for pid, x in zip(ids, X) if db.search_patterns(x, k=1)[0].id != pid]
+    db.close()
+    assert lost == [], f"{len(lost)} of {len(ids)} patterns are not their own top-1"
 
 
 # ---- batches ----------------------------------------------------------------------------------
@@ -539,10 +639,6 @@ def test_store_patterns_duplicate_ids_within_batch(mem):
     assert mem.count() == 0 and mem.search_patterns(vec(1)) == []
 
 
-@pytest.mark.xfail(reason="bug: store_patterns(['a string']) raises ValueError 'dictionary "
-                          "update sequence element #0 ...' instead of a TypeError naming "
-                          "patterns[0] (memory.py store_patterns: items = [dict(p) ...])",
-                   strict=True)
 def test_store_patterns_non_dict_item_message(mem):
     with pytest.raises(TypeError, match=r"patterns\[0\]"):
         mem.store_patterns(["just a task string"])
@@ -645,19 +741,12 @@ def test_episode_validation(mem, kw, exc, frag):
     assert snapshot(mem) == before
 
 
-@pytest.mark.xfail(reason="bug: memory.py _episode_row does float(latency) with no type check, "
-                          "so latency_ms='fast' raises \"could not convert string to float\" "
-                          "(no mention of latency_ms) and latency_ms=[1] a bare float() "
-                          "TypeError", strict=True)
-@pytest.mark.parametrize("bad", ["fast", [1]])
+@pytest.mark.parametrize("bad", ["fast", [1], "12"])
 def test_latency_message_names_field(mem, bad):
     with pytest.raises((TypeError, ValueError), match="latency_ms"):
         mem.store_episode("t", embedding=vec(1), latency_ms=bad)
 
 
-@pytest.mark.xfail(reason="bug: latency_ms=True is silently stored as 1.0 (memory.py "
-                          "_episode_row: float(latency)), while tokens=True and reward=True "
-                          "are rejected", strict=True)
 def test_latency_rejects_bool(mem):
     with pytest.raises((TypeError, ValueError), match="latency_ms"):
         mem.store_episode("t", embedding=vec(1), latency_ms=True)
@@ -856,15 +945,34 @@ def test_events_fire_after_commit(tmp_path):
     db.close()
 
 
-@pytest.mark.xfail(reason="bug: 'episode:updated' is a valid event name (events.EVENTS) but "
-                          "AgentDB has no update_episode(), so it can never fire",
-                   strict=True)
-def test_episode_updated_event(mem):
+def test_update_episode(mem):
     seen = []
     mem.on("episode:updated", lambda e, p: seen.append(p))
-    eid = mem.store_episode("e", embedding=vec(1))
-    mem.update_episode(eid, critique="late critique")
-    assert seen and seen[0]["critique"] == "late critique"
+    mem.store_skill("sk", embedding=vec(50))
+    eid = mem.store_episode("e", embedding=vec(1), success=False, reward=-0.5, critique=None,
+                            skills=["sk"], session_id="s", metadata={"v": 1})
+    before = mem.get_episode(eid)
+    rec = mem.update_episode(eid, critique="late critique", success=True, reward=0.75,
+                             output="done", latency_ms=3.5, tokens=12, metadata={"v": 2})
+    assert isinstance(rec, Episode) and rec == mem.get_episode(eid)
+    assert (rec.critique, rec.success, rec.reward, rec.output, rec.latency_ms, rec.tokens,
+            rec.metadata) == ("late critique", True, 0.75, "done", 3.5, 12, {"v": 2})
+    assert (rec.task, rec.skills, rec.session_id) == ("e", ["sk"], "s")  # unchanged
+    np.testing.assert_array_equal(rec.embedding, before.embedding)
+    assert len(seen) == 1 and seen[0]["id"] == eid and seen[0]["critique"] == "late critique"
+    # filters follow the update
+    assert mem.search_episodes(vec(1), success=False) == []
+    assert [r.id for r in mem.search_episodes(vec(1), success=True, min_reward=0.7,
+                                              where={"v": 2})] == [eid]
+    assert mem.critique_summary(vec(1)) == []
+    mem.update_episode(eid, success=False)
+    assert mem.critique_summary(vec(1)) == ["late critique"]
+    # the skill's running statistics are not re-counted by an update
+    assert mem.get_skill("sk").uses == 1
+    mem.update_episode(eid, critique=None, latency_ms=None)
+    assert (mem.get_episode(eid).critique, mem.get_episode(eid).latency_ms) == (None, None)
+    with pytest.raises(KeyError, match="999"):
+        mem.update_episode(999, reward=0.1)
 
 
 def test_events_batch_and_wildcard(mem):
@@ -1083,6 +1191,27 @@ BAD = [
     ("query-nan", lambda d, i: d.search_patterns(_emb(_NAN)), ValueError, "NaN"),
     ("query-zero", lambda d, i: d.search_episodes(np.zeros(DIM)), ValueError, "all-zero"),
     ("critique-k", lambda d, i: d.critique_summary(vec(1), k=0), ValueError, "k must be"),
+    ("min-reward-nan", lambda d, i: d.search_patterns(vec(1), min_reward=_NAN), ValueError,
+     "min_reward"),
+    ("min-reward-range", lambda d, i: d.search_patterns(vec(1), min_reward=1.5), ValueError,
+     "min_reward"),
+    ("min-reward-str", lambda d, i: d.search_patterns(vec(1), min_reward="0.5"), TypeError,
+     "min_reward"),
+    ("session-filter-int", lambda d, i: d.search_patterns(vec(1), session_id=5), TypeError,
+     "session_id"),
+    ("episodes-success-int", lambda d, i: d.search_episodes(vec(1), success=1), TypeError,
+     "success"),
+    ("threshold-str", lambda d, i: d.search_patterns(vec(1), threshold="0.5"), TypeError,
+     "threshold"),
+    ("update-episode-reward", lambda d, i: d.update_episode(1, reward=2), ValueError, "reward"),
+    ("update-episode-tokens", lambda d, i: d.update_episode(1, tokens=-2), ValueError,
+     "tokens"),
+    ("update-episode-latency", lambda d, i: d.update_episode(1, latency_ms="slow"), TypeError,
+     "latency_ms"),
+    ("update-episode-meta", lambda d, i: d.update_episode(1, metadata={"x": _NAN}), ValueError,
+     "JSON"),
+    ("update-episode-unknown", lambda d, i: d.update_episode(12345, reward=0.1), KeyError,
+     "12345"),
     # episodes / skills
     ("episode-latency", lambda d, i: d.store_episode("t", latency_ms=-1), ValueError,
      "latency_ms"),
@@ -1127,19 +1256,12 @@ def test_text_too_long(mem):
     assert mem.count() == 0
 
 
-@pytest.mark.xfail(reason="bug: search_patterns(min_reward=nan) silently returns [] and "
-                          "min_reward is never validated (memory.py _allowed/_Attrs.select)",
-                   strict=True)
 def test_min_reward_nan_rejected(populated):
     db, _ = populated
     with pytest.raises(ValueError, match="min_reward"):
         db.search_patterns(vec(1), min_reward=float("nan"))
 
 
-@pytest.mark.xfail(reason="bug: threshold='0.5' passes the range check (float('0.5')) and "
-                          "then fails with \"'>=' not supported between instances of 'float' "
-                          "and 'str'\" (memory.py _search), not naming threshold",
-                   strict=True)
 def test_threshold_string_message(populated):
     db, _ = populated
     with pytest.raises((TypeError, ValueError), match="threshold"):
@@ -1272,6 +1394,11 @@ def test_stale_index_caught_up_after_crash(tmp_path):
         assert db.get_pattern(pid).task == f"updated {n}"
         top = db.search_patterns(crash_vector("upd", n, DIM), k=1)[0]
         assert top.id == pid and top.similarity == pytest.approx(1.0, abs=1e-5)
+    reused = info["reused"]
+    assert reused in alive and db.get_pattern(reused).task == "reused id"
+    top = db.search_patterns(crash_vector("upd", 99, DIM), k=1)[0]
+    assert top.id == reused and top.similarity == pytest.approx(1.0, abs=1e-5)
+    assert db.search_patterns(crash_vector("base", 3, DIM), k=1)[0].similarity < 0.999
     # the old vectors of updated records are gone from the index
     old = db.search_patterns(crash_vector("base", 1, DIM), k=1)[0]
     assert old.similarity < 0.999
@@ -1396,15 +1523,15 @@ def test_not_a_store(tmp_path):
         agentdb.open(tmp_path / "no" / "such" / "dir.db", dim=DIM)
 
 
-@pytest.mark.xfail(reason="bug: opening an existing empty (0-byte) file, e.g. from mkstemp, "
-                          "raises StoreError 'no such table: meta' from memory.py "
-                          "_existing_dim instead of initialising a new store (SQLite itself "
-                          "treats a 0-byte file as an empty database)", strict=True)
 def test_open_empty_existing_file(tmp_path):
     p = tmp_path / "empty.db"
     p.write_bytes(b"")
     db = agentdb.open(p, dim=DIM)
     assert db.count() == 0
+    pid = db.store_pattern("t", embedding=vec(1))
+    db.close()
+    db = agentdb.open(p)
+    assert db.dim == DIM and db.get_pattern(pid).task == "t"
     db.close()
 
 
@@ -1464,80 +1591,29 @@ def test_readonly_with_missing_index_rebuilds_in_memory(tmp_path):
 # ---- concurrency --------------------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["file", "memory"])
 def test_concurrent_readers_and_writer(tmp_path, where):
-    path = tmp_path / "conc.db" if where == "file" else ":memory:"
-    db = agentdb.open(path, dim=DIM, durability="normal")
+    """4 reader threads search/get continuously while one writer stores 1000 patterns and
+    deletes every 10th. Runs in a child process (_memory_child.py concurrency) so that a crash
+    of the native core fails this test instead of killing the whole pytest session."""
     n = 1000
-    X = np.random.default_rng(5).standard_normal((n, DIM)).astype(np.float32)
-    stored: list[int] = []
-    deleted: set[int] = set()
-    errors: list[str] = []
-    missing: list[int] = []
-    done = threading.Event()
-
-    def writer():
-        try:
-            for i in range(n):
-                stored.append(db.store_pattern(f"task {i}", embedding=X[i], reward=(i % 5) / 5,
-                                               metadata={"i": i}))
-                if i % 10 == 9:
-                    victim = stored[i - 4]
-                    deleted.add(victim)  # announce before deleting
-                    db.delete_pattern(victim)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(f"writer: {exc!r}")
-        finally:
-            done.set()
-
-    def reader(seed):
-        rng = np.random.default_rng(seed)
-        loops = 0
-        while not done.is_set() or loops < 5:
-            loops += 1
-            try:
-                q = rng.standard_normal(DIM)
-                for res in (db.search_patterns(q, k=5),
-                            db.search_patterns(q, k=5, min_reward=0.5),
-                            db.search_patterns(q, k=3, where={"i": {"$lt": 500}})):
-                    d = [r.distance for r in res]
-                    assert d == sorted(d)
-                    for r in res:
-                        assert r.record.id == r.id
-                        assert r.record.task == f"task {r.record.metadata['i']}"
-                if stored:
-                    pid = stored[int(rng.integers(len(stored)))]
-                    try:
-                        p = db.get_pattern(pid)
-                        assert p.task == f"task {p.metadata['i']}"
-                    except KeyError:
-                        missing.append(pid)
-                db.count()
-            except Exception as exc:
-                errors.append(f"reader: {exc!r}")
-                return
-
-    threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
-    threads.append(threading.Thread(target=writer))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
-    assert set(missing) <= deleted
-    assert len(stored) == n and len(deleted) == n // 10
-    assert db.count() == n - len(deleted)
-    remaining = [pid for pid in stored if pid not in deleted]
-    assert {p.id for p in db.iter_records("patterns")} == set(remaining)
-    for i, pid in enumerate(stored):
-        top = db.search_patterns(X[i], k=1)
-        if pid in deleted:
-            assert not top or top[0].id != pid
-        else:
-            assert top[0].id == pid
-    db.close()
+    path = str(tmp_path / "conc.db") if where == "file" else ":memory:"
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", str(CHILD), "concurrency",
+                           path, str(DIM), str(n)], capture_output=True, text=True,
+                          env=child_env(), timeout=300)
+    if proc.returncode < 0:
+        pytest.fail(f"the child crashed with signal {-proc.returncode} during concurrent "
+                    f"search/add/remove: {proc.stderr[-2000:]}")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rep["errors"] == [] and rep["n_errors"] == 0
+    assert rep["reads"] > 0
+    assert rep["stored"] == n and rep["deleted"] == n // 10
+    assert rep["missing_not_deleted"] == []  # a KeyError only ever for a deleted id
+    assert rep["count"] == n - n // 10
+    assert rep["ids_match"]
+    assert rep["not_top1"] == [] and rep["deleted_found"] == []
     if where == "file":
         db = agentdb.open(path)
-        assert db.index_status["patterns"] == "loaded" and db.count() == n - len(deleted)
+        assert db.index_status["patterns"] == "loaded" and db.count() == n - n // 10
         db.close()
 
 

@@ -40,11 +40,12 @@ def _get(doc: dict[str, Any], key: str) -> Any:
 
 
 def _norm(value: Any) -> Any:
-    """Equality key: numbers compare by value (1 == 1.0, True == 1 as in SQLite JSON)."""
+    """Equality key: numbers compare by exact value (1 == 1.0, True == 1 as in SQLite JSON;
+    integers beyond 2**53 stay exact because Python compares int and float exactly)."""
     if isinstance(value, bool):
-        return ("n", 1.0 if value else 0.0)
+        return ("n", int(value))
     if isinstance(value, (int, float)):
-        return ("n", float(value))
+        return ("n", value)
     if isinstance(value, str):
         return ("s", value)
     if value is None:
@@ -217,7 +218,8 @@ class FilterColumns:
                             self._eq_index(key), [None])
                         mask &= present & ~hit
                 elif op in ("$in", "$nin"):
-                    hit = self._positions(self._eq_index(key), list(val))
+                    # as in SQL, null inside the list never matches anything
+                    hit = self._positions(self._eq_index(key), [v for v in val if v is not None])
                     if op == "$in":
                         mask &= hit
                     else:
@@ -225,9 +227,12 @@ class FilterColumns:
                             self._eq_index(key), [None])
                         mask &= present & ~hit
                 elif op in _RANGE:
-                    if isinstance(val, str):  # string ranges: compare in Python
-                        hit = np.array([isinstance(v := _get(d, key), str) and bool(
-                            _RANGE[op](v, val)) for d in self.meta[:n]], bool)
+                    big = isinstance(val, int) and not isinstance(val, bool) and abs(val) > 2**53
+                    if isinstance(val, str) or big:  # strings, huge ints: exact, in Python
+                        kinds = str if isinstance(val, str) else (int, float)
+                        hit = np.array([
+                            isinstance(v := _get(d, key), kinds) and not isinstance(v, bool)
+                            and bool(_RANGE[op](v, val)) for d in self.meta[:n]], bool)
                     else:
                         with np.errstate(invalid="ignore"):
                             hit = _RANGE[op](self._num_col(key)[:n], float(val))

@@ -155,9 +155,11 @@ class AgentDB:
             self._replay(name, index, -1)
             status = "rebuilt (count mismatch)"
         self.index_status[name] = status
-        attrs = None
-        if name != "skills":
-            attrs = FilterColumns()
+        attrs = FilterColumns()
+        if name == "skills":  # the reward column holds the success rate
+            for rid, rate, meta in self.store.scalar_columns(name, ("success_rate", "metadata")):
+                attrs.set(rid, rate, False, None, json.loads(meta))
+        else:
             for rid, reward, success, session, meta in self.store.scalar_columns(
                     name, ("reward", "success", "session_id", "metadata")):
                 attrs.set(rid, reward, bool(success), session, json.loads(meta))
@@ -276,8 +278,12 @@ class AgentDB:
                 raise
             if col.attrs is not None:
                 for (values, _, _, _), rid in zip(rows, added):
-                    col.attrs.set(rid, values["reward"], bool(values["success"]),
-                                  values.get("session_id"), json.loads(values["metadata"]))
+                    if name == "skills":
+                        col.attrs.set(rid, values["success_rate"], False, None,
+                                      json.loads(values["metadata"]))
+                    else:
+                        col.attrs.set(rid, values["reward"], bool(values["success"]),
+                                      values.get("session_id"), json.loads(values["metadata"]))
         return added
 
     def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
@@ -329,10 +335,18 @@ class AgentDB:
                     col.index.add([rid], old_vec)
                 raise
             rec = self._get(name, rid)
-            if col.attrs is not None:
-                col.attrs.set(rid, rec.reward, rec.success, rec.session_id, rec.metadata)
+            self._refresh_columns(name, rec)
         self._events.emit(f"{_KIND[name]}:updated", rec.to_dict())
         return rec
+
+    def _refresh_columns(self, name: str, rec: Any) -> None:
+        attrs = self._cols[name].attrs
+        if attrs is None:
+            return
+        if name == "skills":
+            attrs.set(rec.id, rec.success_rate, False, None, rec.metadata)
+        else:
+            attrs.set(rec.id, rec.reward, rec.success, rec.session_id, rec.metadata)
 
     def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
                 threshold: float | None, ef: int | None) -> list[SearchResult]:
@@ -350,7 +364,8 @@ class AgentDB:
         col = self._cols[name]
         if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
             return []
-        ids, dists = col.index.search(q, k=int(k), ef=ef, allowed=allowed)
+        k = min(int(k), len(col.index))  # never allocate more than there is to return
+        ids, dists = col.index.search(q, k=k, ef=ef, allowed=allowed)
         hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
@@ -382,7 +397,7 @@ class AgentDB:
         for fname, val in (("session_id", session_id), ("input", input), ("output", output),
                            ("critique", critique)):
             _check_text(fname, val)
-        values = {"task": task, "reward": check_reward(reward), "success": int(bool(success)),
+        values = {"task": task, "reward": check_reward(reward), "success": _check_success(success),
                   "session_id": session_id, "input": input, "output": output,
                   "critique": critique, "metadata": check_metadata(metadata)}
         return values, self._vector(embedding, None if embedding is not None else task)
@@ -415,7 +430,7 @@ class AgentDB:
         >>> len(db.store_patterns([{"task": "a"}, {"task": "b", "reward": 0.5}]))
         2
         """
-        items = [dict(p) for p in patterns]
+        items = _dict_items(patterns, "patterns")
         if not items:
             return []
         self._embed_missing(items, "task")
@@ -476,7 +491,7 @@ class AgentDB:
         if reward is not _UNSET:
             values["reward"] = check_reward(reward)
         if success is not _UNSET:
-            values["success"] = int(bool(success))
+            values["success"] = _check_success(success)
         for fname, val in (("session_id", session_id), ("input", input), ("output", output),
                            ("critique", critique)):
             if val is not _UNSET:
@@ -528,7 +543,7 @@ class AgentDB:
             _check_text(fname, val)
             values[fname] = val
         values["reward"] = check_reward(e.pop("reward", 0.0))
-        values["success"] = int(bool(e.pop("success", False)))
+        values["success"] = _check_success(e.pop("success", False))
         latency = e.pop("latency_ms", None)
         if latency is not None:
             if isinstance(latency, bool) or not isinstance(
@@ -547,7 +562,7 @@ class AgentDB:
         skills = e.pop("skills", None) or []
         if isinstance(skills, str) or not all(isinstance(s, str) for s in skills):
             raise TypeError("skills must be a list of skill names")
-        values["skills"] = json.dumps(list(skills))
+        values["skills"] = json.dumps(list(dict.fromkeys(skills)))  # each skill counted once
         values["metadata"] = check_metadata(e.pop("metadata", None))
         emb = e.pop("embedding", None)
         return values, self._vector(emb, None if emb is not None else task)
@@ -582,7 +597,7 @@ class AgentDB:
         >>> len(db.store_episodes([{"task": "a", "critique": "x"}]))
         1
         """
-        items = [dict(e) for e in episodes]
+        items = _dict_items(episodes, "episodes")
         if not items:
             return []
         self._embed_missing(items, "task")
@@ -617,6 +632,7 @@ class AgentDB:
         self._emit_rows("episodes", ids)
         for s in sorted(names):
             rec = self.get_skill(s)
+            self._refresh_columns("skills", rec)
             self._events.emit("skill:updated", rec.to_dict())
         return ids
 
@@ -793,11 +809,12 @@ class AgentDB:
         """
         allowed = None
         if min_success_rate is not None or where:
-            sql, params = where_sql(where)
-            if min_success_rate is not None:
-                sql += " AND success_rate >= ?"
-                params.append(_check_rate(min_success_rate))
-            allowed = self.store.select_ids("skills", sql, params)
+            if where:
+                where_sql(where)  # validates keys and operators
+            rate = None if min_success_rate is None else _check_rate(min_success_rate)
+            attrs = self._cols["skills"].attrs
+            assert attrs is not None
+            allowed = attrs.select(rate, None, None, where or None)
         return self._search("skills", query, k, allowed, threshold, ef)
 
     # ---- bulk, stats ------------------------------------------------------------------------
@@ -885,6 +902,24 @@ def _opt_id(value: Any) -> int | None:
     if rid < 1:
         raise ValueError(f"id must be >= 1, got {rid}")
     return rid
+
+
+def _dict_items(items: Iterable[Any], what: str) -> list[dict[str, Any]]:
+    if isinstance(items, (str, bytes, dict)):
+        raise TypeError(f"{what} must be a list of dicts, got {type(items).__name__}")
+    out = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise TypeError(f"{what}[{n}] must be a dict, got {type(item).__name__}")
+        out.append(dict(item))
+    return out
+
+
+def _check_success(value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return int(bool(value))
+    raise TypeError(f"success must be a bool, got {value!r}")
 
 
 def _opt_time(value: Any) -> float | None:

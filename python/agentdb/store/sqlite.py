@@ -75,6 +75,15 @@ CREATE TABLE IF NOT EXISTS skills (
   embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
   gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS skills_gen ON skills(gen);
+CREATE TABLE IF NOT EXISTS graph_nodes (
+  id INTEGER PRIMARY KEY, labels TEXT NOT NULL DEFAULT '[]', props TEXT NOT NULL DEFAULT '{}',
+  gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_edges (
+  id INTEGER PRIMARY KEY, type TEXT NOT NULL, tail TEXT NOT NULL, head TEXT NOT NULL,
+  confidence REAL NOT NULL, timestamp REAL NOT NULL, props TEXT NOT NULL DEFAULT '{}',
+  gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_indexes (
+  label TEXT NOT NULL, prop TEXT NOT NULL, PRIMARY KEY (label, prop));
 CREATE TABLE IF NOT EXISTS deletions (
   collection TEXT NOT NULL, id INTEGER NOT NULL, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS deletions_gen ON deletions(collection, gen);
@@ -375,6 +384,61 @@ class SQLiteStore:
         """(id, *columns) for every row — used to build in-memory filter columns."""
         cols = ", ".join(["id", *columns])
         return self._reader().execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()
+
+    # ---- causal graph ---------------------------------------------------------------------------
+    def put_graph_node(self, w: sqlite3.Connection, nid: int, labels: Sequence[str],
+                       props: dict[str, Any]) -> None:
+        """Insert or replace one graph node (inside :meth:`write`)."""
+        w.execute("INSERT INTO graph_nodes(id, labels, props, gen) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT(id) DO UPDATE SET labels=excluded.labels, props=excluded.props, "
+                  "gen=excluded.gen",
+                  (int(nid), json.dumps(list(labels)), json.dumps(props, allow_nan=False),
+                   self.pending_gen))
+
+    def put_graph_edge(self, w: sqlite3.Connection, eid: int, type: str, tail: Sequence[int],
+                       head: Sequence[int], confidence: float, timestamp: float,
+                       props: dict[str, Any]) -> None:
+        """Insert or replace one hyperedge (inside :meth:`write`)."""
+        w.execute("INSERT INTO graph_edges(id, type, tail, head, confidence, timestamp, props, "
+                  "gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                  "type=excluded.type, tail=excluded.tail, head=excluded.head, "
+                  "confidence=excluded.confidence, timestamp=excluded.timestamp, "
+                  "props=excluded.props, gen=excluded.gen",
+                  (int(eid), type, json.dumps([int(x) for x in tail]),
+                   json.dumps([int(x) for x in head]), float(confidence), float(timestamp),
+                   json.dumps(props, allow_nan=False), self.pending_gen))
+
+    def delete_graph(self, w: sqlite3.Connection, node_ids: Sequence[int],
+                     edge_ids: Sequence[int]) -> None:
+        """Delete graph nodes and edges (inside :meth:`write`)."""
+        w.executemany("DELETE FROM graph_edges WHERE id=?", [(int(e),) for e in edge_ids])
+        w.executemany("DELETE FROM graph_nodes WHERE id=?", [(int(n),) for n in node_ids])
+
+    def graph_nodes(self) -> Iterator[tuple[int, list[str], dict[str, Any]]]:
+        """Every graph node as (id, labels, props), by id."""
+        for nid, labels, props in self._reader().execute(
+                "SELECT id, labels, props FROM graph_nodes ORDER BY id"):
+            yield int(nid), json.loads(labels), json.loads(props)
+
+    def graph_edges(self) -> Iterator[tuple[int, str, list[int], list[int], float, float,
+                                             dict[str, Any]]]:
+        """Every hyperedge as (id, type, tail, head, confidence, timestamp, props), by id."""
+        for row in self._reader().execute(
+                "SELECT id, type, tail, head, confidence, timestamp, props FROM graph_edges "
+                "ORDER BY id"):
+            yield (int(row[0]), row[1], json.loads(row[2]), json.loads(row[3]), float(row[4]),
+                   float(row[5]), json.loads(row[6]))
+
+    def graph_indexes(self) -> list[tuple[str, str]]:
+        """Declared (label, property) indexes."""
+        return [(a, b) for a, b in self._reader().execute(
+            "SELECT label, prop FROM graph_indexes ORDER BY label, prop")]
+
+    def add_graph_index(self, label: str, prop: str) -> None:
+        """Declare a (label, property) index (idempotent)."""
+        with self.write() as w:
+            w.execute("INSERT OR IGNORE INTO graph_indexes(label, prop) VALUES (?, ?)",
+                      (label, prop))
 
     def file_size(self) -> int:
         """Bytes on disk of the database and its WAL."""

@@ -1,0 +1,1449 @@
+// Causal hypergraph: header-only, no Python (bindings.cpp wraps it as agentdb._native.Hypergraph;
+// the contract is spec_graph.md, the pure-Python twin is python/agentdb/_numpy_graph.py).
+//
+// Model. Nodes have an int64 id (any value but -1) and an int32 label (-1 = none). A hyperedge
+// has an int64 id, an int32 type (>= 0), a tail (causes) and a head (effects), each a non-empty
+// list of distinct nodes, a float32 confidence in [0, 1] and a float64 timestamp. Queries walk
+// the binary projection: hyperedge e gives a -[e]-> b for every a in tail(e), b in head(e).
+// "out" walks tail->head, "in" head->tail, "both" either (a pair (b, e) is reported once).
+//
+// Storage. Node ids map to uint32 slots and edge ids to uint32 slots (open-addressing maps).
+// Edge -> tail/head nodes is an append-only CSR (offsets + node slots). Node -> out-edges (node
+// in tail) and node -> in-edges (node in head) are CSR arrays covering the edges that existed
+// at the last compaction, plus an append buffer: per-node small vectors holding the edges added
+// since, visible to the next query. compact() renumbers live nodes/edges densely, rebuilds both
+// CSR directions by a counting sort and empties the buffer. Removals are tombstones (node:
+// alive flag; edge: type set to -1, which every type filter rejects) until the next compaction.
+//
+// Auto-compaction rule: after any add_edge/add_edges call, if buffered() (edges added since the
+// last compaction, including ones removed since) exceeds max(1024, csr_edges / 4) (csr_edges =
+// live edges at the last compaction, integer division), the graph compacts itself. A bulk call
+// that will cross the threshold skips the per-node buffers and compacts directly.
+//
+// Concurrency: one std::shared_mutex; queries take it shared, writes (including compaction)
+// exclusive. Traversal scratch (epoch-stamped visited arrays, DFS frames, neighbour pools) is
+// thread_local and reused across queries, so a traversal allocates nothing per step.
+//
+// Paths are simple: no node repeats, and (as for Cypher relationships) no hyperedge repeats.
+// Path scores are accumulated over the edge confidences in returned (forward) order in double:
+// product = ((1*c1)*c2)..., min, sum = ((0+c1)+c2)...; an empty path scores (1, 1, 0).
+//
+// FILE FORMAT "AGDBHYPG" version 1, little endian, written atomically (tmp file + rename):
+//   header, 64 bytes:
+//     0  char[8]  magic "AGDBHYPG"
+//     8  u32      version = 1
+//     12 u32      header_size = 64
+//     16 u64      n_nodes
+//     24 u64      n_edges
+//     32 u64      n_tail   (total tail entries)
+//     40 u64      n_head   (total head entries)
+//     48 u32      flags = 0
+//     52 u8[12]   reserved, zero
+//   sections, back to back, no padding (live items only):
+//     node_ids      i64[n_nodes]      strictly ascending, != -1
+//     node_labels   i32[n_nodes]      >= -1
+//     edge_ids      i64[n_edges]      strictly ascending, != -1
+//     edge_types    i32[n_edges]      >= 0
+//     edge_conf     f32[n_edges]      in [0, 1]
+//     edge_time     f64[n_edges]
+//     tail_offsets  u64[n_edges + 1]  0 = first <= ... <= last = n_tail, each edge non-empty
+//     tail_nodes    u32[n_tail]       index into the node section, distinct within an edge
+//     head_offsets  u64[n_edges + 1]  same rules with n_head
+//     head_nodes    u32[n_head]
+//   trailer: u32 CRC-32 (zlib.crc32) of every preceding byte.
+// Both backends write byte-identical files for the same graph (tail/head keep caller order).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "crc32.hpp"
+
+namespace agentdb {
+
+// Unknown node/edge (bindings map it to KeyError, message "unknown node 5").
+struct GraphKeyError : std::out_of_range {
+  using std::out_of_range::out_of_range;
+};
+// Invalid argument or graph state (ValueError).
+struct GraphValueError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+// A file that is not a valid hypergraph file (ValueError naming the problem).
+struct GraphBadFile : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+enum class Dir : uint8_t { Out = 0, In = 1, Both = 2 };
+enum class PathScore : uint8_t { Product = 0, Min = 1, Sum = 2 };
+
+// Which edge types a traversal keeps. Removed edges carry type -1 and never pass.
+struct TypeFilter {
+  bool any = true;
+  std::vector<int32_t> types;  // sorted, unique (when !any)
+
+  TypeFilter() = default;
+  explicit TypeFilter(std::vector<int32_t> t) : any(false), types(std::move(t)) {
+    std::sort(types.begin(), types.end());
+    types.erase(std::unique(types.begin(), types.end()), types.end());
+  }
+  bool operator()(int32_t t) const {
+    if (t < 0) return false;
+    if (any) return true;
+    if (types.size() <= 8) {
+      for (int32_t x : types)
+        if (x == t) return true;
+      return false;
+    }
+    return std::binary_search(types.begin(), types.end(), t);
+  }
+};
+
+// Open-addressing int64 -> uint32 map (linear probing, backward-shift deletion). Key -1 is
+// never a valid id, so it marks empty cells.
+class IdMap {
+ public:
+  static constexpr uint32_t kNone = 0xFFFFFFFFu;
+
+  std::size_t size() const { return size_; }
+  std::size_t bytes() const { return keys_.capacity() * 8 + vals_.capacity() * 4; }
+
+  uint32_t find(int64_t key) const {
+    if (size_ == 0 || key == -1) return kNone;
+    std::size_t m = keys_.size() - 1, i = hash(key) & m;
+    for (;;) {
+      int64_t k = keys_[i];
+      if (k == key) return vals_[i];
+      if (k == -1) return kNone;
+      i = (i + 1) & m;
+    }
+  }
+
+  void set(int64_t key, uint32_t val) {
+    if ((size_ + 1) * 2 > keys_.size()) rehash(std::max<std::size_t>(16, keys_.size() * 2));
+    std::size_t m = keys_.size() - 1, i = hash(key) & m;
+    for (;;) {
+      if (keys_[i] == key) {
+        vals_[i] = val;
+        return;
+      }
+      if (keys_[i] == -1) {
+        keys_[i] = key;
+        vals_[i] = val;
+        ++size_;
+        return;
+      }
+      i = (i + 1) & m;
+    }
+  }
+
+  bool erase(int64_t key) {
+    if (size_ == 0 || key == -1) return false;
+    std::size_t m = keys_.size() - 1, i = hash(key) & m;
+    for (;;) {
+      if (keys_[i] == key) break;
+      if (keys_[i] == -1) return false;
+      i = (i + 1) & m;
+    }
+    std::size_t j = i;
+    for (;;) {
+      j = (j + 1) & m;
+      if (keys_[j] == -1) break;
+      std::size_t home = hash(keys_[j]) & m;
+      bool in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+      if (!in_range) {
+        keys_[i] = keys_[j];
+        vals_[i] = vals_[j];
+        i = j;
+      }
+    }
+    keys_[i] = -1;
+    --size_;
+    return true;
+  }
+
+  void clear_and_reserve(std::size_t n) {
+    std::size_t cap = 16;
+    while (cap < n * 2) cap *= 2;
+    keys_.assign(cap, -1);
+    vals_.assign(cap, kNone);
+    size_ = 0;
+  }
+
+ private:
+  static uint64_t hash(int64_t k) {
+    uint64_t x = static_cast<uint64_t>(k);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+  }
+  void rehash(std::size_t cap) {
+    std::vector<int64_t> ok = std::move(keys_);
+    std::vector<uint32_t> ov = std::move(vals_);
+    keys_.assign(cap, -1);
+    vals_.assign(cap, kNone);
+    size_ = 0;
+    for (std::size_t i = 0; i < ok.size(); ++i)
+      if (ok[i] != -1) set(ok[i], ov[i]);
+  }
+
+  std::vector<int64_t> keys_;
+  std::vector<uint32_t> vals_;
+  std::size_t size_ = 0;
+};
+
+// Per-thread traversal scratch, reused by every query on that thread (any graph). Arrays are
+// epoch-stamped: an entry counts only when its stamp equals the current epoch.
+struct GraphScratch {
+  struct Frame {
+    std::size_t begin, end, cur;
+  };
+  struct Mark {  // stamp == epoch: val is set for this query
+    uint32_t stamp;
+    int32_t val;
+  };
+  uint32_t epoch = 0;
+  std::vector<Mark> mark, mark2;  // BFS hop counts / seed flags / distance to dst
+  std::vector<uint32_t> frontier, next, reached;
+  std::vector<std::pair<int64_t, int32_t>> out, tmp;
+  std::vector<std::pair<uint32_t, uint32_t>> pool;
+  std::vector<Frame> frames;
+  std::vector<uint32_t> path_nodes, path_edges;
+  std::vector<double> prod, mn, sm;
+
+  void begin(std::size_t nodes) {
+    if (mark.size() < nodes) {
+      mark.resize(nodes, Mark{0, 0});
+      mark2.resize(nodes, Mark{0, 0});
+    }
+    if (++epoch == 0) {
+      std::fill(mark.begin(), mark.end(), Mark{0, 0});
+      std::fill(mark2.begin(), mark2.end(), Mark{0, 0});
+      epoch = 1;
+    }
+  }
+  bool seen(uint32_t v) const { return mark[v].stamp == epoch; }
+  bool seen2(uint32_t v) const { return mark2[v].stamp == epoch; }
+};
+
+// Sort (key, value) pairs by key: LSD radix sort on the signed 64-bit key (11-bit digits,
+// digits shared by every key skipped), std::sort for short inputs.
+template <class V>
+void sort_by_key(std::vector<std::pair<int64_t, V>>& a, std::vector<std::pair<int64_t, V>>& tmp) {
+  const std::size_t n = a.size();
+  if (n < 2048) {
+    std::sort(a.begin(), a.end());
+    return;
+  }
+  constexpr int kBits = 11, kRadix = 1 << kBits, kPasses = 6;
+  std::vector<std::size_t> cnt(static_cast<std::size_t>(kPasses) * kRadix, 0);
+  auto key = [](int64_t k) { return static_cast<uint64_t>(k) ^ (uint64_t{1} << 63); };
+  for (const auto& x : a) {
+    uint64_t k = key(x.first);
+    for (int p = 0; p < kPasses; ++p) ++cnt[p * kRadix + ((k >> (p * kBits)) & (kRadix - 1))];
+  }
+  tmp.resize(n);
+  for (int p = 0; p < kPasses; ++p) {
+    std::size_t* c = &cnt[static_cast<std::size_t>(p) * kRadix];
+    if (c[(key(a[0].first) >> (p * kBits)) & (kRadix - 1)] == n) continue;  // constant digit
+    std::size_t sum = 0;
+    for (int d = 0; d < kRadix; ++d) {
+      std::size_t t = c[d];
+      c[d] = sum;
+      sum += t;
+    }
+    for (const auto& x : a) tmp[c[(key(x.first) >> (p * kBits)) & (kRadix - 1)]++] = x;
+    a.swap(tmp);
+  }
+}
+
+inline GraphScratch& graph_scratch() {
+  thread_local GraphScratch s;
+  return s;
+}
+
+// Paths in forward order, flat: path i has nodes [node_off[i], node_off[i+1]) and edges
+// [edge_off[i], edge_off[i+1]). The result order is order[0], order[1], ... (a permutation,
+// so the paths themselves are never moved).
+struct PathSet {
+  std::vector<int64_t> nodes, edges;
+  std::vector<std::size_t> node_off{0}, edge_off{0};
+  std::vector<double> product, min, sum;
+  std::vector<std::size_t> order;
+  std::size_t size() const { return product.size(); }
+};
+
+struct PathQuery {
+  int64_t src = 0;
+  int64_t min_hops = 1, max_hops = 5;
+  Dir dir = Dir::Out;
+  TypeFilter types;
+  bool has_dst = false, has_dst_label = false, has_src_label = false;
+  int64_t dst = 0;
+  int32_t dst_label = -1, src_label = -1;
+  int64_t limit = 100000;
+};
+
+struct ChainQuery {
+  std::vector<int32_t> labels;  // 2..4, -1 = any
+  std::vector<TypeFilter> types;
+  std::vector<Dir> dirs;
+  bool has_start = false;
+  std::vector<int64_t> start;
+};
+
+struct ChainResult {
+  std::size_t rows = 0, width = 0;
+  std::vector<int64_t> nodes, edges;  // rows * width, rows * (width - 1)
+};
+
+struct EdgeInfo {
+  int32_t type;
+  std::vector<int64_t> tail, head;
+  float confidence;
+  double timestamp;
+};
+
+// A bulk edge insert, CSR style. Pointers may be null for confidences (-> 1.0) and
+// timestamps (-> 0.0). Offsets/lengths are validated by Hypergraph::add_edges.
+struct EdgeBatch {
+  std::size_t n = 0;
+  const int64_t* ids = nullptr;
+  const int64_t* types = nullptr;
+  const int64_t* tail_off = nullptr;
+  const int64_t* tail_nodes = nullptr;
+  std::size_t n_tail_nodes = 0;
+  const int64_t* head_off = nullptr;
+  const int64_t* head_nodes = nullptr;
+  std::size_t n_head_nodes = 0;
+  const double* confidences = nullptr;
+  const double* timestamps = nullptr;
+};
+
+inline std::string graph_num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+class Hypergraph {
+ public:
+  static constexpr uint32_t kNone = 0xFFFFFFFFu;
+  static constexpr int kMaxHops = 64;
+  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr std::size_t kHeaderSize = 64;
+  static constexpr std::size_t kMinBuffer = 1024;
+  static constexpr uint64_t kMaxSlots = 0xFFFFFFFEull;
+
+  Hypergraph() : out_off_(1, 0), in_off_(1, 0) {}
+  Hypergraph(const Hypergraph&) = delete;
+  Hypergraph& operator=(const Hypergraph&) = delete;
+
+  // ---- writes ----------------------------------------------------------------------------
+  // Upsert nodes (a re-added id gets the new label). All entries are checked first.
+  void add_nodes(const int64_t* ids, const int64_t* labels, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (ids[i] == -1) throw GraphValueError("node id -1 is reserved");
+      int64_t lab = labels ? labels[i] : -1;
+      if (lab < -1 || lab > std::numeric_limits<int32_t>::max())
+        throw GraphValueError("label must be in [-1, 2147483647], got " + std::to_string(lab));
+    }
+    std::unique_lock<std::shared_mutex> g(mu_);
+    if (node_id_.size() + n > kMaxSlots) throw GraphValueError("too many nodes");
+    for (std::size_t i = 0; i < n; ++i) {
+      int32_t lab = labels ? static_cast<int32_t>(labels[i]) : -1;
+      uint32_t s = node_map_.find(ids[i]);
+      if (s != IdMap::kNone) {
+        node_label_[s] = lab;
+        continue;
+      }
+      s = static_cast<uint32_t>(node_id_.size());
+      node_id_.push_back(ids[i]);
+      node_label_.push_back(lab);
+      node_alive_.push_back(1);
+      node_map_.set(ids[i], s);
+      ++n_live_nodes_;
+    }
+    out_buf_.resize(node_id_.size());
+    in_buf_.resize(node_id_.size());
+  }
+
+  // Insert edges; everything is validated before anything changes (per edge, in order: id,
+  // type, confidence, empty tail/head, duplicate node in tail/head, duplicate edge id, unknown
+  // node in tail then head).
+  void add_edges(const EdgeBatch& b) {
+    check_offsets(b.tail_off, b.n, b.n_tail_nodes, "tail_offsets", "tail_nodes");
+    check_offsets(b.head_off, b.n, b.n_head_nodes, "head_offsets", "head_nodes");
+    std::unique_lock<std::shared_mutex> g(mu_);
+    std::vector<uint32_t> tslots(b.n_tail_nodes), hslots(b.n_head_nodes);
+    {
+      IdMap batch;
+      if (b.n > 1) batch.clear_and_reserve(b.n);
+      std::vector<int64_t> tmp;
+      for (std::size_t i = 0; i < b.n; ++i) {
+        int64_t id = b.ids[i];
+        if (id == -1) throw GraphValueError("edge id -1 is reserved");
+        int64_t t = b.types[i];
+        if (t < 0 || t > std::numeric_limits<int32_t>::max())
+          throw GraphValueError("edge type must be in [0, 2147483647], got " + std::to_string(t));
+        double c = b.confidences ? b.confidences[i] : 1.0;
+        if (!(c >= 0.0 && c <= 1.0))
+          throw GraphValueError("confidence must be in [0, 1], got " + graph_num(c) +
+                                " (edge " + std::to_string(id) + ")");
+        std::size_t t0 = static_cast<std::size_t>(b.tail_off[i]),
+                    t1 = static_cast<std::size_t>(b.tail_off[i + 1]);
+        std::size_t h0 = static_cast<std::size_t>(b.head_off[i]),
+                    h1 = static_cast<std::size_t>(b.head_off[i + 1]);
+        if (t0 == t1) throw GraphValueError("edge " + std::to_string(id) + " has an empty tail");
+        if (h0 == h1) throw GraphValueError("edge " + std::to_string(id) + " has an empty head");
+        check_distinct(b.tail_nodes + t0, t1 - t0, id, "tail", tmp);
+        check_distinct(b.head_nodes + h0, h1 - h0, id, "head", tmp);
+        if (edge_map_.find(id) != IdMap::kNone || batch.find(id) != IdMap::kNone)
+          throw GraphValueError("duplicate edge id " + std::to_string(id));
+        if (b.n > 1) batch.set(id, 0);
+        for (std::size_t j = t0; j < t1; ++j) {
+          uint32_t s = node_map_.find(b.tail_nodes[j]);
+          if (s == kNone) throw GraphKeyError("unknown node " + std::to_string(b.tail_nodes[j]));
+          tslots[j] = s;
+        }
+        for (std::size_t j = h0; j < h1; ++j) {
+          uint32_t s = node_map_.find(b.head_nodes[j]);
+          if (s == kNone) throw GraphKeyError("unknown node " + std::to_string(b.head_nodes[j]));
+          hslots[j] = s;
+        }
+      }
+    }
+    if (edge_id_.size() + b.n > kMaxSlots) throw GraphValueError("too many edges");
+    bool will_compact = buffered_locked() + b.n > threshold_locked();
+    edge_id_.reserve(edge_id_.size() + b.n);
+    erec_.reserve(erec_.size() + b.n);
+    edge_ts_.reserve(edge_ts_.size() + b.n);
+    tail_nodes_.reserve(tail_nodes_.size() + b.n_tail_nodes);
+    head_nodes_.reserve(head_nodes_.size() + b.n_head_nodes);
+    for (std::size_t i = 0; i < b.n; ++i) {
+      uint32_t e = static_cast<uint32_t>(edge_id_.size());
+      edge_id_.push_back(b.ids[i]);
+      EdgeRec r;
+      r.type = static_cast<int32_t>(b.types[i]);
+      r.conf = static_cast<float>(b.confidences ? b.confidences[i] : 1.0);
+      r.n_tail = static_cast<uint32_t>(b.tail_off[i + 1] - b.tail_off[i]);
+      r.n_head = static_cast<uint32_t>(b.head_off[i + 1] - b.head_off[i]);
+      r.tail = tail_nodes_.size();
+      r.head = head_nodes_.size();
+      erec_.push_back(r);
+      edge_ts_.push_back(b.timestamps ? b.timestamps[i] : 0.0);
+      for (int64_t j = b.tail_off[i]; j < b.tail_off[i + 1]; ++j) {
+        tail_nodes_.push_back(tslots[j]);
+        if (!will_compact) out_buf_[tslots[j]].push_back(e);
+      }
+      for (int64_t j = b.head_off[i]; j < b.head_off[i + 1]; ++j) {
+        head_nodes_.push_back(hslots[j]);
+        if (!will_compact) in_buf_[hslots[j]].push_back(e);
+      }
+      edge_map_.set(b.ids[i], e);
+      ++n_live_edges_;
+    }
+    if (will_compact) compact_locked();
+  }
+
+  // Remove a node and every edge incident to it.
+  void remove_node(int64_t id) {
+    std::unique_lock<std::shared_mutex> g(mu_);
+    uint32_t s = node_slot(id);
+    auto kill = [&](uint32_t e) {
+      if (erec_[e].type < 0) return;
+      erec_[e].type = -1;
+      edge_map_.erase(edge_id_[e]);
+      --n_live_edges_;
+    };
+    if (s < csr_nodes_) {
+      for (uint64_t i = out_off_[s]; i < out_off_[s + 1]; ++i) kill(out_edges_[i]);
+      for (uint64_t i = in_off_[s]; i < in_off_[s + 1]; ++i) kill(in_edges_[i]);
+    }
+    for (uint32_t e : out_buf_[s]) kill(e);
+    for (uint32_t e : in_buf_[s]) kill(e);
+    node_alive_[s] = 0;
+    node_map_.erase(id);
+    --n_live_nodes_;
+  }
+
+  void remove_edge(int64_t id) {
+    std::unique_lock<std::shared_mutex> g(mu_);
+    uint32_t e = edge_slot(id);
+    erec_[e].type = -1;
+    edge_map_.erase(id);
+    --n_live_edges_;
+  }
+
+  void compact() {
+    std::unique_lock<std::shared_mutex> g(mu_);
+    compact_locked();
+  }
+
+  // ---- simple reads ----------------------------------------------------------------------
+  bool has_node(int64_t id) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return node_map_.find(id) != kNone;
+  }
+  bool has_edge(int64_t id) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return edge_map_.find(id) != kNone;
+  }
+  int32_t node_label(int64_t id) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return node_label_[node_slot(id)];
+  }
+  EdgeInfo edge(int64_t id) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t e = edge_slot(id);
+    EdgeInfo out{erec_[e].type, {}, {}, erec_[e].conf, edge_ts_[e]};
+    for (const uint32_t* v = tail_of(e); v != tail_of(e) + erec_[e].n_tail; ++v)
+      out.tail.push_back(node_id_[*v]);
+    for (const uint32_t* v = head_of(e); v != head_of(e) + erec_[e].n_head; ++v)
+      out.head.push_back(node_id_[*v]);
+    return out;
+  }
+  std::size_t num_nodes() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return n_live_nodes_;
+  }
+  std::size_t num_edges() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return n_live_edges_;
+  }
+  std::size_t buffered() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return buffered_locked();
+  }
+  std::vector<int64_t> node_ids() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    std::vector<int64_t> out;
+    out.reserve(n_live_nodes_);
+    for (std::size_t s = 0; s < node_id_.size(); ++s)
+      if (node_alive_[s]) out.push_back(node_id_[s]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::vector<int64_t> edge_ids() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    std::vector<int64_t> out;
+    out.reserve(n_live_edges_);
+    for (std::size_t e = 0; e < edge_id_.size(); ++e)
+      if (erec_[e].type >= 0) out.push_back(edge_id_[e]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::vector<int64_t> nodes_with_label(int32_t label) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    std::vector<int64_t> out;
+    for (std::size_t s = 0; s < node_id_.size(); ++s)
+      if (node_alive_[s] && node_label_[s] == label) out.push_back(node_id_[s]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::size_t memory_usage() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+    std::size_t b = sizeof(*this) + cap(node_id_) + cap(node_label_) + cap(node_alive_) +
+                    cap(edge_id_) + cap(erec_) + cap(edge_ts_) + cap(tail_nodes_) +
+                    cap(head_nodes_) +
+                    cap(out_off_) + cap(out_edges_) + cap(in_off_) + cap(in_edges_) +
+                    cap(out_buf_) + cap(in_buf_) + node_map_.bytes() + edge_map_.bytes();
+    for (const auto& v : out_buf_) b += cap(v);
+    for (const auto& v : in_buf_) b += cap(v);
+    return b;
+  }
+
+  // ---- traversals ------------------------------------------------------------------------
+  // All (b, e) with a -[e]-> b in the projection, sorted by (b id, e id).
+  void neighbors(int64_t id, Dir dir, const TypeFilter& tf, std::vector<int64_t>& nodes,
+                 std::vector<int64_t>& edges) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t a = node_slot(id);
+    std::vector<std::pair<int64_t, int64_t>> pairs;
+    for_each_nbr(a, dir, tf, [&](uint32_t b, uint32_t e) {
+      pairs.emplace_back(node_id_[b], edge_id_[e]);
+    });
+    std::sort(pairs.begin(), pairs.end());
+    nodes.resize(pairs.size());
+    edges.resize(pairs.size());
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      nodes[i] = pairs[i].first;
+      edges[i] = pairs[i].second;
+    }
+  }
+
+  // Nodes reached within 1..k hops of the seeds with their minimum hop count (a seed only when
+  // re-reached through a cycle), sorted by id.
+  void khop(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir, const TypeFilter& tf,
+            std::vector<int64_t>& nodes, std::vector<int32_t>& hops) const {
+    if (k < 1) throw GraphValueError("k must be >= 1, got " + std::to_string(k));
+    std::shared_lock<std::shared_mutex> g(mu_);
+    GraphScratch& s = graph_scratch();
+    s.begin(node_id_.size());
+    const uint32_t ep = s.epoch;
+    s.frontier.clear();
+    s.reached.clear();
+    for (std::size_t i = 0; i < n_seeds; ++i) node_slot(seeds[i]);  // KeyError before work
+    for (std::size_t i = 0; i < n_seeds; ++i) {
+      uint32_t v = node_map_.find(seeds[i]);
+      if (s.mark[v].stamp == ep) continue;
+      s.mark[v] = {ep, 0};
+      s.mark2[v] = {ep, -1};  // a seed; val = hop at which it was re-reached
+      s.frontier.push_back(v);
+    }
+    std::vector<uint32_t> seed_list(s.frontier);
+    for (int64_t d = 0; d < k && !s.frontier.empty(); ++d) {
+      s.next.clear();
+      const int32_t h = static_cast<int32_t>(std::min<int64_t>(d + 1, INT32_MAX));
+      for (uint32_t u : s.frontier) {
+        for_each_nbr(u, dir, tf, [&](uint32_t b, uint32_t) {
+          GraphScratch::Mark& m = s.mark[b];
+          if (m.stamp != ep) {  // first visit (seeds are marked from the start)
+            m = {ep, h};
+            s.next.push_back(b);
+            return;
+          }
+          GraphScratch::Mark& m2 = s.mark2[b];
+          if (m.val == 0 && m2.stamp == ep && m2.val < 0) m2.val = h;  // a seed re-reached
+        });
+      }
+      s.reached.insert(s.reached.end(), s.next.begin(), s.next.end());
+      std::swap(s.frontier, s.next);
+    }
+    auto& out = s.out;
+    out.clear();
+    out.reserve(s.reached.size() + seed_list.size());
+    for (uint32_t v : s.reached) out.emplace_back(node_id_[v], s.mark[v].val);
+    for (uint32_t v : seed_list)
+      if (s.mark2[v].val > 0) out.emplace_back(node_id_[v], s.mark2[v].val);
+    sort_by_key(out, s.tmp);
+    nodes.resize(out.size());
+    hops.resize(out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      nodes[i] = out[i].first;
+      hops[i] = out[i].second;
+    }
+  }
+
+  // Simple paths from q.src (see the header comment), sorted by (length, node ids, edge ids).
+  PathSet paths(const PathQuery& q) const {
+    check_hops(q.min_hops, q.max_hops);
+    if (q.limit < 1) throw GraphValueError("limit must be >= 1, got " + std::to_string(q.limit));
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t src = node_slot(q.src);
+    uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
+    Raw raw;
+    if (q.has_src_label && node_label_[src] != q.src_label) return finish(raw, false);
+    GraphScratch& s = graph_scratch();
+    s.begin(node_id_.size());
+    if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
+    auto ends_ok = [&](uint32_t v) {
+      if (q.has_dst && v != dst) return false;
+      if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
+      return true;
+    };
+    auto emit = [&]() {
+      raw.add(s.path_nodes, s.path_edges);
+      if (static_cast<int64_t>(raw.count()) > q.limit)
+        throw GraphValueError("more than " + std::to_string(q.limit) +
+                              " paths; narrow the query or raise limit");
+    };
+    if (q.min_hops == 0 && ends_ok(src)) {
+      s.path_nodes.assign(1, src);
+      s.path_edges.clear();
+      emit();
+    }
+    walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
+         [&](int len, uint32_t b, uint32_t) {
+           return !q.has_dst || (s.seen2(b) && s.mark2[b].val <= q.max_hops - len);
+         },
+         [&](int len, uint32_t b, uint32_t) {
+           if (len >= q.min_hops && ends_ok(b)) emit();
+           return !(q.has_dst && b == dst);
+         });
+    return finish(raw, false);
+  }
+
+  // Simple paths a -> ... -> dst (out semantics), enumerated backwards; forward node order.
+  PathSet paths_to(int64_t dst_id, int64_t min_hops, int64_t max_hops, const TypeFilter& tf,
+                   bool has_src_label, int32_t src_label, int64_t limit) const {
+    check_hops(min_hops, max_hops);
+    if (limit < 1) throw GraphValueError("limit must be >= 1, got " + std::to_string(limit));
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t dst = node_slot(dst_id);
+    Raw raw;
+    GraphScratch& s = graph_scratch();
+    s.begin(node_id_.size());
+    auto emit = [&]() {
+      raw.add(s.path_nodes, s.path_edges);
+      if (static_cast<int64_t>(raw.count()) > limit)
+        throw GraphValueError("more than " + std::to_string(limit) +
+                              " paths; narrow the query or raise limit");
+    };
+    if (min_hops == 0 && (!has_src_label || node_label_[dst] == src_label)) {
+      s.path_nodes.assign(1, dst);
+      s.path_edges.clear();
+      emit();
+    }
+    walk(dst, static_cast<int>(max_hops), Dir::In, tf, s, [](int, uint32_t, uint32_t) { return true; },
+         [&](int len, uint32_t b, uint32_t) {
+           if (len >= min_hops && (!has_src_label || node_label_[b] == src_label)) emit();
+           return true;
+         });
+    return finish(raw, true);
+  }
+
+  // The n best simple paths from src by score (descending; ties in path order), with
+  // branch-and-bound pruning: product and min never increase along a path, and a sum grows by
+  // at most 1 per remaining hop.
+  PathSet top_paths(int64_t src_id, int64_t min_hops, int64_t max_hops, Dir dir, const TypeFilter& tf,
+                    int64_t n, PathScore score, bool has_dst, int64_t dst_id) const {
+    check_hops(min_hops, max_hops);
+    if (n < 1) throw GraphValueError("n must be >= 1, got " + std::to_string(n));
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t src = node_slot(src_id);
+    uint32_t dst = has_dst ? node_slot(dst_id) : kNone;
+    GraphScratch& s = graph_scratch();
+    s.begin(node_id_.size());
+    if (has_dst) dist_to(dst, static_cast<int>(max_hops) - 1, dir, tf, s);
+    const std::size_t cap = static_cast<std::size_t>(std::min<int64_t>(n, 1 << 20));
+    std::vector<Cand> heap;  // a max-heap under `better`: front = the worst kept
+    std::vector<int64_t> cn, ce;
+    auto better = [](const Cand& a, const Cand& b) {
+      if (a.score != b.score) return a.score > b.score;
+      return path_less(a.nodes, a.edges, b.nodes, b.edges);
+    };
+    s.prod.assign(static_cast<std::size_t>(max_hops) + 1, 1.0);
+    s.mn.assign(static_cast<std::size_t>(max_hops) + 1, 1.0);
+    s.sm.assign(static_cast<std::size_t>(max_hops) + 1, 0.0);
+    auto score_at = [&](int len) {
+      return score == PathScore::Product ? s.prod[len]
+             : score == PathScore::Min   ? s.mn[len]
+                                         : s.sm[len];
+    };
+    // Upper bound on the score of any path extending the current prefix of length len.
+    auto bound_at = [&](int len, double prod, double mn, double sm) {
+      return score == PathScore::Product ? prod
+             : score == PathScore::Min   ? mn
+                                         : sm + (max_hops - len) + 1e-9;
+    };
+    auto offer = [&](int len) {
+      double sc = score_at(len);
+      if (heap.size() >= cap && sc < heap.front().score) return;
+      cn.clear();
+      ce.clear();
+      for (uint32_t v : s.path_nodes) cn.push_back(node_id_[v]);
+      for (uint32_t e : s.path_edges) ce.push_back(edge_id_[e]);
+      if (heap.size() >= cap) {
+        const Cand& w = heap.front();
+        if (!(sc > w.score || (sc == w.score && path_less(cn, ce, w.nodes, w.edges)))) return;
+        std::pop_heap(heap.begin(), heap.end(), better);
+        heap.pop_back();
+      }
+      heap.push_back(Cand{sc, s.prod[len], s.mn[len], s.sm[len], cn, ce});
+      std::push_heap(heap.begin(), heap.end(), better);
+    };
+    if (min_hops == 0 && (!has_dst || src == dst)) {
+      s.path_nodes.assign(1, src);
+      s.path_edges.clear();
+      offer(0);
+    }
+    walk(src, static_cast<int>(max_hops), dir, tf, s,
+         [&](int len, uint32_t b, uint32_t e) {
+           if (has_dst && !(s.seen2(b) && s.mark2[b].val <= max_hops - len)) return false;
+           if (heap.size() < cap) return true;
+           double c = erec_[e].conf;
+           double bd = bound_at(len, s.prod[len - 1] * c, std::min(s.mn[len - 1], c),
+                                s.sm[len - 1] + c);
+           return !(bd < heap.front().score);
+         },
+         [&](int len, uint32_t b, uint32_t e) {
+           double c = erec_[e].conf;
+           s.prod[len] = s.prod[len - 1] * c;
+           s.mn[len] = std::min(s.mn[len - 1], c);
+           s.sm[len] = s.sm[len - 1] + c;
+           if (len >= min_hops && (!has_dst || b == dst)) offer(len);
+           if (has_dst && b == dst) return false;
+           if (heap.size() >= cap &&
+               bound_at(len, s.prod[len], s.mn[len], s.sm[len]) < heap.front().score)
+             return false;
+           return true;
+         });
+    std::sort(heap.begin(), heap.end(), better);
+    PathSet out;
+    for (const Cand& c : heap) {
+      out.nodes.insert(out.nodes.end(), c.nodes.begin(), c.nodes.end());
+      out.edges.insert(out.edges.end(), c.edges.begin(), c.edges.end());
+      out.node_off.push_back(out.nodes.size());
+      out.edge_off.push_back(out.edges.size());
+      out.product.push_back(c.prod);
+      out.min.push_back(c.mn);
+      out.sum.push_back(c.sm);
+      out.order.push_back(out.order.size());
+    }
+    return out;
+  }
+
+  // Fixed-length label chains: every (n0, e1, n1, ...) with n_{i-1} -[e_i]-> n_i in dirs[i-1],
+  // label(n_i) matching labels[i] (-1 = any), type(e_i) passing types[i-1], distinct edges.
+  ChainResult match_chain(const ChainQuery& q) const {
+    const std::size_t L = q.labels.size();
+    if (L < 2 || L > 4)
+      throw GraphValueError("labels must have 2 to 4 entries, got " + std::to_string(L));
+    if (q.types.size() != L - 1 || q.dirs.size() != L - 1)
+      throw GraphValueError("types and directions must have len(labels) - 1 = " +
+                            std::to_string(L - 1) + " entries");
+    std::shared_lock<std::shared_mutex> g(mu_);
+    std::vector<uint32_t> starts;
+    if (q.has_start) {
+      for (int64_t id : q.start) {
+        uint32_t v = node_map_.find(id);
+        if (v != kNone) starts.push_back(v);
+      }
+      std::sort(starts.begin(), starts.end());
+      starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+    } else {
+      for (uint32_t v = 0; v < node_id_.size(); ++v)
+        if (node_alive_[v]) starts.push_back(v);
+    }
+    std::vector<uint32_t> rn, re;  // raw rows of slots
+    uint32_t bn[4], be[3];
+    auto label_ok = [&](std::size_t i, uint32_t v) {
+      return q.labels[i] == -1 || node_label_[v] == q.labels[i];
+    };
+    // Recursion depth is at most 3.
+    auto rec = [&](auto&& self, std::size_t i) -> void {
+      if (i == L) {
+        rn.insert(rn.end(), bn, bn + L);
+        re.insert(re.end(), be, be + L - 1);
+        return;
+      }
+      for_each_nbr(bn[i - 1], q.dirs[i - 1], q.types[i - 1], [&](uint32_t b, uint32_t e) {
+        if (!label_ok(i, b)) return;
+        for (std::size_t j = 0; j + 1 < i; ++j)
+          if (be[j] == e) return;
+        bn[i] = b;
+        be[i - 1] = e;
+        self(self, i + 1);
+      });
+    };
+    for (uint32_t v : starts) {
+      if (!label_ok(0, v)) continue;
+      bn[0] = v;
+      rec(rec, 1);
+    }
+    ChainResult out;
+    out.width = L;
+    out.rows = re.size() / (L - 1);
+    std::vector<int64_t> ni(rn.size()), ei(re.size());
+    for (std::size_t i = 0; i < rn.size(); ++i) ni[i] = node_id_[rn[i]];
+    for (std::size_t i = 0; i < re.size(); ++i) ei[i] = edge_id_[re[i]];
+    std::vector<std::size_t> perm(out.rows);
+    for (std::size_t i = 0; i < out.rows; ++i) perm[i] = i;
+    const std::size_t W = L, WE = L - 1;
+    std::sort(perm.begin(), perm.end(), [&](std::size_t a, std::size_t b) {
+      const int64_t *na = &ni[a * W], *nb = &ni[b * W];
+      for (std::size_t j = 0; j < W; ++j)
+        if (na[j] != nb[j]) return na[j] < nb[j];
+      const int64_t *ea = &ei[a * WE], *eb = &ei[b * WE];
+      for (std::size_t j = 0; j < WE; ++j)
+        if (ea[j] != eb[j]) return ea[j] < eb[j];
+      return false;
+    });
+    out.nodes.resize(ni.size());
+    out.edges.resize(ei.size());
+    for (std::size_t r = 0; r < out.rows; ++r) {
+      std::memcpy(&out.nodes[r * W], &ni[perm[r] * W], W * 8);
+      std::memcpy(&out.edges[r * WE], &ei[perm[r] * WE], WE * 8);
+    }
+    return out;
+  }
+
+  // ---- persistence -----------------------------------------------------------------------
+  void save(const std::string& path) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    std::vector<uint32_t> nodes, edges;
+    nodes.reserve(n_live_nodes_);
+    edges.reserve(n_live_edges_);
+    for (uint32_t v = 0; v < node_id_.size(); ++v)
+      if (node_alive_[v]) nodes.push_back(v);
+    for (uint32_t e = 0; e < edge_id_.size(); ++e)
+      if (erec_[e].type >= 0) edges.push_back(e);
+    std::sort(nodes.begin(), nodes.end(),
+              [&](uint32_t a, uint32_t b) { return node_id_[a] < node_id_[b]; });
+    std::sort(edges.begin(), edges.end(),
+              [&](uint32_t a, uint32_t b) { return edge_id_[a] < edge_id_[b]; });
+    std::vector<uint32_t> file_idx(node_id_.size(), kNone);
+    for (uint32_t i = 0; i < nodes.size(); ++i) file_idx[nodes[i]] = i;
+    const std::size_t nn = nodes.size(), ne = edges.size();
+    std::vector<int64_t> i64(std::max(nn, ne));
+    std::vector<int32_t> i32(std::max(nn, ne));
+    std::vector<float> f32(ne);
+    std::vector<double> f64(ne);
+    std::vector<uint64_t> toff(ne + 1), hoff(ne + 1);
+    std::vector<uint32_t> tn, hn;
+    for (std::size_t i = 0; i < ne; ++i) {
+      uint32_t e = edges[i];
+      for (const uint32_t* v = tail_of(e); v != tail_of(e) + erec_[e].n_tail; ++v)
+        tn.push_back(file_idx[*v]);
+      for (const uint32_t* v = head_of(e); v != head_of(e) + erec_[e].n_head; ++v)
+        hn.push_back(file_idx[*v]);
+      toff[i + 1] = tn.size();
+      hoff[i + 1] = hn.size();
+    }
+    unsigned char h[kHeaderSize] = {0};
+    std::memcpy(h, "AGDBHYPG", 8);
+    auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(h + off, &v, 4); };
+    auto w64 = [&](std::size_t off, uint64_t v) { std::memcpy(h + off, &v, 8); };
+    w32(8, kFormatVersion);
+    w32(12, kHeaderSize);
+    w64(16, nn);
+    w64(24, ne);
+    w64(32, tn.size());
+    w64(40, hn.size());
+    w32(48, 0);
+
+    std::string tmp = path + ".tmp";
+    FILE* fp = std::fopen(tmp.c_str(), "wb");
+    if (!fp) throw std::runtime_error("cannot open '" + tmp + "' for writing");
+    uint32_t crc = 0;
+    bool ok = true;
+    auto put = [&](const void* p, std::size_t bytes) {
+      if (!ok || bytes == 0) return;
+      crc = crc32_update(crc, p, bytes);
+      ok = std::fwrite(p, 1, bytes, fp) == bytes;
+    };
+    put(h, kHeaderSize);
+    for (std::size_t i = 0; i < nn; ++i) i64[i] = node_id_[nodes[i]];
+    put(i64.data(), nn * 8);
+    for (std::size_t i = 0; i < nn; ++i) i32[i] = node_label_[nodes[i]];
+    put(i32.data(), nn * 4);
+    for (std::size_t i = 0; i < ne; ++i) i64[i] = edge_id_[edges[i]];
+    put(i64.data(), ne * 8);
+    for (std::size_t i = 0; i < ne; ++i) i32[i] = erec_[edges[i]].type;
+    put(i32.data(), ne * 4);
+    for (std::size_t i = 0; i < ne; ++i) f32[i] = erec_[edges[i]].conf;
+    put(f32.data(), ne * 4);
+    for (std::size_t i = 0; i < ne; ++i) f64[i] = edge_ts_[edges[i]];
+    put(f64.data(), ne * 8);
+    put(toff.data(), toff.size() * 8);
+    put(tn.data(), tn.size() * 4);
+    put(hoff.data(), hoff.size() * 8);
+    put(hn.data(), hn.size() * 4);
+    uint32_t final_crc = crc;
+    if (ok) ok = std::fwrite(&final_crc, 1, 4, fp) == 4;
+    ok = (std::fflush(fp) == 0) && ok;
+    ok = (std::fclose(fp) == 0) && ok;
+    if (!ok) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("failed writing '" + path + "' (disk full?)");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
+    }
+  }
+
+  // Parse a whole file image. Throws GraphBadFile with a message naming the problem.
+  static std::unique_ptr<Hypergraph> from_bytes(const unsigned char* buf, std::size_t size,
+                                                const std::string& path) {
+    const std::string where = "'" + path + "'";
+    if (size >= 8 && std::memcmp(buf, "AGDBHYPG", 8) != 0)
+      throw GraphBadFile(where + " is not an AgentDB hypergraph file (bad magic)");
+    if (size < kHeaderSize + 4)
+      throw GraphBadFile(where + " is truncated: " + std::to_string(size) +
+                         " bytes, expected at least " + std::to_string(kHeaderSize + 4));
+    auto r32 = [&](std::size_t off) {
+      uint32_t v;
+      std::memcpy(&v, buf + off, 4);
+      return v;
+    };
+    auto r64 = [&](std::size_t off) {
+      uint64_t v;
+      std::memcpy(&v, buf + off, 8);
+      return v;
+    };
+    uint32_t version = r32(8);
+    if (version != kFormatVersion)
+      throw GraphBadFile(where + " has unsupported format version " + std::to_string(version) +
+                         " (this build reads version " + std::to_string(kFormatVersion) + ")");
+    uint64_t nn = r64(16), ne = r64(24), nt = r64(32), nh = r64(40);
+    bool reserved_zero = true;
+    for (std::size_t i = 52; i < 64; ++i) reserved_zero = reserved_zero && buf[i] == 0;
+    const uint64_t kMaxCount = uint64_t{1} << 40;  // keeps the size arithmetic overflow-free
+    if (r32(12) != kHeaderSize || r32(48) != 0 || !reserved_zero || nn > kMaxSlots ||
+        ne > kMaxSlots || nt > kMaxCount || nh > kMaxCount)
+      throw GraphBadFile(where + " has a corrupt header");
+    uint64_t expected = kHeaderSize + nn * 12 + ne * 24 + 2 * (ne + 1) * 8 + (nt + nh) * 4 + 4;
+    if (size < expected)
+      throw GraphBadFile(where + " is truncated: " + std::to_string(size) + " bytes, expected " +
+                         std::to_string(expected));
+    if (size > expected)
+      throw GraphBadFile(where + " is corrupt: " + std::to_string(size - expected) +
+                         " unexpected trailing bytes");
+    uint32_t stored;
+    std::memcpy(&stored, buf + size - 4, 4);
+    if (crc32_update(0, buf, size - 4) != stored)
+      throw GraphBadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
+
+    auto bad = [&](const std::string& what) { return GraphBadFile(where + " is corrupt: " + what); };
+    const unsigned char* p = buf + kHeaderSize;
+    auto take = [&](auto* dst, std::size_t count) {
+      std::memcpy(dst, p, count * sizeof(*dst));
+      p += count * sizeof(*dst);
+    };
+    auto g = std::make_unique<Hypergraph>();
+    g->node_id_.resize(nn);
+    g->node_label_.resize(nn);
+    g->node_alive_.assign(nn, 1);
+    take(g->node_id_.data(), nn);
+    take(g->node_label_.data(), nn);
+    for (uint64_t i = 0; i < nn; ++i) {
+      if (g->node_id_[i] == -1) throw bad("node id -1 is reserved");
+      if (i > 0 && g->node_id_[i] <= g->node_id_[i - 1])
+        throw bad("node ids are not strictly ascending");
+      if (g->node_label_[i] < -1) throw bad("negative node label");
+    }
+    g->edge_id_.resize(ne);
+    g->edge_ts_.resize(ne);
+    g->erec_.resize(ne);
+    std::vector<int32_t> etype(ne);
+    std::vector<float> econf(ne);
+    take(g->edge_id_.data(), ne);
+    take(etype.data(), ne);
+    take(econf.data(), ne);
+    take(g->edge_ts_.data(), ne);
+    for (uint64_t i = 0; i < ne; ++i) {
+      if (g->edge_id_[i] == -1) throw bad("edge id -1 is reserved");
+      if (i > 0 && g->edge_id_[i] <= g->edge_id_[i - 1])
+        throw bad("edge ids are not strictly ascending");
+      if (etype[i] < 0) throw bad("negative edge type");
+      float c = econf[i];
+      if (!(c >= 0.0f && c <= 1.0f)) throw bad("confidence outside [0, 1]");
+      g->erec_[i].type = etype[i];
+      g->erec_[i].conf = c;
+    }
+    std::vector<uint64_t> off;
+    auto side = [&](std::vector<uint32_t>& nodes, uint64_t total, const char* name, bool is_tail) {
+      off.resize(ne + 1);
+      nodes.resize(total);
+      take(off.data(), ne + 1);
+      take(nodes.data(), total);
+      if (off[0] != 0 || off[ne] != total) throw bad(std::string(name) + " offsets");
+      for (uint64_t i = 0; i < ne; ++i)
+        if (off[i + 1] <= off[i] || off[i + 1] > total)
+          throw bad(std::string(name) + " offsets (empty or decreasing)");
+      for (uint64_t j = 0; j < total; ++j)
+        if (nodes[j] >= nn) throw bad(std::string(name) + " node index out of range");
+      std::vector<uint32_t> tmp;
+      for (uint64_t i = 0; i < ne; ++i) {
+        tmp.assign(nodes.begin() + off[i], nodes.begin() + off[i + 1]);
+        std::sort(tmp.begin(), tmp.end());
+        if (std::adjacent_find(tmp.begin(), tmp.end()) != tmp.end())
+          throw bad(std::string("duplicate node in a ") + name);
+      }
+      for (uint64_t i = 0; i < ne; ++i) {
+        EdgeRec& r = g->erec_[i];
+        (is_tail ? r.tail : r.head) = off[i];
+        (is_tail ? r.n_tail : r.n_head) = static_cast<uint32_t>(off[i + 1] - off[i]);
+      }
+    };
+    side(g->tail_nodes_, nt, "tail", true);
+    side(g->head_nodes_, nh, "head", false);
+    g->n_live_nodes_ = nn;
+    g->n_live_edges_ = ne;
+    g->out_buf_.resize(nn);
+    g->in_buf_.resize(nn);
+    g->compact_locked();
+    return g;
+  }
+
+ private:
+  // Everything a traversal reads per edge, in one 32-byte record (one cache miss).
+  struct EdgeRec {
+    int32_t type;  // < 0: removed
+    float conf;
+    uint32_t n_tail, n_head;
+    uint64_t tail, head;  // first index into tail_nodes_ / head_nodes_
+  };
+  static constexpr uint64_t kPrefetch = 4;
+  static void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+  }
+  const uint32_t* tail_of(uint32_t e) const { return tail_nodes_.data() + erec_[e].tail; }
+  const uint32_t* head_of(uint32_t e) const { return head_nodes_.data() + erec_[e].head; }
+
+  struct Cand {
+    double score, prod, mn, sm;
+    std::vector<int64_t> nodes, edges;
+  };
+
+  // Raw paths as slots, in walk order.
+  struct Raw {
+    std::vector<uint32_t> nodes, edges;
+    std::vector<std::size_t> noff{0}, eoff{0};
+    std::size_t count() const { return noff.size() - 1; }
+    void add(const std::vector<uint32_t>& pn, const std::vector<uint32_t>& pe) {
+      nodes.insert(nodes.end(), pn.begin(), pn.end());
+      edges.insert(edges.end(), pe.begin(), pe.end());
+      noff.push_back(nodes.size());
+      eoff.push_back(edges.size());
+    }
+  };
+
+  static bool path_less(const std::vector<int64_t>& an, const std::vector<int64_t>& ae,
+                        const std::vector<int64_t>& bn, const std::vector<int64_t>& be) {
+    if (ae.size() != be.size()) return ae.size() < be.size();
+    if (an != bn) return an < bn;
+    return ae < be;
+  }
+
+  static void check_hops(int64_t min_hops, int64_t max_hops) {
+    if (min_hops < 0) throw GraphValueError("min_hops must be >= 0, got " + std::to_string(min_hops));
+    if (max_hops < min_hops)
+      throw GraphValueError("max_hops must be >= min_hops (" + std::to_string(min_hops) +
+                            "), got " + std::to_string(max_hops));
+    if (max_hops > kMaxHops)
+      throw GraphValueError("max_hops must be <= 64, got " + std::to_string(max_hops));
+  }
+
+  static void check_offsets(const int64_t* off, std::size_t n, std::size_t total,
+                            const char* name, const char* nodes_name) {
+    bool ok = off[0] == 0 && off[n] == static_cast<int64_t>(total);
+    for (std::size_t i = 0; ok && i < n; ++i) ok = off[i] <= off[i + 1];
+    if (!ok)
+      throw GraphValueError(std::string(name) + " must start at 0, be non-decreasing and end at len(" +
+                            nodes_name + ") = " + std::to_string(total));
+  }
+
+  static void check_distinct(const int64_t* v, std::size_t n, int64_t edge, const char* side,
+                             std::vector<int64_t>& tmp) {
+    auto fail = [&](int64_t node) {
+      throw GraphValueError("duplicate node " + std::to_string(node) + " in the " + side +
+                            " of edge " + std::to_string(edge));
+    };
+    if (n <= 32) {
+      for (std::size_t i = 1; i < n; ++i)
+        for (std::size_t j = 0; j < i; ++j)
+          if (v[i] == v[j]) fail(v[i]);
+      return;
+    }
+    tmp.assign(v, v + n);
+    std::sort(tmp.begin(), tmp.end());
+    if (std::adjacent_find(tmp.begin(), tmp.end()) == tmp.end()) return;
+    std::unordered_set<int64_t> seen;  // report the first repeat in caller order
+    for (std::size_t i = 0; i < n; ++i)
+      if (!seen.insert(v[i]).second) fail(v[i]);
+  }
+
+  uint32_t node_slot(int64_t id) const {
+    uint32_t s = node_map_.find(id);
+    if (s == kNone) throw GraphKeyError("unknown node " + std::to_string(id));
+    return s;
+  }
+  uint32_t edge_slot(int64_t id) const {
+    uint32_t e = edge_map_.find(id);
+    if (e == kNone) throw GraphKeyError("unknown edge " + std::to_string(id));
+    return e;
+  }
+
+  std::size_t buffered_locked() const { return edge_id_.size() - csr_edges_; }
+  std::size_t threshold_locked() const { return std::max<std::size_t>(kMinBuffer, csr_edges_ / 4); }
+
+  // Calls f(b, e) once for every distinct pair with a -[e]-> b in direction dir.
+  template <class F>
+  inline void for_each_nbr(uint32_t a, Dir dir, const TypeFilter& tf, F&& f) const {
+    const bool buffered = edge_id_.size() > csr_edges_;
+    if (dir != Dir::In) {
+      auto visit = [&](uint32_t e) {
+        const EdgeRec& r = erec_[e];
+        if (!tf(r.type)) return;
+        const uint32_t* h = head_nodes_.data() + r.head;
+        for (uint32_t i = 0; i < r.n_head; ++i) f(h[i], e);
+      };
+      if (a < csr_nodes_) {
+        const uint32_t* list = out_edges_.data();
+        for (uint64_t i = out_off_[a], end = out_off_[a + 1]; i < end; ++i) {
+          if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
+          visit(list[i]);
+        }
+      }
+      if (buffered)
+        for (uint32_t e : out_buf_[a]) visit(e);
+    }
+    if (dir != Dir::Out) {
+      const bool both = dir == Dir::Both;
+      auto visit = [&](uint32_t e) {
+        const EdgeRec& r = erec_[e];
+        if (!tf(r.type)) return;
+        const uint32_t* t = tail_nodes_.data() + r.tail;
+        bool a_in_tail = false;
+        if (both)
+          for (uint32_t i = 0; i < r.n_tail; ++i) a_in_tail = a_in_tail || t[i] == a;
+        for (uint32_t i = 0; i < r.n_tail; ++i) {
+          const uint32_t b = t[i];
+          if (a_in_tail) {  // (b, e) was already reported by the "out" half if b in head(e)
+            const uint32_t* h = head_nodes_.data() + r.head;
+            bool dup = false;
+            for (uint32_t j = 0; j < r.n_head; ++j) dup = dup || h[j] == b;
+            if (dup) continue;
+          }
+          f(b, e);
+        }
+      };
+      if (a < csr_nodes_) {
+        const uint32_t* list = in_edges_.data();
+        for (uint64_t i = in_off_[a], end = in_off_[a + 1]; i < end; ++i) {
+          if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
+          visit(list[i]);
+        }
+      }
+      if (buffered)
+        for (uint32_t e : in_buf_[a]) visit(e);
+    }
+  }
+
+  // Reverse BFS from dst (against the walking direction) up to max_d hops: s.seen2/val2 hold
+  // the hop distance to dst for every node that can reach it within max_d hops.
+  void dist_to(uint32_t dst, int max_d, Dir dir, const TypeFilter& tf, GraphScratch& s) const {
+    const Dir rev = dir == Dir::Out ? Dir::In : dir == Dir::In ? Dir::Out : Dir::Both;
+    const uint32_t ep = s.epoch;
+    s.frontier.assign(1, dst);
+    s.mark2[dst] = {ep, 0};
+    for (int d = 0; d < max_d && !s.frontier.empty(); ++d) {
+      s.next.clear();
+      for (uint32_t u : s.frontier)
+        for_each_nbr(u, rev, tf, [&](uint32_t b, uint32_t) {
+          if (s.mark2[b].stamp != ep) {
+            s.mark2[b] = {ep, d + 1};
+            s.next.push_back(b);
+          }
+        });
+      std::swap(s.frontier, s.next);
+    }
+  }
+
+  // Iterative DFS over simple paths (no repeated node or edge) from root, up to max_hops.
+  // admit(len, b, e) filters a candidate when its parent is expanded (pruning); step(len, b, e)
+  // runs with b/e pushed onto s.path_nodes/path_edges and returns whether to expand b. "On the
+  // current path" is a scan of the (at most 65-entry, cache-resident) path itself, which beats
+  // a random access into a per-node mark array. Each frame's candidates live in s.pool.
+  template <class Admit, class Step>
+  void walk(uint32_t root, int max_hops, Dir dir, const TypeFilter& tf, GraphScratch& s,
+            Admit&& admit, Step&& step) const {
+    s.path_nodes.assign(1, root);
+    s.path_edges.clear();
+    s.frames.clear();
+    s.pool.clear();
+    if (max_hops == 0) return;
+    auto expand = [&](uint32_t v, int len) {
+      const std::size_t begin = s.pool.size();
+      const uint32_t* pn = s.path_nodes.data();
+      const uint32_t* pe = s.path_edges.data();
+      const std::size_t nn = s.path_nodes.size(), ne = s.path_edges.size();
+      for_each_nbr(v, dir, tf, [&](uint32_t b, uint32_t e) {
+        for (std::size_t i = 0; i < nn; ++i)
+          if (pn[i] == b) return;
+        for (std::size_t i = 0; i < ne; ++i)
+          if (pe[i] == e) return;
+        if (!admit(len + 1, b, e)) return;
+        s.pool.emplace_back(b, e);
+      });
+      s.frames.push_back({begin, s.pool.size(), begin});
+    };
+    expand(root, 0);
+    while (!s.frames.empty()) {
+      GraphScratch::Frame& f = s.frames.back();
+      if (f.cur == f.end) {
+        s.pool.resize(f.begin);
+        s.frames.pop_back();
+        if (!s.frames.empty()) {
+          s.path_nodes.pop_back();
+          s.path_edges.pop_back();
+        }
+        continue;
+      }
+      const auto be = s.pool[f.cur++];
+      const int len = static_cast<int>(s.frames.size());
+      s.path_nodes.push_back(be.first);
+      s.path_edges.push_back(be.second);
+      if (step(len, be.first, be.second) && len < max_hops) {
+        expand(be.first, len);
+      } else {
+        s.path_nodes.pop_back();
+        s.path_edges.pop_back();
+      }
+    }
+  }
+
+  // Ids, forward order, scores, then the deterministic order (length, node ids, edge ids).
+  PathSet finish(Raw& raw, bool reversed) const {
+    const std::size_t n = raw.count();
+    PathSet out;
+    out.nodes.resize(raw.nodes.size());
+    out.edges.resize(raw.edges.size());
+    out.product.resize(n);
+    out.min.resize(n);
+    out.sum.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t a = raw.noff[i], b = raw.noff[i + 1];
+      for (std::size_t j = a; j < b; ++j)
+        out.nodes[j] = node_id_[raw.nodes[reversed ? a + b - 1 - j : j]];
+      const std::size_t c = raw.eoff[i], d = raw.eoff[i + 1];
+      double p = 1.0, m = 1.0, sm = 0.0;
+      for (std::size_t j = c; j < d; ++j) {
+        const uint32_t e = raw.edges[reversed ? c + d - 1 - j : j];
+        out.edges[j] = edge_id_[e];
+        const double cf = erec_[e].conf;
+        p *= cf;
+        m = std::min(m, cf);
+        sm += cf;
+      }
+      out.product[i] = p;
+      out.min[i] = m;
+      out.sum[i] = sm;
+    }
+    out.node_off.swap(raw.noff);
+    out.edge_off.swap(raw.eoff);
+    // Sort compact keys: the length and the first four node ids inline settle almost every
+    // comparison without touching the path arrays.
+    struct Key {
+      uint32_t len, idx;
+      int64_t n[4];
+    };
+    std::vector<Key> keys(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      Key& k = keys[i];
+      const std::size_t a = out.node_off[i], cnt = out.node_off[i + 1] - a;
+      k.len = static_cast<uint32_t>(cnt - 1);
+      k.idx = static_cast<uint32_t>(i);
+      for (std::size_t j = 0; j < 4; ++j)
+        k.n[j] = j < cnt ? out.nodes[a + j] : std::numeric_limits<int64_t>::min();
+    }
+    std::sort(keys.begin(), keys.end(), [&](const Key& x, const Key& y) {
+      if (x.len != y.len) return x.len < y.len;
+      for (int j = 0; j < 4; ++j)
+        if (x.n[j] != y.n[j]) return x.n[j] < y.n[j];
+      const std::size_t len = x.len;
+      const int64_t* nx = &out.nodes[out.node_off[x.idx]];
+      const int64_t* ny = &out.nodes[out.node_off[y.idx]];
+      for (std::size_t j = 4; j <= len; ++j)
+        if (nx[j] != ny[j]) return nx[j] < ny[j];
+      const int64_t* ex = &out.edges[out.edge_off[x.idx]];
+      const int64_t* ey = &out.edges[out.edge_off[y.idx]];
+      for (std::size_t j = 0; j < len; ++j)
+        if (ex[j] != ey[j]) return ex[j] < ey[j];
+      return false;
+    });
+    out.order.resize(n);
+    for (std::size_t i = 0; i < n; ++i) out.order[i] = keys[i].idx;
+    return out;
+  }
+
+  // Drop tombstones, renumber densely, rebuild node -> edge CSR both ways, empty the buffer.
+  void compact_locked() {
+    const std::size_t old_nodes = node_id_.size(), old_edges = edge_id_.size();
+    std::vector<uint32_t> nmap(old_nodes, kNone);
+    uint32_t nn = 0;
+    for (std::size_t v = 0; v < old_nodes; ++v) {
+      if (!node_alive_[v]) continue;
+      nmap[v] = nn;
+      node_id_[nn] = node_id_[v];
+      node_label_[nn] = node_label_[v];
+      ++nn;
+    }
+    node_id_.resize(nn);
+    node_label_.resize(nn);
+    node_alive_.assign(nn, 1);
+    uint32_t ne = 0;
+    std::size_t tpos = 0, hpos = 0;
+    for (std::size_t e = 0; e < old_edges; ++e) {
+      EdgeRec r = erec_[e];
+      if (r.type < 0) continue;
+      edge_id_[ne] = edge_id_[e];
+      edge_ts_[ne] = edge_ts_[e];
+      // In place: the write positions never pass the read positions.
+      for (uint32_t j = 0; j < r.n_tail; ++j) tail_nodes_[tpos + j] = nmap[tail_nodes_[r.tail + j]];
+      for (uint32_t j = 0; j < r.n_head; ++j) head_nodes_[hpos + j] = nmap[head_nodes_[r.head + j]];
+      r.tail = tpos;
+      r.head = hpos;
+      tpos += r.n_tail;
+      hpos += r.n_head;
+      erec_[ne++] = r;
+    }
+    edge_id_.resize(ne);
+    erec_.resize(ne);
+    edge_ts_.resize(ne);
+    tail_nodes_.resize(tpos);
+    head_nodes_.resize(hpos);
+    // node -> edge lists by counting sort; each list comes out in ascending edge slot order.
+    auto build = [&](bool tail, const std::vector<uint32_t>& enodes, std::vector<uint64_t>& off,
+                     std::vector<uint32_t>& list) {
+      off.assign(nn + 1, 0);
+      for (uint32_t v : enodes) ++off[v + 1];
+      for (uint32_t v = 0; v < nn; ++v) off[v + 1] += off[v];
+      list.resize(enodes.size());
+      std::vector<uint64_t> cur(off.begin(), off.end() - 1);
+      for (uint32_t e = 0; e < ne; ++e) {
+        const EdgeRec& r = erec_[e];
+        const uint64_t b = tail ? r.tail : r.head, n = tail ? r.n_tail : r.n_head;
+        for (uint64_t j = b; j < b + n; ++j) list[cur[enodes[j]]++] = e;
+      }
+    };
+    build(true, tail_nodes_, out_off_, out_edges_);
+    build(false, head_nodes_, in_off_, in_edges_);
+    out_buf_.clear();
+    in_buf_.clear();
+    out_buf_.resize(nn);
+    in_buf_.resize(nn);
+    node_map_.clear_and_reserve(nn);
+    for (uint32_t v = 0; v < nn; ++v) node_map_.set(node_id_[v], v);
+    edge_map_.clear_and_reserve(ne);
+    for (uint32_t e = 0; e < ne; ++e) edge_map_.set(edge_id_[e], e);
+    csr_nodes_ = nn;
+    csr_edges_ = ne;
+    n_live_nodes_ = nn;
+    n_live_edges_ = ne;
+  }
+
+  mutable std::shared_mutex mu_;
+  // nodes (slot-indexed)
+  std::vector<int64_t> node_id_;
+  std::vector<int32_t> node_label_;
+  std::vector<uint8_t> node_alive_;
+  IdMap node_map_;
+  // edges (slot-indexed); erec_[e].type < 0 marks a removed edge
+  std::vector<int64_t> edge_id_;
+  std::vector<EdgeRec> erec_;  // the hot per-edge data, one record per edge
+  std::vector<double> edge_ts_;
+  std::vector<uint32_t> tail_nodes_, head_nodes_;
+  IdMap edge_map_;
+  // node -> edges: CSR for slots < csr_nodes_ / edges < csr_edges_, then the append buffer
+  std::vector<uint64_t> out_off_, in_off_;
+  std::vector<uint32_t> out_edges_, in_edges_;
+  std::vector<std::vector<uint32_t>> out_buf_, in_buf_;
+  std::size_t csr_nodes_ = 0, csr_edges_ = 0;
+  std::size_t n_live_nodes_ = 0, n_live_edges_ = 0;
+};
+
+}  // namespace agentdb
