@@ -56,6 +56,19 @@ def backends() -> dict[str, ModuleType]:
     return out
 
 
+def graph_backend() -> ModuleType:
+    """The module providing ``Hypergraph``: the native one when built, else the fallback.
+
+    >>> hasattr(graph_backend(), "Hypergraph")
+    True
+    """
+    if _native is not None and hasattr(_native, "Hypergraph"):
+        return _native
+    from . import _numpy_graph
+
+    return _numpy_graph
+
+
 def native_info() -> dict[str, Any]:
     """Report whether the native core loaded, its version and each kernel's SIMD path.
 

@@ -88,6 +88,7 @@ class AgentDB:
         self._lock = threading.RLock()
         self._events = EventBus()
         self._closed = False
+        self._graph: Any = None
         self._index_params = {"M": M, "ef_construction": ef_construction,
                               "ef_search": ef_search, "threads": threads}
         existing_dim = _existing_dim(self.path)
@@ -220,6 +221,25 @@ class AgentDB:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"AgentDB '{self.path}' is closed")
+
+    # ---- causal graph ---------------------------------------------------------------------------
+    @property
+    def graph(self) -> Any:
+        """The causal memory hypergraph of this store (:class:`agentdb.causal.CausalMemoryGraph`),
+        loaded on first use.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> db.graph.stats()["nodes"]
+        0
+        """
+        self._check_open()
+        if self._graph is None:
+            from .causal import CausalMemoryGraph
+
+            with self._lock:
+                if self._graph is None:
+                    self._graph = CausalMemoryGraph(self.store, self._events)
+        return self._graph
 
     # ---- events -----------------------------------------------------------------------------
     def on(self, event: str, callback: Callback) -> Callable[[], None]:

@@ -1,0 +1,633 @@
+"""Causal memory: events and what caused what, as a hypergraph with a Cypher front end.
+
+Topology lives in the native CSR hypergraph (``agentdb._native.Hypergraph``, or the numpy
+fallback); node and edge properties live in the SQLite store (tables ``graph_nodes``,
+``graph_edges``) and in memory, so they survive restarts; the CSR is rebuilt from SQLite when
+the store opens. A hyperedge has a type, a tail (causes), a head (effects), a confidence in
+[0, 1] and a timestamp. Cypher sees the binary projection: a hyperedge matches
+``(a)-[:TYPE]->(b)`` for every ``a`` in its tail and ``b`` in its head.
+
+>>> import agentdb
+>>> db = agentdb.open(":memory:", dim=8)
+>>> g = db.graph
+>>> a = g.add_event(type="root_cause", name="disk full")
+>>> b = g.add_event(type="symptom", name="writes fail")
+>>> c = g.add_event(type="outcome", name="job crashed")
+>>> _ = g.add_causal_chain([a, b, c], confidence=0.9)
+>>> rows = g.query("MATCH (x:Event)-[:CAUSED_BY*1..3]->(y:Event {name: $n}) "
+...                "RETURN x.name AS cause ORDER BY cause", {"n": "job crashed"})
+>>> [r["cause"] for r in rows]
+['disk full', 'writes fail']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from . import _loader
+from .cypher import CypherError, execute_stats
+from .cypher.graphview import UNBOUNDED_HOPS
+from .events import EventBus
+from .store import SQLiteStore
+
+__all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
+
+#: Longest variable-length path the engine enumerates (``*`` means ``*1..MAX_PATH_HOPS``).
+MAX_PATH_HOPS = 64
+_PATH_LIMIT = 200_000
+_WRITES = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE)\b", re.IGNORECASE)
+
+
+def _key(value: Any) -> Any:
+    """Index key: numbers by exact value (True == 1), strings as is, others unindexable."""
+    if isinstance(value, bool):
+        return ("n", int(value))
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+def _check_props(props: dict[str, Any], what: str) -> dict[str, Any]:
+    if not isinstance(props, dict):
+        raise TypeError(f"{what} properties must be a dict, got {type(props).__name__}")
+    for k in props:
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"{what} property names must be non-empty strings, got {k!r}")
+    try:
+        json.dumps(props, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} properties are not JSON-serialisable: {exc}") from None
+    return dict(props)
+
+
+def _check_confidence(c: Any) -> float:
+    if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
+        raise TypeError(f"confidence must be a number in [0, 1], got {c!r}")
+    c = float(c)
+    if not 0.0 <= c <= 1.0:  # also rejects NaN
+        raise ValueError(f"confidence must be within [0, 1], got {c}")
+    return c
+
+
+def _check_time(t: Any) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
+        raise TypeError(f"timestamp must be a number (epoch seconds), got {t!r}")
+    if not math.isfinite(float(t)):
+        raise ValueError(f"timestamp must be finite, got {t}")
+    return float(t)
+
+
+class CausalMemoryGraph:
+    """Events and causal hyperedges with persistence, property indexes and Cypher.
+
+    Implements :class:`agentdb.cypher.GraphView`. Obtain it as ``db.graph``.
+    """
+
+    def __init__(self, store: SQLiteStore, events: EventBus | None = None) -> None:
+        self._store = store
+        self._events = events
+        self._lock = threading.RLock()
+        self._tx: Any = None
+        self._load()
+
+    # ---- loading ------------------------------------------------------------------------------
+    def _load(self) -> None:
+        self._g = _loader.graph_backend().Hypergraph()
+        self._labels: dict[int, list[str]] = {}
+        self._props: dict[int, dict[str, Any]] = {}
+        self._by_label: dict[str, set[int]] = {}
+        self._etype: dict[int, str] = {}
+        self._eprops: dict[int, dict[str, Any]] = {}
+        self._label_code: dict[str, int] = {}
+        self._type_code: dict[str, int] = {}
+        self._index: dict[tuple[str, str], dict[Any, set[int]]] = {}
+        ids, codes = [], []
+        for nid, labels, props in self._store.graph_nodes():
+            self._remember_node(nid, labels, props)
+            ids.append(nid)
+            codes.append(self._lcode(labels))
+        if ids:
+            self._g.add_nodes(np.asarray(ids, np.int64), np.asarray(codes, np.int32))
+        batch: list[tuple[int, str, list[int], list[int], float, float]] = []
+        for eid, etype, tail, head, conf, ts, props in self._store.graph_edges():
+            self._etype[eid] = etype
+            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
+            batch.append((eid, etype, tail, head, conf, ts))
+            if len(batch) >= 100_000:
+                self._bulk_edges(batch)
+                batch = []
+        if batch:
+            self._bulk_edges(batch)
+        self._g.compact()
+        for label, prop in self._store.graph_indexes():
+            self._build_index(label, prop)
+        self._next_node = max(self._labels, default=0) + 1
+        self._next_edge = max(self._etype, default=0) + 1
+
+    def _bulk_edges(self, batch: list[tuple[int, str, list[int], list[int], float, float]]
+                    ) -> None:
+        tails = [t for _, _, t, _, _, _ in batch]
+        heads = [h for _, _, _, h, _, _ in batch]
+        self._g.add_edges(
+            np.asarray([b[0] for b in batch], np.int64),
+            np.asarray([self._tcode(b[1]) for b in batch], np.int32),
+            np.cumsum([0] + [len(t) for t in tails]).astype(np.int64),
+            np.asarray([x for t in tails for x in t], np.int64),
+            np.cumsum([0] + [len(h) for h in heads]).astype(np.int64),
+            np.asarray([x for h in heads for x in h], np.int64),
+            np.asarray([b[4] for b in batch], np.float32),
+            np.asarray([b[5] for b in batch], np.float64))
+
+    def _lcode(self, labels: Sequence[str]) -> int:
+        if not labels:
+            return -1
+        return self._label_code.setdefault(labels[0], len(self._label_code))
+
+    def _tcode(self, etype: str) -> int:
+        return self._type_code.setdefault(etype, len(self._type_code))
+
+    def _type_codes(self, types: list[str] | None) -> list[int] | None:
+        if types is None:
+            return None
+        return [self._type_code[t] for t in types if t in self._type_code]
+
+    def _remember_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
+        self._labels[nid] = list(labels)
+        self._props[nid] = props
+        for label in labels:
+            self._by_label.setdefault(label, set()).add(nid)
+
+    # ---- property indexes ---------------------------------------------------------------------
+    def _build_index(self, label: str, prop: str) -> None:
+        table: dict[Any, set[int]] = {}
+        for nid in self._by_label.get(label, ()):
+            k = _key(self._props[nid].get(prop))
+            if k is not None:
+                table.setdefault(k, set()).add(nid)
+        self._index[(label, prop)] = table
+
+    def _index_update(self, nid: int, old_labels: list[str], old_props: dict[str, Any],
+                      new_labels: list[str], new_props: dict[str, Any]) -> None:
+        for (label, prop), table in self._index.items():
+            if label in old_labels:
+                k = _key(old_props.get(prop))
+                if k is not None:
+                    table.get(k, set()).discard(nid)
+            if label in new_labels:
+                k = _key(new_props.get(prop))
+                if k is not None:
+                    table.setdefault(k, set()).add(nid)
+
+    def create_index(self, label: str, prop: str) -> None:
+        """Declare a property index (persisted); the Cypher planner uses it for lookups.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.create_index("Event", "type"); g.has_index("Event", "type")
+        True
+        """
+        if not label or not prop or not isinstance(label, str) or not isinstance(prop, str):
+            raise ValueError("create_index needs a label and a property name")
+        with self._lock:
+            self._store.add_graph_index(label, prop)
+            self._build_index(label, prop)
+
+    def indexes(self) -> list[tuple[str, str]]:
+        """Declared (label, property) indexes."""
+        return sorted(self._index)
+
+    # ---- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self._tx is not None:
+            yield self._tx
+            return
+        with self._lock, self._store.write() as w:
+            self._tx = w
+            try:
+                yield w
+            finally:
+                self._tx = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[CausalMemoryGraph]:
+        """Group writes in one SQLite transaction; on an exception nothing is kept.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> with g.transaction():
+        ...     a = g.add_event(name="a"); b = g.add_event(name="b")
+        >>> g.stats()["nodes"]
+        2
+        """
+        with self._lock:
+            if self._tx is not None:
+                yield self
+                return
+            try:
+                with self._store.write() as w:
+                    self._tx = w
+                    try:
+                        yield self
+                    finally:
+                        self._tx = None
+            except BaseException:
+                self._load()  # memory may hold writes that were rolled back: re-read
+                raise
+
+    # ---- GraphView: reads ---------------------------------------------------------------------
+    def node_ids(self, label: str | None = None) -> list[int]:
+        """Ids of all nodes, or of those with ``label`` (ascending)."""
+        if label is None:
+            return sorted(self._labels)
+        return sorted(self._by_label.get(label, ()))
+
+    def find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
+        """Nodes with ``label`` and all of ``props`` (through an index when one exists)."""
+        cands: Iterable[int] | None = None
+        if label is not None:
+            for prop, value in props.items():
+                table = self._index.get((label, prop))
+                if table is not None:
+                    k = _key(value)
+                    cands = sorted(table.get(k, ())) if k is not None else None
+                    break
+        if cands is None:
+            cands = self.node_ids(label)
+        out = []
+        for nid in cands:
+            p = self._props[nid]
+            if label is not None and label not in self._labels[nid]:
+                continue
+            if all(k in p and _same(p[k], v) for k, v in props.items()):
+                out.append(nid)
+        return out
+
+    def has_index(self, label: str, prop: str) -> bool:
+        """Is there a property index on (label, prop)?"""
+        return (label, prop) in self._index
+
+    def node(self, nid: int) -> tuple[list[str], dict[str, Any]]:
+        """``(labels, properties)`` of a node (KeyError if unknown)."""
+        if nid not in self._labels:
+            raise KeyError(f"unknown node {nid}")
+        return list(self._labels[nid]), dict(self._props[nid])
+
+    def expand(self, nid: int, direction: str, types: list[str] | None
+               ) -> list[tuple[int, int, int]]:
+        """Projected relationships touching ``nid`` as ``(edge_id, start, end)``."""
+        codes = self._type_codes(types)
+        if codes is not None and not codes:
+            return []
+        out: list[tuple[int, int, int]] = []
+        if direction in ("out", "both"):
+            nb, eids = self._g.neighbors(nid, "out", codes)
+            out.extend((int(e), nid, int(b)) for b, e in zip(nb, eids))
+        if direction in ("in", "both"):
+            nb, eids = self._g.neighbors(nid, "in", codes)
+            for a, e in zip(nb, eids):
+                if direction == "both" and int(a) == nid:
+                    continue  # a self-loop was already listed once
+                out.append((int(e), int(a), nid))
+        return out
+
+    def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
+        """``(type, properties)`` of a hyperedge (KeyError if unknown)."""
+        if edge_id not in self._etype:
+            raise KeyError(f"unknown edge {edge_id}")
+        return self._etype[edge_id], dict(self._eprops[edge_id])
+
+    def var_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
+                  types: list[str] | None, dst: int | None = None
+                  ) -> Iterator[tuple[list[int], list[tuple[int, int, int]]]]:
+        """Paths from ``src`` with ``min_hops..max_hops`` relationships (no repeated node;
+        ``*`` is capped at :data:`MAX_PATH_HOPS`)."""
+        codes = self._type_codes(types)
+        if (codes is not None and not codes) or src not in self._labels:
+            return
+        if max_hops >= UNBOUNDED_HOPS or max_hops > MAX_PATH_HOPS:
+            max_hops = MAX_PATH_HOPS
+        if min_hops > max_hops:
+            return
+        if min_hops == 0:
+            if dst is None or dst == src:
+                yield [src], []
+            min_hops = 1
+        try:
+            found = self._g.paths(src, min_hops=min_hops, max_hops=max_hops,
+                                  direction=direction, types=codes, dst=dst, limit=_PATH_LIMIT)
+        except ValueError as exc:
+            raise CypherError(f"variable-length pattern from node {src}: {exc}") from None
+        for nodes, edges, *_ in found:
+            nodes = [int(x) for x in nodes]
+            rels = []
+            for i, e in enumerate(edges):
+                a, b = nodes[i], nodes[i + 1]
+                if direction == "in" or (direction == "both" and not self._forward(int(e), a, b)):
+                    rels.append((int(e), b, a))
+                else:
+                    rels.append((int(e), a, b))
+            yield nodes, rels
+
+    def _forward(self, eid: int, a: int, b: int) -> bool:
+        _, tail, head, _, _ = self._g.edge(eid)
+        return a in set(tail.tolist()) and b in set(head.tolist())
+
+    # ---- GraphView: writes --------------------------------------------------------------------
+    def create_node(self, labels: list[str], props: dict[str, Any]) -> int:
+        """Create a node; returns its id."""
+        for label in labels:
+            if not isinstance(label, str) or not label:
+                raise ValueError(f"labels must be non-empty strings, got {label!r}")
+        props = _check_props(props, "node")
+        with self._lock, self._write() as w:
+            nid = self._next_node
+            self._store.put_graph_node(w, nid, labels, props)
+            self._g.add_node(nid, self._lcode(labels))
+            self._remember_node(nid, labels, props)
+            self._index_update(nid, [], {}, labels, props)
+            self._next_node += 1
+        return nid
+
+    def create_relationship(self, type: str, start: int, end: int,  # noqa: A002
+                            props: dict[str, Any]) -> int:
+        """Create a one-cause, one-effect hyperedge; returns its id."""
+        props = dict(props)
+        conf = props.pop("confidence", 1.0)
+        ts = props.pop("timestamp", None)
+        return self.add_causal_edge([start], [end], type=type, confidence=conf, timestamp=ts,
+                                    **props)
+
+    def _set_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
+        old_labels, old_props = self._labels[nid], self._props[nid]
+        props = _check_props(props, "node")
+        with self._lock, self._write() as w:
+            self._store.put_graph_node(w, nid, labels, props)
+            for label in old_labels:
+                self._by_label.get(label, set()).discard(nid)
+            self._remember_node(nid, labels, props)
+            self._index_update(nid, old_labels, old_props, labels, props)
+            if (labels[:1] or [None]) != (old_labels[:1] or [None]):
+                self._g.add_node(nid, self._lcode(labels))  # upsert: new primary label
+
+    def set_node_property(self, nid: int, key: str, value: Any) -> None:
+        """Set (or with None remove) one node property."""
+        labels, props = self.node(nid)
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+        self._set_node(nid, labels, props)
+
+    def add_label(self, nid: int, label: str) -> None:
+        """Add a label to a node."""
+        labels, props = self.node(nid)
+        if label not in labels:
+            self._set_node(nid, labels + [label], props)
+
+    def remove_label(self, nid: int, label: str) -> None:
+        """Remove a label from a node."""
+        labels, props = self.node(nid)
+        if label in labels:
+            self._set_node(nid, [x for x in labels if x != label], props)
+
+    def set_relationship_property(self, eid: int, key: str, value: Any) -> None:
+        """Set (or with None remove) one edge property; ``confidence``/``timestamp`` too."""
+        etype, props = self.relationship(eid)
+        _, tail, head, conf, ts = self._g.edge(eid)
+        if key == "confidence":
+            conf = _check_confidence(1.0 if value is None else value)
+        elif key == "timestamp":
+            ts = _check_time(time.time() if value is None else value)
+        elif value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+        extra = {k: v for k, v in props.items() if k not in ("confidence", "timestamp")}
+        extra = _check_props(extra, "edge")
+        with self._lock, self._write() as w:
+            self._store.put_graph_edge(w, eid, etype, tail.tolist(), head.tolist(), conf, ts,
+                                       extra)
+            if key == "confidence":  # topology is unchanged; re-add to store the confidence
+                self._g.remove_edge(eid)
+                self._g.add_edge(eid, self._tcode(etype), tail.tolist(), head.tolist(), conf,
+                                 ts)
+            self._eprops[eid] = {**extra, "confidence": conf, "timestamp": ts}
+
+    def delete_node(self, nid: int, detach: bool) -> None:
+        """Delete a node; with ``detach`` also every hyperedge touching it."""
+        self.node(nid)
+        touching = sorted({e for e, _, _ in self.expand(nid, "both", None)})
+        if touching and not detach:
+            raise CypherError(f"cannot delete node {nid}: it still has relationships; "
+                              "use DETACH DELETE")
+        with self._lock, self._write() as w:
+            self._store.delete_graph(w, [nid], touching)
+            self._g.remove_node(nid)  # also removes the incident hyperedges
+            for e in touching:
+                self._etype.pop(e, None)
+                self._eprops.pop(e, None)
+            labels, props = self._labels.pop(nid), self._props.pop(nid)
+            for label in labels:
+                self._by_label.get(label, set()).discard(nid)
+            self._index_update(nid, labels, props, [], {})
+
+    def delete_relationship(self, eid: int) -> None:
+        """Delete a hyperedge (every projected relationship it makes goes with it)."""
+        self.relationship(eid)
+        with self._lock, self._write() as w:
+            self._store.delete_graph(w, [], [eid])
+            self._g.remove_edge(eid)
+            self._etype.pop(eid, None)
+            self._eprops.pop(eid, None)
+
+    # ---- the causal-memory API ----------------------------------------------------------------
+    def add_event(self, labels: str | Sequence[str] = "Event", **props: Any) -> int:
+        """Add an event node (label ``Event`` by default); returns its id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.add_event(type="tool_call", agentId="a1") >= 1
+        True
+        """
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        return self.create_node(labels, props)
+
+    def add_causal_edge(self, causes: Sequence[int], effects: Sequence[int], *,
+                        type: str = "CAUSED_BY", confidence: float = 1.0,  # noqa: A002
+                        timestamp: float | None = None, **props: Any) -> int:
+        """Add a hyperedge from ``causes`` (tail) to ``effects`` (head); returns its id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> e = g.add_causal_edge([a, b], [c], confidence=0.7)
+        >>> g.relationship(e)[1]["confidence"]
+        0.7
+        """
+        if not isinstance(type, str) or not type:
+            raise ValueError(f"edge type must be a non-empty string, got {type!r}")
+        tail = [int(x) for x in causes]
+        head = [int(x) for x in effects]
+        if not tail or not head:
+            raise ValueError("a causal edge needs at least one cause and one effect")
+        for n in tail + head:
+            if n not in self._labels:
+                raise KeyError(f"unknown node {n}")
+        conf = _check_confidence(confidence)
+        ts = _check_time(time.time() if timestamp is None else timestamp)
+        props = _check_props(props, "edge")
+        with self._lock, self._write() as w:
+            eid = self._next_edge
+            self._store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
+            self._g.add_edge(eid, self._tcode(type), tail, head, conf, ts)
+            self._etype[eid] = type
+            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
+            self._next_edge += 1
+        return eid
+
+    def add_causal_chain(self, events: Sequence[int], *, type: str = "CAUSED_BY",  # noqa: A002
+                         confidence: float | Sequence[float] = 1.0,
+                         chain_type: str = "CAUSAL_CHAIN", **props: Any) -> tuple[int, list[int]]:
+        """Record a chain ``e1 -> e2 -> ... -> en``: one hyperedge of ``chain_type`` over all
+        events (causes ``e1..e(n-1)``, effect ``en``) and one ``type`` edge between each
+        consecutive pair. Returns ``(chain_edge_id, [pair edge ids])``. ``confidence`` is one
+        value or one per pair; the chain edge gets their product.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> ids = [g.add_event(step=i) for i in range(3)]
+        >>> chain, pairs = g.add_causal_chain(ids, confidence=[0.9, 0.5])
+        >>> round(g.relationship(chain)[1]["confidence"], 2), len(pairs)
+        (0.45, 2)
+        """
+        ev = [int(e) for e in events]
+        if len(ev) < 2:
+            raise ValueError("a causal chain needs at least two events")
+        confs = ([confidence] * (len(ev) - 1) if isinstance(confidence, (int, float))
+                 else list(confidence))
+        if len(confs) != len(ev) - 1:
+            raise ValueError(f"got {len(confs)} confidences for {len(ev) - 1} links")
+        confs = [_check_confidence(c) for c in confs]
+        with self.transaction():
+            pairs = [self.add_causal_edge([a], [b], type=type, confidence=c, **props)
+                     for a, b, c in zip(ev, ev[1:], confs)]
+            chain = self.add_causal_edge(ev[:-1], ev[-1:], type=chain_type,
+                                         confidence=float(np.prod(confs)), **props)
+        return chain, pairs
+
+    def remove_event(self, nid: int) -> None:
+        """Remove an event and every hyperedge touching it (KeyError if unknown)."""
+        self.delete_node(int(nid), detach=True)
+
+    def remove_edge(self, eid: int) -> None:
+        """Remove a hyperedge (KeyError if unknown)."""
+        self.delete_relationship(int(eid))
+
+    def get_event(self, nid: int) -> dict[str, Any]:
+        """``{"id", "labels", "properties"}`` of a node (KeyError if unknown)."""
+        labels, props = self.node(int(nid))
+        return {"id": int(nid), "labels": labels, "properties": props}
+
+    def get_edge(self, eid: int) -> dict[str, Any]:
+        """``{"id", "type", "causes", "effects", "confidence", "timestamp", "properties"}``."""
+        etype, props = self.relationship(int(eid))
+        _, tail, head, conf, ts = self._g.edge(int(eid))
+        extra = {k: v for k, v in props.items() if k not in ("confidence", "timestamp")}
+        return {"id": int(eid), "type": etype, "causes": tail.tolist(), "effects": head.tolist(),
+                "confidence": props["confidence"], "timestamp": props["timestamp"],
+                "properties": extra}
+
+    def khop(self, seeds: int | Sequence[int], k: int, direction: str = "out",
+             types: Sequence[str] | None = None) -> dict[int, int]:
+        """Nodes within ``k`` hops of the seeds: ``{node: min hops}`` (native BFS).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c])
+        >>> g.khop(a, 2, types=["CAUSED_BY"]) == {b: 1, c: 2}
+        True
+        """
+        seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+        for s in seeds:
+            if s not in self._labels:
+                raise KeyError(f"unknown node {s}")
+        codes = self._type_codes(list(types) if types is not None else None)
+        if codes is not None and not codes:
+            return {}
+        nodes, hops = self._g.khop(seeds, k, direction, codes)
+        return {int(n): int(h) for n, h in zip(nodes, hops)}
+
+    def paths(self, src: int, *, min_hops: int = 1, max_hops: int = 5, direction: str = "out",
+              types: Sequence[str] | None = None, dst: int | None = None, n: int | None = None,
+              score: str = "product") -> list[dict[str, Any]]:
+        """Causal paths from ``src``: ``[{"nodes", "edges", "confidence": {"product", "min",
+        "sum"}}]``; with ``n``, only the ``n`` best by ``score`` (native, pruned).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=x) for x in "abc")
+        >>> _ = g.add_causal_chain([a, b, c], confidence=0.5)
+        >>> [p["nodes"] for p in g.paths(a, types=["CAUSED_BY"])] == [[a, b], [a, b, c]]
+        True
+        """
+        if int(src) not in self._labels:
+            raise KeyError(f"unknown node {src}")
+        codes = self._type_codes(list(types) if types is not None else None)
+        if codes is not None and not codes:
+            return []
+        if n is not None:
+            found = self._g.top_paths(int(src), min_hops=min_hops, max_hops=max_hops,
+                                      direction=direction, types=codes, n=n, score=score,
+                                      dst=dst)
+        else:
+            found = self._g.paths(int(src), min_hops=min_hops, max_hops=max_hops,
+                                  direction=direction, types=codes, dst=dst)
+        return [{"nodes": [int(x) for x in nodes], "edges": [int(e) for e in edges],
+                 "confidence": {"product": float(p), "min": float(m), "sum": float(s)}}
+                for nodes, edges, p, m, s in found]
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a Cypher query; returns rows as dicts. Writes run in one transaction.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.query("CREATE (a:Event {type: 'x'})-[:CAUSED_BY {confidence: 0.5}]->(b:Event)")
+        []
+        >>> g.query("MATCH (a)-[r]->(b) RETURN r.confidence AS c")
+        [{'c': 0.5}]
+        """
+        return self.query_stats(cypher, params).rows
+
+    def query_stats(self, cypher: str, params: dict[str, Any] | None = None) -> Any:
+        """Like :meth:`query` but returns the result object with ``rows``, ``columns`` and
+        ``stats`` (write counters)."""
+        if not isinstance(cypher, str):
+            raise TypeError(f"query must be a string, got {type(cypher).__name__}")
+        if _WRITES.search(cypher):
+            with self.transaction():
+                return execute_stats(self, cypher, params)
+        with self._lock:
+            return execute_stats(self, cypher, params)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and memory.
+
+        >>> import agentdb; agentdb.open(":memory:", dim=8).graph.stats()["edges"]
+        0
+        """
+        return {"nodes": len(self._labels), "edges": len(self._etype),
+                "labels": sorted(self._by_label), "types": sorted(set(self._etype.values())),
+                "indexes": [f"{a}.{b}" for a, b in self.indexes()],
+                "native": _loader.graph_backend().__name__.endswith("_native"),
+                "csr_memory_bytes": int(self._g.memory_usage())}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
