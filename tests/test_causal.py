@@ -6,9 +6,8 @@ from __future__ import annotations
 import itertools
 import random
 
-import pytest
-
 import agentdb
+import pytest
 from agentdb.cypher import CypherError, CypherSyntaxError
 
 Q1 = ("MATCH path = (root:Event)-[:CAUSED_BY*1..5]->(outcome:Event {id: $outcomeId}) "
