@@ -7,13 +7,22 @@
 // the binary projection: hyperedge e gives a -[e]-> b for every a in tail(e), b in head(e).
 // "out" walks tail->head, "in" head->tail, "both" either (a pair (b, e) is reported once).
 //
-// Storage. Node ids map to uint32 slots and edge ids to uint32 slots (open-addressing maps).
-// Edge -> tail/head nodes is an append-only CSR (offsets + node slots). Node -> out-edges (node
-// in tail) and node -> in-edges (node in head) are CSR arrays covering the edges that existed
-// at the last compaction, plus an append buffer: per-node small vectors holding the edges added
-// since, visible to the next query. compact() renumbers live nodes/edges densely, rebuilds both
-// CSR directions by a counting sort and empties the buffer. Removals are tombstones (node:
-// alive flag; edge: type set to -1, which every type filter rejects) until the next compaction.
+// Storage. Node ids map to uint32 slots and edge ids to uint32 slots (open-addressing maps;
+// at most 2^32-2 nodes and 2^31-2 edges). Per edge, one 32-byte record holds what traversals
+// read (type, confidence, tail/head ranges) over the append-only edge -> tail/head node arrays.
+// Node -> out-edges (node in tail) and node -> in-edges (node in head) are CSR arrays covering
+// the edges that existed at the last compaction, plus an append buffer: per-node small vectors
+// holding the edges added since, visible to the next query. compact() renumbers live
+// nodes/edges densely, rebuilds both CSR directions by a counting sort and empties the buffer.
+// Removals are tombstones (node: alive flag; edge: type set to -1, which every type filter
+// rejects) until the next compaction.
+//
+// Projection cache. compact() also stores, per node and direction, the CSR relationships as
+// contiguous (neighbour, edge, type) pairs, so a traversal step streams one array instead of
+// chasing edge records; in-pairs that duplicate an out-pair carry a flag for "both". Edges with
+// |tail| * |head| > 64 are not expanded (their pairs could be quadratic): they stay on per-node
+// "wide" incidence lists. Removing an edge marks its pairs dead (binary search: each node's
+// pairs are in ascending edge order).
 //
 // Auto-compaction rule: after any add_edge/add_edges call, if buffered() (edges added since the
 // last compaction, including ones removed since) exceeds max(1024, csr_edges / 4) (csr_edges =
@@ -347,7 +356,9 @@ class Hypergraph {
   static constexpr uint32_t kFormatVersion = 1;
   static constexpr std::size_t kHeaderSize = 64;
   static constexpr std::size_t kMinBuffer = 1024;
-  static constexpr uint64_t kMaxSlots = 0xFFFFFFFEull;
+  static constexpr uint64_t kMaxSlots = 0xFFFFFFFEull;      // nodes
+  static constexpr uint64_t kMaxEdges = 0x7FFFFFFEull;      // edges (bit 31 flags pairs)
+  static constexpr uint64_t kProjectMax = 64;               // |tail|*|head| of projected edges
 
   Hypergraph() : out_off_(1, 0), in_off_(1, 0) {}
   Hypergraph(const Hypergraph&) = delete;
@@ -427,7 +438,7 @@ class Hypergraph {
         }
       }
     }
-    if (edge_id_.size() + b.n > kMaxSlots) throw GraphValueError("too many edges");
+    if (edge_id_.size() + b.n > kMaxEdges) throw GraphValueError("too many edges");
     bool will_compact = buffered_locked() + b.n > threshold_locked();
     edge_id_.reserve(edge_id_.size() + b.n);
     erec_.reserve(erec_.size() + b.n);
@@ -466,9 +477,7 @@ class Hypergraph {
     uint32_t s = node_slot(id);
     auto kill = [&](uint32_t e) {
       if (erec_[e].type < 0) return;
-      erec_[e].type = -1;
-      edge_map_.erase(edge_id_[e]);
-      --n_live_edges_;
+      kill_edge(e);
     };
     if (s < csr_nodes_) {
       for (uint64_t i = out_off_[s]; i < out_off_[s + 1]; ++i) kill(out_edges_[i]);
@@ -483,10 +492,7 @@ class Hypergraph {
 
   void remove_edge(int64_t id) {
     std::unique_lock<std::shared_mutex> g(mu_);
-    uint32_t e = edge_slot(id);
-    erec_[e].type = -1;
-    edge_map_.erase(id);
-    --n_live_edges_;
+    kill_edge(edge_slot(id));
   }
 
   void compact() {
@@ -563,6 +569,8 @@ class Hypergraph {
                     cap(edge_id_) + cap(erec_) + cap(edge_ts_) + cap(tail_nodes_) +
                     cap(head_nodes_) +
                     cap(out_off_) + cap(out_edges_) + cap(in_off_) + cap(in_edges_) +
+                    cap(out_poff_) + cap(in_poff_) + cap(out_pairs_) + cap(in_pairs_) +
+                    cap(out_woff_) + cap(in_woff_) + cap(out_wide_) + cap(in_wide_) +
                     cap(out_buf_) + cap(in_buf_) + node_map_.bytes() + edge_map_.bytes();
     for (const auto& v : out_buf_) b += cap(v);
     for (const auto& v : in_buf_) b += cap(v);
@@ -611,7 +619,11 @@ class Hypergraph {
     for (int64_t d = 0; d < k && !s.frontier.empty(); ++d) {
       s.next.clear();
       const int32_t h = static_cast<int32_t>(std::min<int64_t>(d + 1, INT32_MAX));
-      for (uint32_t u : s.frontier) {
+      const std::size_t nf = s.frontier.size();
+      for (std::size_t j = 0; j < nf; ++j) {
+        if (j + 8 < nf) prefetch_offsets(s.frontier[j + 8], dir);
+        if (j + 4 < nf) prefetch_pairs(s.frontier[j + 4], dir);
+        const uint32_t u = s.frontier[j];
         for_each_nbr(u, dir, tf, [&](uint32_t b, uint32_t) {
           GraphScratch::Mark& m = s.mark[b];
           if (m.stamp != ep) {  // first visit (seeds are marked from the start)
@@ -701,7 +713,8 @@ class Hypergraph {
       s.path_edges.clear();
       emit();
     }
-    walk(dst, static_cast<int>(max_hops), Dir::In, tf, s, [](int, uint32_t, uint32_t) { return true; },
+    walk(dst, static_cast<int>(max_hops), Dir::In, tf, s,
+         [](int, uint32_t, uint32_t) { return true; },
          [&](int len, uint32_t b, uint32_t) {
            if (len >= min_hops && (!has_src_label || node_label_[b] == src_label)) emit();
            return true;
@@ -712,7 +725,8 @@ class Hypergraph {
   // The n best simple paths from src by score (descending; ties in path order), with
   // branch-and-bound pruning: product and min never increase along a path, and a sum grows by
   // at most 1 per remaining hop.
-  PathSet top_paths(int64_t src_id, int64_t min_hops, int64_t max_hops, Dir dir, const TypeFilter& tf,
+  PathSet top_paths(int64_t src_id, int64_t min_hops, int64_t max_hops, Dir dir,
+                    const TypeFilter& tf,
                     int64_t n, PathScore score, bool has_dst, int64_t dst_id) const {
     check_hops(min_hops, max_hops);
     if (n < 1) throw GraphValueError("n must be >= 1, got " + std::to_string(n));
@@ -988,7 +1002,7 @@ class Hypergraph {
     for (std::size_t i = 52; i < 64; ++i) reserved_zero = reserved_zero && buf[i] == 0;
     const uint64_t kMaxCount = uint64_t{1} << 40;  // keeps the size arithmetic overflow-free
     if (r32(12) != kHeaderSize || r32(48) != 0 || !reserved_zero || nn > kMaxSlots ||
-        ne > kMaxSlots || nt > kMaxCount || nh > kMaxCount)
+        ne > kMaxEdges || nt > kMaxCount || nh > kMaxCount)
       throw GraphBadFile(where + " has a corrupt header");
     uint64_t expected = kHeaderSize + nn * 12 + ne * 24 + 2 * (ne + 1) * 8 + (nt + nh) * 4 + 4;
     if (size < expected)
@@ -1002,7 +1016,9 @@ class Hypergraph {
     if (crc32_update(0, buf, size - 4) != stored)
       throw GraphBadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
 
-    auto bad = [&](const std::string& what) { return GraphBadFile(where + " is corrupt: " + what); };
+    auto bad = [&](const std::string& what) {
+      return GraphBadFile(where + " is corrupt: " + what);
+    };
     const unsigned char* p = buf + kHeaderSize;
     auto take = [&](auto* dst, std::size_t count) {
       std::memcpy(dst, p, count * sizeof(*dst));
@@ -1090,8 +1106,54 @@ class Hypergraph {
     (void)p;
 #endif
   }
+  // Warm the caches for a node that a traversal will expand soon.
+  void prefetch_offsets(uint32_t v, Dir dir) const {
+    if (v >= csr_nodes_) return;
+    if (dir != Dir::In) prefetch(&out_poff_[v]);
+    if (dir != Dir::Out) prefetch(&in_poff_[v]);
+  }
+  void prefetch_pairs(uint32_t v, Dir dir) const {
+    if (v >= csr_nodes_) return;
+    if (dir != Dir::In) prefetch(out_pairs_.data() + out_poff_[v]);
+    if (dir != Dir::Out) prefetch(in_pairs_.data() + in_poff_[v]);
+  }
   const uint32_t* tail_of(uint32_t e) const { return tail_nodes_.data() + erec_[e].tail; }
   const uint32_t* head_of(uint32_t e) const { return head_nodes_.data() + erec_[e].head; }
+
+  // The projection cache: for each CSR node, its relationships as contiguous pairs, in
+  // ascending edge order. In-direction pairs that the out-direction also reports (a in tail
+  // and head of e, b too) carry kDup in `edge`, so "both" can skip them.
+  struct Pair {
+    uint32_t node;
+    uint32_t edge;  // | kDup
+    int32_t type;   // -1: removed
+  };
+  static constexpr uint32_t kDup = 0x80000000u;
+  static constexpr uint32_t kEdgeMask = 0x7FFFFFFFu;
+  bool projected(uint32_t e) const {
+    return e < csr_edges_ && uint64_t{erec_[e].n_tail} * erec_[e].n_head <= kProjectMax;
+  }
+
+  // Tombstone a live edge: its record, its id, and its projected pairs.
+  void kill_edge(uint32_t e) {
+    if (projected(e)) {
+      auto mark = [&](const std::vector<uint64_t>& off, std::vector<Pair>& pairs, uint32_t v) {
+        Pair* lo = pairs.data() + off[v];
+        Pair* hi = pairs.data() + off[v + 1];
+        Pair* it = std::lower_bound(lo, hi, e, [](const Pair& p, uint32_t x) {
+          return (p.edge & kEdgeMask) < x;
+        });
+        for (; it != hi && (it->edge & kEdgeMask) == e; ++it) it->type = -1;
+      };
+      for (const uint32_t* v = tail_of(e); v != tail_of(e) + erec_[e].n_tail; ++v)
+        mark(out_poff_, out_pairs_, *v);
+      for (const uint32_t* v = head_of(e); v != head_of(e) + erec_[e].n_head; ++v)
+        mark(in_poff_, in_pairs_, *v);
+    }
+    erec_[e].type = -1;
+    edge_map_.erase(edge_id_[e]);
+    --n_live_edges_;
+  }
 
   struct Cand {
     double score, prod, mn, sm;
@@ -1119,7 +1181,8 @@ class Hypergraph {
   }
 
   static void check_hops(int64_t min_hops, int64_t max_hops) {
-    if (min_hops < 0) throw GraphValueError("min_hops must be >= 0, got " + std::to_string(min_hops));
+    if (min_hops < 0)
+      throw GraphValueError("min_hops must be >= 0, got " + std::to_string(min_hops));
     if (max_hops < min_hops)
       throw GraphValueError("max_hops must be >= min_hops (" + std::to_string(min_hops) +
                             "), got " + std::to_string(max_hops));
@@ -1132,7 +1195,8 @@ class Hypergraph {
     bool ok = off[0] == 0 && off[n] == static_cast<int64_t>(total);
     for (std::size_t i = 0; ok && i < n; ++i) ok = off[i] <= off[i + 1];
     if (!ok)
-      throw GraphValueError(std::string(name) + " must start at 0, be non-decreasing and end at len(" +
+      throw GraphValueError(std::string(name) +
+                            " must start at 0, be non-decreasing and end at len(" +
                             nodes_name + ") = " + std::to_string(total));
   }
 
@@ -1182,10 +1246,15 @@ class Hypergraph {
         for (uint32_t i = 0; i < r.n_head; ++i) f(h[i], e);
       };
       if (a < csr_nodes_) {
-        const uint32_t* list = out_edges_.data();
-        for (uint64_t i = out_off_[a], end = out_off_[a + 1]; i < end; ++i) {
-          if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
-          visit(list[i]);
+        const Pair* pend = out_pairs_.data() + out_poff_[a + 1];
+        for (const Pair* p = out_pairs_.data() + out_poff_[a]; p != pend; ++p)
+          if (tf(p->type)) f(p->node, p->edge);
+        if (has_wide_) {
+          const uint32_t* list = out_wide_.data();
+          for (uint64_t i = out_woff_[a], end = out_woff_[a + 1]; i < end; ++i) {
+            if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
+            visit(list[i]);
+          }
         }
       }
       if (buffered)
@@ -1212,10 +1281,16 @@ class Hypergraph {
         }
       };
       if (a < csr_nodes_) {
-        const uint32_t* list = in_edges_.data();
-        for (uint64_t i = in_off_[a], end = in_off_[a + 1]; i < end; ++i) {
-          if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
-          visit(list[i]);
+        const uint32_t skip = both ? kDup : 0u;
+        const Pair* pend = in_pairs_.data() + in_poff_[a + 1];
+        for (const Pair* p = in_pairs_.data() + in_poff_[a]; p != pend; ++p)
+          if (tf(p->type) && !(p->edge & skip)) f(p->node, p->edge & kEdgeMask);
+        if (has_wide_) {
+          const uint32_t* list = in_wide_.data();
+          for (uint64_t i = in_woff_[a], end = in_woff_[a + 1]; i < end; ++i) {
+            if (i + kPrefetch < end) prefetch(&erec_[list[i + kPrefetch]]);
+            visit(list[i]);
+          }
         }
       }
       if (buffered)
@@ -1360,6 +1435,69 @@ class Hypergraph {
     return out;
   }
 
+  // Pairs for every projected (narrow) edge and incidence lists for the wide ones, both ways.
+  void build_projection(uint32_t nn, uint32_t ne) {
+    out_poff_.assign(nn + 1, 0);
+    in_poff_.assign(nn + 1, 0);
+    std::vector<uint64_t> owide(nn + 1, 0), iwide(nn + 1, 0);
+    has_wide_ = false;
+    for (uint32_t e = 0; e < ne; ++e) {
+      const EdgeRec& r = erec_[e];
+      const bool narrow = projected(e);
+      has_wide_ = has_wide_ || !narrow;
+      for (const uint32_t* v = tail_of(e); v != tail_of(e) + r.n_tail; ++v)
+        narrow ? out_poff_[*v + 1] += r.n_head : ++owide[*v + 1];
+      for (const uint32_t* v = head_of(e); v != head_of(e) + r.n_head; ++v)
+        narrow ? in_poff_[*v + 1] += r.n_tail : ++iwide[*v + 1];
+    }
+    for (uint32_t v = 0; v < nn; ++v) {
+      out_poff_[v + 1] += out_poff_[v];
+      in_poff_[v + 1] += in_poff_[v];
+      owide[v + 1] += owide[v];
+      iwide[v + 1] += iwide[v];
+    }
+    out_pairs_.assign(out_poff_[nn], Pair{0, 0, 0});
+    in_pairs_.assign(in_poff_[nn], Pair{0, 0, 0});
+    std::vector<uint64_t> oc(out_poff_.begin(), out_poff_.end() - 1);
+    std::vector<uint64_t> ic(in_poff_.begin(), in_poff_.end() - 1);
+    if (has_wide_) {
+      out_wide_.assign(owide[nn], 0);
+      in_wide_.assign(iwide[nn], 0);
+    } else {
+      out_wide_.clear();
+      in_wide_.clear();
+    }
+    std::vector<uint64_t> owc(owide.begin(), owide.end() - 1), iwc(iwide.begin(), iwide.end() - 1);
+    for (uint32_t e = 0; e < ne; ++e) {
+      const EdgeRec& r = erec_[e];
+      const uint32_t *t = tail_of(e), *h = head_of(e);
+      if (!projected(e)) {
+        for (uint32_t i = 0; i < r.n_tail; ++i) out_wide_[owc[t[i]]++] = e;
+        for (uint32_t j = 0; j < r.n_head; ++j) in_wide_[iwc[h[j]]++] = e;
+        continue;
+      }
+      for (uint32_t i = 0; i < r.n_tail; ++i)
+        for (uint32_t j = 0; j < r.n_head; ++j) out_pairs_[oc[t[i]]++] = Pair{h[j], e, r.type};
+      for (uint32_t j = 0; j < r.n_head; ++j) {
+        bool a_in_tail = false;  // a = h[j]
+        for (uint32_t i = 0; i < r.n_tail; ++i) a_in_tail = a_in_tail || t[i] == h[j];
+        for (uint32_t i = 0; i < r.n_tail; ++i) {
+          bool b_in_head = false;  // b = t[i]
+          if (a_in_tail)
+            for (uint32_t k = 0; k < r.n_head; ++k) b_in_head = b_in_head || h[k] == t[i];
+          in_pairs_[ic[h[j]]++] = Pair{t[i], e | (b_in_head ? kDup : 0u), r.type};
+        }
+      }
+    }
+    if (has_wide_) {
+      out_woff_.swap(owide);
+      in_woff_.swap(iwide);
+    } else {
+      out_woff_.clear();
+      in_woff_.clear();
+    }
+  }
+
   // Drop tombstones, renumber densely, rebuild node -> edge CSR both ways, empty the buffer.
   void compact_locked() {
     const std::size_t old_nodes = node_id_.size(), old_edges = edge_id_.size();
@@ -1412,6 +1550,8 @@ class Hypergraph {
     };
     build(true, tail_nodes_, out_off_, out_edges_);
     build(false, head_nodes_, in_off_, in_edges_);
+    csr_edges_ = ne;  // projected() reads it
+    build_projection(nn, ne);
     out_buf_.clear();
     in_buf_.clear();
     out_buf_.resize(nn);
@@ -1442,6 +1582,12 @@ class Hypergraph {
   std::vector<uint64_t> out_off_, in_off_;
   std::vector<uint32_t> out_edges_, in_edges_;
   std::vector<std::vector<uint32_t>> out_buf_, in_buf_;
+  // projection cache over the CSR edges (see Pair), and the wide edges it leaves out
+  std::vector<uint64_t> out_poff_{0}, in_poff_{0};
+  std::vector<Pair> out_pairs_, in_pairs_;
+  std::vector<uint64_t> out_woff_, in_woff_;
+  std::vector<uint32_t> out_wide_, in_wide_;
+  bool has_wide_ = false;
   std::size_t csr_nodes_ = 0, csr_edges_ = 0;
   std::size_t n_live_nodes_ = 0, n_live_edges_ = 0;
 };
