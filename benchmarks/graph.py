@@ -98,7 +98,7 @@ printed); the other cells (Cypher, Kuzu, Q1 / Q2) are compared too and differenc
 (``agentdb._numpy_graph.Hypergraph``) on a smaller graph (``--fallback-edges``, nodes scaled
 in proportion).
 
-The full default run takes about 5 minutes on 2 cores (most of it in the pure-Python
+The full default run takes about 5 minutes on 2 idle cores (most of it in the pure-Python
 systems and in loading the SQLite-backed graph).
 
 Examples::
@@ -887,7 +887,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--edges", type=int, default=1_000_000, help="hyperedges (1000000)")
     p.add_argument("--nodes", type=int, default=200_000, help="nodes (200000)")
-    p.add_argument("--starts", type=int, default=40, help="random start nodes (40)")
+    p.add_argument("--starts", type=int, default=100, help="random start nodes (100)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per cell (3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--window", type=int, default=32, help="heads within this many events (32)")

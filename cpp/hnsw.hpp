@@ -132,7 +132,8 @@ class HNSWIndex {
       std::size_t upserts = 0;
       for (std::size_t i = 0; i < n; ++i) upserts += id2slot_.count(ids[i]);
       std::size_t reusable = free_slots_.size() + upserts;
-      std::size_t need = n_slots_ + (n > reusable ? n - reusable : 0) + 1;
+      if (reusable > 0) --reusable;  // one of them may be the entry point, never recycled
+      std::size_t need = n_slots_ + (n > reusable ? n - reusable : 0);
       if (need > cap_) grow_to(std::max(need, cap_ * 2));
       for (std::size_t i = 0; i < n; ++i) {
         auto it = id2slot_.find(ids[i]);
