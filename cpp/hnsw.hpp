@@ -130,9 +130,15 @@ class HNSWIndex {
       std::unique_lock<std::shared_mutex> g(resize_mu_);
       std::lock_guard<std::mutex> m(map_mu_);
       std::size_t upserts = 0;
-      for (std::size_t i = 0; i < n; ++i) upserts += id2slot_.count(ids[i]);
+      bool entry_freed = entry_ != kNone && deleted_[entry_];
+      for (std::size_t i = 0; i < n; ++i) {
+        auto it = id2slot_.find(ids[i]);
+        if (it == id2slot_.end()) continue;
+        ++upserts;
+        entry_freed |= it->second == entry_;
+      }
       std::size_t reusable = free_slots_.size() + upserts;
-      if (reusable > 0) --reusable;  // one of them may be the entry point, never recycled
+      if (entry_freed && reusable > 0) --reusable;  // the entry point is never recycled
       std::size_t need = n_slots_ + (n > reusable ? n - reusable : 0);
       if (need > cap_) grow_to(std::max(need, cap_ * 2));
       for (std::size_t i = 0; i < n; ++i) {

@@ -372,7 +372,6 @@ def test_slot_reuse_does_not_grow_capacity(backend, tmp_path):
     idx.add(new_ids[:50], Y[:50])
     for i in range(50, 100):  # singles too
         idx.add(int(new_ids[i]), Y[i])
-    assert idx.capacity == cap, "freed slots were not reused"
     assert len(idx) == 256
     # the file records slots including tombstones: after reuse there are (almost) no new slots
     # (a removed graph entry point may stay behind as a routing tombstone: at most one slot)
@@ -381,6 +380,8 @@ def test_slot_reuse_does_not_grow_capacity(backend, tmp_path):
     hdr = parse_index_file(path)["header"]
     assert hdr["n_live"] == 256
     assert 256 <= hdr["n_slots"] <= 257, f"{hdr['n_slots']} slots: freed slots were not reused"
+    # capacity grows only for that one extra slot, when the removed set held the entry point
+    assert idx.capacity == cap or hdr["n_slots"] == 257, "freed slots were not reused"
     for i in (0, 50, 99):
         r, _ = idx.search(Y[i], k=1)
         assert r[0] == new_ids[i]
