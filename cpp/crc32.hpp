@@ -3,7 +3,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace agentdb {
 
@@ -44,5 +47,50 @@ inline uint32_t crc32_update(uint32_t crc, const void* data, std::size_t n) {
   while (n--) crc = t[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
   return ~crc;
 }
+
+// Writes a file atomically with a CRC-32 trailer: bytes go to `<path>.tmp`, `commit()` appends
+// the CRC of everything written, flushes and renames over `path`. Destroying an uncommitted
+// writer removes the temp file, so a failed save never leaves a half-written file behind.
+class CrcFileWriter {
+ public:
+  explicit CrcFileWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+    fp_ = std::fopen(tmp_.c_str(), "wb");
+    if (!fp_) throw std::runtime_error("cannot open '" + tmp_ + "' for writing");
+  }
+  CrcFileWriter(const CrcFileWriter&) = delete;
+  CrcFileWriter& operator=(const CrcFileWriter&) = delete;
+  ~CrcFileWriter() {
+    if (fp_) {
+      std::fclose(fp_);
+      std::remove(tmp_.c_str());
+    }
+  }
+  void put(const void* p, std::size_t bytes) {
+    if (!ok_ || bytes == 0) return;
+    crc_ = crc32_update(crc_, p, bytes);
+    ok_ = std::fwrite(p, 1, bytes, fp_) == bytes;
+  }
+  void commit() {
+    uint32_t final_crc = crc_;
+    if (ok_) ok_ = std::fwrite(&final_crc, 1, 4, fp_) == 4;
+    ok_ = (std::fflush(fp_) == 0) && ok_;
+    ok_ = (std::fclose(fp_) == 0) && ok_;
+    fp_ = nullptr;
+    if (!ok_) {
+      std::remove(tmp_.c_str());
+      throw std::runtime_error("failed writing '" + path_ + "' (disk full?)");
+    }
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      std::remove(tmp_.c_str());
+      throw std::runtime_error("cannot rename '" + tmp_ + "' to '" + path_ + "'");
+    }
+  }
+
+ private:
+  std::string path_, tmp_;
+  FILE* fp_ = nullptr;
+  uint32_t crc_ = 0;
+  bool ok_ = true;
+};
 
 }  // namespace agentdb

@@ -306,16 +306,8 @@ class HNSWIndex {
   void save(const std::string& path) const {
     std::unique_lock<std::shared_mutex> g(resize_mu_);  // a consistent snapshot
     std::lock_guard<std::mutex> m(map_mu_);
-    std::string tmp = path + ".tmp";
-    FILE* fp = std::fopen(tmp.c_str(), "wb");
-    if (!fp) throw std::runtime_error("cannot open '" + tmp + "' for writing");
-    uint32_t crc = 0;
-    bool ok = true;
-    auto put = [&](const void* p, std::size_t bytes) {
-      if (!ok || bytes == 0) return;
-      crc = crc32_update(crc, p, bytes);
-      ok = std::fwrite(p, 1, bytes, fp) == bytes;
-    };
+    CrcFileWriter out(path);
+    auto put = [&](const void* p, std::size_t bytes) { out.put(p, bytes); };
     unsigned char h[kHeaderSize] = {0};
     std::memcpy(h, "AGDBHNSW", 8);
     auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(h + off, &v, 4); };
@@ -344,18 +336,7 @@ class HNSWIndex {
     put(links0_, n_slots_ * (M0_ + 1) * sizeof(uint32_t));
     for (std::size_t s = 0; s < n_slots_; ++s)
       put(upper_[s].data(), static_cast<std::size_t>(levels_[s]) * (M_ + 1) * sizeof(uint32_t));
-    uint32_t final_crc = crc;
-    if (ok) ok = std::fwrite(&final_crc, 1, 4, fp) == 4;
-    ok = (std::fflush(fp) == 0) && ok;
-    ok = (std::fclose(fp) == 0) && ok;
-    if (!ok) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("failed writing '" + path + "' (disk full?)");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
-    }
+    out.commit();
   }
 
   // Parse a whole file image. Throws BadFile with a message naming the problem.

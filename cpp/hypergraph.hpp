@@ -933,16 +933,8 @@ class Hypergraph {
     w64(40, hn.size());
     w32(48, 0);
 
-    std::string tmp = path + ".tmp";
-    FILE* fp = std::fopen(tmp.c_str(), "wb");
-    if (!fp) throw std::runtime_error("cannot open '" + tmp + "' for writing");
-    uint32_t crc = 0;
-    bool ok = true;
-    auto put = [&](const void* p, std::size_t bytes) {
-      if (!ok || bytes == 0) return;
-      crc = crc32_update(crc, p, bytes);
-      ok = std::fwrite(p, 1, bytes, fp) == bytes;
-    };
+    CrcFileWriter out(path);
+    auto put = [&](const void* p, std::size_t bytes) { out.put(p, bytes); };
     put(h, kHeaderSize);
     for (std::size_t i = 0; i < nn; ++i) i64[i] = node_id_[nodes[i]];
     put(i64.data(), nn * 8);
@@ -960,18 +952,7 @@ class Hypergraph {
     put(tn.data(), tn.size() * 4);
     put(hoff.data(), hoff.size() * 8);
     put(hn.data(), hn.size() * 4);
-    uint32_t final_crc = crc;
-    if (ok) ok = std::fwrite(&final_crc, 1, 4, fp) == 4;
-    ok = (std::fflush(fp) == 0) && ok;
-    ok = (std::fclose(fp) == 0) && ok;
-    if (!ok) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("failed writing '" + path + "' (disk full?)");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
-    }
+    out.commit();
   }
 
   // Parse a whole file image. Throws GraphBadFile with a message naming the problem.

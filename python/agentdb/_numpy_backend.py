@@ -38,6 +38,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._fileio import write_crc_file
+
 __all__ = [
     "BACKEND",
     "VERSION",
@@ -1031,7 +1033,6 @@ class HNSWIndex:
             [1, 2]
         """
         target = Path(os.fspath(path))
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}.{threading.get_ident()}")
         with self._lock:
             ns = self._n_slots
             header = _HEADER.pack(
@@ -1058,19 +1059,7 @@ class HNSWIndex:
                 np.ascontiguousarray(self._x[:ns], dtype="<f4"),
                 np.ascontiguousarray(self._norms[:ns], dtype="<f4"),
             ]
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(header)
-                    crc = zlib.crc32(header)
-                    for arr in sections:
-                        buf = arr.reshape(-1).view(np.uint8)
-                        fh.write(buf)
-                        crc = zlib.crc32(buf, crc)
-                    fh.write(_TRAILER.pack(crc & 0xFFFFFFFF))
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            write_crc_file(target, header, sections)
 
     @classmethod
     def load(

@@ -47,6 +47,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from ._fileio import write_crc_file
+
 __all__ = ["BACKEND", "FILE_FORMAT", "Hypergraph"]
 
 BACKEND: Final = "numpy"
@@ -1030,7 +1032,6 @@ class Hypergraph:
             (5, 0.25)
         """
         target = Path(os.fspath(path))
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}.{threading.get_ident()}")
         with self._lock:
             node_ids = sorted(self._label)
             index = {v: i for i, v in enumerate(node_ids)}
@@ -1065,19 +1066,7 @@ class Hypergraph:
                 hoff,
                 np.array(heads, dtype="<u4"),
             ]
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(header)
-                crc = zlib.crc32(header)
-                for arr in sections:
-                    buf = arr.tobytes()
-                    fh.write(buf)
-                    crc = zlib.crc32(buf, crc)
-                fh.write(_TRAILER.pack(crc & 0xFFFFFFFF))
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_crc_file(target, header, sections)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hypergraph:
