@@ -48,6 +48,14 @@ inline uint32_t crc32_update(uint32_t crc, const void* data, std::size_t n) {
   return ~crc;
 }
 
+// Reads a little-endian value of type T at byte offset `off` (any alignment).
+template <class T>
+inline T read_le(const unsigned char* buf, std::size_t off) {
+  T v;
+  std::memcpy(&v, buf + off, sizeof(T));
+  return v;
+}
+
 // Writes a file atomically with a CRC-32 trailer: bytes go to `<path>.tmp`, `commit()` appends
 // the CRC of everything written, flushes and renames over `path`. Destroying an uncommitted
 // writer removes the temp file, so a failed save never leaves a half-written file behind.

@@ -348,16 +348,8 @@ class HNSWIndex {
       throw BadFile(where + " is not an AgentDB index file (bad magic)");
     if (size < kHeaderSize + 4)
       throw BadFile(where + " is truncated: " + std::to_string(size) + " bytes");
-    auto r32 = [&](std::size_t off) {
-      uint32_t v;
-      std::memcpy(&v, buf + off, 4);
-      return v;
-    };
-    auto r64 = [&](std::size_t off) {
-      uint64_t v;
-      std::memcpy(&v, buf + off, 8);
-      return v;
-    };
+    auto r32 = [&](std::size_t off) { return read_le<uint32_t>(buf, off); };
+    auto r64 = [&](std::size_t off) { return read_le<uint64_t>(buf, off); };
     uint32_t version = r32(8);
     if (version != kFormatVersion)
       throw BadFile(where + " has unsupported format version " + std::to_string(version) +

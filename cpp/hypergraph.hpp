@@ -964,16 +964,8 @@ class Hypergraph {
     if (size < kHeaderSize + 4)
       throw GraphBadFile(where + " is truncated: " + std::to_string(size) +
                          " bytes, expected at least " + std::to_string(kHeaderSize + 4));
-    auto r32 = [&](std::size_t off) {
-      uint32_t v;
-      std::memcpy(&v, buf + off, 4);
-      return v;
-    };
-    auto r64 = [&](std::size_t off) {
-      uint64_t v;
-      std::memcpy(&v, buf + off, 8);
-      return v;
-    };
+    auto r32 = [&](std::size_t off) { return read_le<uint32_t>(buf, off); };
+    auto r64 = [&](std::size_t off) { return read_le<uint64_t>(buf, off); };
     uint32_t version = r32(8);
     if (version != kFormatVersion)
       throw GraphBadFile(where + " has unsupported format version " + std::to_string(version) +
