@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -23,8 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-PARSE_LIMIT = 1.0  # seconds to parse one query (generous for slow CI machines)
-RUN_LIMIT = 10.0  # seconds to run one generated query
 
 PARAMS: dict[str, Any] = {
     "outcomeId": "o",
@@ -55,16 +52,12 @@ def small_graph() -> MemoryGraphView:
 
 
 def run_safely(query: str, graph: MemoryGraphView | None = None) -> Exception | None:
-    """Execute; return the CypherError raised (or None); fail on anything else or slowness."""
+    """Execute; return the CypherError raised (or None); fail on any other exception."""
     g = graph if graph is not None else small_graph()
-    t = time.perf_counter()
     try:
         parse(query)
     except CypherError:
         pass
-    elapsed = time.perf_counter() - t
-    assert elapsed < PARSE_LIMIT, f"parsing took {elapsed:.2f}s: {query!r}"
-    t = time.perf_counter()
     try:
         execute(g, query, PARAMS)
         outcome: Exception | None = None
@@ -73,8 +66,6 @@ def run_safely(query: str, graph: MemoryGraphView | None = None) -> Exception | 
         if exc.line is not None:
             assert exc.line >= 1 and exc.column is not None and exc.column >= 1
         outcome = exc
-    elapsed = time.perf_counter() - t
-    assert elapsed < RUN_LIMIT, f"query took {elapsed:.2f}s: {query!r}"
     return outcome
 
 
