@@ -141,6 +141,20 @@ def _array(obj: object) -> np.ndarray:
     return np.asarray(obj)
 
 
+def _flat(obj: object, what: str, kinds: str, dtype: type, expected: str) -> list[Any]:
+    """A scalar or 1-D sequence -> Python list, checking the dtype kind (``kinds``)."""
+    arr = _array(obj)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size == 0:
+        return []
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{what} must be {expected}, got dtype {arr.dtype}")
+    if arr.ndim > 1:
+        raise ValueError(f"{what} must be 1-D")
+    return arr.astype(dtype).tolist()
+
+
 def _ids(obj: object, what: str) -> list[int]:
     """An int or a 1-D integer sequence -> list of Python ints (the ``as_ids`` rule)."""
     if isinstance(obj, (bool, np.bool_)):
@@ -149,31 +163,13 @@ def _ids(obj: object, what: str) -> list[int]:
         return [_int(obj, what)]
     if isinstance(obj, (str, bytes)):
         raise TypeError(f"{what} must be integers, got str")
-    arr = _array(obj)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.size == 0:
-        return []
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be integers, got dtype {arr.dtype}")
-    if arr.ndim > 1:
-        raise ValueError(f"{what} must be 1-D")
-    return arr.astype(np.int64).tolist()
+    return _flat(obj, what, "iu", np.int64, "integers")
 
 
 def _floats(obj: object, what: str) -> list[float]:
     if isinstance(obj, (str, bytes)):
         raise TypeError(f"{what} must be a 1-D sequence of numbers")
-    arr = _array(obj)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.size == 0:
-        return []
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim > 1:
-        raise ValueError(f"{what} must be 1-D")
-    return arr.astype(np.float64).tolist()
+    return _flat(obj, what, "fiu", np.float64, "real numbers")
 
 
 def _dir(value: object) -> str:
