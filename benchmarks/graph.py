@@ -19,9 +19,11 @@ Systems (all in one process, the same graph, the same random start nodes):
 
 * ``agentdb API``: the native CSR hypergraph (``agentdb._loader.graph_backend().Hypergraph``)
   bulk-loaded with ``add_nodes`` / ``add_edges`` + ``compact()``; queries via ``khop``,
-  ``paths``, ``top_paths``, ``paths_to`` (Q1: backward enumeration + filter on the root's
-  type + top 10 in Python) and ``match_chain`` (Q2: start = the type1 nodes, b's type
-  filtered with numpy). The API has no property index, so ids are mapped with a Python dict.
+  ``paths(..., as_arrays=True)`` (flat numpy arrays, no per-path Python objects),
+  ``top_paths`` (Q1: walked backwards from the outcome, ``direction="in"``, with
+  ``ends`` = the root_cause ids, best 10 by product) and ``match_chain`` (Q2: ``allowed`` =
+  the type1 ids at ``a`` and the type2 ids at ``b``). The API has no property index: ids are
+  mapped with a Python dict and arrays of node ids per type stand in for the type index.
 * ``agentdb Cypher``: ``db.graph`` (``CausalMemoryGraph``) of ``agentdb.open(":memory:")``.
   Its SQLite rows are written with ``store.put_graph_node`` / ``put_graph_edge`` inside one
   ``store.write()`` transaction (the high-level ``add_event`` / ``add_causal_edge`` are timed
@@ -50,7 +52,7 @@ Systems (all in one process, the same graph, the same random start nodes):
 
 Workloads (each per start node; the same starts for every system):
 
-* ``k-hop k=1,2,3``: number of distinct nodes reachable in 1..k out-hops (any type).
+* ``k-hop k=1,2,3,5``: number of distinct nodes reachable in 1..k out-hops (any type).
   Cypher: ``MATCH (a:Event {id: $id})-[*1..k]->(b) RETURN count(DISTINCT b)`` (Kuzu the same).
 * ``paths *1..5``: count the out-paths of 1..5 hops (any type) and the sum of their confidence
   products. Cypher: ``MATCH p = (a:Event {id: $id})-[*1..5]->() RETURN count(*),
@@ -200,6 +202,7 @@ WORKLOADS = (
     ("khop1", "k-hop k=1 (node count)"),
     ("khop2", "k-hop k=2 (node count)"),
     ("khop3", "k-hop k=3 (node count)"),
+    ("khop5", "k-hop k=5 (node count)"),
     ("paths", "paths *1..5 (count, sum of products)"),
     ("top10", "top-10 paths *1..5 by product"),
     ("q1", "Q1 root causes -> outcome, top 10"),
@@ -506,39 +509,43 @@ def native_runners(h: Any, g: TraceGraph, id_to_nid: dict[str, int]) -> dict[str
     def khop(k: int) -> Callable[[int], int]:
         return lambda s: int(h.khop([s], k, "out", None)[0].shape[0])
 
+    # the API has no property index: these arrays of node ids by type stand in for one
+    by_type = [np.flatnonzero(types == t).astype(np.int64) + 1 for t in range(len(EVENT_TYPES))]
+
     def paths(s: int) -> tuple[int, float]:
-        found = h.paths(s, 1, PATH_HOPS, "out", None, limit=PATH_LIMIT)
-        return len(found), float(sum(p[2] for p in found))
+        arrays = h.paths(s, 1, PATH_HOPS, "out", None, limit=PATH_LIMIT, as_arrays=True)
+        product = arrays[4]
+        return int(product.shape[0]), float(product.sum())
 
     def top10(s: int) -> list[float]:
         return [float(p[2]) for p in h.top_paths(s, 1, PATH_HOPS, "out", None, n=TOP_N)]
 
     def q1(outcome_id: str) -> list[float]:
+        # best chains walked backwards from the outcome, ending at a root_cause event
         dst = id_to_nid[outcome_id]
-        found = h.paths_to(dst, 1, PATH_HOPS, [CAUSED_BY], limit=PATH_LIMIT)
-        rows = [(p[2], len(p[1]), p) for p in found if types[p[0][0] - 1] == root]
-        best = heapq.nlargest(TOP_N, rows, key=lambda r: r[0])
-        return [float(r[0]) for r in best]
+        best = h.top_paths(dst, 1, PATH_HOPS, "in", [CAUSED_BY], n=TOP_N, ends=by_type[root],
+                           as_arrays=True)
+        return [float(x) for x in best[4]]
 
-    def chain(start: np.ndarray, type2: str) -> int:
-        nodes, _edges = h.match_chain([0, 0, 0], [CAUSED_BY, CAUSED_BY], ["out", "out"], start)
-        keep = types[nodes[:, 1] - 1] == EVENT_TYPES.index(type2)
-        return int(np.count_nonzero(keep))
+    def chain(allowed: list[Any]) -> int:
+        nodes, _edges = h.match_chain([0, 0, 0], [CAUSED_BY, CAUSED_BY], ["out", "out"],
+                                      allowed=allowed)
+        return int(nodes.shape[0])
 
     def q2(params: tuple[str, str]) -> int:
         t1, t2 = params
-        start = np.flatnonzero(types == EVENT_TYPES.index(t1)).astype(np.int64) + 1
-        return chain(start, t2)
+        return chain([by_type[EVENT_TYPES.index(t1)], by_type[EVENT_TYPES.index(t2)], None])
 
     def q2a(params: tuple[str, str, str]) -> int:
         aid, t1, t2 = params
         a = id_to_nid[aid]
         if types[a - 1] != EVENT_TYPES.index(t1):
             return 0
-        return chain(np.asarray([a], np.int64), t2)
+        return chain([[a], by_type[EVENT_TYPES.index(t2)], None])
 
     return {
-        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "paths": paths, "top10": top10,
+        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "khop5": khop(5), "paths": paths,
+        "top10": top10,
         "q1": q1, "q2": q2, "q2a": q2a,
     }
 
@@ -568,7 +575,8 @@ def cypher_runners(cg: Any) -> dict[str, Callable]:
         return len(cg.query(Q2_ANCHORED, {"aid": aid, "type1": t1, "type2": t2}))
 
     return {
-        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "paths": paths, "top10": top10,
+        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "khop5": khop(5), "paths": paths,
+        "top10": top10,
         "q1": q1, "q2": q2, "q2a": q2a,
     }
 
@@ -691,7 +699,8 @@ def networkx_runners(nx: ModuleType, G: Any, idx: dict[str, Any]) -> dict[str, C
         return len(rows_from([a], t2))
 
     return {
-        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "paths": paths, "top10": top10,
+        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "khop5": khop(5), "paths": paths,
+        "top10": top10,
         "q1": q1, "q2": q2, "q2a": q2a,
     }
 
@@ -819,7 +828,8 @@ def kuzu_runners(conn: Any) -> dict[str, Callable]:
         return len(run(Q2_ANCHORED, {"aid": aid, "type1": t1, "type2": t2}))
 
     return {
-        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "paths": paths, "top10": top10,
+        "khop1": khop(1), "khop2": khop(2), "khop3": khop(3), "khop5": khop(5), "paths": paths,
+        "top10": top10,
         "q1": q1, "q2": q2, "q2a": q2a,
     }
 
@@ -943,11 +953,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome_sids = [g.ext_ids[i] for i in outcome_idx.tolist()]
     q2a_params = [(g.ext_ids[i], type1, type2) for i in aid_idx.tolist()]
     inputs_by_id = {  # string-id inputs (Cypher, the API maps them itself where needed)
-        "khop1": start_sids, "khop2": start_sids, "khop3": start_sids, "paths": start_sids,
+        "khop1": start_sids, "khop2": start_sids, "khop3": start_sids, "khop5": start_sids,
+        "paths": start_sids,
         "top10": start_sids, "q1": outcome_sids, "q2": [(type1, type2)], "q2a": q2a_params,
     }
     inputs_by_nid = dict(inputs_by_id)
-    for key in ("khop1", "khop2", "khop3", "paths", "top10"):
+    for key in ("khop1", "khop2", "khop3", "khop5", "paths", "top10"):
         inputs_by_nid[key] = start_nids
     print(f"starts: {n_starts} random Event nodes, {len(outcome_sids)} outcome nodes (Q1), "
           f"{len(q2a_params)} {type1} nodes (Q2 anchored); Q2 types: {type1}, {type2}; "
@@ -1072,7 +1083,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     msg = f"{label}: input #{i}: {ref_sys} {a!r} != {system} {b!r}"
                     mismatches.append(msg)
                     if {system, ref_sys} == {"agentdb API", "networkx"} and key in (
-                            "khop1", "khop2", "khop3", "paths"):
+                            "khop1", "khop2", "khop3", "khop5", "paths"):
                         hard.append(msg)
 
     # ---- table

@@ -102,6 +102,29 @@ std::vector<int64_t> as_ids(py::handle obj, const char* what = "ids") {
   if (PyBool_Check(obj.ptr()))
     throw py::type_error(std::string(what) + " must be integers, got bool");
   if (PyLong_Check(obj.ptr())) return {obj.cast<int64_t>()};
+  if (PyList_CheckExact(obj.ptr()) || PyTuple_CheckExact(obj.ptr())) {
+    // Fast path for short Python sequences of exact ints (no numpy round trip).
+    PyObject* seq = obj.ptr();
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    std::vector<int64_t> out;
+    out.reserve(static_cast<std::size_t>(n));
+    bool plain = true;
+    for (Py_ssize_t i = 0; i < n && plain; ++i) {
+      if (!PyLong_CheckExact(items[i])) {
+        plain = false;
+        break;
+      }
+      int overflow = 0;
+      long long v = PyLong_AsLongLongAndOverflow(items[i], &overflow);
+      if (overflow) {
+        plain = false;  // numpy decides (uint64 or an error naming the problem)
+        break;
+      }
+      out.push_back(v);
+    }
+    if (plain) return out;
+  }
   py::object src = py::reinterpret_borrow<py::object>(obj);
   if (!py::isinstance<py::array>(obj) && !py::isinstance<py::list>(obj) &&
       !py::isinstance<py::tuple>(obj)) {
@@ -588,6 +611,53 @@ py::list path_list(const PathSet& ps) {
   return out;
 }
 
+// (nodes, node_offsets, edges, edge_offsets, product, min, sum) as numpy arrays, in ps.order:
+// path i is nodes[node_offsets[i]:node_offsets[i + 1]] (likewise edges).
+py::tuple path_arrays(const PathSet& ps) {
+  const std::size_t n = ps.size();
+  py::array_t<int64_t> nodes(std::vector<std::size_t>{ps.nodes.size()});
+  py::array_t<int64_t> edges(std::vector<std::size_t>{ps.edges.size()});
+  py::array_t<int64_t> noff(std::vector<std::size_t>{n + 1}), eoff(std::vector<std::size_t>{n + 1});
+  py::array_t<double> prod(std::vector<std::size_t>{n}), mn(std::vector<std::size_t>{n}),
+      sm(std::vector<std::size_t>{n});
+  {
+    int64_t *pn = nodes.mutable_data(), *pe = edges.mutable_data();
+    int64_t *pno = noff.mutable_data(), *peo = eoff.mutable_data();
+    double *pp = prod.mutable_data(), *pm = mn.mutable_data(), *ps_ = sm.mutable_data();
+    py::gil_scoped_release nogil;
+    std::size_t at_n = 0, at_e = 0;
+    pno[0] = 0;
+    peo[0] = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      const std::size_t i = ps.order[r];
+      const std::size_t a = ps.node_off[i], b = ps.node_off[i + 1];
+      const std::size_t c = ps.edge_off[i], d = ps.edge_off[i + 1];
+      if (b > a) std::memcpy(pn + at_n, &ps.nodes[a], (b - a) * 8);
+      if (d > c) std::memcpy(pe + at_e, &ps.edges[c], (d - c) * 8);
+      at_n += b - a;
+      at_e += d - c;
+      pno[r + 1] = static_cast<int64_t>(at_n);
+      peo[r + 1] = static_cast<int64_t>(at_e);
+      pp[r] = ps.product[i];
+      pm[r] = ps.min[i];
+      ps_[r] = ps.sum[i];
+    }
+  }
+  return py::make_tuple(nodes, noff, edges, eoff, prod, mn, sm);
+}
+
+py::object path_result(const PathSet& ps, py::handle as_arrays) {
+  if (!PyBool_Check(as_arrays.ptr()))
+    throw py::type_error("as_arrays must be a bool, got " + py::repr(as_arrays).cast<std::string>());
+  if (as_arrays.ptr() == Py_True) return path_arrays(ps);
+  return path_list(ps);
+}
+
+std::optional<std::vector<int64_t>> opt_ids(py::handle h, const char* what) {
+  if (h.is_none()) return std::nullopt;
+  return as_ids(h, what);
+}
+
 void check_len(std::size_t got, std::size_t want, const char* what, const char* rule) {
   if (got != want)
     throw py::value_error(std::string(what) + " must have " + rule + " = " +
@@ -732,9 +802,10 @@ struct PyGraph {
 
   static int64_t hops_arg(py::handle h, const char* what) { return graph_int(h, what); }
 
-  py::list paths(py::handle src, py::handle min_hops, py::handle max_hops, py::handle direction,
-                 py::handle types, py::handle dst, py::handle dst_label, py::handle src_label,
-                 py::handle limit) {
+  py::object paths(py::handle src, py::handle min_hops, py::handle max_hops,
+                   py::handle direction, py::handle types, py::handle dst, py::handle dst_label,
+                   py::handle src_label, py::handle limit, py::handle ends,
+                   py::handle as_arrays) {
     PathQuery q;
     q.dir = parse_dir(direction);
     q.types = parse_types(types);
@@ -754,25 +825,33 @@ struct PyGraph {
       q.has_src_label = true;
       q.src_label = *l;
     }
+    if (auto e = opt_ids(ends, "ends")) {
+      q.has_ends = true;
+      q.ends = std::move(*e);
+    }
     PathSet ps = nogil([&] { return g->paths(q); });
-    return path_list(ps);
+    return path_result(ps, as_arrays);
   }
 
-  py::list paths_to(py::handle dst, py::handle min_hops, py::handle max_hops, py::handle types,
-                    py::handle src_label, py::handle limit) {
+  py::object paths_to(py::handle dst, py::handle min_hops, py::handle max_hops,
+                      py::handle types, py::handle src_label, py::handle limit,
+                      py::handle sources, py::handle as_arrays) {
     TypeFilter tf = parse_types(types);
     int64_t mn = hops_arg(min_hops, "min_hops"), mx = hops_arg(max_hops, "max_hops");
     int64_t lim = graph_int(limit, "limit");
     int64_t d = graph_int(dst, "dst");
     auto sl = opt_label(src_label, "src_label");
-    PathSet ps = nogil(
-        [&] { return g->paths_to(d, mn, mx, tf, sl.has_value(), sl.value_or(-1), lim); });
-    return path_list(ps);
+    auto srcs = opt_ids(sources, "sources");
+    PathSet ps = nogil([&] {
+      return g->paths_to(d, mn, mx, tf, sl.has_value(), sl.value_or(-1), lim,
+                         srcs ? &*srcs : nullptr);
+    });
+    return path_result(ps, as_arrays);
   }
 
-  py::list top_paths(py::handle src, py::handle min_hops, py::handle max_hops,
-                     py::handle direction, py::handle types, py::handle n, py::handle score,
-                     py::handle dst) {
+  py::object top_paths(py::handle src, py::handle min_hops, py::handle max_hops,
+                       py::handle direction, py::handle types, py::handle n, py::handle score,
+                       py::handle dst, py::handle ends, py::handle as_arrays) {
     Dir d = parse_dir(direction);
     TypeFilter tf = parse_types(types);
     int64_t mn = hops_arg(min_hops, "min_hops"), mx = hops_arg(max_hops, "max_hops");
@@ -789,12 +868,15 @@ struct PyGraph {
     int64_t s = graph_int(src, "src");
     bool has_dst = !dst.is_none();
     int64_t dd = has_dst ? graph_int(dst, "dst") : 0;
-    PathSet ps = nogil([&] { return g->top_paths(s, mn, mx, d, tf, nn, ps_score, has_dst, dd); });
-    return path_list(ps);
+    auto en = opt_ids(ends, "ends");
+    PathSet ps = nogil([&] {
+      return g->top_paths(s, mn, mx, d, tf, nn, ps_score, has_dst, dd, en ? &*en : nullptr);
+    });
+    return path_result(ps, as_arrays);
   }
 
   py::tuple match_chain(py::handle labels, py::handle types, py::handle directions,
-                        py::handle start) {
+                        py::handle start, py::handle allowed, py::handle distinct) {
     ChainQuery q;
     for (int64_t l : as_ids(labels, "labels")) {
       if (l < -1 || l > INT32_MAX)
@@ -804,27 +886,40 @@ struct PyGraph {
     const std::size_t L = q.labels.size();
     if (L < 2 || L > 4)
       throw py::value_error("labels must have 2 to 4 entries, got " + std::to_string(L));
-    auto seq = [&](py::handle h, const char* what) {
+    auto seq = [&](py::handle h, const char* what, std::size_t want) {
       if (!py::isinstance<py::list>(h) && !py::isinstance<py::tuple>(h))
         throw py::type_error(std::string(what) + " must be a list");
       py::sequence s = py::reinterpret_borrow<py::sequence>(h);
-      check_len(s.size(), L - 1, what, "len(labels) - 1");
+      check_len(s.size(), want, what, want == L ? "len(labels)" : "len(labels) - 1");
       return s;
     };
     if (types.is_none()) {
       q.types.assign(L - 1, TypeFilter());
     } else {
-      for (py::handle t : seq(types, "types")) q.types.push_back(parse_types(t));
+      for (py::handle t : seq(types, "types", L - 1)) q.types.push_back(parse_types(t));
     }
     if (directions.is_none()) {
       q.dirs.assign(L - 1, Dir::Out);
     } else {
-      for (py::handle d : seq(directions, "directions")) q.dirs.push_back(parse_dir(d));
+      for (py::handle d : seq(directions, "directions", L - 1)) q.dirs.push_back(parse_dir(d));
     }
     if (!start.is_none()) {
       q.has_start = true;
       q.start = as_ids(start, "start");
     }
+    if (!allowed.is_none()) {
+      for (py::handle a : seq(allowed, "allowed", L)) {
+        q.has_allowed.push_back(a.is_none() ? 0 : 1);
+        q.allowed.push_back(a.is_none() ? std::vector<int64_t>() : as_ids(a, "allowed"));
+      }
+    }
+    if (!py::isinstance<py::str>(distinct))
+      throw py::type_error("distinct must be 'edges' or 'relationships', got " +
+                           py::repr(distinct).cast<std::string>());
+    std::string dm = distinct.cast<std::string>();
+    if (dm == "relationships") q.distinct_relationships = true;
+    else if (dm != "edges")
+      throw py::value_error("distinct must be 'edges' or 'relationships', got '" + dm + "'");
     ChainResult r = nogil([&] { return g->match_chain(q); });
     py::array_t<int64_t> nodes(std::vector<std::size_t>{r.rows, r.width});
     py::array_t<int64_t> edges(std::vector<std::size_t>{r.rows, r.width - 1});
@@ -922,17 +1017,20 @@ void register_hypergraph(py::module_& mod) {
       .def("paths", &PyGraph::paths, py::arg("src"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("dst") = none, py::arg("dst_label") = none, py::arg("src_label") = none,
-           py::arg("limit") = 100000,
-           "Simple paths from src: [(nodes, edges, product, min, sum)].")
+           py::arg("limit") = 100000, py::arg("ends") = none, py::arg("as_arrays") = false,
+           "Simple paths from src: [(nodes, edges, product, min, sum)] (or flat arrays).")
       .def("paths_to", &PyGraph::paths_to, py::arg("dst"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("types") = none, py::arg("src_label") = none,
-           py::arg("limit") = 100000, "Simple paths ending at dst, enumerated backwards.")
+           py::arg("limit") = 100000, py::arg("sources") = none, py::arg("as_arrays") = false,
+           "Simple paths ending at dst, enumerated backwards.")
       .def("top_paths", &PyGraph::top_paths, py::arg("src"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("n") = 10, py::arg("score") = "product", py::arg("dst") = none,
+           py::arg("ends") = none, py::arg("as_arrays") = false,
            "The n best paths by score (branch-and-bound).")
       .def("match_chain", &PyGraph::match_chain, py::arg("labels"), py::arg("types") = none,
-           py::arg("directions") = none, py::arg("start") = none,
+           py::arg("directions") = none, py::arg("start") = none, py::arg("allowed") = none,
+           py::arg("distinct") = "edges",
            "Label chain pattern: (node table (n, L), edge table (n, L-1)).")
       .def("save", &PyGraph::save, py::arg("path"), "Write the graph to one file (atomic).")
       .def_static("load", &PyGraph::load, py::arg("path"),

@@ -63,6 +63,7 @@
 // Both backends write byte-identical files for the same graph (tail/head keep caller order).
 #pragma once
 #include <algorithm>
+#include <iterator>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -227,6 +228,7 @@ struct GraphScratch {
   };
   uint32_t epoch = 0;
   std::vector<Mark> mark, mark2;  // BFS hop counts / seed flags / distance to dst
+  std::vector<uint32_t> allow;    // allow[v] == epoch: v is in the query's end set
   std::vector<uint32_t> frontier, next, reached;
   std::vector<std::pair<int64_t, int32_t>> out, tmp;
   std::vector<std::pair<uint32_t, uint32_t>> pool;
@@ -238,10 +240,12 @@ struct GraphScratch {
     if (mark.size() < nodes) {
       mark.resize(nodes, Mark{0, 0});
       mark2.resize(nodes, Mark{0, 0});
+      allow.resize(nodes, 0);
     }
     if (++epoch == 0) {
       std::fill(mark.begin(), mark.end(), Mark{0, 0});
       std::fill(mark2.begin(), mark2.end(), Mark{0, 0});
+      std::fill(allow.begin(), allow.end(), 0u);
       epoch = 1;
     }
   }
@@ -305,6 +309,8 @@ struct PathQuery {
   int64_t dst = 0;
   int32_t dst_label = -1, src_label = -1;
   int64_t limit = 100000;
+  bool has_ends = false;       // only paths whose traversal end is in `ends`
+  std::vector<int64_t> ends;   // node ids; unknown ids are ignored
 };
 
 struct ChainQuery {
@@ -313,6 +319,12 @@ struct ChainQuery {
   std::vector<Dir> dirs;
   bool has_start = false;
   std::vector<int64_t> start;
+  // Per position: when has_allowed[i], node i must be one of allowed[i] (unknown ids ignored).
+  std::vector<char> has_allowed;
+  std::vector<std::vector<int64_t>> allowed;
+  // false: no hyperedge repeats within a row; true: no projected relationship (edge, start,
+  // end) repeats (Cypher's rule; directions must then be Out or In).
+  bool distinct_relationships = false;
 };
 
 struct ChainResult {
@@ -665,9 +677,11 @@ class Hypergraph {
     GraphScratch& s = graph_scratch();
     s.begin(node_id_.size());
     if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
+    if (q.has_ends) mark_allowed(q.ends, s);
     auto ends_ok = [&](uint32_t v) {
       if (q.has_dst && v != dst) return false;
       if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
+      if (q.has_ends && s.allow[v] != s.epoch) return false;
       return true;
     };
     auto emit = [&]() {
@@ -694,7 +708,8 @@ class Hypergraph {
 
   // Simple paths a -> ... -> dst (out semantics), enumerated backwards; forward node order.
   PathSet paths_to(int64_t dst_id, int64_t min_hops, int64_t max_hops, const TypeFilter& tf,
-                   bool has_src_label, int32_t src_label, int64_t limit) const {
+                   bool has_src_label, int32_t src_label, int64_t limit,
+                   const std::vector<int64_t>* sources = nullptr) const {
     check_hops(min_hops, max_hops);
     if (limit < 1) throw GraphValueError("limit must be >= 1, got " + std::to_string(limit));
     std::shared_lock<std::shared_mutex> g(mu_);
@@ -702,13 +717,18 @@ class Hypergraph {
     Raw raw;
     GraphScratch& s = graph_scratch();
     s.begin(node_id_.size());
+    if (sources) mark_allowed(*sources, s);
+    auto src_ok = [&](uint32_t v) {
+      return (!has_src_label || node_label_[v] == src_label) &&
+             (!sources || s.allow[v] == s.epoch);
+    };
     auto emit = [&]() {
       raw.add(s.path_nodes, s.path_edges);
       if (static_cast<int64_t>(raw.count()) > limit)
         throw GraphValueError("more than " + std::to_string(limit) +
                               " paths; narrow the query or raise limit");
     };
-    if (min_hops == 0 && (!has_src_label || node_label_[dst] == src_label)) {
+    if (min_hops == 0 && src_ok(dst)) {
       s.path_nodes.assign(1, dst);
       s.path_edges.clear();
       emit();
@@ -716,7 +736,7 @@ class Hypergraph {
     walk(dst, static_cast<int>(max_hops), Dir::In, tf, s,
          [](int, uint32_t, uint32_t) { return true; },
          [&](int len, uint32_t b, uint32_t) {
-           if (len >= min_hops && (!has_src_label || node_label_[b] == src_label)) emit();
+           if (len >= min_hops && src_ok(b)) emit();
            return true;
          });
     return finish(raw, true);
@@ -726,8 +746,8 @@ class Hypergraph {
   // branch-and-bound pruning: product and min never increase along a path, and a sum grows by
   // at most 1 per remaining hop.
   PathSet top_paths(int64_t src_id, int64_t min_hops, int64_t max_hops, Dir dir,
-                    const TypeFilter& tf,
-                    int64_t n, PathScore score, bool has_dst, int64_t dst_id) const {
+                    const TypeFilter& tf, int64_t n, PathScore score, bool has_dst,
+                    int64_t dst_id, const std::vector<int64_t>* ends = nullptr) const {
     check_hops(min_hops, max_hops);
     if (n < 1) throw GraphValueError("n must be >= 1, got " + std::to_string(n));
     std::shared_lock<std::shared_mutex> g(mu_);
@@ -736,6 +756,10 @@ class Hypergraph {
     GraphScratch& s = graph_scratch();
     s.begin(node_id_.size());
     if (has_dst) dist_to(dst, static_cast<int>(max_hops) - 1, dir, tf, s);
+    if (ends) mark_allowed(*ends, s);
+    auto end_ok = [&](uint32_t v) {
+      return (!has_dst || v == dst) && (!ends || s.allow[v] == s.epoch);
+    };
     const std::size_t cap = static_cast<std::size_t>(std::min<int64_t>(n, 1 << 20));
     std::vector<Cand> heap;  // a max-heap under `better`: front = the worst kept
     std::vector<int64_t> cn, ce;
@@ -773,7 +797,7 @@ class Hypergraph {
       heap.push_back(Cand{sc, s.prod[len], s.mn[len], s.sm[len], cn, ce});
       std::push_heap(heap.begin(), heap.end(), better);
     };
-    if (min_hops == 0 && (!has_dst || src == dst)) {
+    if (min_hops == 0 && end_ok(src)) {
       s.path_nodes.assign(1, src);
       s.path_edges.clear();
       offer(0);
@@ -792,7 +816,7 @@ class Hypergraph {
            s.prod[len] = s.prod[len - 1] * c;
            s.mn[len] = std::min(s.mn[len - 1], c);
            s.sm[len] = s.sm[len - 1] + c;
-           if (len >= min_hops && (!has_dst || b == dst)) offer(len);
+           if (len >= min_hops && end_ok(b)) offer(len);
            if (has_dst && b == dst) return false;
            if (heap.size() >= cap &&
                bound_at(len, s.prod[len], s.mn[len], s.sm[len]) < heap.front().score)
@@ -823,15 +847,59 @@ class Hypergraph {
     if (q.types.size() != L - 1 || q.dirs.size() != L - 1)
       throw GraphValueError("types and directions must have len(labels) - 1 = " +
                             std::to_string(L - 1) + " entries");
+    if (q.distinct_relationships)
+      for (Dir d : q.dirs)
+        if (d == Dir::Both)
+          throw GraphValueError("distinct='relationships' needs 'out' or 'in' directions");
+    if (!q.has_allowed.empty() && (q.has_allowed.size() != L || q.allowed.size() != L))
+      throw GraphValueError("allowed must have len(labels) = " + std::to_string(L) +
+                            " entries");
     std::shared_lock<std::shared_mutex> g(mu_);
-    std::vector<uint32_t> starts;
-    if (q.has_start) {
-      for (int64_t id : q.start) {
-        uint32_t v = node_map_.find(id);
-        if (v != kNone) starts.push_back(v);
+    // Allowed sets: an id list that is already sorted (what an index lookup gives) is
+    // binary-searched as is, so a call costs O(candidates * log |set|) rather than
+    // O(|set|); other lists become bitmaps over the node slots.
+    struct Allow {
+      bool on = false;
+      const std::vector<int64_t>* sorted = nullptr;
+      std::vector<uint8_t> bits;
+    };
+    std::vector<Allow> allow(L);
+    for (std::size_t i = 0; i < L && !q.has_allowed.empty(); ++i) {
+      if (!q.has_allowed[i]) continue;
+      allow[i].on = true;
+      const std::vector<int64_t>& ids = q.allowed[i];
+      if (i > 0 && std::is_sorted(ids.begin(), ids.end())) {
+        allow[i].sorted = &ids;
+        continue;
       }
-      std::sort(starts.begin(), starts.end());
-      starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+      if (i == 0) continue;  // position 0 only seeds the starts below
+      allow[i].bits.assign(node_id_.size(), 0);
+      for (int64_t id : ids) {
+        uint32_t v = node_map_.find(id);
+        if (v != kNone) allow[i].bits[v] = 1;
+      }
+    }
+    std::vector<uint32_t> starts;
+    auto add_starts = [&](const std::vector<int64_t>& ids, std::vector<uint32_t>& out) {
+      for (int64_t id : ids) {
+        uint32_t v = node_map_.find(id);
+        if (v != kNone) out.push_back(v);
+      }
+      std::sort(out.begin(), out.end());
+      out.erase(std::unique(out.begin(), out.end()), out.end());
+    };
+    if (q.has_start) {
+      add_starts(q.start, starts);
+      if (allow[0].on) {  // both: the intersection
+        std::vector<uint32_t> a0;
+        add_starts(q.allowed[0], a0);
+        std::vector<uint32_t> both;
+        std::set_intersection(starts.begin(), starts.end(), a0.begin(), a0.end(),
+                              std::back_inserter(both));
+        starts.swap(both);
+      }
+    } else if (allow[0].on) {
+      add_starts(q.allowed[0], starts);
     } else {
       for (uint32_t v = 0; v < node_id_.size(); ++v)
         if (node_alive_[v]) starts.push_back(v);
@@ -839,7 +907,15 @@ class Hypergraph {
     std::vector<uint32_t> rn, re;  // raw rows of slots
     uint32_t bn[4], be[3];
     auto label_ok = [&](std::size_t i, uint32_t v) {
-      return q.labels[i] == -1 || node_label_[v] == q.labels[i];
+      if (q.labels[i] != -1 && node_label_[v] != q.labels[i]) return false;
+      const Allow& a = allow[i];
+      if (!a.on || i == 0) return true;
+      if (a.sorted) return std::binary_search(a.sorted->begin(), a.sorted->end(), node_id_[v]);
+      return a.bits[v] != 0;
+    };
+    // (start, end) of the relationship taken at hop j (nodes bn[j] -> bn[j + 1] in walk order)
+    auto rel_ends = [&](std::size_t j, uint32_t from, uint32_t to) {
+      return q.dirs[j] == Dir::In ? std::make_pair(to, from) : std::make_pair(from, to);
     };
     // Recursion depth is at most 3.
     auto rec = [&](auto&& self, std::size_t i) -> void {
@@ -850,8 +926,14 @@ class Hypergraph {
       }
       for_each_nbr(bn[i - 1], q.dirs[i - 1], q.types[i - 1], [&](uint32_t b, uint32_t e) {
         if (!label_ok(i, b)) return;
-        for (std::size_t j = 0; j + 1 < i; ++j)
-          if (be[j] == e) return;
+        if (q.distinct_relationships) {
+          const auto mine = rel_ends(i - 1, bn[i - 1], b);
+          for (std::size_t j = 0; j + 1 < i; ++j)
+            if (be[j] == e && rel_ends(j, bn[j], bn[j + 1]) == mine) return;
+        } else {
+          for (std::size_t j = 0; j + 1 < i; ++j)
+            if (be[j] == e) return;
+        }
         bn[i] = b;
         be[i - 1] = e;
         self(self, i + 1);
@@ -1273,6 +1355,14 @@ class Hypergraph {
 
   // Reverse BFS from dst (against the walking direction) up to max_d hops: s.seen2/val2 hold
   // the hop distance to dst for every node that can reach it within max_d hops.
+  // Stamp the live nodes among `ids` in s.allow for this query (unknown ids are skipped).
+  void mark_allowed(const std::vector<int64_t>& ids, GraphScratch& s) const {
+    for (int64_t id : ids) {
+      uint32_t v = node_map_.find(id);
+      if (v != kNone) s.allow[v] = s.epoch;
+    }
+  }
+
   void dist_to(uint32_t dst, int max_d, Dir dir, const TypeFilter& tf, GraphScratch& s) const {
     const Dir rev = dir == Dir::Out ? Dir::In : dir == Dir::In ? Dir::Out : Dir::Both;
     const uint32_t ep = s.epoch;

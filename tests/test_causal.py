@@ -8,7 +8,7 @@ import random
 
 import agentdb
 import pytest
-from agentdb.cypher import CypherError, CypherSyntaxError
+from agentdb.cypher import CypherError, CypherSyntaxError, MemoryGraphView, execute
 
 Q1 = ("MATCH path = (root:Event)-[:CAUSED_BY*1..5]->(outcome:Event {id: $outcomeId}) "
       "WHERE root.type = 'root_cause' RETURN path, length(path) as depth, "
@@ -212,3 +212,107 @@ def test_each_pair_of_types_runs(g):
     for t1, t2 in itertools.product(TYPES, repeat=2):
         for r in g.query(Q2, {"type1": t1, "type2": t2}):
             assert r["a"].properties["type"] == t1 and r["b"].properties["type"] == t2
+
+
+# ---- planner pushdowns (native chains, indexed ends of variable-length hops) ---------------
+
+
+class _PlainView(MemoryGraphView):
+    """A view without the optional ``index_lookup`` extension: no pushdown at all."""
+
+    index_lookup = None
+
+
+def _twin_graphs(g, seed=5, n=120, m=260, cls=_PlainView):
+    """The same random graph in ``g`` (native pushdowns) and in a MemoryGraphView (the
+    generic matcher): fan-in/fan-out hyperedges, two relationship types, secondary labels."""
+    rng = random.Random(seed)
+    mem = cls(clock=lambda: 0.0)
+    gid, mid = [], []
+    with g.transaction():
+        for i in range(n):
+            labels = ["Event"] if i % 9 else ["Event", "Root"]
+            if i % 17 == 0:
+                labels = ["Root"]
+            props = {"id": f"e{i}", "type": TYPES[i % 4], "n": i % 5}
+            gid.append(g.add_event(labels, **props))
+            mid.append(mem.add_node(labels, props))
+        for _ in range(m):
+            i = rng.randrange(n - 1)
+            tails = sorted({i, *(rng.randrange(max(1, i)) for _ in range(rng.randrange(2)))})
+            heads = sorted({rng.randrange(i + 1, min(n, i + 12))
+                            for _ in range(rng.randrange(1, 3))})
+            typ = "CAUSED_BY" if rng.random() < 0.8 else "ENABLES"
+            conf = round(rng.uniform(0.3, 1.0), 3)
+            g.add_causal_edge([gid[t] for t in tails], [gid[h] for h in heads], type=typ,
+                              confidence=conf)
+            mem.add_edge(typ, [mid[t] for t in tails], [mid[h] for h in heads], confidence=conf)
+    for label, prop in (("Event", "type"), ("Event", "id"), ("Root", "n")):
+        g.create_index(label, prop)
+        mem.create_index(label, prop)
+    return mem
+
+
+PUSHDOWN_QUERIES = [
+    # fixed-length chains answered by the native match_chain
+    ("MATCH (a:Event)-[:CAUSED_BY]->(b:Event)-[:CAUSED_BY]->(c:Event) "
+     "WHERE a.type = $t1 AND b.type = $t2 RETURN a.id AS a, b.id AS b, c.id AS c", {}),
+    ("MATCH (a:Event {type: $t1})-[r]->(b)<-[s:CAUSED_BY]-(c) "
+     "RETURN a.id AS a, type(r) AS r, b.id AS b, c.id AS c, s.confidence AS s", {}),
+    ("MATCH (a)-[:CAUSED_BY|ENABLES]->(b:Root)-->(c:Event {id: 'e50'}) "
+     "RETURN a.id AS a, b.id AS b", {}),
+    ("MATCH p = (a:Root {n: 2})-->(b)-->(c)-->(d) WHERE d.type <> 'action' "
+     "RETURN a.id AS a, d.id AS d, length(p) AS l, [x IN nodes(p) | x.id] AS ids", {}),
+    ("MATCH (a:Event {type: $t1})-->(b), (b)-->(c:Event {type: $t2}) "
+     "RETURN a.id AS a, b.id AS b, c.id AS c", {}),
+    ("MATCH (a:Event)-->(b:Event)-->(c) WHERE a.type = $t1 AND b.n = 3 "
+     "RETURN count(*) AS n", {}),
+    ("MATCH (x:Event {id: 'e3'}) MATCH (x)-->(b:Event)-->(c) RETURN b.id AS b, c.id AS c",
+     {}),
+    ("MATCH (a:Event)-->(b) WHERE a.type = [1, 2] RETURN count(*) AS n", {}),
+    ("MATCH (a:Event)-->(b) WHERE a.type = null RETURN count(*) AS n", {}),
+    ("MATCH (a:Event {type: 'nope'})-->(b) RETURN count(*) AS n", {}),
+    ("MATCH (a:Nope)-->(b) RETURN count(*) AS n", {}),
+    ("MATCH (a:Event)-[:NOPE]->(b) RETURN count(*) AS n", {}),
+    # variable-length hops whose far end is fixed by an index
+    ("MATCH path = (root:Event)-[:CAUSED_BY*1..4]->(o:Event {id: 'e80'}) "
+     "WHERE root.type = $t1 RETURN [x IN nodes(path) | x.id] AS p, "
+     "reduce(c = 1.0, r IN relationships(path) | c * r.confidence) AS conf", {}),
+    ("MATCH (a:Event {id: 'e10'})-[*1..3]->(b:Event {type: $t2}) RETURN b.id AS b", {}),
+    ("MATCH (a:Event {id: 'e10'})-[*0..2]->(b:Event) WHERE b.type = 'root_cause' "
+     "RETURN b.id AS b", {}),
+]
+
+
+@pytest.mark.parametrize("query,extra", PUSHDOWN_QUERIES)
+@pytest.mark.parametrize("t1,t2", [("root_cause", "symptom"), ("action", "action")])
+def test_pushdowns_match_the_generic_matcher(g, query, extra, t1, t2):
+    plain = _twin_graphs(g)
+    params = {"t1": t1, "t2": t2, **extra}
+
+    def canon(rows):
+        return sorted(repr(sorted(r.items())) for r in rows)
+
+    want = execute(plain, query, params)
+    assert canon(g.query(query, params)) == canon(want)
+    # the in-memory view implements the ends pushdown (not the native chains)
+    mem = _twin_graphs(agentdb.open(":memory:", dim=8).graph, cls=MemoryGraphView)
+    assert canon(execute(mem, query, params)) == canon(want)
+
+
+def test_chain_pushdown_sees_writes_and_index_changes(g):
+    _twin_graphs(g)
+    q = ("MATCH (a:Event)-[:CAUSED_BY]->(b:Event) WHERE a.type = 'root_cause' "
+         "AND b.type = 'symptom' RETURN count(*) AS n")
+    before = g.query(q)[0]["n"]
+    a = g.add_event(type="root_cause", id="new-a")
+    b = g.add_event(type="symptom", id="new-b")
+    g.add_causal_edge([a], [b])
+    assert g.query(q)[0]["n"] == before + 1  # the cached index lookup was invalidated
+    g.set_node_property(a, "type", "action")
+    assert g.query(q)[0]["n"] == before
+    # a label that only ever appears second is not the native label: still found
+    g.query("MATCH (n {id: 'new-b'}) SET n:Extra")
+    assert g.query("MATCH (a:Event)-->(b:Extra) RETURN a.id AS a") == [{"a": "new-a"}]
+    assert g.query("MATCH (a:Event)-->(b:Extra:Event) RETURN count(*) AS n") == [{"n": 1}]
+    assert g.query("MATCH (a:Extra)<--(b) RETURN count(*) AS n") == [{"n": 1}]

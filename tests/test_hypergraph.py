@@ -1233,3 +1233,122 @@ def test_independent_graphs_share_no_state(graph_cls):
     assert a.khop(0, 10)[0].tolist() == [1, 2, 3, 4]
     assert b.khop(2, 10)[0].tolist() == [0]
     assert a.khop(0, 10)[0].tolist() == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------ end sets and flat path arrays
+
+
+def _unflatten(arrays):
+    nodes, noff, edges, eoff, prod, mn, sm = arrays
+    assert nodes.dtype == np.int64 and edges.dtype == np.int64 and prod.dtype == np.float64
+    assert noff.dtype == np.int64 and len(noff) == len(eoff) == len(prod) + 1
+    return [
+        (
+            nodes[noff[i]:noff[i + 1]].tolist(),
+            edges[eoff[i]:eoff[i + 1]].tolist(),
+            float(prod[i]), float(mn[i]), float(sm[i]),
+        )
+        for i in range(len(prod))
+    ]
+
+
+def test_paths_ends_filter_the_last_node(diamond):
+    every = diamond.paths(1, max_hops=3)
+    for ends in ([4], [2, 4], [3, 99], [], np.asarray([2], np.int64)):
+        want = [p for p in every if p[0][-1] in set(np.asarray(ends).tolist())]
+        assert diamond.paths(1, max_hops=3, ends=ends) == want
+    # ends combine with dst / dst_label / min_hops=0
+    assert diamond.paths(1, max_hops=3, ends=[4], dst=4) == [p for p in every if p[0][-1] == 4]
+    assert diamond.paths(1, min_hops=0, max_hops=0, ends=[1]) == [([1], [], 1.0, 1.0, 0.0)]
+    assert diamond.paths(1, min_hops=0, max_hops=0, ends=[2]) == []
+    with pytest.raises(TypeError, match="ends must be integers"):
+        diamond.paths(1, ends=["a"])
+
+
+def test_paths_to_sources_filter_the_first_node(diamond):
+    every = diamond.paths_to(4, max_hops=3)
+    assert diamond.paths_to(4, max_hops=3, sources=[1]) == [p for p in every if p[0][0] == 1]
+    assert diamond.paths_to(4, max_hops=3, sources=[2, 3]) == [
+        p for p in every if p[0][0] in (2, 3)
+    ]
+    assert diamond.paths_to(4, max_hops=3, sources=[]) == []
+
+
+def test_top_paths_ends_prune_to_the_best_allowed(diamond):
+    every = diamond.paths(1, max_hops=3)
+    for ends in ([2], [3, 4], [4]):
+        allowed = [p for p in every if p[0][-1] in ends]
+        ranked = sorted(allowed, key=lambda p: -p[2])
+        for n in (1, 2, 10):
+            assert diamond.top_paths(1, max_hops=3, n=n, ends=ends) == ranked[:n]
+    # backwards: the best chains into node 4 from node 1
+    back = diamond.top_paths(4, max_hops=3, direction="in", n=1, ends=[1])
+    assert back[0][0][0] == 4 and back[0][0][-1] == 1
+
+
+def test_as_arrays_matches_the_list_form(graph_cls, diamond):
+    for call in (
+        lambda **k: diamond.paths(1, max_hops=3, **k),
+        lambda **k: diamond.paths(1, max_hops=3, ends=[4], **k),
+        lambda **k: diamond.paths_to(4, max_hops=3, **k),
+        lambda **k: diamond.top_paths(1, max_hops=3, n=3, **k),
+        lambda **k: diamond.paths(1, max_hops=3, dst=5, min_hops=3, **k),
+    ):
+        assert _unflatten(call(as_arrays=True)) == call()
+    empty = diamond.paths(1, max_hops=3, ends=[], as_arrays=True)
+    assert [len(a) for a in empty] == [0, 1, 0, 1, 0, 0, 0]
+    with pytest.raises(TypeError, match="as_arrays must be a bool"):
+        diamond.paths(1, as_arrays=1)
+
+
+def test_ends_and_arrays_agree_between_backends(both):
+    rng = random.Random(7)
+    gs = [cls() for cls in both]
+    ids = list(range(1, 41))
+    for g in gs:
+        g.add_nodes(ids, [i % 3 for i in ids])
+    for e in range(1, 121):
+        t = rng.randint(1, 39)
+        h = rng.randint(t + 1, min(40, t + 6))
+        c = rng.choice([0.25, 0.5, 0.75, 1.0])
+        for g in gs:
+            g.add_edge(e, e % 2, [t], [h], c)
+    ends = rng.sample(ids, 10)
+    for src in (1, 5, 9):
+        a = [g.paths(src, max_hops=4, ends=ends, as_arrays=True) for g in gs]
+        assert _unflatten(a[0]) == _unflatten(a[1])
+        assert gs[0].top_paths(src, n=5, ends=ends) == gs[1].top_paths(src, n=5, ends=ends)
+    for dst in (30, 35, 40):
+        assert gs[0].paths_to(dst, max_hops=3, sources=ends) == gs[1].paths_to(
+            dst, max_hops=3, sources=ends
+        )
+
+
+def test_match_chain_allowed_sets_and_relationship_uniqueness(graph_cls, diamond):
+    every_n, every_e = diamond.match_chain([-1, -1, -1])
+    rows = list(zip(map(tuple, every_n.tolist()), map(tuple, every_e.tolist())))
+    allowed = [None, [2, 3], [4, 5]]
+    n, e = diamond.match_chain([-1, -1, -1], allowed=allowed)
+    want = [r for r in rows if r[0][1] in (2, 3) and r[0][2] in (4, 5)]
+    assert list(zip(map(tuple, n.tolist()), map(tuple, e.tolist()))) == want
+    for unsorted in ([None, [3, 2], [5, 4]], [None, [3, 2, 3], [4, 5, 4]]):  # bitmap path
+        n2, e2 = diamond.match_chain([-1, -1, -1], allowed=unsorted)
+        assert n2.tolist() == n.tolist() and e2.tolist() == e.tolist()
+    n, _ = diamond.match_chain([-1, -1], allowed=[[1, 99], None])
+    assert set(n[:, 0].tolist()) == {1}
+    n, _ = diamond.match_chain([-1, -1], start=[1, 2, 4], allowed=[[4, 2], None])
+    assert sorted(set(n[:, 0].tolist())) == [2, 4]  # start and allowed[0] intersect
+    n, _ = diamond.match_chain([-1, -1], allowed=[[], None])
+    assert n.shape == (0, 2)
+    # a fan-out hyperedge 1 -> {2, 3} gives two relationships: (2)<-(1)->(3) binds both of them
+    # under Cypher's rule, while distinct="edges" forbids reusing hyperedge 10
+    n, e = diamond.match_chain([1, 0, 1], [[0], [0]], ["in", "out"], distinct="relationships")
+    assert n.tolist() == [[2, 1, 3], [3, 1, 2]] and e.tolist() == [[10, 10], [10, 10]]
+    n, _ = diamond.match_chain([1, 0, 1], [[0], [0]], ["in", "out"])
+    assert n.shape == (0, 3)
+    with pytest.raises(ValueError, match="needs 'out' or 'in'"):
+        diamond.match_chain([-1, -1], None, ["both"], distinct="relationships")
+    with pytest.raises(ValueError, match="distinct must be"):
+        diamond.match_chain([-1, -1], distinct="nodes")
+    with pytest.raises(ValueError, match="allowed must have len\\(labels\\) = 2 entries"):
+        diamond.match_chain([-1, -1], allowed=[None])

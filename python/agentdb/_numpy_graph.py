@@ -195,6 +195,33 @@ def _opt_label(value: object, what: str) -> int | None:
     return None if value is None else _i32(value, what, -1)
 
 
+def _opt_ids(value: object, what: str) -> set[int] | None:
+    return None if value is None else set(_ids(value, what))
+
+
+def _as_arrays_flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"as_arrays must be a bool, got {value!r}")
+    return value
+
+
+PathArrays = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]
+
+
+def _path_arrays(paths: list[Path_]) -> PathArrays:
+    """``(nodes, node_offsets, edges, edge_offsets, product, min, sum)`` of path tuples."""
+    noff = np.zeros(len(paths) + 1, np.int64)
+    eoff = np.zeros(len(paths) + 1, np.int64)
+    noff[1:] = np.cumsum([len(p[0]) for p in paths]) if paths else []
+    eoff[1:] = np.cumsum([len(p[1]) for p in paths]) if paths else []
+    nodes = np.fromiter((x for p in paths for x in p[0]), np.int64, int(noff[-1]))
+    edges = np.fromiter((x for p in paths for x in p[1]), np.int64, int(eoff[-1]))
+    scores = [np.asarray([p[k] for p in paths], np.float64) for k in (2, 3, 4)]
+    return nodes, noff, edges, eoff, scores[0], scores[1], scores[2]
+
+
 def _check_len(got: int, want: int, what: str, rule: str) -> None:
     if got != want:
         raise ValueError(f"{what} must have {rule} = {want} entries, got {got}")
@@ -732,11 +759,17 @@ class Hypergraph:
         dst_label: int | None = None,
         src_label: int | None = None,
         limit: int = 100000,
-    ) -> list[Path_]:
+        ends: Any = None,
+        as_arrays: bool = False,
+    ) -> Any:
         """Simple paths from ``src`` with ``min_hops..max_hops`` relationships.
 
         Returns ``[(node_ids, edge_ids, product, min, sum)]`` ordered by length, then node
-        ids, then edge ids.  ValueError when more than ``limit`` paths match.
+        ids, then edge ids.  ValueError when more than ``limit`` paths match.  ``ends`` keeps
+        only paths whose last node is one of those ids (unknown ids are ignored).  With
+        ``as_arrays=True`` the same paths come back as flat numpy arrays ``(nodes,
+        node_offsets, edges, edge_offsets, product, min, sum)``: path ``i`` is
+        ``nodes[node_offsets[i]:node_offsets[i + 1]]``.
 
         Example:
             >>> g = Hypergraph()
@@ -759,6 +792,8 @@ class Hypergraph:
         dv = None if dst is None else _int(dst, "dst")
         dl = _opt_label(dst_label, "dst_label")
         sl = _opt_label(src_label, "src_label")
+        allowed = _opt_ids(ends, "ends")
+        arrays = _as_arrays_flag(as_arrays)
         _check_hops(mn, mx)
         if lim < 1:
             raise ValueError(f"limit must be >= 1, got {lim}")
@@ -767,13 +802,17 @@ class Hypergraph:
             if dv is not None:
                 self._node(dv)
             if sl is not None and self._label[s] != sl:
-                return []
+                return _path_arrays([]) if arrays else []
             labels = self._label
             dist = self._dist_to(dv, mx - 1, d, tf) if dv is not None else None
             found: list[tuple[list[int], list[int]]] = []
 
             def ends_ok(v: int) -> bool:
-                return (dv is None or v == dv) and (dl is None or labels[v] == dl)
+                return (
+                    (dv is None or v == dv)
+                    and (dl is None or labels[v] == dl)
+                    and (allowed is None or v in allowed)
+                )
 
             def emit(nodes: list[int], edges: list[int]) -> None:
                 found.append((list(nodes), list(edges)))
@@ -791,7 +830,8 @@ class Hypergraph:
             if mn == 0 and ends_ok(s):
                 emit([s], [])
             self._walk(s, mx, d, tf, admit, step)
-            return self._finish(found)
+            out = self._finish(found)
+            return _path_arrays(out) if arrays else out
 
     def paths_to(
         self,
@@ -801,10 +841,13 @@ class Hypergraph:
         types: Any = None,
         src_label: int | None = None,
         limit: int = 100000,
-    ) -> list[Path_]:
+        sources: Any = None,
+        as_arrays: bool = False,
+    ) -> Any:
         """Simple paths ``a -> ... -> dst`` ("out" semantics), enumerated backwards.
 
-        Node ids are returned in forward order (first = source, last = ``dst``).
+        Node ids are returned in forward order (first = source, last = ``dst``).  ``sources``
+        keeps only paths starting at one of those ids; ``as_arrays`` as in :meth:`paths`.
 
         Example:
             >>> g = Hypergraph()
@@ -821,6 +864,8 @@ class Hypergraph:
         lim = _int(limit, "limit")
         t = _int(dst, "dst")
         sl = _opt_label(src_label, "src_label")
+        allowed = _opt_ids(sources, "sources")
+        arrays = _as_arrays_flag(as_arrays)
         _check_hops(mn, mx)
         if lim < 1:
             raise ValueError(f"limit must be >= 1, got {lim}")
@@ -829,20 +874,24 @@ class Hypergraph:
             labels = self._label
             found: list[tuple[list[int], list[int]]] = []
 
+            def src_ok(v: int) -> bool:
+                return (sl is None or labels[v] == sl) and (allowed is None or v in allowed)
+
             def emit(nodes: list[int], edges: list[int]) -> None:
                 found.append((nodes[::-1], edges[::-1]))
                 if len(found) > lim:
                     raise ValueError(f"more than {lim} paths; narrow the query or raise limit")
 
             def step(ln: int, b: int, nodes: list[int], edges: list[int]) -> bool:
-                if ln >= mn and (sl is None or labels[b] == sl):
+                if ln >= mn and src_ok(b):
                     emit(nodes, edges)
                 return True
 
-            if mn == 0 and (sl is None or labels[t] == sl):
+            if mn == 0 and src_ok(t):
                 emit([t], [])
             self._walk(t, mx, "in", tf, lambda *_: True, step)
-            return self._finish(found)
+            out = self._finish(found)
+            return _path_arrays(out) if arrays else out
 
     def top_paths(
         self,
@@ -854,8 +903,13 @@ class Hypergraph:
         n: int = 10,
         score: str = "product",
         dst: int | None = None,
-    ) -> list[Path_]:
+        ends: Any = None,
+        as_arrays: bool = False,
+    ) -> Any:
         """The ``n`` best simple paths by ``score`` ("product", "min" or "sum"), best first.
+
+        ``ends`` keeps only paths ending at one of those ids; ``as_arrays`` as in
+        :meth:`paths`.
 
         Ties keep the deterministic path order.  Branches are pruned when their score bound
         (product and min never grow along a path; a sum grows by at most 1 per hop) falls
@@ -880,6 +934,8 @@ class Hypergraph:
             raise ValueError(f"score must be 'product', 'min' or 'sum', got '{score}'")
         s = _int(src, "src")
         dv = None if dst is None else _int(dst, "dst")
+        allowed = _opt_ids(ends, "ends")
+        arrays = _as_arrays_flag(as_arrays)
         _check_hops(mn, mx)
         if nn < 1:
             raise ValueError(f"n must be >= 1, got {nn}")
@@ -923,19 +979,19 @@ class Hypergraph:
                 cur = (p * c, min(m, c), sm + c)
                 del sc_stack[ln:]
                 sc_stack.append(cur)
-                if ln >= mn and (dv is None or b == dv):
+                if ln >= mn and (dv is None or b == dv) and (allowed is None or b in allowed):
                     offer(nodes, edges, cur[which])
                 if dv is not None and b == dv:
                     return False
                 return not (len(best) >= cap and bound(ln, *cur) < worst())
 
-            if mn == 0 and (dv is None or s == dv):
+            if mn == 0 and (dv is None or s == dv) and (allowed is None or s in allowed):
                 offer([s], [], (1.0, 1.0, 0.0)[which])
             self._walk(s, mx, d, tf, admit, step)
             out: list[Path_] = []
             for _neg, _ln, nodes, edges in best:
                 out.append((list(nodes), list(edges), *_scores([edges_db[x][3] for x in edges])))
-            return out
+            return _path_arrays(out) if arrays else out
 
     def match_chain(
         self,
@@ -943,14 +999,19 @@ class Hypergraph:
         types: Any = None,
         directions: Any = None,
         start: Any = None,
+        allowed: Any = None,
+        distinct: str = "edges",
     ) -> tuple[I64, I64]:
         """Every binding of a 2-4 node label chain ``(n0)-[e1]->(n1)-...``.
 
         ``labels``: node label per position (-1 = any); ``types``: per hop None, a type code
         or a list of codes; ``directions``: per hop "out"/"in"/"both" (default "out");
-        ``start``: optional allowed start node ids (unknown ids are ignored).  Edges are
-        distinct within a binding, nodes may repeat.  Returns ``(nodes (n, L), edges (n,
-        L-1))`` sorted by node row, then edge row.
+        ``start``: optional allowed start node ids (unknown ids are ignored); ``allowed``:
+        optional list of ``len(labels)`` entries, None or the node ids allowed at that
+        position.  ``distinct="edges"`` (default): no hyperedge repeats within a binding;
+        ``"relationships"``: no projected relationship ``(edge, start, end)`` repeats
+        (Cypher's rule; every direction must be "out" or "in").  Nodes may repeat.  Returns
+        ``(nodes (n, L), edges (n, L-1))`` sorted by node row, then edge row.
 
         Example:
             >>> g = Hypergraph()
@@ -969,10 +1030,11 @@ class Hypergraph:
         if not 2 <= width <= 4:
             raise ValueError(f"labels must have 2 to 4 entries, got {width}")
 
-        def seq(value: object, what: str) -> list[Any]:
+        def seq(value: object, what: str, want: int | None = None) -> list[Any]:
             if not isinstance(value, (list, tuple)):
                 raise TypeError(f"{what} must be a list")
-            _check_len(len(value), width - 1, what, "len(labels) - 1")
+            n = width - 1 if want is None else want
+            _check_len(len(value), n, what, "len(labels)" if n == width else "len(labels) - 1")
             return list(value)
 
         tfs = [None] * (width - 1) if types is None else [_types(t) for t in seq(types, "types")]
@@ -982,23 +1044,48 @@ class Hypergraph:
             else [_dir(x) for x in seq(directions, "directions")]
         )
         start_ids = None if start is None else _ids(start, "start")
+        allow: list[set[int] | None] = [None] * width
+        if allowed is not None:
+            allow = [None if a is None else set(_ids(a, "allowed"))
+                     for a in seq(allowed, "allowed", width)]
+        if not isinstance(distinct, str):
+            raise TypeError(f"distinct must be 'edges' or 'relationships', got {distinct!r}")
+        if distinct not in ("edges", "relationships"):
+            raise ValueError(f"distinct must be 'edges' or 'relationships', got '{distinct}'")
+        by_rel = distinct == "relationships"
+        if by_rel and "both" in dirs:
+            raise ValueError("distinct='relationships' needs 'out' or 'in' directions")
         rows: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         with self._lock:
             node_label = self._label
-            if start_ids is None:
-                starts = list(node_label)
-            else:
+            if start_ids is not None:
                 starts = sorted({v for v in start_ids if v in node_label})
+            elif allow[0] is not None:
+                starts = sorted(v for v in allow[0] if v in node_label)
+            else:
+                starts = list(node_label)
 
             def ok(i: int, v: int) -> bool:
-                return lab[i] == -1 or node_label[v] == lab[i]
+                a = allow[i]
+                return (lab[i] == -1 or node_label[v] == lab[i]) and (a is None or v in a)
+
+            def rel(j: int, a: int, b: int, e: int) -> tuple[int, int, int]:
+                return (e, b, a) if dirs[j] == "in" else (e, a, b)
+
+            def fresh(i: int, nodes: list[int], edges: list[int], b: int, e: int) -> bool:
+                if not by_rel:
+                    return e not in edges
+                mine = rel(i - 1, nodes[-1], b, e)
+                return all(
+                    rel(j, nodes[j], nodes[j + 1], edges[j]) != mine for j in range(i - 1)
+                )
 
             def rec(i: int, nodes: list[int], edges: list[int]) -> None:
                 if i == width:
                     rows.append((tuple(nodes), tuple(edges)))
                     return
                 for b, e in self._nbrs(nodes[-1], dirs[i - 1], tfs[i - 1]):
-                    if ok(i, b) and e not in edges:
+                    if ok(i, b) and fresh(i, nodes, edges, b, e):
                         nodes.append(b)
                         edges.append(e)
                         rec(i + 1, nodes, edges)

@@ -27,7 +27,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,6 +112,10 @@ class CausalMemoryGraph:
         self._label_code: dict[str, int] = {}
         self._type_code: dict[str, int] = {}
         self._index: dict[tuple[str, str], dict[Any, set[int]]] = {}
+        self._secondary: set[str] = set()  # labels ever seen after a node's first label
+        self._gen = getattr(self, "_gen", 0) + 1
+        self._found: dict[Any, tuple[int, tuple[int, ...]]] = {}
+        self._ends_arr: tuple[Any, np.ndarray] | None = None
         ids, codes = [], []
         for nid, labels, props in self._store.graph_nodes():
             self._remember_node(nid, labels, props)
@@ -167,6 +171,8 @@ class CausalMemoryGraph:
         self._props[nid] = props
         for label in labels:
             self._by_label.setdefault(label, set()).add(nid)
+        for label in labels[1:]:
+            self._secondary.add(label)  # the native label is the first one only
 
     # ---- property indexes ---------------------------------------------------------------------
     def _build_index(self, label: str, prop: str) -> None:
@@ -209,6 +215,7 @@ class CausalMemoryGraph:
     # ---- transactions -------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Any]:
+        self._gen += 1  # any write invalidates the find_nodes cache
         if self._tx is not None:
             yield self._tx
             return
@@ -253,6 +260,30 @@ class CausalMemoryGraph:
 
     def find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
         """Nodes with ``label`` and all of ``props`` (through an index when one exists)."""
+        return list(self.index_lookup(label, props))
+
+    def index_lookup(self, label: str | None, props: dict[str, Any]) -> Sequence[int]:
+        """:meth:`find_nodes` as an immutable tuple; indexed lookups are cached until the next
+        write (the same tuple comes back), so a query repeated with the same parameters does
+        not re-verify thousands of candidates."""
+        ck: Any = None
+        if label is not None and all(_key(v) is not None for v in props.values()):
+            ck = (label, tuple(sorted((k, isinstance(v, bool), _key(v))
+                                      for k, v in props.items())))
+            with self._lock:
+                hit = self._found.get(ck)
+                if hit is not None and hit[0] == self._gen:
+                    return hit[1]
+        with self._lock:
+            gen = self._gen
+            out = tuple(self._find_nodes(label, props))
+            if ck is not None and any((label, k) in self._index for k in props):
+                if len(self._found) >= 256:
+                    self._found.clear()
+                self._found[ck] = (gen, out)
+        return out
+
+    def _find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
         cands: Iterable[int] | None = None
         if label is not None:
             for prop, value in props.items():
@@ -291,13 +322,13 @@ class CausalMemoryGraph:
         out: list[tuple[int, int, int]] = []
         if direction in ("out", "both"):
             nb, eids = self._g.neighbors(nid, "out", codes)
-            out.extend((int(e), nid, int(b)) for b, e in zip(nb, eids))
+            out = [(e, nid, b) for b, e in zip(nb.tolist(), eids.tolist())]
         if direction in ("in", "both"):
             nb, eids = self._g.neighbors(nid, "in", codes)
-            for a, e in zip(nb, eids):
-                if direction == "both" and int(a) == nid:
-                    continue  # a self-loop was already listed once
-                out.append((int(e), int(a), nid))
+            if direction == "both":
+                out.extend((e, a, nid) for a, e in zip(nb.tolist(), eids.tolist()) if a != nid)
+            else:  # a self-loop was already listed once for "both"
+                out = [(e, a, nid) for a, e in zip(nb.tolist(), eids.tolist())]
         return out
 
     def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
@@ -307,10 +338,11 @@ class CausalMemoryGraph:
         return self._etype[edge_id], dict(self._eprops[edge_id])
 
     def var_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
-                  types: list[str] | None, dst: int | None = None
+                  types: list[str] | None, dst: int | None = None,
+                  ends: Collection[int] | None = None,
                   ) -> Iterator[tuple[list[int], list[tuple[int, int, int]]]]:
         """Paths from ``src`` with ``min_hops..max_hops`` relationships (no repeated node;
-        ``*`` is capped at :data:`MAX_PATH_HOPS`)."""
+        ``*`` is capped at :data:`MAX_PATH_HOPS`); only those ending in ``ends`` if given."""
         codes = self._type_codes(types)
         if (codes is not None and not codes) or src not in self._labels:
             return
@@ -318,25 +350,101 @@ class CausalMemoryGraph:
             max_hops = MAX_PATH_HOPS
         if min_hops > max_hops:
             return
+        end_ids = None
+        if ends is not None:
+            cached = self._ends_arr
+            if cached is not None and cached[0] is ends:
+                end_ids = cached[1]  # the same find_nodes tuple as the previous query
+            else:
+                end_ids = np.fromiter(ends, np.int64, len(ends))
+                if isinstance(ends, tuple):
+                    self._ends_arr = (ends, end_ids)
         if min_hops == 0:
-            if dst is None or dst == src:
+            if (dst is None or dst == src) and (ends is None or src in ends):
                 yield [src], []
             min_hops = 1
         try:
-            found = self._g.paths(src, min_hops=min_hops, max_hops=max_hops,
-                                  direction=direction, types=codes, dst=dst, limit=_PATH_LIMIT)
+            nodes_a, noff_a, edges_a, eoff_a, *_ = self._g.paths(
+                src, min_hops=min_hops, max_hops=max_hops, direction=direction, types=codes,
+                dst=dst, limit=_PATH_LIMIT, ends=end_ids, as_arrays=True)
         except ValueError as exc:
             raise CypherError(f"variable-length pattern from node {src}: {exc}") from None
-        for nodes, edges, *_ in found:
-            nodes = [int(x) for x in nodes]
-            rels = []
-            for i, e in enumerate(edges):
-                a, b = nodes[i], nodes[i + 1]
-                if direction == "in" or (direction == "both" and not self._forward(int(e), a, b)):
-                    rels.append((int(e), b, a))
-                else:
-                    rels.append((int(e), a, b))
+        all_nodes = nodes_a.tolist()
+        all_edges = edges_a.tolist()
+        noff = noff_a.tolist()
+        eoff = eoff_a.tolist()
+        for i in range(len(noff) - 1):
+            nodes = all_nodes[noff[i]:noff[i + 1]]
+            edges = all_edges[eoff[i]:eoff[i + 1]]
+            if direction == "out":
+                rels = [(e, nodes[j], nodes[j + 1]) for j, e in enumerate(edges)]
+            elif direction == "in":
+                rels = [(e, nodes[j + 1], nodes[j]) for j, e in enumerate(edges)]
+            else:
+                rels = []
+                for j, e in enumerate(edges):
+                    a, b = nodes[j], nodes[j + 1]
+                    rels.append((e, a, b) if self._forward(e, a, b) else (e, b, a))
             yield nodes, rels
+
+    def match_chain(self, types: list[list[str] | None], directions: list[str],
+                    allowed: list[Sequence[int] | None], labels: list[list[str]] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        """Every chain ``n0 -r1- n1 ... nL`` of projected relationships (GraphView extension).
+
+        ``types[i]`` / ``directions[i]`` ("out" or "in") constrain hop ``i``; ``allowed[j]``
+        (None or node ids) and ``labels[j]`` constrain position ``j``. No relationship repeats
+        within a row (Cypher's rule). Returns ``(nodes (rows, L+1), hyperedge ids (rows, L),
+        exact)``, rows sorted by node row; ``exact[j]`` tells whether every label of
+        ``labels[j]`` was enforced (otherwise the caller checks the rest).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(type=t) for t in ("x", "y", "z"))
+        >>> _ = g.add_causal_chain([a, b, c])
+        >>> nodes, _e, _x = g.match_chain([["CAUSED_BY"], ["CAUSED_BY"]], ["out", "out"],
+        ...                               [None, None, None], [["Event"], [], []])
+        >>> nodes.tolist() == [[a, b, c]]
+        True
+        """
+        width = len(directions) + 1
+        codes_l = [-1] * width
+        exact = [True] * width
+        for j, labs in enumerate(labels or [[]] * width):
+            if not labs:
+                continue
+            lab = labs[0]
+            if lab in self._secondary:
+                exact[j] = False  # some node carries it second: the native label misses it
+                continue
+            if lab not in self._label_code:  # no node has ever carried this label
+                empty = np.zeros((0, width), np.int64)
+                return empty, np.zeros((0, width - 1), np.int64), exact
+            codes_l[j] = self._label_code[lab]
+            exact[j] = len(labs) == 1
+        codes: list[list[int] | None] = []
+        for t in types:
+            c = self._type_codes(t)
+            if c is not None and not c:
+                empty = np.zeros((0, width), np.int64)
+                return empty, np.zeros((0, width - 1), np.int64), exact
+            codes.append(c)
+        arrays: list[np.ndarray | None] = []
+        for ids in allowed:
+            if ids is None:
+                arrays.append(None)
+                continue
+            cached = self._ends_arr
+            if cached is not None and cached[0] is ids:
+                arrays.append(cached[1])
+            else:
+                arr = np.fromiter(ids, np.int64, len(ids))
+                if isinstance(ids, tuple) and len(ids) > 64:
+                    self._ends_arr = (ids, arr)
+                arrays.append(arr)
+        with self._lock:
+            nodes, edges = self._g.match_chain(codes_l, codes, list(directions), None, arrays,
+                                               "relationships")
+        return nodes, edges, exact
 
     def _forward(self, eid: int, a: int, b: int) -> bool:
         _, tail, head, _, _ = self._g.edge(eid)

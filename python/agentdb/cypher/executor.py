@@ -21,6 +21,7 @@ the writes made before the failure.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -102,13 +103,23 @@ def execute_stats(
         for op in ops:
             rows = op(rows)
         out: list[dict[str, Any]] = []
-        if returns:
-            conv = _Publisher(ctx)
-            for row in rows:
-                out.append({name: conv.value(row[name]) for name in columns})
-        else:
-            for _ in rows:
-                pass
+        # Results are acyclic (dicts, lists, Node/Relationship/Path snapshots): pause the
+        # cyclic collector while they are built, or each collection re-walks the growing
+        # result (and every other live object) -- quadratic on large results.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            if returns:
+                conv = _Publisher(ctx)
+                for row in rows:
+                    out.append({name: conv.value(row[name]) for name in columns})
+            else:
+                for _ in rows:
+                    pass
+        finally:
+            if paused:
+                gc.enable()
         return Result(columns if returns else [], out, ctx.stats)
     except RecursionError:
         raise CypherError("query too deeply nested or too complex to evaluate") from None

@@ -25,7 +25,7 @@ is handy for small graphs:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import CypherError
@@ -90,6 +90,12 @@ class GraphView(Protocol):
 
         Yields ``(node ids, relationships)`` in traversal order (``len(nodes) == hops + 1``);
         only paths ending at ``dst`` when it is given. ``min_hops`` may be 0.
+
+        Optional extension: a view that also defines ``index_lookup(label, props)`` (like
+        ``find_nodes``, returning an immutable sequence it may cache until the next write)
+        must accept ``var_paths(..., ends=ids)`` and then yield only paths whose last node is
+        in ``ids``; the planner uses the pair to push an indexed equality on the far node of
+        a variable-length hop into the traversal.
         """
         ...
 
@@ -300,6 +306,9 @@ class MemoryGraphView:
                 out.append(nid)
         return out
 
+    def index_lookup(self, label: str | None, props: dict[str, Any]) -> Sequence[int]:
+        return tuple(self.find_nodes(label, props))
+
     def has_index(self, label: str, prop: str) -> bool:
         return (label, prop) in self._indexes
 
@@ -359,12 +368,16 @@ class MemoryGraphView:
         direction: str,
         types: list[str] | None,
         dst: int | None = None,
+        ends: Collection[int] | None = None,
     ) -> Iterator[tuple[list[int], list[tuple[int, int, int]]]]:
         if src not in self._nodes or max_hops < min_hops or max_hops < 0:
             return
+        if ends is not None and not isinstance(ends, (set, frozenset)):
+            ends = set(ends)
         limit = min(max_hops, self._nrels)
+        src_ok = (dst is None or dst == src) and (ends is None or src in ends)
         if limit < min_hops:
-            if min_hops == 0 and (dst is None or dst == src):
+            if min_hops == 0 and src_ok:
                 yield [src], []
             return
         dist: dict[int, int] | None = None
@@ -375,7 +388,7 @@ class MemoryGraphView:
         nodes = [src]
         rels: list[tuple[int, int, int]] = []
         used: set[tuple[int, int, int]] = set()
-        if min_hops == 0 and (dst is None or dst == src):
+        if min_hops == 0 and src_ok:
             yield [src], []
         if limit < 1:
             return
@@ -401,7 +414,9 @@ class MemoryGraphView:
             rels.append(rel)
             used.add(rel)
             nodes.append(other)
-            if hops >= min_hops and (dst is None or other == dst):
+            if hops >= min_hops and (dst is None or other == dst) and (
+                ends is None or other in ends
+            ):
                 yield list(nodes), list(rels)
             if hops < limit:
                 stack.append(iter(self.expand(other, direction, types)))

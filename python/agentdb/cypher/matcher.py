@@ -75,7 +75,7 @@ class _RelSlot:
 
 
 class _Step:
-    __slots__ = ("rel", "src", "dst", "forward", "direction", "preds")
+    __slots__ = ("rel", "src", "dst", "forward", "direction", "preds", "ends")
 
     def __init__(self, rel: int, src: int, dst: int, forward: bool, direction: str) -> None:
         self.rel = rel
@@ -84,6 +84,9 @@ class _Step:
         self.forward = forward
         self.direction = direction
         self.preds: list[Fn] = []
+        # variable-length steps: (label, key, value) of an indexed equality on the far node,
+        # so the traversal only returns paths ending at the nodes the index names
+        self.ends: tuple[str, str, Fn] | None = None
 
 
 _FLIP = {"out": "in", "in": "out", "both": "both"}
@@ -113,6 +116,8 @@ class _PartPlan:
         self.anchor_preds: list[Fn] = []
         self.end_preds: list[Fn] = []
         self.steps: list[_Step] = []
+        self.taken: list[tuple[A.Expr, Fn]] = []  # every WHERE conjunct checked in this part
+        self.chain: _Chain | None = None
 
     # ---- planning --------------------------------------------------------------------------
 
@@ -198,6 +203,36 @@ class _PartPlan:
             self.anchor_where_eq = [(k, comp.compile(x, scope)) for k, x in choice["where_eq"]]
             self.anchor_inline = choice["inline"]
 
+    def ends_spec(
+        self, slot: _NodeSlot, bound: set[str], where: list[tuple[A.Expr, set[str]]],
+        scope: Mapping[str, str],
+    ) -> tuple[str, str, Fn] | None:
+        """An indexed ``(label, key, value)`` equality fixing the far node of a var-length hop.
+
+        Taken from the node's inline map or from a ``v.key = expr`` conjunct of WHERE whose
+        other side is computable before the hop. The predicates themselves still run on every
+        match; this only narrows what the traversal returns.
+        """
+        if slot.var is None and slot.pattern.properties is None:
+            return None
+        cands: list[tuple[str, A.Expr]] = []
+        props = slot.pattern.properties
+        if isinstance(props, A.MapLiteral) and free_vars(props) <= bound:
+            cands.extend(props.items)
+        if slot.var is not None:
+            for conj, _vars in where:
+                m = _equality(conj, slot.var, bound)
+                if m is not None and m[0] is not None:
+                    cands.append((m[0], m[1]))
+        graph = self.mp.compiler.ctx.graph
+        if getattr(graph, "index_lookup", None) is None:
+            return None  # the view does not implement the optional ends extension
+        for lab in slot.labels:
+            for key, expr in cands:
+                if graph.has_index(lab, key):
+                    return lab, key, self.mp.compiler.compile(expr, scope)
+        return None
+
     def build_steps(self) -> None:
         a = self.anchor
         steps: list[_Step] = []
@@ -210,6 +245,11 @@ class _PartPlan:
     # ---- execution -------------------------------------------------------------------------
 
     def run(self, row: Row, used: set[tuple[int, int, int]]) -> Iterator[Row]:
+        if self.chain is not None:
+            return self.chain.run(row, used)
+        return self._run(row, used)
+
+    def _run(self, row: Row, used: set[tuple[int, int, int]]) -> Iterator[Row]:
         reqs: list[dict[str, Any] | None] = []
         for slot in self.nodes:
             if slot.props is not None and slot.props_static:
@@ -400,7 +440,20 @@ class _PartPlan:
             dst = v.id
         if hi_n < lo:
             return
-        for nodes_l, rels_l in graph.var_paths(cur, lo, hi_n, st.direction, rslot.types, dst):
+        ends = None
+        if st.ends is not None and dst is None:
+            lab, key, f = st.ends
+            want = f(row)
+            if not _storable(want):
+                return  # null, maps, nodes...: no stored property equals them
+            ends = graph.index_lookup(lab, {key: want})
+            if not ends:
+                return
+        if ends is None:
+            found = graph.var_paths(cur, lo, hi_n, st.direction, rslot.types, dst)
+        else:
+            found = graph.var_paths(cur, lo, hi_n, st.direction, rslot.types, dst, ends=ends)
+        for nodes_l, rels_l in found:
             rel_t = [t if type(t) is tuple else tuple(t) for t in rels_l]
             if len(nodes_l) != len(rel_t) + 1 or not lo <= len(rel_t) <= hi_n:
                 continue
@@ -483,6 +536,177 @@ def _equality(conj: A.Expr, var: str, bound: set[str]) -> tuple[str | None, A.Ex
     return None
 
 
+class _Chain:
+    """A fixed-length pattern part answered by the view's native ``match_chain``.
+
+    Used when the view offers ``match_chain`` and ``index_lookup`` (the causal graph does),
+    the part has 1-3 single hops with direction (``-->`` / ``<--``), no relationship property
+    maps, no variable bound before the clause and no variable repeated in it. Every node
+    position with an indexed equality (inline map or a WHERE conjunct computable before the
+    part) becomes an allowed-id set; the traversal starts from the end with a set (the left
+    end when both or neither have one) and keeps Cypher's relationship uniqueness. Labels and
+    property maps the sets do not guarantee, and the WHERE conjuncts not consumed by a set,
+    are checked on each row as before.
+    """
+
+    def __init__(self, pp: _PartPlan) -> None:
+        self.pp = pp
+        self.specs: list[tuple[str, str, Fn, A.Expr | None, bool] | None] = []
+        self.reverse = False
+        self.preds_all: list[Fn] = []
+        self.preds_fast: list[Fn] = []
+        self.types: list[list[str] | None] = []
+        self.dirs: list[str] = []
+
+    @staticmethod
+    def plan(
+        pp: _PartPlan, bound: set[str], where: list[tuple[A.Expr, set[str]]],
+        scope: Mapping[str, str],
+    ) -> _Chain | None:
+        graph = pp.mp.compiler.ctx.graph
+        if getattr(graph, "match_chain", None) is None:
+            return None
+        if getattr(graph, "index_lookup", None) is None:
+            return None
+        if not 1 <= len(pp.rels) <= 3:
+            return None
+        if pp.anchor_mode not in ("find", "label", "all"):
+            return None
+        node_vars = [n.var for n in pp.nodes if n.var is not None]
+        if len(set(node_vars)) != len(node_vars) or any(v in bound for v in node_vars):
+            return None
+        for r in pp.rels:
+            if r.length is not None or r.props is not None or r.pattern.direction == "both":
+                return None
+            if r.var is not None and (r.var in bound or r.var in node_vars):
+                return None
+        for n in pp.nodes:
+            if n.props is not None and not n.props_static:
+                return None
+        ch = _Chain(pp)
+        for r in pp.rels:
+            ch.dirs.append(r.pattern.direction)
+            ch.types.append(r.types)
+        consumed: set[int] = set()
+        for n in pp.nodes:
+            spec = None
+            cands: list[tuple[str, A.Expr, A.Expr | None]] = []
+            props = n.pattern.properties
+            if isinstance(props, A.MapLiteral) and free_vars(props) <= bound:
+                cands.extend((k, x, None) for k, x in props.items)
+            if n.var is not None:
+                for conj, _vars in where:
+                    m = _equality(conj, n.var, bound)
+                    if m is not None and m[0] is not None:
+                        cands.append((m[0], m[1], conj))
+            for lab in n.labels:
+                for key, expr, conj in cands:
+                    if spec is None and graph.has_index(lab, key):
+                        inline_only = (
+                            conj is None and isinstance(props, A.MapLiteral)
+                            and len(props.items) == 1
+                        )
+                        spec = (lab, key, pp.mp.compiler.compile(expr, scope), conj, inline_only)
+            ch.specs.append(spec)
+            if spec is not None and spec[3] is not None:
+                consumed.add(id(spec[3]))
+        ch.reverse = ch.specs[0] is None and ch.specs[-1] is not None
+        ch.preds_all = [f for _c, f in pp.taken]
+        ch.preds_fast = [f for c, f in pp.taken if id(c) not in consumed]
+        return ch
+
+    def _checks(self, fast: bool, exact: list[bool]) -> list[int]:
+        """Positions whose labels / property map still need a per-row check."""
+        out = []
+        for j, (n, spec) in enumerate(zip(self.pp.nodes, self.specs)):
+            labels = set() if exact[j] else set(n.labels)
+            props = n.props is not None
+            if fast and spec is not None:
+                labels.discard(spec[0])  # the index only holds nodes with that label
+                props = props and not spec[4]
+            if labels or props:
+                out.append(j)
+        return out
+
+    def run(self, row: Row, used: set[tuple[int, int, int]]) -> Iterator[Row]:
+        pp = self.pp
+        graph = pp.mp.compiler.ctx.graph
+        allowed: list[Any] = []
+        fast = True
+        for spec in self.specs:
+            if spec is None:
+                allowed.append(None)
+                continue
+            lab, key, f, _conj, _inline = spec
+            want = f(row)
+            if not _storable(want):
+                return  # null, maps, nodes...: no stored property equals them
+            if type(want) is not str and not (type(want) in (int, bool) or (
+                    type(want) is float and want == want)):
+                fast = False  # lists / NaN: keep every check
+            ids = graph.index_lookup(lab, {key: want})
+            if not ids:
+                return
+            allowed.append(ids)
+        reqs: list[dict[str, Any] | None] = []
+        for slot in pp.nodes:
+            reqs.append(_as_dict(slot.props(row), slot.pattern) if slot.props is not None
+                        else None)
+        preds = self.preds_fast if fast else self.preds_all
+        types, dirs = list(self.types), list(self.dirs)
+        labels = [list(n.labels) for n in pp.nodes]
+        if self.reverse:
+            allowed.reverse()
+            types.reverse()
+            labels.reverse()
+            dirs = [_FLIP[d] for d in reversed(dirs)]
+        node_tab, edge_tab, exact = graph.match_chain(types, dirs, allowed, labels)
+        if self.reverse:
+            node_tab = node_tab[:, ::-1]
+            edge_tab = edge_tab[:, ::-1]
+            exact = exact[::-1]
+        node_checks = [(j, pp.nodes[j]) for j in self._checks(fast, exact)]
+        node_rows = node_tab.tolist()
+        edge_rows = edge_tab.tolist()
+        node_vars = [(j, sl.var) for j, sl in enumerate(pp.nodes) if sl.var is not None]
+        rel_vars = [(j, rs.var) for j, rs in enumerate(pp.rels) if rs.var is not None]
+        outs = [d == "out" for d in self.dirs]
+        path_var = pp.path_var
+        # relationships are needed for bindings and for uniqueness against other parts
+        need_rels = bool(rel_vars) or path_var is not None or len(pp.mp.parts) > 1
+        rels: list[tuple[int, int, int]] = []
+        for ns, es in zip(node_rows, edge_rows):
+            if need_rels:
+                rels = [
+                    (e, ns[k], ns[k + 1]) if outs[k] else (e, ns[k + 1], ns[k])
+                    for k, e in enumerate(es)
+                ]
+                if used and any(t in used for t in rels):
+                    continue
+            if node_checks and not all(
+                pp._node_ok(sl, ns[j], row, reqs[j]) for j, sl in node_checks
+            ):
+                continue
+            r = dict(row)
+            for j, v in node_vars:
+                r[v] = NodeRef(ns[j])
+            if need_rels:
+                for j, v in rel_vars:
+                    r[v] = RelRef(*rels[j])
+                if path_var is not None:
+                    r[path_var] = PathRef(tuple(ns), tuple(RelRef(*t) for t in rels))
+            if preds and not all(p(r) is True for p in preds):
+                continue
+            if not need_rels:
+                yield r
+                continue
+            used.update(rels)
+            try:
+                yield r
+            finally:
+                used.difference_update(rels)
+
+
 class MatchPlan:
     """The compiled patterns (+ WHERE) of one MATCH clause, or of a pattern predicate."""
 
@@ -535,15 +759,20 @@ class MatchPlan:
         # mark positions whose variable is already bound when reached; push predicates down
         pending = list(conj)
 
+        taken: list[tuple[A.Expr, Fn]] = []
+
         def take(now_bound: set[str]) -> list[Fn]:
             ready = [c for c in pending if c[1] <= now_bound]
             for c in ready:
                 pending.remove(c)
+                taken.append((c[0], compiled[id(c[0])]))
             return [compiled[id(c[0])] for c in ready]
 
         bound = set(scope)
         self.start_preds = take(bound)
         for pp in ordered:
+            before = set(bound)
+            taken = pp.taken
             aslot = pp.nodes[pp.anchor]
             aslot.check = aslot.var is not None and aslot.var in bound
             if aslot.var is not None:
@@ -554,6 +783,8 @@ class MatchPlan:
                 tslot = pp.nodes[st.dst]
                 rslot.check = rslot.var is not None and rslot.var in bound
                 tslot.check = tslot.var is not None and tslot.var in bound
+                if rslot.length is not None and not tslot.check:
+                    st.ends = pp.ends_spec(tslot, bound, conj, full_scope)
                 if rslot.var is not None:
                     bound.add(rslot.var)
                 if tslot.var is not None:
@@ -562,6 +793,7 @@ class MatchPlan:
             if pp.path_var is not None:
                 bound.add(pp.path_var)
             pp.end_preds = take(bound)
+            pp.chain = _Chain.plan(pp, before, conj, full_scope)
         if pending:  # pragma: no cover - compile() already rejected unknown variables
             raise err("WHERE refers to unknown variables", pending[0][0])
 
