@@ -316,3 +316,78 @@ def test_chain_pushdown_sees_writes_and_index_changes(g):
     assert g.query("MATCH (a:Event)-->(b:Extra) RETURN a.id AS a") == [{"a": "new-a"}]
     assert g.query("MATCH (a:Event)-->(b:Extra:Event) RETURN count(*) AS n") == [{"n": 1}]
     assert g.query("MATCH (a:Extra)<--(b) RETURN count(*) AS n") == [{"n": 1}]
+
+
+# ---- the convenience API named in the issue ----------------------------------------------
+
+
+def test_add_node_and_add_hyperedge_forms(g):
+    a = g.add_node("Event", {"type": "root_cause", "id": "a"})
+    b = g.add_node(["Event", "Tool"], name="grep")
+    c = g.add_node(properties={"type": "outcome", "id": "c"})
+    assert g.node(b) == (["Event", "Tool"], {"name": "grep"})
+    e1 = g.add_hyperedge([a, b, c], label="LED_TO", properties={"why": "x"}, confidence=0.5)
+    assert g.get_edge(e1)["causes"] == [a, b] and g.get_edge(e1)["effects"] == [c]
+    assert g.get_edge(e1)["properties"] == {"why": "x"} and g.get_edge(e1)["confidence"] == 0.5
+    e2 = g.add_hyperedge(tail=[a], head=[b, c])
+    assert g.get_edge(e2)["type"] == "CAUSED_BY" and g.get_edge(e2)["effects"] == [b, c]
+    assert g.query("MATCH (x {id: 'a'})-[:CAUSED_BY]->(y) RETURN count(y) AS n") == [{"n": 2}]
+    before = g.stats()
+    for bad, exc in (
+        (lambda: g.add_hyperedge([a]), ValueError),
+        (lambda: g.add_hyperedge([a, b], tail=[a]), ValueError),
+        (lambda: g.add_hyperedge(tail=[a]), ValueError),
+        (lambda: g.add_hyperedge([a, 999]), KeyError),
+        (lambda: g.add_hyperedge([a, b], properties={"confidence": 1}), ValueError),
+        (lambda: g.add_hyperedge([a, b], properties=[1]), TypeError),
+        (lambda: g.add_node("Event", [1]), TypeError),
+        (lambda: g.add_event(pattern_id=12345), KeyError),
+        (lambda: g.add_event(pattern_id="1"), TypeError),
+    ):
+        with pytest.raises(exc):
+            bad()
+    assert g.stats() == before  # nothing half-written
+
+
+def test_query_causal_path_and_find_similar_patterns(g):
+    ids, rels = build(g)
+    props = {i: g.node(i)[1] for i in ids}
+    target = ids[155]
+    want = brute_paths(rels, lambda n: props[n]["type"] == "root_cause", target, 1, 5)
+    want.sort(key=lambda t: -t[1])
+    for key in (props[target]["id"], target):
+        rows = g.query_causal_path(key, max_depth=5, limit=10)
+        assert [round(r["chain_confidence"], 9) for r in rows] == [
+            round(c, 9) for _, c in want[:10]]
+        assert all(r["depth"] == len(r["path"].relationships) for r in rows)
+    assert len(g.query_causal_path(props[target]["id"], max_depth=2, limit=3)) <= 3
+    any_root = g.query_causal_path(target, max_depth=1, limit=100, root_type=None)
+    assert len(any_root) == sum(1 for _e, a, b, _c in rels if b == target)
+    with pytest.raises(ValueError):
+        g.query_causal_path(target, max_depth=0)
+    with pytest.raises(ValueError):
+        g.query_causal_path(target, edge_type="X]->(n) DELETE n //")
+    with pytest.raises(TypeError):
+        g.query_causal_path(1.5)
+    rows = g.find_similar_patterns("root_cause", "symptom")
+    assert rows == g.query(Q2, {"type1": "root_cause", "type2": "symptom"})
+    assert all(r["a"].properties["type"] == "root_cause" and
+               r["b"].properties["type"] == "symptom" for r in rows)
+    assert len(g.find_similar_patterns("root_cause", "symptom", limit=2)) == min(2, len(rows))
+
+
+def test_cypher_keyword_parameters(g):
+    g.add_event(type="x", n=3)
+    assert g.cypher("MATCH (e:Event) WHERE e.n = $n RETURN e.type AS t", n=3) == [{"t": "x"}]
+    assert g.cypher("RETURN $query AS q", query="named query") == [{"q": "named query"}]
+
+
+def test_events_link_to_memory_records():
+    db = agentdb.open(":memory:", dim=8)
+    p = db.store_pattern("parse the log", reward=1.0, success=True)
+    ep = db.store_episode("parse the log", reward=0.5)
+    ev = db.graph.add_event(type="action", pattern_id=p, episode_id=ep)
+    assert db.graph.node(ev)[1] == {"type": "action", "patternId": p, "episodeId": ep}
+    rows = db.graph.cypher("MATCH (e:Event {patternId: $p}) RETURN e.episodeId AS ep", p=p)
+    assert rows == [{"ep": ep}] and db.get_pattern(rows[0]["ep"] and p).task == "parse the log"
+    db.close()

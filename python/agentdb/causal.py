@@ -559,15 +559,154 @@ class CausalMemoryGraph:
             self._eprops.pop(eid, None)
 
     # ---- the causal-memory API ----------------------------------------------------------------
-    def add_event(self, labels: str | Sequence[str] = "Event", **props: Any) -> int:
+    def add_event(self, labels: str | Sequence[str] = "Event", *, pattern_id: int | None = None,
+                  episode_id: int | None = None, skill_id: int | None = None,
+                  **props: Any) -> int:
         """Add an event node (label ``Event`` by default); returns its id.
 
-        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        ``pattern_id`` / ``episode_id`` / ``skill_id`` link the event to a memory record of
+        this store (checked to exist; stored as the ``patternId`` / ``episodeId`` /
+        ``skillId`` properties, so Cypher can join on them).
+
+        >>> import agentdb; db = agentdb.open(":memory:", dim=8); g = db.graph
         >>> g.add_event(type="tool_call", agentId="a1") >= 1
+        True
+        >>> p = db.store_pattern("retry with backoff", reward=0.9, success=True)
+        >>> e = g.add_event(type="action", pattern_id=p)
+        >>> g.query("MATCH (e:Event {patternId: $p}) RETURN id(e) AS e", {"p": p}) == [{"e": e}]
         True
         """
         labels = [labels] if isinstance(labels, str) else list(labels)
+        for key, table, rid in (("patternId", "patterns", pattern_id),
+                                ("episodeId", "episodes", episode_id),
+                                ("skillId", "skills", skill_id)):
+            if rid is None:
+                continue
+            if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
+                raise TypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
+            if not self._store.existing(table, [int(rid)]):
+                raise KeyError(f"unknown {table[:-1]} id {rid}")
+            props[key] = int(rid)
         return self.create_node(labels, props)
+
+    def add_node(self, labels: str | Sequence[str] = "Event",
+                 properties: dict[str, Any] | None = None, **props: Any) -> int:
+        """Add a node with ``labels`` and ``properties`` (or keyword properties); its id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> n = g.add_node("Tool", {"name": "grep"})
+        >>> g.node(n)
+        (['Tool'], {'name': 'grep'})
+        """
+        if properties is not None and not isinstance(properties, dict):
+            raise TypeError(f"properties must be a dict, got {type(properties).__name__}")
+        return self.add_event(labels, **{**(properties or {}), **props})
+
+    def add_hyperedge(self, nodes: Sequence[int] | None = None, *,
+                      tail: Sequence[int] | None = None, head: Sequence[int] | None = None,
+                      label: str = "CAUSED_BY", properties: dict[str, Any] | None = None,
+                      confidence: float = 1.0, timestamp: float | None = None) -> int:
+        """Add one hyperedge of type ``label``: from ``tail`` (causes) to ``head`` (effects),
+        or over ``nodes = [n1, ..., nk]`` read as causes ``n1..n(k-1)`` and effect ``nk`` (the
+        shape of a causal chain's hyperedge). Returns the edge id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=x) for x in "abc")
+        >>> e = g.add_hyperedge([a, b, c], label="LED_TO", properties={"why": "retry"})
+        >>> g.get_edge(e)["causes"] == [a, b] and g.get_edge(e)["effects"] == [c]
+        True
+        """
+        if nodes is not None:
+            if tail is not None or head is not None:
+                raise ValueError("give either nodes or tail/head, not both")
+            members = [int(x) for x in nodes]
+            if len(members) < 2:
+                raise ValueError("a hyperedge over nodes needs at least two nodes")
+            tail, head = members[:-1], members[-1:]
+        elif tail is None or head is None:
+            raise ValueError("add_hyperedge needs nodes, or both tail and head")
+        if properties is not None and not isinstance(properties, dict):
+            raise TypeError(f"properties must be a dict, got {type(properties).__name__}")
+        extra = dict(properties or {})
+        for reserved in ("confidence", "timestamp"):
+            if reserved in extra:
+                raise ValueError(f"pass {reserved} as its own argument, not in properties")
+        return self.add_causal_edge(tail, head, type=label, confidence=confidence,
+                                    timestamp=timestamp, **extra)
+
+    def query_causal_path(self, outcome_id: int | str, max_depth: int = 5, limit: int = 10,
+                          root_type: str | None = "root_cause",
+                          edge_type: str = "CAUSED_BY") -> list[dict[str, Any]]:
+        """The ``limit`` most confident causal chains into an outcome (reference query 1).
+
+        ``outcome_id`` is the outcome's node id (int) or its ``id`` property (str); roots must
+        have ``type = root_type`` (None: any event). Rows: ``path``, ``depth``,
+        ``chain_confidence`` (product of the links), best first.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> r = g.add_event(type="root_cause", id="r"); o = g.add_event(type="outcome", id="o")
+        >>> _ = g.add_causal_edge([r], [o], confidence=0.8)
+        >>> [(x["depth"], x["chain_confidence"]) for x in g.query_causal_path("o")]
+        [(1, 0.8)]
+        """
+        for name, v in (("max_depth", max_depth), ("limit", limit)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if int(max_depth) > MAX_PATH_HOPS:
+            raise ValueError(f"max_depth must be <= {MAX_PATH_HOPS}, got {max_depth}")
+        if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                              edge_type):
+            raise ValueError(f"edge_type must be an identifier, got {edge_type!r}")
+        if isinstance(outcome_id, (int, np.integer)) and not isinstance(outcome_id, bool):
+            anchor, params = "(outcome:Event)", {"oid": int(outcome_id)}
+            cond = ["id(outcome) = $oid"]
+        elif isinstance(outcome_id, str):
+            anchor, params, cond = "(outcome:Event {id: $oid})", {"oid": outcome_id}, []
+        else:
+            raise TypeError(f"outcome_id must be a node id or an id string, got {outcome_id!r}")
+        if root_type is not None:
+            cond.append("root.type = $rootType")
+            params["rootType"] = root_type
+        where = f"WHERE {' AND '.join(cond)} " if cond else ""
+        q = (f"MATCH path = (root:Event)-[:{edge_type}*1..{int(max_depth)}]->{anchor} {where}"
+             "RETURN path, length(path) AS depth, "
+             "reduce(conf = 1.0, r IN relationships(path) | conf * r.confidence) "
+             f"AS chain_confidence ORDER BY chain_confidence DESC LIMIT {int(limit)}")
+        return self.query(q, params)
+
+    def find_similar_patterns(self, start_type: str, middle_type: str,
+                              edge_type: str = "CAUSED_BY",
+                              limit: int | None = None) -> list[dict[str, Any]]:
+        """Two-step causal patterns ``a -> b -> c`` with ``a.type = start_type`` and
+        ``b.type = middle_type`` (reference query 2); rows ``{"a", "b", "c"}`` of nodes.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> ids = [g.add_event(type=t) for t in ("root_cause", "symptom", "outcome")]
+        >>> _ = g.add_causal_chain(ids)
+        >>> [r["c"].properties["type"] for r in g.find_similar_patterns("root_cause", "symptom")]
+        ['outcome']
+        """
+        if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                              edge_type):
+            raise ValueError(f"edge_type must be an identifier, got {edge_type!r}")
+        tail = ""
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+                raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+            tail = f" LIMIT {int(limit)}"
+        q = (f"MATCH (a:Event)-[:{edge_type}]->(b:Event)-[:{edge_type}]->(c:Event) "
+             "WHERE a.type = $type1 AND b.type = $type2 RETURN a, b, c" + tail)
+        return self.query(q, {"type1": start_type, "type2": middle_type})
+
+    def cypher(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Run a Cypher query with keyword parameters; rows of plain Python values.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> _ = g.add_event(type="x", n=2)
+        >>> g.cypher("MATCH (e:Event) WHERE e.n >= $min RETURN e.type AS t", min=1)
+        [{'t': 'x'}]
+        """
+        return self.query(query, params)
 
     def add_causal_edge(self, causes: Sequence[int], effects: Sequence[int], *,
                         type: str = "CAUSED_BY", confidence: float = 1.0,  # noqa: A002
