@@ -91,3 +91,55 @@ def shared_data():
         gt=np.load(files["gt"]).astype(np.int64),
         path=SHARED_DATA_DIR,
     )
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+def _require_postgres() -> bool:
+    return os.environ.get("AGENTDB_REQUIRE_POSTGRES", "").strip() == "1"
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """URL of a real PostgreSQL with pgvector for this test session.
+
+    ``AGENTDB_POSTGRES_URL`` when set; else an embedded pgserver instance (PostgreSQL 16 +
+    pgvector) in a temporary directory, stopped at the end. Skips with the reason when
+    neither is available -- or FAILS under ``AGENTDB_REQUIRE_POSTGRES=1`` (CI sets it).
+    """
+    url = os.environ.get("AGENTDB_POSTGRES_URL", "").strip()
+    if url:
+        yield url
+        return
+    try:
+        import pgserver  # type: ignore[import-not-found]
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        msg = f"PostgreSQL tests need the 'postgres' extra ({exc.name} is not installed)"
+        if _require_postgres():
+            pytest.fail("AGENTDB_REQUIRE_POSTGRES=1 but " + msg, pytrace=False)
+        pytest.skip(msg)
+    data = tmp_path_factory.mktemp("pgdata")
+    srv = pgserver.get_server(str(data), cleanup_mode="stop")
+    try:
+        with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        yield srv.get_uri()
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture
+def pg_schema(postgres_url):
+    """A fresh, empty schema name in the session's PostgreSQL (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
