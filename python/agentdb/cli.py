@@ -37,7 +37,9 @@ def _build_app() -> Any:
     json_opt = typer.Option(False, "--json", help="Machine-readable JSON output.")
 
     def fail(msg: str) -> None:
-        err.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
+        from rich.markup import escape  # "agentdb[postgres]" is text, not a style tag
+
+        err.print(f"[red]error:[/red] {escape(msg)}", markup=True, highlight=False)
         raise typer.Exit(1)
 
     def open_db(path: str, **kw: Any) -> Any:
@@ -227,15 +229,13 @@ def _build_app() -> Any:
                                    "else ~/.agentdb/postgres).")
 
     def pg_run(name: str, data_dir: str | None) -> Any:
-        from rich.markup import escape
-
         from . import postgres_server
 
         try:
             return getattr(postgres_server, name)(data_dir)
         except Exception as exc:  # one clear line, no traceback
             msg = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-            fail(escape(msg or type(exc).__name__))  # escape: "agentdb[postgres]" isn't markup
+            fail(msg or type(exc).__name__)
 
     def pg_print(*lines: str) -> None:  # plain writes: rich would wrap long URLs
         sys.stdout.write("".join(line + "\n" for line in lines))
@@ -283,6 +283,36 @@ def _build_app() -> Any:
         else:
             state = "stopped" if info["initialized"] else "not initialised"
             pg_print(f"{state}: {info['data_dir']}")
+
+    @app.command()
+    def migrate(
+        source: str = typer.Option(..., "--from", help="SQLite file or postgresql:// URL."),
+        destination: str = typer.Option(..., "--to", help="postgresql:// URL or SQLite file."),
+        schema: str = typer.Option("public", help="PostgreSQL schema of the tables."),
+        table_prefix: str = typer.Option("", help="Prefix of the PostgreSQL table names."),
+        batch: int = typer.Option(2000, help="Rows per destination transaction."),
+        verify: bool = typer.Option(True, "--verify/--no-verify",
+                                    help="Compare counts and checksums at the end."),
+        as_json: bool = json_opt,
+    ) -> None:
+        """Copy a store between SQLite and PostgreSQL (resumable; verifies every table)."""
+        from .migrate import migrate as run_migration
+
+        try:
+            report = run_migration(source, destination, schema=schema,
+                                   table_prefix=table_prefix, batch=batch, verify=verify,
+                                   progress=None if not as_json else False)
+        except Exception as exc:  # one clear line, no traceback
+            fail(f"{type(exc).__name__}: {exc}")
+        if as_json:
+            emit(report, True)
+            return
+        table = Table("table", "source", "destination", "copied", "checksum")
+        for name, r in report.items():
+            ok = r.get("checksum_ok")
+            table.add_row(name, str(r.get("source")), str(r.get("destination")),
+                          str(r.get("copied")), "-" if ok is None else ("ok" if ok else "DIFF"))
+        out.print(table)
 
     return app
 

@@ -82,8 +82,38 @@ class AgentDB:
         ef_search: int = 64,
         threads: int = 0,
         progress: bool | None = None,
+        backend: str | None = None,
+        url: str | None = None,
+        schema: str = "public",
+        table_prefix: str = "",
+        search: str | None = None,
+        mirror: str | None = None,
+        mirror_schema: str = "public",
+        mirror_prefix: str = "",
     ) -> None:
-        self.path = str(path)
+        kind = backend if backend is not None else os.environ.get("AGENTDB_BACKEND", "sqlite")
+        kind = (kind or "sqlite").strip().lower()
+        if kind not in ("sqlite", "postgres"):
+            raise ValueError(f"backend must be 'sqlite' or 'postgres', got {kind!r}")
+        if kind == "postgres":
+            url = url or os.environ.get("AGENTDB_POSTGRES_URL") or (
+                str(path) if str(path).startswith(("postgresql://", "postgres://")) else None)
+            if not url:
+                raise ValueError("backend='postgres' needs url=... or AGENTDB_POSTGRES_URL")
+            search = search or "pgvector"
+            if search not in ("pgvector", "native"):
+                raise ValueError(f"search must be 'pgvector' or 'native', got {search!r}")
+            if mirror is not None:
+                raise ValueError("mirror= applies to the SQLite backend (PostgreSQL is already "
+                                 "the system of record)")
+        elif search not in (None, "native"):
+            raise ValueError("search='pgvector' needs backend='postgres'")
+        self.backend_name = kind
+        self.search_mode = search or "native"
+        self._mirror: Any = None
+        from .mirror import redact_url
+
+        self.path = redact_url(url) if kind == "postgres" and url else str(path)
         self._progress = progress
         self._lock = threading.RLock()
         self._events = EventBus()
@@ -91,7 +121,8 @@ class AgentDB:
         self._graph: Any = None
         self._index_params = {"M": M, "ef_construction": ef_construction,
                               "ef_search": ef_search, "threads": threads}
-        existing_dim = _existing_dim(self.path)
+        existing_dim = (_existing_pg_dim(url, schema, table_prefix) if kind == "postgres"
+                        else _existing_dim(self.path))
         if dim is None:
             dim = existing_dim or (getattr(embedder, "dim", None) if embedder is not None
                                    and not isinstance(embedder, str) else None) or 384
@@ -103,11 +134,25 @@ class AgentDB:
         if self.embedder.dim != self.dim:
             raise ValueError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
                              f"store has dim {self.dim}")
-        self.store = SQLiteStore(self.path, self.dim, readonly=readonly, durability=durability)
+        if kind == "postgres":
+            from .store.postgres import PostgresStore
+
+            self.store: Any = PostgresStore(url, self.dim, schema=schema,
+                                            table_prefix=table_prefix, readonly=readonly)
+        else:
+            self.store = SQLiteStore(self.path, self.dim, readonly=readonly,
+                                     durability=durability)
         self.readonly = readonly
         try:
             self._cols = {name: self._open_collection(name)
                           for name in ("patterns", "episodes", "skills")}
+            if mirror is not None:
+                if readonly:
+                    raise ValueError("a read-only store cannot feed a mirror")
+                from .mirror import Mirror
+
+                self._mirror = Mirror(self.store, mirror, schema=mirror_schema,
+                                      table_prefix=mirror_prefix)
         except BaseException:
             self.store.close()
             raise
@@ -125,8 +170,43 @@ class AgentDB:
                                  ef_construction=p["ef_construction"],
                                  ef_search=p["ef_search"], threads=p["threads"])
 
+    def _open_pg_collection(self, name: str) -> _Collection:
+        """PostgreSQL: pgvector answers searches, or a native index is rebuilt from the table
+        (one binary COPY of ids and vectors)."""
+        self.index_status = getattr(self, "index_status", {})
+        if self.search_mode == "pgvector":
+            from .store.pg_backend import PostgresBackend
+
+            self.index_status[name] = "pgvector"
+            return _Collection(name, PostgresBackend(self.store, name,
+                                                     self._index_params["ef_search"]), None)
+        index = self._new_index()
+        ids, vecs = self.store.export_vectors(name)
+        if len(ids):
+            index.add(ids, vecs)
+        self.index_status[name] = f"rebuilt from PostgreSQL ({len(ids)} vectors)"
+        col = _Collection(name, index, self._filter_columns(name))
+        return col
+
+    def _filter_columns(self, name: str) -> FilterColumns:
+        attrs = FilterColumns()
+
+        def meta_of(m: Any) -> Any:
+            return m if isinstance(m, dict) else json.loads(m)
+
+        if name == "skills":  # the reward column holds the success rate
+            for rid, rate, meta in self.store.scalar_columns(name, ("success_rate", "metadata")):
+                attrs.set(rid, rate, False, None, meta_of(meta))
+        else:
+            for rid, reward, success, session, meta in self.store.scalar_columns(
+                    name, ("reward", "success", "session_id", "metadata")):
+                attrs.set(rid, reward, bool(success), session, meta_of(meta))
+        return attrs
+
     def _open_collection(self, name: str) -> _Collection:
         """Load the saved index and replay what changed since it was saved, or rebuild."""
+        if self.backend_name == "postgres":
+            return self._open_pg_collection(name)
         index, since = None, -1
         path = self._index_path(name)
         saved = self.store.meta(f"index_gen:{name}")
@@ -156,15 +236,7 @@ class AgentDB:
             self._replay(name, index, -1)
             status = "rebuilt (count mismatch)"
         self.index_status[name] = status
-        attrs = FilterColumns()
-        if name == "skills":  # the reward column holds the success rate
-            for rid, rate, meta in self.store.scalar_columns(name, ("success_rate", "metadata")):
-                attrs.set(rid, rate, False, None, json.loads(meta))
-        else:
-            for rid, reward, success, session, meta in self.store.scalar_columns(
-                    name, ("reward", "success", "session_id", "metadata")):
-                attrs.set(rid, reward, bool(success), session, json.loads(meta))
-        col = _Collection(name, index, attrs)
+        col = _Collection(name, index, self._filter_columns(name))
         col.saved_gen = since if status == "loaded" and since == self.store.generation else -1
         return col
 
@@ -186,8 +258,8 @@ class AgentDB:
 
         >>> AgentDB(":memory:", dim=8).checkpoint()
         """
-        if self.store.memory or self.readonly:
-            return
+        if self.store.memory or self.readonly or self.backend_name == "postgres":
+            return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
             gen = self.store.generation
             for name, col in self._cols.items():
@@ -208,9 +280,32 @@ class AgentDB:
             return
         try:
             self.checkpoint()
+            if self._mirror is not None:
+                self._mirror.close()
         finally:
             self._closed = True
             self.store.close()
+
+    # ---- PostgreSQL mirror ------------------------------------------------------------------
+    def mirror_status(self) -> dict[str, Any]:
+        """Health and lag of the PostgreSQL mirror (``open(..., mirror=url)``): ``pending``
+        writes not yet copied, ``lag_seconds`` (age of the oldest), ``connected``,
+        ``last_error``, ``acked_seq`` / ``last_seq``, ``applied``, ``last_sync``.
+
+        >>> AgentDB(":memory:", dim=8).mirror_status()
+        {'enabled': False}
+        """
+        self._check_open()
+        if self._mirror is None:
+            return {"enabled": False}
+        return {"enabled": True, **self._mirror.status()}
+
+    def mirror_flush(self, timeout: float = 30.0) -> bool:
+        """Block until every committed write is in PostgreSQL (False after ``timeout`` s)."""
+        self._check_open()
+        if self._mirror is None:
+            raise ValueError("this store has no mirror (open it with mirror='postgresql://...')")
+        return bool(self._mirror.flush(timeout))
 
     def __enter__(self) -> AgentDB:
         return self
@@ -282,7 +377,9 @@ class AgentDB:
                             added.append(self.store.insert(w, name, values, vec, row_id=rid,
                                                            created_at=created))
                         except Exception as exc:
-                            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                            msg = str(exc)
+                            if ("UNIQUE" in msg or "PRIMARY KEY" in msg
+                                    or "duplicate key" in msg):
                                 what = (f"name {values.get('name')!r}" if name == "skills"
                                         and values.get("name") else f"id {rid}")
                                 raise ValueError(f"{_KIND[name]} with {what} already exists"
@@ -382,10 +479,15 @@ class AgentDB:
             threshold = float(threshold)
         q = self._query_vector(query)
         col = self._cols[name]
-        if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
-            return []
-        k = min(int(k), len(col.index))  # never allocate more than there is to return
-        ids, dists = col.index.search(q, k=k, ef=ef, allowed=allowed)
+        if isinstance(allowed, dict):  # pgvector: the filters become the query's WHERE clause
+            if threshold is not None:
+                allowed["max_distance"] = 1.0 - threshold
+            ids, dists = col.index.search(q, k=int(k), ef=ef, filters=allowed)
+        else:
+            if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
+                return []
+            k = min(int(k), len(col.index))  # never allocate more than there is to return
+            ids, dists = col.index.search(q, k=k, ef=ef, allowed=allowed)
         hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
@@ -396,7 +498,7 @@ class AgentDB:
                  session_id: str | None, where: dict[str, Any] | None) -> np.ndarray | None:
         """Sorted ids passing the filters (from in-memory columns), or None for no filter."""
         if min_reward is None and success is None and session_id is None and not where:
-            return None
+            return {} if self._cols[name].attrs is None else None
         if where:
             where_sql(where)  # validates keys and operators with the documented errors
         if min_reward is not None:
@@ -406,7 +508,9 @@ class AgentDB:
         if session_id is not None and not isinstance(session_id, str):
             raise TypeError(f"session_id must be a string, got {type(session_id).__name__}")
         attrs = self._cols[name].attrs
-        assert attrs is not None
+        if attrs is None:  # pgvector search: pushed into SQL
+            return {"min_reward": min_reward, "success": None if success is None else bool(success),
+                    "session_id": session_id, "where": where or None}
         return attrs.select(min_reward, success, session_id, where or None)
 
     # ---- patterns ---------------------------------------------------------------------------
@@ -833,8 +937,12 @@ class AgentDB:
                 where_sql(where)  # validates keys and operators
             rate = None if min_success_rate is None else _check_rate(min_success_rate)
             attrs = self._cols["skills"].attrs
-            assert attrs is not None
-            allowed = attrs.select(rate, None, None, where or None)
+            if attrs is None:  # pgvector search: the skills table's success_rate column
+                allowed = {"min_reward": rate, "where": where or None}
+            else:
+                allowed = attrs.select(rate, None, None, where or None)
+        elif self._cols["skills"].attrs is None:
+            allowed = {}
         return self._search("skills", query, k, allowed, threshold, ef)
 
     # ---- bulk, stats ------------------------------------------------------------------------
@@ -874,6 +982,8 @@ class AgentDB:
             "path": self.path,
             "dim": self.dim,
             "backend": backend.BACKEND,
+            "store": self.backend_name,
+            "search": self.search_mode,
             "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
             "patterns": self.store.count("patterns"),
             "episodes": self.store.count("episodes"),
@@ -901,6 +1011,15 @@ def _existing_dim(path: str) -> int | None:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"'{path}' is not a readable AgentDB store: {exc}") from None
     return int(row[0]) if row else None
+
+
+def _existing_pg_dim(url: str | None, schema: str, prefix: str) -> int | None:
+    """The dim a PostgreSQL store records in its meta table, or None (no store yet)."""
+    if not url:
+        return None
+    from .store.pg_backend import existing_dim
+
+    return existing_dim(url, schema, prefix)
 
 
 def _record(name: str, row: dict[str, Any]) -> Any:
@@ -977,6 +1096,14 @@ def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB: 
     (an object, ``"hashing"`` or ``"st:<model>"``), ``readonly``, ``durability``
     (``"full"``/``"normal"``), ``M``, ``ef_construction``, ``ef_search``, ``threads``,
     ``progress``.
+
+    PostgreSQL (the ``postgres`` extra): ``backend="postgres"`` with ``url=`` (or the
+    environment: ``AGENTDB_BACKEND=postgres`` and ``AGENTDB_POSTGRES_URL``; a
+    ``postgresql://`` path also works), ``schema``, ``table_prefix``, and ``search`` --
+    ``"pgvector"`` (default: SQL with an HNSW index) or ``"native"`` (a native index rebuilt
+    from the table on open). ``mirror="postgresql://..."`` (with ``mirror_schema``,
+    ``mirror_prefix``) keeps SQLite as the system of record and copies every write to
+    PostgreSQL through a durable outbox (:mod:`agentdb.mirror`).
 
     >>> import agentdb
     >>> with agentdb.open(":memory:", dim=16) as db:

@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS graph_indexes (
 CREATE TABLE IF NOT EXISTS deletions (
   collection TEXT NOT NULL, id INTEGER NOT NULL, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS deletions_gen ON deletions(collection, gen);
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id INTEGER NOT NULL,
+  at REAL NOT NULL);
 """
 
 
@@ -128,6 +131,7 @@ class SQLiteStore:
         self._all_conns: list[sqlite3.Connection] = []
         self.generation = 0
         self.pending_gen = 0
+        self.outbox = False
         self._conns_lock = threading.Lock()
         if not self.memory:
             parent = Path(self.path).resolve().parent
@@ -144,6 +148,8 @@ class SQLiteStore:
                 self._init_meta(dim)
             self.dim = int(self.meta("dim") or dim)
             self.generation = int(self.meta("generation") or 0)
+            # once a mirror was attached, every write is logged for it until it is detached
+            self.outbox = self.meta("mirror") == "on"
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"'{self.path}' is not a readable AgentDB store: {exc}") from None
@@ -289,7 +295,35 @@ class SQLiteStore:
                   created_at if created_at is not None else now, now, self.pending_gen]
         sql = (f"INSERT INTO {table}({', '.join(names)}) "
                f"VALUES ({', '.join('?' * len(names))})")
-        return int(w.execute(sql, params).lastrowid)
+        rid = int(w.execute(sql, params).lastrowid)
+        self._log(w, table, [rid])
+        return rid
+
+    def upsert_rows(self, w: sqlite3.Connection, table: str,
+                    rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace whole rows, keeping their ids and timestamps (inside
+        :meth:`write`; used by migration). Each row has ``id``, every column, ``embedding``,
+        ``created_at`` and ``updated_at``."""
+        cols = COLLECTIONS[table]
+        names = ["id", *cols, "embedding", "created_at", "updated_at", "gen"]
+        sql = (f"INSERT INTO {table}({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+               f"ON CONFLICT(id) DO UPDATE SET "
+               + ", ".join(f"{c}=excluded.{c}" for c in names[1:]))
+        params = []
+        for r in rows:
+            vals = []
+            for c in cols:
+                v = r.get(c)
+                if c in ("metadata", "skills") and not isinstance(v, str):
+                    v = json.dumps(v if v is not None else ({} if c == "metadata" else []),
+                                   allow_nan=False)
+                elif c == "success" and v is not None:
+                    v = int(bool(v))
+                vals.append(v)
+            params.append([int(r["id"]), *vals, _blob(r["embedding"]), float(r["created_at"]),
+                           float(r["updated_at"]), self.pending_gen])
+        w.executemany(sql, params)
+        self._log(w, table, [int(r["id"]) for r in rows])
 
     def update(self, w: sqlite3.Connection, table: str, row_id: int, values: dict[str, Any],
                embedding: np.ndarray | None = None) -> None:
@@ -307,12 +341,14 @@ class SQLiteStore:
         cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id=?", params)
         if cur.rowcount == 0:
             raise KeyError(f"unknown {table[:-1]} id {row_id}")
+        self._log(w, table, [row_id])
 
     def delete(self, w: sqlite3.Connection, table: str, ids: Sequence[int]) -> None:
         """Delete rows and log the deletions (inside :meth:`write`)."""
         w.executemany(f"DELETE FROM {table} WHERE id=?", [(int(i),) for i in ids])
         w.executemany("INSERT INTO deletions(collection, id, gen) VALUES (?, ?, ?)",
                       [(table, int(i), self.pending_gen) for i in ids])
+        self._log(w, table, ids)
 
     def existing(self, table: str, ids: Sequence[int]) -> set[int]:
         """Which of ``ids`` exist."""
@@ -394,6 +430,7 @@ class SQLiteStore:
                   "gen=excluded.gen",
                   (int(nid), json.dumps(list(labels)), json.dumps(props, allow_nan=False),
                    self.pending_gen))
+        self._log(w, "graph_nodes", [nid])
 
     def put_graph_edge(self, w: sqlite3.Connection, eid: int, type: str, tail: Sequence[int],
                        head: Sequence[int], confidence: float, timestamp: float,
@@ -407,12 +444,15 @@ class SQLiteStore:
                   (int(eid), type, json.dumps([int(x) for x in tail]),
                    json.dumps([int(x) for x in head]), float(confidence), float(timestamp),
                    json.dumps(props, allow_nan=False), self.pending_gen))
+        self._log(w, "graph_edges", [eid])
 
     def delete_graph(self, w: sqlite3.Connection, node_ids: Sequence[int],
                      edge_ids: Sequence[int]) -> None:
         """Delete graph nodes and edges (inside :meth:`write`)."""
         w.executemany("DELETE FROM graph_edges WHERE id=?", [(int(e),) for e in edge_ids])
         w.executemany("DELETE FROM graph_nodes WHERE id=?", [(int(n),) for n in node_ids])
+        self._log(w, "graph_edges", edge_ids)
+        self._log(w, "graph_nodes", node_ids)
 
     def graph_nodes(self) -> Iterator[tuple[int, list[str], dict[str, Any]]]:
         """Every graph node as (id, labels, props), by id."""
@@ -439,6 +479,74 @@ class SQLiteStore:
         with self.write() as w:
             w.execute("INSERT OR IGNORE INTO graph_indexes(label, prop) VALUES (?, ?)",
                       (label, prop))
+            self._log(w, "graph_indexes", [0])
+
+    def get_graph_nodes(self, ids: Sequence[int]) -> dict[int, tuple[list[str], dict[str, Any]]]:
+        """Graph nodes by id: ``{id: (labels, props)}`` (missing ids are absent)."""
+        out: dict[int, tuple[list[str], dict[str, Any]]] = {}
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT id, labels, props FROM graph_nodes WHERE id IN ({marks})"
+            for nid, labels, props in conn.execute(q, chunk):
+                out[int(nid)] = (json.loads(labels), json.loads(props))
+        return out
+
+    def get_graph_edges(self, ids: Sequence[int]) -> dict[int, tuple[str, list[int], list[int],
+                                                                     float, float,
+                                                                     dict[str, Any]]]:
+        """Hyperedges by id: ``{id: (type, tail, head, confidence, timestamp, props)}``."""
+        out: dict[int, tuple[str, list[int], list[int], float, float, dict[str, Any]]] = {}
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = ("SELECT id, type, tail, head, confidence, timestamp, props FROM graph_edges "
+                 f"WHERE id IN ({','.join('?' * len(chunk))})")
+            for r in conn.execute(q, chunk):
+                out[int(r[0])] = (r[1], json.loads(r[2]), json.loads(r[3]), float(r[4]),
+                                  float(r[5]), json.loads(r[6]))
+        return out
+
+    # ---- mirror outbox ----------------------------------------------------------------------
+    def _log(self, w: sqlite3.Connection, collection: str, ids: Sequence[int]) -> None:
+        """Record changed ids for the mirror, in the same transaction as the change."""
+        if self.outbox and len(ids):
+            now = time.time()
+            w.executemany("INSERT INTO outbox(collection, id, at) VALUES (?, ?, ?)",
+                          [(collection, int(i), now) for i in ids])
+
+    def enable_outbox(self) -> None:
+        """Start logging every write for a mirror (persisted: later opens keep logging)."""
+        if not self.outbox:
+            self.set_meta("mirror", "on")
+            self.outbox = True
+
+    def disable_outbox(self) -> None:
+        """Stop logging writes for a mirror and drop what is pending."""
+        with self.write() as w:
+            w.execute("INSERT INTO meta(key, value) VALUES ('mirror', 'off') "
+                      "ON CONFLICT(key) DO UPDATE SET value='off'")
+            w.execute("DELETE FROM outbox")
+        self.outbox = False
+
+    def outbox_batch(self, after_seq: int, limit: int) -> list[tuple[int, str, int, float]]:
+        """Pending changes ``(seq, collection, id, at)`` with ``seq > after_seq``, in order."""
+        return [(int(a), b, int(c), float(d)) for a, b, c, d in self._reader().execute(
+            "SELECT seq, collection, id, at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (int(after_seq), int(limit)))]
+
+    def outbox_ack(self, upto_seq: int) -> None:
+        """Forget the changes up to ``upto_seq`` (the mirror has them); no generation bump."""
+        if self.readonly or self._closed:
+            return
+        with self._write_lock:
+            self._writer.execute("DELETE FROM outbox WHERE seq <= ?", (int(upto_seq),))
+
+    def outbox_stats(self) -> tuple[int, float | None, int]:
+        """``(pending changes, time of the oldest pending one, last seq ever assigned)``."""
+        conn = self._reader()
+        n, oldest = conn.execute("SELECT COUNT(*), MIN(at) FROM outbox").fetchone()
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        return int(n), (None if oldest is None else float(oldest)), int(row[0]) if row else 0
 
     def file_size(self) -> int:
         """Bytes on disk of the database and its WAL."""
