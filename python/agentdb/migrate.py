@@ -103,10 +103,10 @@ def migrate(source: str, destination: str, *, schema: str = "public", table_pref
     report: dict[str, dict[str, Any]] = {}
     try:
         for table in COLLECTIONS:
-            have = {int(r[0]) for r in dst.scalar_columns(table, ())}
             copied = 0
             with progress_bar(src.count(table), f"migrating {table}", enabled=progress) as adv:
                 for rows in src.iter_rows(table, batch=batch):
+                    have = dst.existing(table, [int(r["id"]) for r in rows])
                     todo = [r for r in rows if int(r["id"]) not in have]
                     if todo:
                         with dst.write() as w:

@@ -83,6 +83,7 @@ class Mirror:
         store.enable_outbox()
         self._pg: Any = None
         self._state_sql: Any = None
+        self._index_todo = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one drain at a time
@@ -148,6 +149,12 @@ class Mirror:
                         "INSERT INTO {} (source, seq, at) VALUES (%s, %s, %s) "
                         "ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, at = excluded.at"
                     ).format(self._state_sql), (self.source, last, time.time()))
+            if self._index_todo:
+                have = set(pg.graph_indexes())
+                for label, prop in self.store.graph_indexes():
+                    if (label, prop) not in have:
+                        pg.add_graph_index(label, prop)
+                self._index_todo = False
             self.store.outbox_ack(last)
             self.acked = last
             self.applied += len(entries)
@@ -181,10 +188,7 @@ class Mirror:
         for eid, (etype, tail, head, conf, ts, props) in edges.items():
             pg.put_graph_edge(w, eid, etype, tail, head, conf, ts, props)
         if by_coll.get("graph_indexes"):
-            have = set(pg.graph_indexes())
-            for label, prop in st.graph_indexes():
-                if (label, prop) not in have:
-                    pg.add_graph_index_in(w, label, prop)
+            self._index_todo = True  # added after this transaction (its own, idempotent)
 
     def _run(self) -> None:
         delay = 0.2
