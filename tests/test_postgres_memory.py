@@ -210,6 +210,12 @@ def test_migrate_sqlite_to_postgres_and_back(tmp_path, postgres_url, pg_schema):
     report = migrate(src, postgres_url, schema=pg_schema, batch=40, progress=False)
     assert report["patterns"]["copied"] == 150 and report["patterns"]["checksum_ok"]
     assert report["graph_edges"]["destination"] == 1
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:  # the deferred HNSW index was rebuilt
+        names = {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,))}
+    assert {"reasoning_patterns_hnsw", "episodes_hnsw", "skills_hnsw"} <= names
     again = migrate(src, postgres_url, schema=pg_schema, progress=False)  # resumable/idempotent
     assert again["patterns"]["copied"] == 0 and again["patterns"]["checksum_ok"]
     pg = agentdb.open(backend="postgres", url=postgres_url, schema=pg_schema)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["where_sql"]
+__all__ = ["conditions", "where_sql"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -31,6 +31,35 @@ def _scalar(key: str, value: Any) -> Any:
     raise ValueError(f"where[{key!r}]: unsupported value type {type(value).__name__}")
 
 
+def conditions(where: dict[str, Any] | None) -> list[tuple[str, str, Any]]:
+    """Validate a filter dict and flatten it to ``(key, operator, value)`` triples (shared by
+    the SQLite and the PostgreSQL translations, so both reject the same inputs alike).
+
+    >>> conditions({"a": 1, "b": {"$in": [1, 2]}})
+    [('a', '$eq', 1), ('b', '$in', [1, 2])]
+    """
+    if not where:
+        return []
+    if not isinstance(where, dict):
+        raise TypeError(f"where must be a dict, got {type(where).__name__}")
+    out: list[tuple[str, str, Any]] = []
+    for key, cond in where.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ValueError(f"where: invalid metadata key {key!r}")
+        conds = cond if isinstance(cond, dict) else {"$eq": cond}
+        if not conds:
+            raise ValueError(f"where[{key!r}]: empty condition")
+        for op, val in conds.items():
+            if op in ("$in", "$nin"):
+                if not isinstance(val, (list, tuple, set)) or not val:
+                    raise ValueError(f"where[{key!r}]: {op} needs a non-empty list")
+            elif op not in _OPS and op != "$exists":
+                raise ValueError(f"where[{key!r}]: unknown operator {op!r} "
+                                 "(use $eq $ne $gt $gte $lt $lte $in $nin $exists)")
+            out.append((key, op, val))
+    return out
+
+
 def where_sql(where: dict[str, Any] | None, column: str = "metadata") -> tuple[str, list[Any]]:
     """Translate a metadata filter dict into ``(sql, params)``; ``("1", [])`` when empty.
 
@@ -41,38 +70,26 @@ def where_sql(where: dict[str, Any] | None, column: str = "metadata") -> tuple[s
     ...
     ValueError: where['x']: unknown operator '$bad' (use $eq $ne $gt $gte $lt $lte $in $nin $exists)
     """
-    if not where:
+    conds = conditions(where)
+    if not conds:
         return "1", []
-    if not isinstance(where, dict):
-        raise TypeError(f"where must be a dict, got {type(where).__name__}")
     parts: list[str] = []
     params: list[Any] = []
-    for key, cond in where.items():
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError(f"where: invalid metadata key {key!r}")
+    for key, op, val in conds:
         path = "$." + key
         ext = f"json_extract({column}, ?)"
-        conds = cond if isinstance(cond, dict) else {"$eq": cond}
-        if not conds:
-            raise ValueError(f"where[{key!r}]: empty condition")
-        for op, val in conds.items():
-            if op in _OPS:
-                if val is None and op in ("$eq", "$ne"):
-                    parts.append(f"{ext} IS {'NOT ' if op == '$ne' else ''}NULL")
-                    params.append(path)
-                    continue
-                parts.append(f"{ext} {_OPS[op]} ?")
-                params += [path, _scalar(key, val)]
-            elif op in ("$in", "$nin"):
-                if not isinstance(val, (list, tuple, set)) or not val:
-                    raise ValueError(f"where[{key!r}]: {op} needs a non-empty list")
-                marks = ", ".join("?" * len(val))
-                parts.append(f"{ext} {'NOT ' if op == '$nin' else ''}IN ({marks})")
-                params += [path, *(_scalar(key, v) for v in val)]
-            elif op == "$exists":
-                parts.append(f"json_type({column}, ?) IS {'NOT ' if val else ''}NULL")
+        if op in _OPS:
+            if val is None and op in ("$eq", "$ne"):
+                parts.append(f"{ext} IS {'NOT ' if op == '$ne' else ''}NULL")
                 params.append(path)
-            else:
-                raise ValueError(f"where[{key!r}]: unknown operator {op!r} "
-                                 "(use $eq $ne $gt $gte $lt $lte $in $nin $exists)")
+                continue
+            parts.append(f"{ext} {_OPS[op]} ?")
+            params += [path, _scalar(key, val)]
+        elif op in ("$in", "$nin"):
+            marks = ", ".join("?" * len(val))
+            parts.append(f"{ext} {'NOT ' if op == '$nin' else ''}IN ({marks})")
+            params += [path, *(_scalar(key, v) for v in val)]
+        else:  # $exists
+            parts.append(f"json_type({column}, ?) IS {'NOT ' if val else ''}NULL")
+            params.append(path)
     return " AND ".join(parts), params
