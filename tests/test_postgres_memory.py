@@ -92,6 +92,16 @@ def test_postgres_backend_selected_by_environment(postgres_url, pg_schema, monke
     db.close()
 
 
+def test_open_with_a_postgres_url_as_the_path(postgres_url, pg_schema):
+    db = agentdb.open(postgres_url, schema=pg_schema, dim=DIM, search="native")
+    assert db.backend_name == "postgres" and db.search_mode == "native"
+    db.store_pattern("x", embedding=vecs(1)[0])
+    db.close()
+    db = agentdb.open(postgres_url, schema=pg_schema, search="native")
+    assert db.index_status["patterns"] == "rebuilt from PostgreSQL (1 vectors)"
+    db.close()
+
+
 def test_postgres_backend_bad_input(pg_db):
     with pytest.raises(ValueError, match="dimension"):
         pg_db.store_pattern("x", embedding=np.ones(DIM + 1))

@@ -91,6 +91,8 @@ class AgentDB:
         mirror_schema: str = "public",
         mirror_prefix: str = "",
     ) -> None:
+        if backend is None and str(path).startswith(("postgresql://", "postgres://")):
+            backend = "postgres"  # agentdb.open("postgresql://...")
         kind = backend if backend is not None else os.environ.get("AGENTDB_BACKEND", "sqlite")
         kind = (kind or "sqlite").strip().lower()
         if kind not in ("sqlite", "postgres"):
