@@ -1,0 +1,139 @@
+"""API keys and rate limits shared by the HTTP and gRPC servers.
+
+Keys come from ``AGENTDB_API_KEYS`` (comma-separated) and/or a keys file (one key per line;
+blank lines and ``#`` comments ignored). A request presents one as ``Authorization: Bearer
+<key>`` or ``X-API-Key: <key>``; it is compared in constant time against every configured key
+(``hmac.compare_digest``), so timing does not reveal how much of a key matched. Each key has
+its own token bucket (default 100 requests per minute, bursts up to the same number); an empty
+bucket answers 429 with ``Retry-After`` = seconds until the next token.
+
+>>> keys = KeyStore(["k1", "k2"])
+>>> keys.check("k2"), keys.check("nope"), keys.check(None)
+('k2', None, None)
+>>> rl = RateLimiter(per_minute=2)
+>>> [rl.acquire("k1", now=0.0)[0] for _ in range(3)]
+[True, True, False]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+__all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_keys"]
+
+MIN_KEY_LENGTH = 8
+
+
+def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike[str] | None = None,
+              extra: Iterable[str] = ()) -> list[str]:
+    """Keys from ``AGENTDB_API_KEYS``, a keys file and ``extra`` (deduplicated, in order).
+
+    A key shorter than 8 characters or containing whitespace is a ``ValueError`` naming its
+    source (never the key itself).
+
+    >>> load_keys({"AGENTDB_API_KEYS": "alpha-key-1, beta-key-22"})
+    ['alpha-key-1', 'beta-key-22']
+    """
+    env = os.environ if env is None else env
+    found: list[tuple[str, str]] = []
+    for k in (env.get("AGENTDB_API_KEYS") or "").split(","):
+        if k.strip():
+            found.append((k.strip(), "AGENTDB_API_KEYS"))
+    if keys_file is not None:
+        path = Path(keys_file)
+        if not path.is_file():
+            raise ValueError(f"API keys file not found: {path}")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                found.append((line, f"{path}:{n}"))
+    found += [(k, "arguments") for k in extra]
+    out: list[str] = []
+    for key, source in found:
+        if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
+            raise ValueError(f"invalid API key from {source}: keys need at least "
+                             f"{MIN_KEY_LENGTH} characters and no whitespace")
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The presented key: ``Authorization: Bearer <key>`` or ``X-API-Key`` (case-insensitive
+    header names; ``headers`` may be any mapping with lower- or mixed-case names)."""
+    low = {k.lower(): v for k, v in headers.items()}
+    auth = low.get("authorization")
+    if auth:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = low.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+class KeyStore:
+    """The configured keys; ``check`` returns the matching key or None (constant time)."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = [k.encode() for k in keys]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def check(self, presented: str | None) -> str | None:
+        """The configured key equal to ``presented`` (every key is compared, always)."""
+        if presented is None:
+            return None
+        p = presented.encode()
+        match = None
+        for k in self._keys:
+            if hmac.compare_digest(k, p):
+                match = k
+        return None if match is None else match.decode()
+
+    @staticmethod
+    def label(key: str) -> str:
+        """A non-secret name for a key (logs, metrics): the first 8 hex of its SHA-256."""
+        return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class RateLimiter:
+    """Per-key token buckets: ``per_minute`` tokens a minute, bursts up to ``burst``
+    (default: ``per_minute``). ``per_minute=0`` disables limiting."""
+
+    def __init__(self, per_minute: float = 100, burst: float | None = None) -> None:
+        if per_minute < 0:
+            raise ValueError(f"rate limit must be >= 0 per minute, got {per_minute}")
+        self.per_minute = float(per_minute)
+        self.burst = float(burst if burst is not None else per_minute)
+        self._rate = self.per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, now: float | None = None) -> tuple[bool, float, int]:
+        """Take one token for ``key``: ``(allowed, retry_after_seconds, remaining)``."""
+        if self.per_minute == 0:
+            return True, 0.0, -1
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, t))
+            tokens = min(self.burst, tokens + (t - last) * self._rate)
+            if tokens >= 1.0:
+                tokens -= 1.0
+                self._buckets[key] = (tokens, t)
+                return True, 0.0, int(tokens)
+            self._buckets[key] = (tokens, t)
+            wait = (1.0 - tokens) / self._rate
+            return False, wait, 0
+
+    @staticmethod
+    def retry_after_header(wait: float) -> str:
+        """``Retry-After`` value: whole seconds, at least 1."""
+        return str(max(1, math.ceil(wait)))
