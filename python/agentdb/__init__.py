@@ -18,6 +18,16 @@ from .store import StoreError, StoreLockedError
 
 __version__: str = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The HTTP client is imported on first use, so ``import agentdb`` stays as light as before.
+    if name in ("Client", "ClientError"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 HNSWIndex = backend.HNSWIndex
 distance = backend.distance
 distances = backend.distances
@@ -25,6 +35,8 @@ exact_search = backend.exact_search
 
 __all__ = [
     "AgentDB",
+    "Client",
+    "ClientError",
     "Embedder",
     "Episode",
     "HashingEmbedder",
