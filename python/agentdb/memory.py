@@ -374,19 +374,7 @@ class AgentDB:
             added: list[int] = []
             try:
                 with self.store.write() as w:
-                    for values, vec, rid, created in rows:
-                        try:
-                            added.append(self.store.insert(w, name, values, vec, row_id=rid,
-                                                           created_at=created))
-                        except Exception as exc:
-                            msg = str(exc)
-                            if ("UNIQUE" in msg or "PRIMARY KEY" in msg
-                                    or "duplicate key" in msg):
-                                what = (f"name {values.get('name')!r}" if name == "skills"
-                                        and values.get("name") else f"id {rid}")
-                                raise ValueError(f"{_KIND[name]} with {what} already exists"
-                                                 ) from None
-                            raise
+                    added = self._insert_rows(w, name, rows)
                     if extra is not None:
                         extra(w)
                     col.index.add(np.asarray(added, np.int64), np.stack([r[1] for r in rows]))
@@ -403,6 +391,36 @@ class AgentDB:
                     else:
                         col.attrs.set(rid, values["reward"], bool(values["success"]),
                                       values.get("session_id"), json.loads(values["metadata"]))
+        return added
+
+    def _insert_rows(self, w: Any, name: str,
+                     rows: list[tuple[dict[str, Any], np.ndarray, int | None, float | None]]
+                     ) -> list[int]:
+        """Insert rows inside transaction ``w``: one binary COPY on PostgreSQL for a batch
+        without explicit ids, else row by row (duplicates become a ValueError)."""
+        bulk = getattr(self.store, "bulk_insert", None)
+        if bulk is not None and len(rows) > 1 and all(r[2] is None for r in rows):
+            batch = [dict(values, **({} if created is None else {"created_at": created}))
+                     for values, _v, _r, created in rows]
+            try:
+                return list(bulk(w, name, batch, np.stack([r[1] for r in rows])))
+            except Exception as exc:
+                if "UNIQUE" in str(exc) and name == "skills":
+                    raise ValueError(f"a skill with one of these names already exists ({exc})"
+                                     ) from None
+                raise
+        added: list[int] = []
+        for values, vec, rid, created in rows:
+            try:
+                added.append(self.store.insert(w, name, values, vec, row_id=rid,
+                                               created_at=created))
+            except Exception as exc:
+                msg = str(exc)
+                if "UNIQUE" in msg or "PRIMARY KEY" in msg or "duplicate key" in msg:
+                    what = (f"name {values.get('name')!r}" if name == "skills"
+                            and values.get("name") else f"id {rid}")
+                    raise ValueError(f"{_KIND[name]} with {what} already exists") from None
+                raise
         return added
 
     def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
