@@ -26,9 +26,11 @@ map to status codes: ``ValueError``/``TypeError`` and Cypher errors -> ``INVALID
 is ``INTERNAL`` with a generic message and is logged here with its traceback.
 
 ``StreamPatterns`` reads the change feed from an :class:`~.events.EventHub`. The hub must be
-fed by the store's events: the HTTP app and this service should share one (so event ids agree
-across transports); :func:`hub_for` returns the store's hub, creating it and registering
-``db.on("*", ...)`` on first use.
+fed by the store's events. Next to the HTTP app pass its ``app.state.hub`` (and
+``app.state.keys``, ``app.state.limiter``), so both transports share one event numbering and
+the same rate buckets; serving gRPC alone, :func:`hub_for` returns the store's hub, creating
+it and registering ``db.on("*", ...)`` on first use (don't mix the two for one store: each
+hub numbers events on its own).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ MAX_K = 1000
 DEFAULT_K = 10
 KINDS = ("pattern", "episode", "skill")
 UNAUTHENTICATED_MESSAGE = "missing or invalid API key"
-_ANONYMOUS = "<no-auth>"  # the shared rate-limit bucket when auth is disabled
+_ANONYMOUS = ""  # the shared rate-limit bucket when auth is disabled (as the HTTP app)
 _POLL_SECONDS = 1.0  # how often an idle stream re-checks that its client is still there
 
 _hubs: weakref.WeakKeyDictionary[Any, EventHub] = weakref.WeakKeyDictionary()
