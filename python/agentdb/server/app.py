@@ -1,0 +1,957 @@
+"""The HTTP API: a FastAPI application over one :class:`agentdb.AgentDB` (``docs/api.md``).
+
+:func:`create_app` builds it; ``agentdb serve`` runs it with uvicorn. The pieces:
+
+* **Auth and rate limit** are one async dependency on every route except ``/health``,
+  ``/ready`` and the docs: a missing or wrong key is the same ``401`` (with
+  ``WWW-Authenticate: Bearer``), then the key's token bucket is charged (``429`` with
+  ``Retry-After`` when empty). ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` are added to
+  every answer of an authenticated request by :class:`_Guard`.
+* :class:`_Guard`, a pure ASGI middleware, refuses bodies over ``max_body_bytes`` (the
+  declared ``Content-Length`` at once, and a streamed body as soon as its bytes add up past
+  the limit: ``413``) and turns any unexpected exception into a generic ``500`` (the traceback
+  goes to the ``agentdb.server`` log, never to the client).
+* **Errors** are always ``{"error": {"code", "message"}}``: validation problems (pydantic's,
+  and the store's ``ValueError``/``TypeError``) are ``422`` with the field in the message, an
+  unknown id ``404``, a taken skill name ``409``, a Cypher problem ``400 cypher_error``, a
+  closed store ``503``.
+* **Reads** that answer in well under a millisecond (searches, gets) are ``async`` and call the
+  store directly on the event loop; **writes** (which fsync) are plain functions run in the
+  thread pool.
+* **The change feed** (``GET /patterns/stream``): the store's events (``db.on("*")``) feed an
+  :class:`~agentdb.server.events.EventHub`; each SSE client holds a subscription whose queue is
+  drained on the event loop, woken by the writer thread through ``call_soon_threadsafe`` (no
+  thread or polling per client). ``app.state`` exposes ``hub``, ``keys`` and ``limiter`` so the
+  gRPC server shares them.
+
+>>> import agentdb
+>>> from fastapi.testclient import TestClient
+>>> app = create_app(agentdb.open(":memory:", dim=8), api_keys=["secret-key-1"])
+>>> with TestClient(app) as c:
+...     c.get("/health").json(), c.get("/stats").status_code
+({'status': 'ok'}, 401)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import nullcontext
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import models_json_schema
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException
+
+from ..cypher import CypherError
+from ..cypher.values import Node as CypherNode
+from ..cypher.values import Path as CypherPath
+from ..cypher.values import Relationship as CypherRelationship
+from ..records import Episode, Pattern, Skill, check_metadata
+from ..store import StoreError
+from . import models as m
+from .auth import KeyStore, RateLimiter, key_from_headers
+from .events import Event, EventHub
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger("agentdb.server")
+
+ERROR_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
+    500: "internal_error", 503: "unavailable",
+}
+#: Paths answered without an API key.
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                        "/redoc"})
+KINDS = ("pattern", "episode", "skill")
+_RL_SCOPE_KEY = "agentdb.ratelimit"
+_JSON = "application/json"
+
+
+class ApiError(HTTPException):
+    """An error answer with a stable ``code`` (defaults to the status's code).
+
+    >>> e = ApiError(409, "skill 'x' already exists"); (e.status_code, e.code)
+    (409, 'conflict')
+    """
+
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, message, headers)
+        self.code = code or ERROR_CODES.get(status, "error")
+
+
+class _BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
+
+
+# ---- JSON -----------------------------------------------------------------------------------
+def _finite(v: Any) -> Any:
+    """JSON-safe copy: non-finite floats become "NaN"/"Infinity"/"-Infinity", numpy scalars
+    plain numbers, Cypher nodes/relationships/paths objects."""
+    t = type(v)
+    if t is float:
+        if math.isfinite(v):
+            return v
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    if v is None or t is bool or t is int or t is str:
+        return v
+    if t is list or t is tuple:
+        return [_finite(x) for x in v]
+    if t is dict:
+        return {str(k): _finite(x) for k, x in v.items()}
+    if t is CypherNode:
+        return {"id": v.id, "labels": list(v.labels), "properties": _finite(v.properties)}
+    if t is CypherRelationship:
+        return {"id": v.id, "type": v.type, "start": v.start, "end": v.end,
+                "properties": _finite(v.properties)}
+    if t is CypherPath:
+        return {"nodes": [_finite(n) for n in v.nodes],
+                "relationships": [_finite(r) for r in v.relationships]}
+    if isinstance(v, (np.generic, np.ndarray)):
+        return _finite(v.tolist())
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes; falls back to :func:`_finite` (and ASCII escapes) for values plain
+    ``json`` refuses (NaN, numpy scalars, lone surrogates).
+
+    >>> dumps({"a": [1, 2.5]}), dumps({"x": float("nan")})
+    (b'{"a":[1,2.5]}', b'{"x":"NaN"}')
+    """
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _error(status: int, code: str, message: str,
+           headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": {"code": code, "message": message}}, status, headers)
+
+
+# ---- records --------------------------------------------------------------------------------
+_CAMEL: dict[str, str] = {}
+
+
+def _camel(name: str) -> str:
+    c = _CAMEL.get(name)
+    if c is None:
+        c = _CAMEL[name] = to_camel(name)
+    return c
+
+
+_RECORD_FIELDS = {cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls)
+                             if f.name != "embedding")
+                  for cls in (Pattern, Episode, Skill)}
+
+
+def record_json(rec: Any, embedding: bool = False) -> dict[str, Any]:
+    """A record as the API's camelCase JSON object (the embedding only when asked).
+
+    >>> record_json(Pattern(id=1, task="t", session_id="s"))["sessionId"]
+    's'
+    """
+    out = {camel: getattr(rec, name) for name, camel in _RECORD_FIELDS[type(rec)]}
+    if embedding and rec.embedding is not None:
+        out["embedding"] = np.asarray(rec.embedding, dtype=np.float32).tolist()
+    return out
+
+
+def event_json(data: dict[str, Any]) -> dict[str, Any]:
+    """An event payload (a record dict from the memory API) with camelCase keys.
+
+    >>> event_json({"id": 3, "session_id": None, "metadata": {"a_b": 1}})
+    {'id': 3, 'sessionId': None, 'metadata': {'a_b': 1}}
+    """
+    return {_camel(k): v for k, v in data.items()}
+
+
+def _hits(hits: Iterable[Any], kind: str) -> dict[str, Any]:
+    return {"results": [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
+                         kind: record_json(h.record)} for h in hits]}
+
+
+# ---- the change feed's wake-ups -------------------------------------------------------------
+class _Wakeups:
+    """asyncio events of the SSE streams, set from the writer thread after each publish."""
+
+    def __init__(self) -> None:
+        self._events: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+        self._lock = threading.Lock()
+
+    def register(self) -> asyncio.Event:
+        ev = asyncio.Event()
+        with self._lock:
+            self._events[ev] = asyncio.get_running_loop()
+        return ev
+
+    def unregister(self, ev: asyncio.Event) -> None:
+        with self._lock:
+            self._events.pop(ev, None)
+
+    def notify(self) -> None:
+        with self._lock:
+            if not self._events:
+                return
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+            for ev, loop in self._events.items():
+                by_loop.setdefault(loop, []).append(ev)
+        for loop, evs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_all, evs)
+            except RuntimeError:  # that loop is closed; its streams are gone
+                pass
+
+
+def _set_all(evs: Sequence[asyncio.Event]) -> None:
+    for ev in evs:
+        ev.set()
+
+
+class _Stopping:
+    """sse-starlette's ``shutdown_event`` for one stream: on server shutdown it wakes the
+    generator, which then ends the stream cleanly (instead of being cancelled mid-response)."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self._wake = wake
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        self._wake.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class _FeedResponse(EventSourceResponse):
+    """The change feed's response: ``on_close`` runs however the stream ends (client gone,
+    server shutdown, error), even when the client left before the first event was pulled
+    from the generator (whose own ``finally`` then never runs)."""
+
+    def __init__(self, content: Any, *, on_close: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _sse(ev: Event) -> ServerSentEvent:
+    return ServerSentEvent(data=dumps(event_json(ev.data)).decode("utf-8"), id=str(ev.id),
+                           event=ev.event)
+
+
+# ---- the guard middleware -------------------------------------------------------------------
+class _Guard:
+    """Body-size limit, rate-limit headers, the last-resort ``500`` and the fast lane (pure
+    ASGI).
+
+    ``fast_routes`` maps ``POST`` paths to their handlers (``async (Request) -> Response``,
+    the same functions FastAPI routes, which stay registered for the docs and as the
+    fallback): the hot search endpoints skip routing, FastAPI's middleware layers and
+    dependency solving. Their exceptions go through ``handlers`` (the app's exception
+    handlers), so answers are identical either way.
+    """
+
+    def __init__(self, app: Any, max_body: int, fast_routes: dict[str, Any] | None = None,
+                 handlers: dict[type, Any] | None = None) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.fast_routes = fast_routes or {}
+        self.handlers = handlers or {}
+
+    async def _send_error(self, send: Any, status: int, message: str) -> None:
+        body = dumps({"error": {"code": ERROR_CODES[status], "message": message}})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _fast(self, handler: Any, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            for cls in type(exc).__mro__:
+                on_error = self.handlers.get(cls)
+                if on_error is not None:
+                    break
+            else:
+                raise
+            response = await on_error(request, exc)
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await self._send_error(send, 400, "invalid Content-Length header")
+                    return
+                if declared > limit:
+                    await self._send_error(send, 413, f"request body exceeds {limit} bytes")
+                    return
+                break
+        received = 0
+        started = False
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                rl = scope.get(_RL_SCOPE_KEY)
+                if rl is not None:
+                    message = dict(message)
+                    message["headers"] = [*message.get("headers", ()),
+                                          (b"x-ratelimit-limit", rl[0]),
+                                          (b"x-ratelimit-remaining", rl[1])]
+            await send(message)
+
+        fast = self.fast_routes.get(scope["path"]) if scope["method"] == "POST" else None
+        try:
+            if fast is not None:
+                await self._fast(fast, scope, counting_receive, guarded_send)
+            else:
+                await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge as exc:
+            if started:
+                raise
+            await self._send_error(send, 413, str(exc.detail))
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await self._send_error(send, 500, "internal server error")
+
+
+# ---- helpers used by the routes -------------------------------------------------------------
+def _loc(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _validation_message(errors: Sequence[Any]) -> str:
+    parts = []
+    for e in errors[:5]:
+        msg = str(e.get("msg", "invalid"))
+        if msg.startswith(("Value error, ", "Assertion failed, ")):
+            msg = msg.split(", ", 1)[1]
+        parts.append(f"{_loc(e.get('loc', ()))}: {msg}")
+    if len(errors) > 5:
+        parts.append(f"... and {len(errors) - 5} more")
+    return "; ".join(parts)
+
+
+_ERR = {"model": m.ErrorResponse}
+
+
+def _errors(*statuses: int) -> dict[int | str, Any]:
+    descriptions = {400: "Bad request", 401: "Missing or invalid API key",
+                    404: "Unknown id", 409: "Conflict", 413: "Body too large",
+                    422: "Validation error", 429: "Rate limited",
+                    503: "Store unavailable"}
+    return {s: {**_ERR, "description": descriptions[s]} for s in statuses}
+
+
+_AUTHED = (401, 413, 422, 429)
+#: One change-feed event (OpenAPI 3.2 ``itemSchema`` of ``text/event-stream``).
+_SSE_ITEM = {
+    "type": "object", "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "1, 2, ... per server run"},
+        "event": {"type": "string", "description": "e.g. pattern:stored, or reset"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "the record (camelCase), {\"id\": n} for a deletion"}}}
+_M = TypeVar("_M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[_M]) -> _M:
+    """Read and validate a JSON body in one pass (pydantic's Rust JSON parser): about 5x
+    cheaper than ``json.loads`` plus validation for a 384-float vector. Errors are the same
+    ``RequestValidationError`` FastAPI raises (``loc`` starts with ``body``)."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(422, "body: a JSON object is required")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body read by :func:`parse_body`."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+_RAW_BODIES = (m.VectorSearchRequest, m.PatternSearchRequest, m.EpisodeSearchRequest,
+               m.SkillSearchRequest)
+RecordId = Annotated[int, Path(ge=1, le=m.MAX_ID, description="Record id.")]
+IncludeEmbedding = Annotated[bool, Query(alias="includeEmbedding",
+                                         description="Include the embedding.")]
+
+
+def create_app(
+    db: Any,
+    *,
+    api_keys: Sequence[str] | None,
+    rate_limit_per_minute: float = 100,
+    max_body_bytes: int = 1 << 20,
+    cors_origins: Sequence[str] = (),
+    cors_credentials: bool = False,
+    heartbeat_seconds: float = 15.0,
+    replay_buffer: int = 1000,
+) -> FastAPI:
+    """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
+
+    ``api_keys=None`` turns authentication off (``agentdb serve --no-auth``; then every
+    request shares one rate-limit bucket); an empty list is refused. ``rate_limit_per_minute``
+    is per key (0 = off), ``max_body_bytes`` the largest request body, ``cors_origins`` the
+    allowed origins (none: CORS off; ``"*"`` cannot be combined with ``cors_credentials``),
+    ``heartbeat_seconds`` the SSE comment interval (0 = none), ``replay_buffer`` how many
+    events a reconnecting stream can catch up on. ``app.state`` holds ``db``, ``hub``,
+    ``keys`` (a :class:`KeyStore`, or None without auth) and ``limiter``.
+
+    >>> import agentdb
+    >>> app = create_app(agentdb.open(":memory:", dim=8), api_keys=None)
+    >>> app.state.hub.last_id, app.state.keys is None
+    (0, True)
+    """
+    if api_keys is not None and not list(api_keys):
+        raise ValueError("api_keys is empty: give at least one key, or None to disable auth")
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if heartbeat_seconds < 0 or not math.isfinite(heartbeat_seconds):
+        raise ValueError(f"heartbeat_seconds must be >= 0, got {heartbeat_seconds}")
+    origins = list(cors_origins)
+    if "*" in origins and cors_credentials:
+        raise ValueError("CORS: the origin '*' cannot be combined with credentials; "
+                         "list the allowed origins instead")
+    keys = None if api_keys is None else KeyStore(api_keys)
+    limiter = RateLimiter(rate_limit_per_minute)
+    hub = EventHub(buffer=replay_buffer)
+    wakeups = _Wakeups()
+    limit_header = str(int(limiter.per_minute)).encode()
+
+    def on_event(event: str, payload: dict[str, Any]) -> None:
+        hub.publish(event, payload)
+        wakeups.notify()
+
+    unsubscribe = db.on("*", on_event)
+
+    app = FastAPI(
+        title="AgentDB",
+        version=_version(),
+        description="Memory database for AI agents: patterns, episodes, skills, vectors, a "
+                    "causal graph with Cypher, and a change feed. Errors are "
+                    '`{"error": {"code", "message"}}`. See docs/api.md.',
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.db = db
+    app.state.hub = hub
+    app.state.keys = keys
+    app.state.limiter = limiter
+    app.state.unsubscribe_events = unsubscribe
+
+    # ---- auth + rate limit --------------------------------------------------------------
+    async def authorize(request: Request) -> str:
+        if keys is None:
+            key = ""
+        else:
+            found = keys.check(key_from_headers(request.headers))
+            if found is None:
+                raise ApiError(401, "missing or invalid API key",
+                               headers={"WWW-Authenticate": "Bearer"})
+            key = found
+        allowed, wait, remaining = limiter.acquire(key)
+        if remaining >= 0:
+            request.scope[_RL_SCOPE_KEY] = (limit_header, str(remaining).encode())
+        if not allowed:
+            retry = RateLimiter.retry_after_header(wait)
+            raise ApiError(429, f"rate limit of {limiter.per_minute:g} requests per minute "
+                                f"exceeded; retry in {retry} s",
+                           headers={"Retry-After": retry})
+        return key
+
+    auth = [Depends(authorize)]
+
+    # ---- error handlers -----------------------------------------------------------------
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = getattr(exc, "code", None) or ERROR_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return _error(exc.status_code, code, detail, exc.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "bad_request", "the request body is not valid JSON")
+        return _error(422, "validation_error", _validation_message(errors))
+
+    async def on_value_error(request: Request, exc: Exception) -> Response:
+        msg = str(exc)
+        if "already exists" in msg:
+            return _error(409, "conflict", msg)
+        return _error(422, "validation_error", msg)
+
+    async def on_key_error(request: Request, exc: Exception) -> Response:
+        msg = str(exc.args[0]) if exc.args else ""
+        if msg.startswith("unknown "):
+            return _error(404, "not_found", msg)
+        log.error("unexpected KeyError in %s %s", request.method, request.url.path,
+                  exc_info=exc)
+        return _error(500, "internal_error", "internal server error")
+
+    async def on_cypher_error(request: Request, exc: Exception) -> Response:
+        return _error(400, "cypher_error", str(exc))
+
+    async def on_store_error(request: Request, exc: Exception) -> Response:
+        log.error("store unavailable in %s %s: %s", request.method, request.url.path, exc)
+        return _error(503, "unavailable", "the store is not available")
+
+    handlers: dict[type, Any] = {
+        HTTPException: on_http_error, RequestValidationError: on_validation_error,
+        ValueError: on_value_error, TypeError: on_value_error, KeyError: on_key_error,
+        CypherError: on_cypher_error, StoreError: on_store_error}
+    for exc_class, on_error in handlers.items():
+        app.add_exception_handler(exc_class, on_error)
+
+    # ---- helpers over the store ---------------------------------------------------------
+    dim = int(db.dim)
+
+    def vector(values: Sequence[float] | None, where: str) -> np.ndarray | None:
+        if values is None:
+            return None
+        if len(values) != dim:
+            raise ApiError(422, f"{where}: expected {dim} values (the store's dimension), "
+                                f"got {len(values)}")
+        with np.errstate(over="ignore"):  # 1e39 is a finite float64 but no float32
+            arr = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ApiError(422, f"{where}: values must be finite float32 numbers")
+        if not arr.any():
+            raise ApiError(422, f"{where}: an all-zero vector has no direction")
+        return arr
+
+    def query_of(text: str | None, vec: Sequence[float] | None) -> Any:
+        return text if vec is None else vector(vec, "body.vector")
+
+    write_lock = getattr(db, "_lock", None) or nullcontext()
+    patterns_col = getattr(db, "_cols", {}).get("patterns")
+    fast = (getattr(patterns_col, "attrs", None) is not None and hasattr(db, "_allowed")
+            and hasattr(db, "_check_open"))
+
+    def search_vectors(q: np.ndarray, body: m.VectorSearchRequest) -> list[dict[str, Any]]:
+        """``/vectors/search`` hits. The metadata comes from the store's in-memory filter
+        columns (kept current by every write), which saves the SQLite read of the records
+        that ``search_patterns`` does; same filters, same order, same answer (the tests
+        compare both). Stores without those columns (pgvector) use ``search_patterns``."""
+        if not fast:
+            return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
+                     "metadata": h.record.metadata} for h in db.search_patterns(
+                q, body.k, min_reward=body.min_reward, success_only=body.success_only,
+                session_id=body.session_id, where=body.where, threshold=body.threshold,
+                ef=body.ef)]
+        db._check_open()
+        allowed = db._allowed("patterns", body.min_reward, True if body.success_only else None,
+                              body.session_id, body.where)
+        index = patterns_col.index
+        n = len(index)
+        if n == 0 or (allowed is not None and allowed.size == 0):
+            return []
+        ids, dists = index.search(q, k=min(body.k, n), ef=body.ef, allowed=allowed)
+        attrs = patterns_col.attrs
+        threshold = body.threshold
+        out = []
+        with attrs.lock:
+            pos, meta = attrs.pos, attrs.meta
+            for i, d in zip(ids.tolist(), dists.tolist()):
+                p = pos.get(i) if i >= 0 else None
+                if p is None or (threshold is not None and 1.0 - d < threshold):
+                    continue  # padding, deleted meanwhile, or below the threshold
+                out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
+        return out
+
+    # ---- service ------------------------------------------------------------------------
+    @app.get("/health", response_model=m.HealthResponse, tags=["service"])
+    async def health() -> Response:
+        """Liveness (no key needed)."""
+        return _json({"status": "ok"})
+
+    @app.get("/ready", response_model=m.ReadyResponse, tags=["service"],
+             responses=_errors(503))
+    def ready() -> Response:
+        """Readiness: the pattern count, or ``503`` once the store is closed (no key)."""
+        if getattr(db, "_closed", False):
+            return _error(503, "unavailable", "the store is closed")
+        try:
+            n = db.count("patterns")
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return _error(503, "unavailable", "the store is not available")
+        return _json({"status": "ready", "patterns": n})
+
+    @app.get("/stats", dependencies=auth, tags=["service"], responses=_errors(401, 429),
+             response_model=dict[str, Any])
+    def stats() -> Response:
+        """``db.stats()``: counts, dimension, sizes, index status."""
+        return _json(db.stats())
+
+    # ---- vectors ------------------------------------------------------------------------
+    @app.post("/vectors/search", tags=["vectors"], response_model=m.VectorSearchResponse,
+              responses=_errors(*_AUTHED), openapi_extra=_body_doc(m.VectorSearchRequest))
+    async def vectors_search(request: Request) -> Response:
+        """Nearest stored vectors (the patterns collection) with their metadata."""
+        await authorize(request)
+        body = await parse_body(request, m.VectorSearchRequest)
+        return _json({"results": search_vectors(vector(body.vector, "body.vector"), body)})
+
+    @app.post("/vectors", dependencies=auth, tags=["vectors"],
+              response_model=m.UpsertResponse, responses=_errors(*_AUTHED, 409))
+    def vectors_upsert(body: m.VectorUpsertRequest) -> Response:
+        """Upsert up to 1000 vectors: an existing id gets the new vector (and metadata/task
+        when given), anything else is stored as a new pattern. All or nothing."""
+        items = body.vectors
+        vecs = [vector(it.vector, f"body.vectors[{n}].vector") for n, it in enumerate(items)]
+        seen: set[int] = set()
+        for n, it in enumerate(items):
+            try:
+                check_metadata(it.metadata)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(422, f"body.vectors[{n}].metadata: {exc}") from None
+            if it.id is not None:
+                if it.id in seen:
+                    raise ApiError(422, f"body.vectors[{n}].id: id {it.id} appears twice")
+                seen.add(it.id)
+        with write_lock:  # nothing else writes between the existence check and the writes
+            existing = {it.id for it in items if it.id is not None and _exists(db, it.id)}
+            new = [(n, it) for n, it in enumerate(items) if it.id not in existing]
+            ids: list[int | None] = [it.id for it in items]
+            if new:
+                stored = db.store_patterns([
+                    {"task": it.task or (f"vector {it.id}" if it.id is not None else "vector"),
+                     "embedding": vecs[n], "metadata": it.metadata, "id": it.id}
+                    for n, it in new])
+                for (n, _), rid in zip(new, stored):
+                    ids[n] = rid
+            for n, it in enumerate(items):
+                if it.id in existing:
+                    changes: dict[str, Any] = {"embedding": vecs[n]}
+                    if it.metadata is not None:
+                        changes["metadata"] = it.metadata
+                    if it.task is not None:
+                        changes["task"] = it.task
+                    db.update_pattern(it.id, **changes)
+        return _json({"ids": ids})
+
+    @app.delete("/vectors/{id}", dependencies=auth, tags=["vectors"], status_code=204,
+                responses=_errors(401, 404, 422, 429))
+    def vectors_delete(id: RecordId) -> Response:
+        """Delete a stored vector (its pattern)."""
+        db.delete_pattern(id)
+        return Response(status_code=204)
+
+    # ---- patterns -----------------------------------------------------------------------
+    @app.post("/patterns/store", dependencies=auth, tags=["patterns"], status_code=201,
+              response_model=m.PatternStored, responses=_errors(*_AUTHED))
+    def patterns_store(body: m.PatternStoreRequest) -> Response:
+        """Store a reasoning pattern; the task is embedded unless ``embedding`` is given."""
+        pid = db.store_pattern(
+            body.task, embedding=vector(body.embedding, "body.embedding"), reward=body.reward,
+            success=body.success, session_id=body.session_id, input=body.input,
+            output=body.output, critique=body.critique, metadata=body.metadata)
+        return _json({"id": pid, "pattern": record_json(db.get_pattern(pid))}, 201)
+
+    @app.post("/patterns/search", tags=["patterns"], response_model=m.PatternSearchResponse,
+              responses=_errors(*_AUTHED), openapi_extra=_body_doc(m.PatternSearchRequest))
+    async def patterns_search(request: Request) -> Response:
+        """The ``k`` most similar patterns passing every filter, best first."""
+        await authorize(request)
+        body = await parse_body(request, m.PatternSearchRequest)
+        hits = db.search_patterns(
+            query_of(body.task, body.vector), body.k, min_reward=body.min_reward,
+            success_only=body.success_only, session_id=body.session_id, where=body.where,
+            threshold=body.threshold, ef=body.ef)
+        return _json(_hits(hits, "pattern"))
+
+    @app.get("/patterns/stream", dependencies=auth, tags=["patterns"],
+             responses={**_errors(401, 422, 429),
+                        200: {"description": "Server-Sent Events: one per change, a `: ping` "
+                                             "comment every heartbeat",
+                              "content": {"text/event-stream": {"itemSchema": _SSE_ITEM}}}})
+    async def patterns_stream(
+        kinds: Annotated[str | None, Query(
+            description="Comma-separated record kinds: pattern, episode, skill "
+                        "(default: pattern).")] = None,
+        last_event_id: Annotated[int | None, Query(alias="lastEventId", ge=0)] = None,
+        last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> Response:
+        """The change feed (Server-Sent Events); resumes after ``Last-Event-ID``."""
+        wanted = _parse_kinds(kinds)
+        last = last_event_id
+        if last_event_header is not None and last_event_header.strip():
+            text = last_event_header.strip()
+            if not text.isdigit() or len(text) > 18:
+                raise ApiError(422, "header.Last-Event-ID: expected a non-negative integer")
+            last = int(text)
+        if last is not None and last > hub.last_id:  # an id from an earlier server run
+            sub = hub.subscribe(None, wanted)
+            backlog = [Event(hub.last_id, "reset", {
+                "reason": "unknown Last-Event-ID (the server restarted?); re-read the store",
+                "oldest_buffered": hub.last_id + 1})]
+        else:
+            sub = hub.subscribe(last, wanted)
+            backlog = list(sub.backlog)
+
+        wake = wakeups.register()
+        stopping = _Stopping(wake)
+
+        def close() -> None:  # idempotent: the generator, or the response when it never ran
+            wakeups.unregister(wake)
+            sub.close()
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            try:
+                for ev in backlog:
+                    yield _sse(ev)
+                while True:
+                    wake.clear()
+                    drained = False
+                    while True:
+                        ev = sub.get(0.0)
+                        if ev is None:
+                            break
+                        drained = True
+                        yield _sse(ev)
+                    if sub.closed or stopping.is_set():  # dropped as too slow, or shutdown
+                        return
+                    if not drained:
+                        await wake.wait()
+            finally:
+                close()
+
+        return _FeedResponse(events(), on_close=close, ping=heartbeat_seconds,
+                             ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+                             shutdown_event=stopping, shutdown_grace_period=2.0)
+
+    @app.get("/patterns/{id}", dependencies=auth, tags=["patterns"],
+             response_model=m.PatternOut, responses=_errors(401, 404, 422, 429))
+    async def patterns_get(id: RecordId, include_embedding: IncludeEmbedding = False) -> Response:
+        """A pattern by id."""
+        return _json(record_json(db.get_pattern(id), include_embedding))
+
+    @app.delete("/patterns/{id}", dependencies=auth, tags=["patterns"], status_code=204,
+                responses=_errors(401, 404, 422, 429))
+    def patterns_delete(id: RecordId) -> Response:
+        """Delete a pattern."""
+        db.delete_pattern(id)
+        return Response(status_code=204)
+
+    # ---- episodes -----------------------------------------------------------------------
+    @app.post("/episodes/store", dependencies=auth, tags=["episodes"], status_code=201,
+              response_model=m.EpisodeStored, responses=_errors(*_AUTHED))
+    def episodes_store(body: m.EpisodeStoreRequest) -> Response:
+        """Store a Reflexion episode; the named skills' statistics are updated with it."""
+        try:
+            eid = db.store_episode(
+                body.task, embedding=vector(body.embedding, "body.embedding"),
+                reward=body.reward, success=body.success, session_id=body.session_id,
+                input=body.input, output=body.output, critique=body.critique,
+                latency_ms=body.latency_ms, tokens=body.tokens, skills=body.skills,
+                metadata=body.metadata)
+        except KeyError as exc:  # a named skill does not exist: a problem of the body
+            raise ApiError(422, f"body.skills: {exc.args[0] if exc.args else exc}") from None
+        return _json({"id": eid, "episode": record_json(db.get_episode(eid))}, 201)
+
+    @app.post("/episodes/search", tags=["episodes"], response_model=m.EpisodeSearchResponse,
+              responses=_errors(*_AUTHED), openapi_extra=_body_doc(m.EpisodeSearchRequest))
+    async def episodes_search(request: Request) -> Response:
+        """The ``k`` most similar episodes; ``success`` false keeps only failures."""
+        await authorize(request)
+        body = await parse_body(request, m.EpisodeSearchRequest)
+        hits = db.search_episodes(
+            query_of(body.task, body.vector), body.k, min_reward=body.min_reward,
+            success=body.success, session_id=body.session_id, where=body.where,
+            threshold=body.threshold, ef=body.ef)
+        return _json(_hits(hits, "episode"))
+
+    @app.get("/episodes/{id}", dependencies=auth, tags=["episodes"],
+             response_model=m.EpisodeOut, responses=_errors(401, 404, 422, 429))
+    async def episodes_get(id: RecordId, include_embedding: IncludeEmbedding = False) -> Response:
+        """An episode by id."""
+        return _json(record_json(db.get_episode(id), include_embedding))
+
+    @app.delete("/episodes/{id}", dependencies=auth, tags=["episodes"], status_code=204,
+                responses=_errors(401, 404, 422, 429))
+    def episodes_delete(id: RecordId) -> Response:
+        """Delete an episode."""
+        db.delete_episode(id)
+        return Response(status_code=204)
+
+    # ---- skills -------------------------------------------------------------------------
+    @app.post("/skills/store", dependencies=auth, tags=["skills"], status_code=201,
+              response_model=m.SkillStored, responses=_errors(*_AUTHED, 409))
+    def skills_store(body: m.SkillStoreRequest) -> Response:
+        """Store a skill; ``409`` when the name is taken."""
+        try:
+            db.get_skill(body.name)
+        except KeyError:
+            pass
+        else:
+            raise ApiError(409, f"skill with name {body.name!r} already exists")
+        sid = db.store_skill(body.name, body.description, signature=body.signature,
+                             code=body.code, metadata=body.metadata,
+                             embedding=vector(body.embedding, "body.embedding"))
+        return _json({"id": sid, "skill": record_json(db.get_skill(sid))}, 201)
+
+    @app.post("/skills/search", tags=["skills"], response_model=m.SkillSearchResponse,
+              responses=_errors(*_AUTHED), openapi_extra=_body_doc(m.SkillSearchRequest))
+    async def skills_search(request: Request) -> Response:
+        """The ``k`` skills most similar to a text or a vector."""
+        await authorize(request)
+        body = await parse_body(request, m.SkillSearchRequest)
+        hits = db.search_skills(
+            query_of(body.query, body.vector), body.k,
+            min_success_rate=body.min_success_rate, where=body.where,
+            threshold=body.threshold, ef=body.ef)
+        return _json(_hits(hits, "skill"))
+
+    @app.get("/skills/{id}", dependencies=auth, tags=["skills"],
+             response_model=m.SkillOut, responses=_errors(401, 404, 422, 429))
+    async def skills_get(id: RecordId, include_embedding: IncludeEmbedding = False) -> Response:
+        """A skill by id."""
+        return _json(record_json(db.get_skill(id), include_embedding))
+
+    @app.delete("/skills/{id}", dependencies=auth, tags=["skills"], status_code=204,
+                responses=_errors(401, 404, 422, 429))
+    def skills_delete(id: RecordId) -> Response:
+        """Delete a skill."""
+        db.delete_skill(id)
+        return Response(status_code=204)
+
+    # ---- graph --------------------------------------------------------------------------
+    @app.post("/graph/cypher", dependencies=auth, tags=["graph"],
+              response_model=m.CypherResponse, responses=_errors(*_AUTHED, 400))
+    def graph_cypher(body: m.CypherRequest) -> Response:
+        """Run a Cypher query on the causal memory graph (writes run in one transaction)."""
+        result = db.graph.query_stats(body.query, body.params or {})
+        return _json({"columns": list(result.columns),
+                      "rows": [{str(k): _finite(v) for k, v in row.items()}
+                               for row in result.rows]})
+
+    # ---- OpenAPI: declare the API-key schemes ---------------------------------------------
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {})
+            _, defs = models_json_schema([(mod, "validation") for mod in _RAW_BODIES],
+                                         ref_template="#/components/schemas/{model}")
+            components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            if keys is not None:
+                for path, ops in schema.get("paths", {}).items():
+                    if path in OPEN_PATHS:
+                        continue
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    # ---- middleware (the last added runs first) -------------------------------------------
+    app.add_middleware(_Guard, max_body=max_body_bytes, handlers=handlers,
+                       fast_routes={"/vectors/search": vectors_search,
+                                    "/patterns/search": patterns_search})
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_credentials=cors_credentials,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+            max_age=600)
+    return app
+
+
+def _exists(db: Any, rid: int) -> bool:
+    try:
+        db.get_pattern(rid)
+    except KeyError:
+        return False
+    return True
+
+
+def _parse_kinds(kinds: str | None) -> tuple[str, ...]:
+    if kinds is None or not kinds.strip():
+        return ("pattern",)
+    out = tuple(dict.fromkeys(k.strip() for k in kinds.split(",") if k.strip()))
+    bad = [k for k in out if k not in KINDS]
+    if bad or not out:
+        raise ApiError(422, f"query.kinds: unknown kind(s) {', '.join(map(repr, bad))} "
+                            f"(expected {', '.join(KINDS)})")
+    return out
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

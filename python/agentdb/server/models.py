@@ -1,0 +1,418 @@
+"""Request and response models of the HTTP API (pydantic v2), the schema of ``/openapi.json``.
+
+Field names are camelCase on the wire (``minReward``, ``sessionId``); requests may also use the
+snake_case spelling. Unknown request fields are refused (``422``), so a misspelt filter never
+silently widens a search. Constraints (``k`` in 1..1000, at most 1000 vectors per batch,
+finite numbers, rewards in [-1, 1]) live here, so the OpenAPI schema documents them; the
+store's dimension is checked per request (it is not known when this module is imported).
+
+The response models document the answers; the hot paths serialise records directly (see
+:mod:`.app`), and the schema tests check the answers against these models.
+
+>>> PatternSearchRequest.model_validate({"task": "parse dates", "minReward": 0.5}).min_reward
+0.5
+>>> PatternSearchRequest.model_validate({"task": "x", "min_reward": 0.5}).min_reward
+0.5
+>>> VectorSearchRequest.model_validate({"vector": [1.0, 0.0]}).k
+10
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_ID",
+    "MAX_K",
+    "JsonObject",
+    "CypherRequest",
+    "CypherResponse",
+    "EpisodeHit",
+    "EpisodeOut",
+    "EpisodeSearchRequest",
+    "EpisodeSearchResponse",
+    "EpisodeStoreRequest",
+    "EpisodeStored",
+    "ErrorBody",
+    "ErrorResponse",
+    "HealthResponse",
+    "PatternHit",
+    "PatternOut",
+    "PatternSearchRequest",
+    "PatternSearchResponse",
+    "PatternStoreRequest",
+    "PatternStored",
+    "ReadyResponse",
+    "SkillHit",
+    "SkillOut",
+    "SkillSearchRequest",
+    "SkillSearchResponse",
+    "SkillStoreRequest",
+    "SkillStored",
+    "UpsertResponse",
+    "VectorHit",
+    "VectorItem",
+    "VectorSearchRequest",
+    "VectorSearchResponse",
+    "VectorUpsertRequest",
+    "finite_json",
+]
+
+#: Largest ``k`` a search accepts.
+MAX_K = 1000
+#: Most vectors one ``POST /vectors`` accepts.
+MAX_BATCH = 1000
+#: Largest record id (SQLite's INTEGER PRIMARY KEY is a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+#: Longest vector accepted before the store's own dimension check.
+MAX_DIM = 65536
+#: Largest HNSW search breadth.
+MAX_EF = 10000
+
+_Vector = list[float]
+
+
+def finite_json(value: Any) -> Any:
+    """Refuse NaN and infinities anywhere in a free-form JSON value (``allow_inf_nan=False``
+    only covers fields typed as numbers; these come from ``NaN``/``Infinity`` literals).
+
+    >>> finite_json({"a": [1.5, {"b": 2}]})
+    {'a': [1.5, {'b': 2}]}
+    >>> finite_json({"a": [float("nan")]})
+    Traceback (most recent call last):
+    ...
+    ValueError: NaN and Infinity are not valid JSON numbers
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError("NaN and Infinity are not valid JSON numbers")
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return value
+
+
+#: A free-form JSON object (metadata, ``where`` filters, Cypher parameters).
+JsonObject = Annotated[dict[str, Any], AfterValidator(finite_json)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              allow_inf_nan=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def _k(default: int) -> Any:
+    return Field(default, ge=1, le=MAX_K, description=f"Number of hits, 1..{MAX_K}.")
+
+
+def _vector(description: str) -> Any:
+    return Field(None, min_length=1, max_length=MAX_DIM, description=description)
+
+
+_EF = Field(None, ge=1, le=MAX_EF, description="HNSW search breadth (default: the store's).")
+_THRESHOLD = Field(None, ge=-1.0, le=1.0, description="Minimum cosine similarity.")
+_WHERE = Field(None, description='Metadata filter, e.g. {"lang": "py", "n": {"$gte": 2}} '
+                                 "($eq $ne $gt $gte $lt $lte $in $nin $exists).")
+_MIN_REWARD = Field(None, ge=-1.0, le=1.0, description="Only records with reward >= this.")
+_REWARD = Field(0.0, ge=-1.0, le=1.0, description="Reward in [-1, 1].")
+_ID = Field(None, ge=1, le=MAX_ID)
+
+
+def _one_query(model: Any, text_field: str) -> Any:
+    if (getattr(model, text_field) is None) == (model.vector is None):
+        raise ValueError(f"give exactly one of '{text_field}' (text) or 'vector'")
+    return model
+
+
+# ---- requests -------------------------------------------------------------------------------
+class VectorSearchRequest(_Request):
+    """``POST /vectors/search``: nearest stored vectors (patterns) to ``vector``."""
+
+    vector: _Vector = Field(..., min_length=1, max_length=MAX_DIM,
+                            description="Query vector of the store's dimension.")
+    k: int = _k(10)
+    ef: int | None = _EF
+    min_reward: float | None = _MIN_REWARD
+    success_only: bool = False
+    session_id: str | None = None
+    where: JsonObject | None = _WHERE
+    threshold: float | None = _THRESHOLD
+
+
+class VectorItem(_Request):
+    """One vector of an upsert: an existing ``id`` is updated, anything else stored."""
+
+    id: int | None = _ID
+    vector: _Vector = Field(..., min_length=1, max_length=MAX_DIM)
+    metadata: JsonObject | None = None
+    task: str | None = Field(None, min_length=1,
+                             description='Default for a new record: "vector <id>" when an id '
+                                         'is given, else "vector".')
+
+
+class VectorUpsertRequest(_Request):
+    """``POST /vectors``: up to 1000 vectors, written all or nothing."""
+
+    vectors: list[VectorItem] = Field(..., max_length=MAX_BATCH)
+
+
+class PatternStoreRequest(_Request):
+    """``POST /patterns/store``: the task is embedded unless ``embedding`` is given."""
+
+    task: str = Field(..., min_length=1)
+    embedding: _Vector | None = _vector("Explicit embedding (else the task is embedded).")
+    reward: float = _REWARD
+    success: bool = False
+    session_id: str | None = None
+    input: str | None = None
+    output: str | None = None
+    critique: str | None = None
+    metadata: JsonObject | None = None
+
+
+class PatternSearchRequest(_Request):
+    """``POST /patterns/search``: exactly one of ``task`` (text) or ``vector``."""
+
+    task: str | None = Field(None, min_length=1)
+    vector: _Vector | None = _vector("Query vector (instead of task).")
+    k: int = _k(10)
+    min_reward: float | None = _MIN_REWARD
+    success_only: bool = False
+    session_id: str | None = None
+    where: JsonObject | None = _WHERE
+    threshold: float | None = _THRESHOLD
+    ef: int | None = _EF
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PatternSearchRequest:
+        return _one_query(self, "task")
+
+
+class EpisodeStoreRequest(PatternStoreRequest):
+    """``POST /episodes/store``: pattern fields plus the episode's outcome."""
+
+    latency_ms: float | None = Field(None, ge=0.0)
+    tokens: int | None = Field(None, ge=0, le=MAX_ID)
+    skills: list[str] | None = Field(None, max_length=1000,
+                                     description="Names of existing skills used.")
+
+
+class EpisodeSearchRequest(_Request):
+    """``POST /episodes/search``: like patterns; ``success`` true/false/null filters."""
+
+    task: str | None = Field(None, min_length=1)
+    vector: _Vector | None = _vector("Query vector (instead of task).")
+    k: int = _k(10)
+    min_reward: float | None = _MIN_REWARD
+    success: bool | None = Field(None, description="true: successes, false: failures only.")
+    session_id: str | None = None
+    where: JsonObject | None = _WHERE
+    threshold: float | None = _THRESHOLD
+    ef: int | None = _EF
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EpisodeSearchRequest:
+        return _one_query(self, "task")
+
+
+class SkillStoreRequest(_Request):
+    """``POST /skills/store``: names are unique (``409`` when taken)."""
+
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    signature: str | None = None
+    code: str | None = None
+    metadata: JsonObject | None = None
+    embedding: _Vector | None = _vector('Explicit embedding (else "name: description").')
+
+
+class SkillSearchRequest(_Request):
+    """``POST /skills/search``: exactly one of ``query`` (text) or ``vector``."""
+
+    query: str | None = Field(None, min_length=1)
+    vector: _Vector | None = _vector("Query vector (instead of query).")
+    k: int = _k(10)
+    min_success_rate: float | None = Field(None, ge=0.0, le=1.0)
+    where: JsonObject | None = _WHERE
+    threshold: float | None = _THRESHOLD
+    ef: int | None = _EF
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SkillSearchRequest:
+        return _one_query(self, "query")
+
+
+class CypherRequest(_Request):
+    """``POST /graph/cypher``: a query with ``$name`` parameters."""
+
+    query: str = Field(..., min_length=1)
+    params: JsonObject | None = None
+
+
+# ---- responses ------------------------------------------------------------------------------
+class ErrorBody(_Response):
+    """The stable error ``code`` and a human-readable ``message``."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(_Response):
+    """Every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorBody
+
+
+class HealthResponse(_Response):
+    """``GET /health``."""
+
+    status: str
+
+
+class ReadyResponse(_Response):
+    """``GET /ready``."""
+
+    status: str
+    patterns: int
+
+
+class PatternOut(_Response):
+    """A pattern (``embedding`` only with ``includeEmbedding=true``)."""
+
+    id: int
+    task: str
+    reward: float
+    success: bool
+    session_id: str | None
+    input: str | None
+    output: str | None
+    critique: str | None
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+    embedding: list[float] | None = None
+
+
+class EpisodeOut(PatternOut):
+    """An episode: a pattern's fields plus its outcome."""
+
+    latency_ms: float | None
+    tokens: int | None
+    skills: list[str]
+
+
+class SkillOut(_Response):
+    """A skill (``embedding`` only with ``includeEmbedding=true``)."""
+
+    id: int
+    name: str
+    description: str
+    signature: str | None
+    code: str | None
+    success_rate: float
+    uses: int
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+    embedding: list[float] | None = None
+
+
+class _Hit(_Response):
+    id: int
+    similarity: float
+    distance: float
+
+
+class VectorHit(_Hit):
+    """A ``/vectors/search`` hit."""
+
+    metadata: dict[str, Any]
+
+
+class PatternHit(_Hit):
+    """A pattern search hit."""
+
+    pattern: PatternOut
+
+
+class EpisodeHit(_Hit):
+    """An episode search hit."""
+
+    episode: EpisodeOut
+
+
+class SkillHit(_Hit):
+    """A skill search hit."""
+
+    skill: SkillOut
+
+
+class VectorSearchResponse(_Response):
+    """``POST /vectors/search``."""
+
+    results: list[VectorHit]
+
+
+class PatternSearchResponse(_Response):
+    """``POST /patterns/search``."""
+
+    results: list[PatternHit]
+
+
+class EpisodeSearchResponse(_Response):
+    """``POST /episodes/search``."""
+
+    results: list[EpisodeHit]
+
+
+class SkillSearchResponse(_Response):
+    """``POST /skills/search``."""
+
+    results: list[SkillHit]
+
+
+class UpsertResponse(_Response):
+    """``POST /vectors``: the ids, in request order."""
+
+    ids: list[int]
+
+
+class PatternStored(_Response):
+    """``POST /patterns/store``."""
+
+    id: int
+    pattern: PatternOut
+
+
+class EpisodeStored(_Response):
+    """``POST /episodes/store``."""
+
+    id: int
+    episode: EpisodeOut
+
+
+class SkillStored(_Response):
+    """``POST /skills/store``."""
+
+    id: int
+    skill: SkillOut
+
+
+class CypherResponse(_Response):
+    """``POST /graph/cypher``: rows are objects keyed by column."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
