@@ -242,6 +242,9 @@ def _build_app() -> Any:
         heartbeat: float = typer.Option(15.0, help="SSE heartbeat interval, seconds (0 = off)."),
         replay_buffer: int = typer.Option(1000, "--replay-buffer",
                                           help="Change-feed events kept for resumption."),
+        search_threads: int = typer.Option(2, "--search-threads",
+                                           help="Threads running vector searches (0 = on "
+                                                "the event loop)."),
         log_level: str = typer.Option("info", "--log-level",
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
@@ -298,7 +301,8 @@ def _build_app() -> Any:
                                  rate_limit_per_minute=rate_limit, max_body_bytes=max_body,
                                  cors_origins=tuple(cors_origin or ()),
                                  cors_credentials=cors_credentials,
-                                 heartbeat_seconds=heartbeat, replay_buffer=replay_buffer)
+                                 heartbeat_seconds=heartbeat, replay_buffer=replay_buffer,
+                                 search_threads=search_threads)
             except ValueError as exc:
                 fail(str(exc))
             grpc_server = None

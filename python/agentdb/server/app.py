@@ -35,6 +35,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -451,6 +452,7 @@ def create_app(
     cors_credentials: bool = False,
     heartbeat_seconds: float = 15.0,
     replay_buffer: int = 1000,
+    search_threads: int = 2,
 ) -> FastAPI:
     """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
 
@@ -459,7 +461,9 @@ def create_app(
     is per key (0 = off), ``max_body_bytes`` the largest request body, ``cors_origins`` the
     allowed origins (none: CORS off; ``"*"`` cannot be combined with ``cors_credentials``),
     ``heartbeat_seconds`` the SSE comment interval (0 = none), ``replay_buffer`` how many
-    events a reconnecting stream can catch up on. ``app.state`` holds ``db``, ``hub``,
+    events a reconnecting stream can catch up on, ``search_threads`` the worker threads that
+    run ``/vectors/search``'s HNSW walk (it releases the GIL, so the event loop parses other
+    requests meanwhile; 0 = on the loop). ``app.state`` holds ``db``, ``hub``,
     ``keys`` (a :class:`KeyStore`, or None without auth) and ``limiter``.
 
     >>> import agentdb
@@ -594,6 +598,12 @@ def create_app(
     fast = (getattr(patterns_col, "attrs", None) is not None and hasattr(db, "_allowed")
             and hasattr(db, "_check_open"))
 
+    if isinstance(search_threads, bool) or not isinstance(search_threads, int) \
+            or not 0 <= search_threads <= 64:
+        raise ValueError(f"search_threads must be an integer in [0, 64], got {search_threads!r}")
+    search_pool = (concurrent.futures.ThreadPoolExecutor(search_threads, "agentdb-search")
+                   if search_threads > 0 else None)
+
     def search_vectors(q: np.ndarray, body: m.VectorSearchRequest) -> list[dict[str, Any]]:
         """``/vectors/search`` hits. The metadata comes from the store's in-memory filter
         columns (kept current by every write), which saves the SQLite read of the records
@@ -657,7 +667,14 @@ def create_app(
         """Nearest stored vectors (the patterns collection) with their metadata."""
         await authorize(request)
         body = await parse_body(request, m.VectorSearchRequest)
-        return _json({"results": search_vectors(vector(body.vector, "body.vector"), body)})
+        q = vector(body.vector, "body.vector")
+        if search_pool is None:
+            return _json({"results": search_vectors(q, body)})
+        # The HNSW walk releases the GIL: run it on a worker thread so the event loop parses
+        # the next requests meanwhile (two cores instead of one).
+        results = await asyncio.get_running_loop().run_in_executor(search_pool, search_vectors,
+                                                                   q, body)
+        return _json({"results": results})
 
     @app.post("/vectors", dependencies=auth, tags=["vectors"],
               response_model=m.UpsertResponse, responses=_errors(*_AUTHED, 409))
