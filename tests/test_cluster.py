@@ -1,0 +1,412 @@
+"""ClusterDB on a real multi-node Ray cluster (head + 2 workers, all on 127.0.0.1, made with
+``ray.cluster_utils.Cluster``) and a real PostgreSQL (the ``postgres_url`` fixture).
+
+Small on purpose (dim 16, a few hundred records, 2 shards x 2 replicas) so the file runs in
+about a minute on a 2-core machine; no timing assertions. Skips when ray is not installed
+unless ``AGENTDB_REQUIRE_CLUSTER=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+# Ray swaps 127.0.0.1 for the host's routable IP unless "cluster mode" is off; the nodes
+# started below inherit this, so the whole cluster lives on loopback.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+try:
+    import ray
+    from ray.cluster_utils import Cluster
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    if os.environ.get("AGENTDB_REQUIRE_CLUSTER", "").strip() == "1":
+        raise
+    pytest.skip(f"cluster tests need ray ({exc})", allow_module_level=True)
+
+import agentdb  # noqa: E402
+from agentdb.cluster.ring import HashRing  # noqa: E402
+
+DIM = 16
+N = 300
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Head + 2 worker nodes (1 CPU each) on 127.0.0.1; the test process is the driver."""
+    from agentdb.cluster.db import _ensure_pythonpath
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    _ensure_pythonpath()  # workers import the in-tree package
+    if ray.is_initialized():
+        ray.shutdown()
+    system = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+              "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+        "_system_config": system})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, namespace="agentdb-tests")
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _rows(n: int, seed: int = 0, start: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    return [{"task": f"task {start + i}", "embedding": vecs[i],
+             "reward": float(np.round(rng.uniform(-1, 1), 3)), "success": bool(i % 2),
+             "session_id": f"s{i % 4}", "metadata": {"group": i % 3, "n": start + i}}
+            for i in range(n)]
+
+
+@pytest.fixture
+def cdb(ray_cluster, postgres_url, pg_schema):
+    from agentdb.cluster import ClusterDB
+
+    db = ClusterDB(ray_cluster.address, postgres_url, shards=2, replicas=2, dim=DIM,
+                   schema=pg_schema, namespace=f"agentdb_{pg_schema}", search_timeout=10.0,
+                   ready_timeout=90.0)
+    try:
+        yield db
+    finally:
+        db.close(shutdown=True)
+
+
+def _brute(vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int,
+           mask: np.ndarray | None = None) -> list[int]:
+    v = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    d = 1.0 - v @ (q / np.linalg.norm(q))
+    if mask is not None:
+        d = np.where(mask, d, np.inf)
+    order = np.argsort(d, kind="stable")[:k]
+    return [int(ids[j]) for j in order if np.isfinite(d[j])]
+
+
+def _wait_converged(db, timeout: float = 90.0) -> dict:
+    """Until every replica is ready and has applied the whole log."""
+    deadline = time.monotonic() + timeout
+    st: dict = {}
+    while time.monotonic() < deadline:
+        st = db.status()
+        reps = [r for s in st["shards"] for r in s["replicas"]]
+        if all(r["state"] == "ready" and r["applied_seq"] == st["log_seq"] for r in reps):
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"replicas did not converge in {timeout}s: {st}")
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_log_plain(postgres_url, pg_schema):
+    """The log alone: seqs increase in commit order, read_since pages, the ring round-trips."""
+    from agentdb.cluster.log import ClusterLog
+    from agentdb.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url, 4, schema=pg_schema)
+    lg = ClusterLog(postgres_url, schema=pg_schema)
+    try:
+        lg.ensure()
+        lg.ensure()  # idempotent
+        assert lg.max_seq() == 0
+        listener = lg.listener()
+        assert listener.wait(0.05) is False
+        seqs = []
+        for i in range(3):
+            with store.write() as w:
+                rid = store.insert(w, "patterns", {"task": f"t{i}", "reward": 0.0,
+                                                   "success": False, "metadata": "{}"},
+                                   np.ones(4, np.float32))
+                seqs.append(lg.append(w, "patterns", "upsert", [rid, rid]))
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        assert listener.wait(2.0) is True  # the NOTIFYs of the commits above
+        listener.close()
+        entries = lg.read_since(0, limit=4)
+        assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+        assert len(lg.read_since(0)) == 6 and lg.max_seq() == seqs[-1]
+        assert lg.read_since(seqs[-1]) == []
+        ring = HashRing([0, 1]).to_dict()
+        assert lg.load_ring() is None
+        lg.store_ring(ring)
+        assert lg.load_ring() == ring
+        assert lg.init_meta("ring", "other") != "other"
+    finally:
+        lg.close()
+        store.close()
+
+
+def test_writes_search_filters_read_your_writes(cdb, postgres_url, pg_schema):
+    rows = _rows(N)
+    ids = cdb.store_patterns(rows)
+    assert len(ids) == N and cdb.last_seq > 0 and cdb.count() == N
+    s1 = cdb.last_seq
+    one = cdb.store_pattern("a single one", embedding=np.arange(1, DIM + 1), reward=0.5)
+    assert cdb.last_seq > s1  # increasing seqs
+    s2 = cdb.last_seq
+    cdb.update_pattern(one, reward=0.25, metadata={"group": 7})
+    assert cdb.last_seq > s2
+    assert cdb.get_pattern(one).reward == 0.25
+
+    vecs = np.stack([r["embedding"] for r in rows] + [np.arange(1, DIM + 1, dtype=np.float32)])
+    all_ids = np.asarray([*ids, one])
+    rng = np.random.default_rng(7)
+    # read-your-writes: the default min_seq is this handle's last write
+    hits = cdb.search_patterns(np.arange(1, DIM + 1), k=1)
+    assert hits[0].id == one and hits[0].record.reward == 0.25
+    assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+    # results equal a brute-force top-k and the embedded store on the same rows
+    emb = agentdb.open(":memory:", dim=DIM)
+    emb.store_patterns([dict(r, id=i) for r, i in zip(rows, ids)])
+    emb.store_pattern("a single one", embedding=np.arange(1, DIM + 1), reward=0.25,
+                      metadata={"group": 7}, id=one)
+    agree = same_emb = 0
+    for _ in range(20):
+        q = rng.standard_normal(DIM)
+        got = [h.id for h in cdb.search_patterns(q, k=10)]
+        agree += len(set(got) & set(_brute(vecs, all_ids, q, 10)))
+        same_emb += len(set(got) & {h.id for h in emb.search_patterns(q, k=10)})
+    assert agree >= 0.98 * 200 and same_emb >= 0.98 * 200
+
+    # filters are pushed down to the replicas
+    meta = {i: r for i, r in zip(ids, rows)}
+    q = rng.standard_normal(DIM)
+    got = cdb.search_patterns(q, k=10, success_only=True, min_reward=0.0,
+                              where={"group": {"$in": [0, 1]}})
+    assert got and all(h.record.success and h.record.reward >= 0.0
+                       and h.record.metadata["group"] in (0, 1) for h in got)
+    mask = np.array([meta[i]["success"] and meta[i]["reward"] >= 0.0
+                     and meta[i]["metadata"]["group"] in (0, 1) if i in meta else False
+                     for i in all_ids])
+    assert len(set(h.id for h in got) & set(_brute(vecs, all_ids, q, 10, mask))) >= 9
+    by_session = cdb.search_patterns(q, k=5, session_id="s1")
+    assert len(by_session) == 5 and all(h.record.session_id == "s1" for h in by_session)
+    assert cdb.search_patterns(q, k=5, where={"group": 99}) == []
+    assert all(h.similarity >= 0.3 for h in cdb.search_patterns(q, k=50, threshold=0.3))
+
+    # delete: read-your-writes again
+    cdb.delete_pattern(one)
+    assert one not in [h.id for h in cdb.search_patterns(np.arange(1, DIM + 1), k=5)]
+    with pytest.raises(KeyError):
+        cdb.get_pattern(one)
+    with pytest.raises(KeyError):
+        cdb.delete_pattern(one)
+
+    # text is embedded; episodes and skills follow the same path
+    tid = cdb.store_pattern("parse ISO dates in log lines", reward=0.9, success=True)
+    assert cdb.search_patterns("parse ISO dates in log lines", k=1)[0].id == tid
+    cdb.store_skill("retry", "retry with backoff")
+    eid = cdb.store_episode("call the API", success=True, skills=["retry"],
+                            critique="use jitter")
+    assert cdb.get_skill("retry").uses == 1
+    assert cdb.search_episodes("call the API", k=1)[0].id == eid
+    assert cdb.search_skills("retry backoff", k=1, min_success_rate=0.5)[0].record.name \
+        == "retry"
+
+    # the data is an ordinary PostgreSQL store: the embedded backend reads it
+    with agentdb.open(backend="postgres", url=postgres_url, schema=pg_schema) as pg:
+        assert pg.count() == N + 1
+        assert pg.get_pattern(tid).task == "parse ISO dates in log lines"
+
+    st = _wait_converged(cdb)
+    assert st["log_seq"] == cdb.log_seq() >= cdb.last_seq
+    assert [s["shard"] for s in st["shards"]] == [0, 1]
+    for s in st["shards"]:
+        assert len(s["replicas"]) == 2
+        assert all(r["alive"] and r["lag"] == 0 and r["node_ip"] == "127.0.0.1"
+                   for r in s["replicas"])
+        # replicas of a shard hold the same records, on different nodes (STRICT_SPREAD)
+        assert len({r["vectors"] for r in s["replicas"]}) == 1
+        assert len({r["node_id"] for r in s["replicas"]}) == 2
+    assert sum(s["replicas"][0]["vectors"] for s in st["shards"]) == \
+        cdb.count("patterns") + cdb.count("episodes") + cdb.count("skills")
+    assert len([n for n in st["nodes"] if n["alive"]]) == 3
+    assert cdb.stats()["patterns"] == N + 1
+
+
+def test_recall_on_real_data(ray_cluster, postgres_url, pg_schema, shared_data):
+    """recall@10 through the cluster equals (within noise) agentdb.open on the same rows."""
+    from agentdb.cluster import ClusterDB
+
+    n, nq = 3000, 100
+    base, queries = shared_data.base[:n], shared_data.queries[:nq]
+    bn = base / np.linalg.norm(base, axis=1, keepdims=True)
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    gt = np.argsort(1.0 - qn @ bn.T, axis=1)[:, :10] + 1  # ids are 1..n
+    db = ClusterDB(ray_cluster.address, postgres_url, shards=2, replicas=1,
+                   dim=base.shape[1], schema=pg_schema, namespace=f"agentdb_{pg_schema}",
+                   search_timeout=20.0, ready_timeout=90.0, pgvector_index=False)
+    emb = agentdb.open(":memory:", dim=base.shape[1])
+    try:
+        for lo in range(0, n, 1000):
+            ids = db.store_patterns([{"task": f"p{i}", "embedding": base[i], "id": i + 1}
+                                     for i in range(lo, min(n, lo + 1000))])
+            emb.store_patterns([{"task": f"p{i}", "embedding": base[i], "id": i + 1}
+                                for i in range(lo, min(n, lo + 1000))])
+        assert ids[-1] == n
+        rc = re_ = 0.0
+        for j in range(nq):
+            cids, _ = db.search_ids("patterns", queries[j], k=10)
+            rc += len(set(cids.tolist()) & set(gt[j].tolist())) / 10
+            re_ += len({h.id for h in emb.search_patterns(queries[j], k=10)}
+                       & set(gt[j].tolist())) / 10
+        rc, re_ = rc / nq, re_ / nq
+        assert rc >= re_ - 0.01, (rc, re_)
+        assert rc >= 0.95
+    finally:
+        emb.close()
+        db.close(shutdown=True)
+
+
+class _Writer(threading.Thread):
+    """Writes patterns until stopped; remembers every acknowledged (id, vector)."""
+
+    def __init__(self, db, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.db, self.rng = db, np.random.default_rng(seed)
+        self.acked: dict[int, np.ndarray] = {}
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                v = self.rng.standard_normal(DIM).astype(np.float32)
+                self.acked[self.db.store_pattern("w", embedding=v)] = v
+                time.sleep(0.01)
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            self.error = exc
+
+
+def _check_no_loss(db, acked: dict[int, np.ndarray]) -> None:
+    db_ids = set(db.search_ids("patterns", np.ones(DIM), k=10_000)[0].tolist())
+    assert set(acked) <= db_ids
+    for rid, v in list(acked.items())[:: max(1, len(acked) // 40)]:
+        assert db.search_ids("patterns", v, k=1)[0][0] == rid
+
+
+def _search_under_failure(db, writer: _Writer, rounds: int) -> None:
+    """Searches with read-your-writes must keep answering with full results."""
+    q = np.random.default_rng(3).standard_normal(DIM)
+    for _ in range(rounds):
+        assert len(db.search_patterns(q, k=10)) == 10
+        if writer.acked:
+            rid, v = next(reversed(writer.acked.items()))
+            ids, _ = db.search_ids("patterns", v, k=1, min_seq=db.last_seq)
+            assert ids[0] == rid
+        time.sleep(0.05)
+
+
+def test_killed_replica_rebuilds_and_catches_up(cdb):
+    cdb.store_patterns(_rows(N))
+    writer = _Writer(cdb, 1)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        victim = ray.get_actor(cdb.actor_name(0, 0), namespace=cdb.namespace)
+        pid_before = ray.get(victim.status.remote())["pid"]
+        t0 = time.monotonic()
+        ray.kill(victim, no_restart=False)  # Ray restarts it with its memory gone
+        _search_under_failure(cdb, writer, 30)
+        assert cdb.actor_name(0, 0) in cdb._suspect  # searches did fail over
+    finally:
+        writer.stop.set()
+        writer.join(10)
+    assert writer.error is None and len(writer.acked) > 10
+    st = _wait_converged(cdb)
+    rep = st["shards"][0]["replicas"][0]
+    assert rep["pid"] != pid_before and rep["applied_seq"] == st["log_seq"]
+    print(f"\nkilled replica ready again after <= {time.monotonic() - t0:.1f}s")
+    _check_no_loss(cdb, writer.acked)
+    assert cdb.count() == N + len(writer.acked)
+
+
+def test_add_shard_moves_a_fraction_and_keeps_results(cdb):
+    ids = cdb.store_patterns(_rows(N, seed=5))
+    qs = np.random.default_rng(9).standard_normal((15, DIM))
+    before = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
+    old = cdb.ring
+    new_id = cdb.add_shard()
+    assert new_id == 2 and cdb.ring.shards == [0, 1, 2]
+    moved = old.moved_fraction(cdb.ring, ids)
+    assert 0.15 < moved < 0.55  # ~1/3 of the keys move, all to the new shard
+    assert all(cdb.ring.shard_for(i) in (old.shard_for(i), new_id) for i in ids)
+    after = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
+    assert sum(len(set(a) & set(b)) for a, b in zip(before, after)) >= 0.98 * 150
+    st = _wait_converged(cdb)
+    counts = {s["shard"]: s["replicas"][0]["vectors"] for s in st["shards"]}
+    assert sum(counts.values()) == N and counts[new_id] > 0
+    assert counts[new_id] == sum(1 for i in ids if cdb.ring.shard_for(i) == new_id)
+    # a write after the change lands in the right shard and is found
+    v = np.linspace(1, 2, DIM)
+    pid = cdb.store_pattern("after", embedding=v)
+    assert cdb.search_ids("patterns", v, k=1)[0][0] == pid
+    # another handle that still routes by the old ring is corrected by the replicas
+    from agentdb.cluster import ClusterDB
+
+    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.namespace)
+    try:
+        assert other.ring == cdb.ring
+        other.ring, other._routing = old, {s: other._routing[s] for s in old.shards}
+        assert other.search_ids("patterns", v, k=1)[0][0] == pid
+        assert other.ring == cdb.ring
+    finally:
+        other.close()
+
+
+@pytest.mark.slow
+def test_removed_node(cdb, ray_cluster):
+    """A worker node disappears mid-load: searches keep answering, nothing acknowledged is
+    lost, its replicas are rescheduled elsewhere, rebuild and catch up. Runs last (it changes
+    the module's cluster); a node is added back afterwards."""
+    cdb.store_patterns(_rows(N, seed=11))
+    st = _wait_converged(cdb)
+    by_id = {n.node_id: n for n in ray_cluster.worker_nodes}
+    used = [r["node_id"] for s in st["shards"] for r in s["replicas"]]
+    node_id = next(n for n in used if n in by_id)
+    writer = _Writer(cdb, 2)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        ray_cluster.remove_node(by_id[node_id])
+        _search_under_failure(cdb, writer, 30)
+    finally:
+        writer.stop.set()
+        writer.join(10)
+    assert writer.error is None
+    st = _wait_converged(cdb, timeout=120)
+    assert node_id not in [r["node_id"] for s in st["shards"] for r in s["replicas"]]
+    assert not next(n for n in st["nodes"] if n["node_id"] == node_id)["alive"]
+    _check_no_loss(cdb, writer.acked)
+    ray_cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+
+
+def test_close_keeps_or_removes_actors(ray_cluster, postgres_url, pg_schema):
+    from agentdb.cluster import ClusterDB
+
+    ns = f"agentdb_{uuid.uuid4().hex[:8]}"
+    db = ClusterDB(ray_cluster.address, postgres_url, shards=1, replicas=1, dim=DIM,
+                   schema=pg_schema, namespace=ns)
+    db.store_pattern("x", embedding=np.ones(DIM))
+    db.close()  # default: actors stay for other handles
+    with ClusterDB(None, postgres_url, dim=DIM, schema=pg_schema, namespace=ns) as again:
+        assert again.search_patterns(np.ones(DIM), k=1, min_seq=again.log_seq())[0].record.task \
+            == "x"
+    assert ray.get_actor(db.actor_name(0, 0), namespace=ns) is not None
+    owner = ClusterDB(None, postgres_url, dim=DIM, schema=pg_schema, namespace=ns)
+    owner._created = [owner.actor_name(0, 0)]  # take ownership to clean up
+    owner._created_pgs = [f"{ns}/shard0/pg"]
+    owner.close(shutdown=True)
+    time.sleep(0.5)
+    with pytest.raises(ValueError):
+        ray.get_actor(db.actor_name(0, 0), namespace=ns)
