@@ -628,21 +628,8 @@ class AgentDB:
         """
         rid = _as_id(id)
         self._get("patterns", rid)
-        values: dict[str, Any] = {}
-        if task is not _UNSET:
-            _check_text("task", task, required=True)
-            values["task"] = task
-        if reward is not _UNSET:
-            values["reward"] = check_reward(reward)
-        if success is not _UNSET:
-            values["success"] = _check_success(success)
-        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
-                           ("critique", critique)):
-            if val is not _UNSET:
-                _check_text(fname, val)
-                values[fname] = val
-        if metadata is not _UNSET:
-            values["metadata"] = check_metadata(metadata)
+        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
+                                  metadata)
         vec = None
         if embedding is not None:
             vec = check_vector(embedding, self.dim)
@@ -1072,6 +1059,28 @@ def _dict_items(items: Iterable[Any], what: str) -> list[dict[str, Any]]:
             raise TypeError(f"{what}[{n}] must be a dict, got {type(item).__name__}")
         out.append(dict(item))
     return out
+
+
+def _pattern_changes(task: Any, reward: Any, success: Any, session_id: Any, input: Any,
+                     output: Any, critique: Any, metadata: Any) -> dict[str, Any]:
+    """Validated column values for a pattern update; ``_UNSET`` arguments are left out
+    (shared by :meth:`AgentDB.update_pattern` and the cluster's)."""
+    values: dict[str, Any] = {}
+    if task is not _UNSET:
+        _check_text("task", task, required=True)
+        values["task"] = task
+    if reward is not _UNSET:
+        values["reward"] = check_reward(reward)
+    if success is not _UNSET:
+        values["success"] = _check_success(success)
+    for fname, val in (("session_id", session_id), ("input", input), ("output", output),
+                       ("critique", critique)):
+        if val is not _UNSET:
+            _check_text(fname, val)
+            values[fname] = val
+    if metadata is not _UNSET:
+        values["metadata"] = check_metadata(metadata)
+    return values
 
 
 def _check_success(value: Any) -> int:

@@ -82,11 +82,11 @@ from ..memory import (
     AgentDB,
     _as_id,
     _check_rate,
-    _check_success,
     _check_text,
     _dict_items,
     _opt_id,
     _opt_time,
+    _pattern_changes,
     _record,
 )
 from ..records import (
@@ -550,21 +550,8 @@ class ClusterDB:
         """Change some fields of a pattern (a new task is re-embedded); returns it."""
         rid = _as_id(id)
         self._get("patterns", rid)
-        values: dict[str, Any] = {}
-        if task is not _UNSET:
-            _check_text("task", task, required=True)
-            values["task"] = task
-        if reward is not _UNSET:
-            values["reward"] = check_reward(reward)
-        if success is not _UNSET:
-            values["success"] = _check_success(success)
-        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
-                           ("critique", critique)):
-            if val is not _UNSET:
-                _check_text(fname, val)
-                values[fname] = val
-        if metadata is not _UNSET:
-            values["metadata"] = check_metadata(metadata)
+        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
+                                  metadata)
         vec = None
         if embedding is not None:
             vec = check_vector(embedding, self.dim)
