@@ -34,8 +34,10 @@ top-``k``, and the handle merges by distance (ids deduplicated) and applies ``th
 Every record is in exactly one shard and each shard's index is a full HNSW over its subset,
 so recall is that of one index over all rows (tested). A replica that fails, is not ready,
 lags or does not answer within its share of ``search_timeout`` is marked suspect for a few
-seconds and the shard is retried on another replica within the deadline (a slow replica is
-also *hedged*: a second replica is asked while the first may still answer).
+seconds and the shard is retried on another replica within the deadline. A slow replica is
+also *hedged*: once a call takes 8x the running mean shard latency (at least 50 ms), a second
+replica is asked while the first may still answer -- so a replica that Ray is restarting
+(calls to it wait rather than fail) costs a search tens of milliseconds, not seconds.
 
 **Consistency.** ``last_seq`` is the log seq of this handle's last write. By default a search
 waits for ``min_seq = last_seq`` on every replica it asks (read-your-writes for this handle);
@@ -110,6 +112,8 @@ log = logging.getLogger("agentdb.cluster")
 
 _BUNDLE_CPU = 0.01
 _SUSPECT_SECONDS = 3.0
+_HEDGE_FACTOR = 8.0  # ask another replica after 8x the usual shard latency...
+_MIN_HEDGE_SECONDS = 0.05  # ...but not before 50 ms
 _KINDS = ("patterns", "episodes", "skills")
 
 
@@ -212,6 +216,7 @@ class ClusterDB:
         self._lock = threading.RLock()
         self._rr: dict[int, itertools.count[int]] = {}
         self._suspect: dict[str, float] = {}
+        self._latency_ewma = 0.02  # seconds: running mean of one shard's search call
         self._created: list[str] = []
         self._created_pgs: list[str] = []
         self._owns_ray = False
@@ -775,14 +780,24 @@ class ClusterDB:
         results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         errors: dict[int, list[str]] = {s: [] for s in routing}
 
+        started: dict[Any, float] = {}
+
         def launch(s: int) -> bool:
             if not todo[s]:
                 return False
             r, h = todo[s].pop(0)
-            left = max(0.05, deadline - time.monotonic())
+            now = time.monotonic()
+            left = max(0.05, deadline - now)
             budget = left / 2 if todo[s] else left  # keep time for another replica
             ref = h.search.remote(name, q, k, ef, filters, min_seq, budget, ring_shards)
-            pending[ref] = (s, r, time.monotonic() + budget + 0.5)
+            # hedge on another replica once this one is much slower than usual (a restarting
+            # actor makes calls wait rather than fail), not only when its budget runs out
+            patience = budget + 0.5
+            if todo[s]:
+                patience = min(patience, max(_MIN_HEDGE_SECONDS,
+                                             _HEDGE_FACTOR * self._latency_ewma))
+            pending[ref] = (s, r, now + patience)
+            started[ref] = now
             return True
 
         for s in routing:
@@ -809,6 +824,8 @@ class ClusterDB:
                     continue  # a hedged duplicate
                 try:
                     results[s] = ray.get(ref)
+                    took = time.monotonic() - started.get(ref, time.monotonic())
+                    self._latency_ewma += 0.1 * (took - self._latency_ewma)
                 except Exception as exc:
                     cause = getattr(exc, "cause", None) or exc
                     if type(cause).__name__ == "StaleRing":
