@@ -564,16 +564,10 @@ class AgentDB:
         self._emit_rows("patterns", [rid])
         return rid
 
-    def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
-        """Store many patterns in one transaction (all or nothing); returns their ids.
-
-        Each item is a dict of :meth:`store_pattern`'s arguments. Texts without an embedding
-        are embedded in one batch.
-
-        >>> db = AgentDB(":memory:", dim=16)
-        >>> len(db.store_patterns([{"task": "a"}, {"task": "b", "reward": 0.5}]))
-        2
-        """
+    def _pattern_rows(self, patterns: Iterable[dict[str, Any]]
+                      ) -> list[tuple[dict[str, Any], np.ndarray, int | None, float | None]]:
+        """Validate pattern dicts into ``(values, vector, id, created_at)`` rows (texts without
+        an embedding are embedded in one batch); errors name the item."""
         items = _dict_items(patterns, "patterns")
         if not items:
             return []
@@ -593,6 +587,21 @@ class AgentDB:
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"patterns[{n}]: {exc}") from None
             rows.append((values, vec, rid, created))
+        return rows
+
+    def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
+        """Store many patterns in one transaction (all or nothing); returns their ids.
+
+        Each item is a dict of :meth:`store_pattern`'s arguments. Texts without an embedding
+        are embedded in one batch.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> len(db.store_patterns([{"task": "a"}, {"task": "b", "reward": 0.5}]))
+        2
+        """
+        rows = self._pattern_rows(patterns)
+        if not rows:
+            return []
         ids = self._write_rows("patterns", rows)
         self._emit_rows("patterns", ids)
         return ids

@@ -483,6 +483,7 @@ class ClusterDB:
 
     # the same validation as the embedded store (they only use _vector / embedder / dim)
     _pattern_row = AgentDB._pattern_row
+    _pattern_rows = AgentDB._pattern_rows
     _episode_row = AgentDB._episode_row
     _embed_missing = AgentDB._embed_missing
 
@@ -522,25 +523,9 @@ class ClusterDB:
 
     def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
         """Store many patterns in one transaction (one binary COPY); returns their ids."""
-        items = _dict_items(patterns, "patterns")
-        if not items:
+        rows = self._pattern_rows(patterns)
+        if not rows:
             return []
-        self._embed_missing(items, "task")
-        rows = []
-        for n, p in enumerate(items):
-            try:
-                values, vec = self._pattern_row(
-                    p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
-                    p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
-                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
-                rid = _opt_id(p.pop("id", None))
-                created = _opt_time(p.pop("created_at", None))
-                p.pop("updated_at", None)
-                if p:
-                    raise ValueError(f"unknown pattern field(s): {', '.join(sorted(p))}")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"patterns[{n}]: {exc}") from None
-            rows.append((values, vec, rid, created))
         return self._write_rows("patterns", rows)
 
     def get_pattern(self, id: int) -> Pattern:
