@@ -364,6 +364,84 @@ def test_add_shard_moves_a_fraction_and_keeps_results(cdb):
         other.close()
 
 
+def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
+    """The causal graph: writes through the log, topology sliced over the shards, khop as
+    scatter rounds -- the same answers as the embedded graph on the same PostgreSQL data,
+    also after a replica is killed and rebuilds its slice. Plus update_episode/skill."""
+    g = cdb.graph
+    rng = np.random.default_rng(4)
+    pid = cdb.store_pattern("linked", embedding=np.ones(DIM))
+    nodes = [g.add_event(type="step", n=i, pattern_id=pid if i == 0 else None)
+             for i in range(40)]
+    for _ in range(70):
+        a, b, c = (int(x) for x in rng.choice(nodes, 3, replace=False))
+        g.add_causal_edge([a, b] if rng.random() < 0.3 else [a], [c],
+                          type="CAUSED_BY" if rng.random() < 0.8 else "ENABLES",
+                          confidence=float(rng.uniform(0.1, 1)))
+    chain = g.add_causal_chain(nodes[:4], type="NEXT")
+    assert len(chain) == 3 and g.get_edge(chain[0])["causes"] == [nodes[0]]
+    assert g.get_event(nodes[0])["properties"]["patternId"] == pid
+    with pytest.raises(KeyError, match="unknown node"):
+        g.add_causal_edge([nodes[0]], [10**9])
+    with pytest.raises(KeyError, match="unknown pattern id"):
+        g.add_event(pattern_id=10**9)
+    with pytest.raises(ValueError, match="confidence"):
+        g.add_causal_edge([nodes[0]], [nodes[1]], confidence=2.0)
+    with pytest.raises(ValueError, match="direction"):
+        g.khop(nodes[0], 2, direction="sideways")
+    with pytest.raises(KeyError, match="unknown node"):
+        g.khop(10**9, 2)
+    # the edges of every node are spread over both shards
+    st = _wait_converged(cdb)
+    slices = [s["replicas"][0]["graph"]["edges"] for s in st["shards"]]
+    assert all(0 < e < 73 for e in slices), slices
+
+    def compare() -> None:
+        with agentdb.open(backend="postgres", url=postgres_url, schema=pg_schema) as emb:
+            for seed in nodes[:12]:
+                for k, direction, types in ((1, "out", None), (3, "out", None),
+                                            (2, "in", ["CAUSED_BY"]), (4, "both", None),
+                                            (2, "out", ["NEXT"])):
+                    assert g.khop(seed, k, direction, types) == \
+                        emb.graph.khop(seed, k, direction, types), (seed, k, direction)
+            assert g.khop(nodes[:3], 2) == emb.graph.khop(nodes[:3], 2)
+            assert g.stats() == {"nodes": len(nodes), "edges": emb.graph.stats()["edges"]}
+
+    compare()
+    # removals are logged: read-your-writes on the next khop
+    e = chain[1]
+    g.remove_edge(e)
+    assert nodes[2] not in g.khop(nodes[1], 1, types=["NEXT"])
+    with pytest.raises(KeyError):
+        g.remove_edge(e)
+    g.remove_event(nodes[39])
+    assert nodes[39] not in g.khop(nodes[:39], 5, "both")
+    with pytest.raises(KeyError):
+        g.get_event(nodes[39])
+    nodes.pop()
+    compare()
+    # a killed replica rebuilds its slice from PostgreSQL
+    victim = ray.get_actor(cdb.actor_name(1, 0), namespace=cdb.namespace)
+    ray.kill(victim, no_restart=False)
+    compare()
+    _wait_converged(cdb)
+    compare()
+
+    # update_episode / update_skill through the log
+    cdb.store_skill("probe", "probe the API")
+    ep = cdb.store_episode("call it", embedding=np.full(DIM, 0.5), skills=["probe"])
+    got = cdb.update_episode(ep, reward=0.8, success=True, critique="fine")
+    assert (got.reward, got.success, got.critique) == (0.8, True, "fine")
+    assert cdb.search_episodes(np.full(DIM, 0.5), k=1, success=True)[0].id == ep
+    with pytest.raises(ValueError, match="reward"):
+        cdb.update_episode(ep, reward=float("nan"))
+    sk = cdb.update_skill("probe", success_rate=0.9, description="probe the API twice")
+    assert sk.success_rate == 0.9 and sk.description == "probe the API twice"
+    assert cdb.search_skills("probe", k=1, min_success_rate=0.85)[0].record.name == "probe"
+    with pytest.raises(KeyError):
+        cdb.update_skill("nope", uses=1)
+
+
 @pytest.mark.slow
 def test_removed_node(cdb, ray_cluster):
     """A worker node disappears mid-load: searches keep answering, nothing acknowledged is

@@ -88,6 +88,38 @@ def _check_time(t: Any) -> float:
     return float(t)
 
 
+def link_records(store: Any, props: dict[str, Any], pattern_id: int | None,
+                 episode_id: int | None, skill_id: int | None) -> None:
+    """Check that the linked memory records exist in ``store`` and set ``patternId`` /
+    ``episodeId`` / ``skillId`` in ``props`` (``TypeError`` / ``KeyError`` naming the id)."""
+    for key, table, rid in (("patternId", "patterns", pattern_id),
+                            ("episodeId", "episodes", episode_id),
+                            ("skillId", "skills", skill_id)):
+        if rid is None:
+            continue
+        if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
+            raise TypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
+        if not store.existing(table, [int(rid)]):
+            raise KeyError(f"unknown {table[:-1]} id {rid}")
+        props[key] = int(rid)
+
+
+def check_edge(etype: Any, causes: Sequence[int], effects: Sequence[int], confidence: Any,
+               timestamp: Any, props: dict[str, Any]
+               ) -> tuple[list[int], list[int], float, float, dict[str, Any]]:
+    """Validate a hyperedge: ``(tail, head, confidence, timestamp, props)`` or a ValueError /
+    TypeError naming the problem (the timestamp defaults to now)."""
+    if not isinstance(etype, str) or not etype:
+        raise ValueError(f"edge type must be a non-empty string, got {etype!r}")
+    tail = [int(x) for x in causes]
+    head = [int(x) for x in effects]
+    if not tail or not head:
+        raise ValueError("a causal edge needs at least one cause and one effect")
+    return (tail, head, _check_confidence(confidence),
+            _check_time(time.time() if timestamp is None else timestamp),
+            _check_props(props, "edge"))
+
+
 class CausalMemoryGraph:
     """Events and causal hyperedges with persistence, property indexes and Cypher.
 
@@ -577,16 +609,7 @@ class CausalMemoryGraph:
         True
         """
         labels = [labels] if isinstance(labels, str) else list(labels)
-        for key, table, rid in (("patternId", "patterns", pattern_id),
-                                ("episodeId", "episodes", episode_id),
-                                ("skillId", "skills", skill_id)):
-            if rid is None:
-                continue
-            if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
-                raise TypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
-            if not self._store.existing(table, [int(rid)]):
-                raise KeyError(f"unknown {table[:-1]} id {rid}")
-            props[key] = int(rid)
+        link_records(self._store, props, pattern_id, episode_id, skill_id)
         return self.create_node(labels, props)
 
     def add_node(self, labels: str | Sequence[str] = "Event",
@@ -719,18 +742,11 @@ class CausalMemoryGraph:
         >>> g.relationship(e)[1]["confidence"]
         0.7
         """
-        if not isinstance(type, str) or not type:
-            raise ValueError(f"edge type must be a non-empty string, got {type!r}")
-        tail = [int(x) for x in causes]
-        head = [int(x) for x in effects]
-        if not tail or not head:
-            raise ValueError("a causal edge needs at least one cause and one effect")
+        tail, head, conf, ts, props = check_edge(type, causes, effects, confidence, timestamp,
+                                                 props)
         for n in tail + head:
             if n not in self._labels:
                 raise KeyError(f"unknown node {n}")
-        conf = _check_confidence(confidence)
-        ts = _check_time(time.time() if timestamp is None else timestamp)
-        props = _check_props(props, "edge")
         with self._lock, self._write() as w:
             eid = self._next_edge
             self._store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)

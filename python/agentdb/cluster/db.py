@@ -51,10 +51,11 @@ ready the ring is stored, routing switches and old replicas drop the keys they l
 so by the replicas (``StaleRing``) and reloads it.
 
 **Scope.** Patterns (store / store many / get / update / delete / search), episodes (store,
-with the named skills' statistics updated and logged in the same transaction; get / delete /
-search) and skills (store / get / delete / search). Not (yet): ``update_episode``,
-``update_skill``, ``critique_summary``, ``iter_records``, the causal graph and events
-(``on``); use ``agentdb.open(backend="postgres")`` on the same data for reads of those. Writes
+with the named skills' statistics updated and logged in the same transaction; get / update /
+delete / search), skills (store / get / update / delete / search) and the causal graph
+(``db.graph``: events, hyperedges, removal, ``khop`` over per-shard slices; see
+:mod:`.graph`). Not served: ``critique_summary``, ``iter_records``, Cypher and path queries,
+events (``on``); use ``agentdb.open(backend="postgres")`` on the same data for those. Writes
 must go through ``ClusterDB``: a write made by another client straight into the tables is not
 in the log, so replicas only see it after their next rebuild.
 """
@@ -102,6 +103,7 @@ from ..records import (
 )
 from ..store.pg_backend import existing_dim
 from ..store.postgres import PostgresStore
+from .graph import ClusterGraph
 from .log import ClusterLog
 from .replica import remote_class
 from .ring import HashRing
@@ -220,6 +222,7 @@ class ClusterDB:
         self._created: list[str] = []
         self._created_pgs: list[str] = []
         self._owns_ray = False
+        self._graph: ClusterGraph | None = None
 
         stored_dim = existing_dim(url, schema, table_prefix)
         if dim is None:
@@ -423,6 +426,15 @@ class ClusterDB:
         if self._closed:
             raise RuntimeError("this ClusterDB handle is closed")
 
+    @property
+    def graph(self) -> ClusterGraph:
+        """The causal hypergraph: writes through PostgreSQL and the log, topology sliced
+        over the shards, ``khop`` as scatter rounds (see :mod:`.graph`)."""
+        self._check_open()
+        if self._graph is None:
+            self._graph = ClusterGraph(self)
+        return self._graph
+
     # ---- writes -----------------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[tuple[Any, Any]]:
@@ -624,6 +636,15 @@ class ClusterDB:
         """An episode by id (``KeyError`` if unknown)."""
         return self._get("episodes", id)
 
+    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
+                       critique: str | None = _UNSET, output: str | None = _UNSET,
+                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
+                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
+        """Change the outcome fields of an episode (task and skills stay); returns it."""
+        return AgentDB.update_episode(self, id, reward=reward, success=success,  # type: ignore[arg-type]
+                                      critique=critique, output=output, latency_ms=latency_ms,
+                                      tokens=tokens, metadata=metadata)
+
     def delete_episode(self, id: int) -> None:
         """Delete an episode (``KeyError`` if unknown)."""
         self._delete("episodes", id)
@@ -666,6 +687,17 @@ class ClusterDB:
     def get_skill(self, id_or_name: int | str) -> Skill:
         """A skill by id or name (``KeyError`` if unknown)."""
         return self._get("skills", self._skill_id(id_or_name))
+
+    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
+                     description: str = _UNSET, signature: str | None = _UNSET,
+                     code: str | None = _UNSET, success_rate: float = _UNSET,
+                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
+                     embedding: Any = None) -> Skill:
+        """Change some fields of a skill (a new name or description is re-embedded)."""
+        return AgentDB.update_skill(self, id_or_name, name=name,  # type: ignore[arg-type]
+                                    description=description, signature=signature, code=code,
+                                    success_rate=success_rate, uses=uses, metadata=metadata,
+                                    embedding=embedding)
 
     def delete_skill(self, id_or_name: int | str) -> None:
         """Delete a skill by id or name (``KeyError`` if unknown)."""
@@ -759,10 +791,61 @@ class ClusterDB:
         with self._lock:
             routing = dict(self._routing)
             ring_shards = list(self.ring.shards)
+        results = self._fanout(
+            routing, lambda _s, h, budget: h.search.remote(name, q, k, ef, filters, min_seq,
+                                                           budget, ring_shards), min_seq)
+        all_ids = np.concatenate([results[s][0] for s in routing]) if results else \
+            np.zeros(0, np.int64)
+        all_d = np.concatenate([results[s][1] for s in routing]) if results else \
+            np.zeros(0, np.float32)
+        order = np.lexsort((all_ids, all_d))
+        seen: set[int] = set()
+        out_i, out_d = [], []
+        for j in order:  # dedupe: during a ring change a record may be in two shards
+            i = int(all_ids[j])
+            if i in seen:
+                continue
+            seen.add(i)
+            out_i.append(i)
+            out_d.append(float(all_d[j]))
+            if len(out_i) == k:
+                break
+        return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
+
+    def _expand(self, frontier: list[int], direction: str, types: list[str] | None,
+                min_seq: int) -> list[int]:
+        """One graph hop from ``frontier``: each owning shard expands its nodes (one replica
+        per shard, with the same retry / hedging as search); the sorted union."""
+        try:
+            return self._expand_once(frontier, direction, types, min_seq)
+        except _StaleRing:
+            self._reload_ring()
+            return self._expand_once(frontier, direction, types, min_seq)
+
+    def _expand_once(self, frontier: list[int], direction: str, types: list[str] | None,
+                     min_seq: int) -> list[int]:
+        with self._lock:
+            ring = self.ring
+            routing = dict(self._routing)
+        owner = ring.shards_for(frontier)
+        parts = {s: [n for n, o in zip(frontier, owner) if o == s] for s in routing}
+        parts = {s: p for s, p in parts.items() if p}
+        ring_shards = list(ring.shards)
+        results = self._fanout(
+            {s: routing[s] for s in parts},
+            lambda s, h, budget: h.expand.remote(parts[s], direction, types, min_seq, budget,
+                                                 ring_shards), min_seq)
+        return sorted({n for res in results.values() for n in res})
+
+    def _fanout(self, routing: dict[int, list[Any]], call: Any, min_seq: int
+                ) -> dict[int, Any]:
+        """Run ``call(shard, handle, budget)`` on one replica of every shard in ``routing``,
+        retrying on another replica after a failure and hedging after a slow answer, within
+        ``search_timeout``; the results by shard."""
         deadline = time.monotonic() + self.search_timeout
         todo = {s: self._candidates(s, routing[s]) for s in routing}
         pending: dict[Any, tuple[int, int, float]] = {}  # ref -> (shard, replica, give_up_at)
-        results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        results: dict[int, Any] = {}
         errors: dict[int, list[str]] = {s: [] for s in routing}
 
         started: dict[Any, float] = {}
@@ -774,7 +857,7 @@ class ClusterDB:
             now = time.monotonic()
             left = max(0.05, deadline - now)
             budget = left / 2 if todo[s] else left  # keep time for another replica
-            ref = h.search.remote(name, q, k, ef, filters, min_seq, budget, ring_shards)
+            ref = call(s, h, budget)
             # hedge on another replica once this one is much slower than usual (a restarting
             # actor makes calls wait rather than fail), not only when its budget runs out
             patience = budget + 0.5
@@ -793,7 +876,7 @@ class ClusterDB:
             if now > deadline:
                 missing = [s for s in routing if s not in results]
                 raise ClusterUnavailable(
-                    f"search timed out after {self.search_timeout:g}s waiting for shards "
+                    f"cluster call timed out after {self.search_timeout:g}s waiting for shards "
                     f"{missing} (min_seq={min_seq}); errors: "
                     f"{ {s: errors[s] for s in missing} }")
             refs = list(pending)
@@ -830,23 +913,7 @@ class ClusterDB:
                     self._mark_suspect(s, r)
                     errors[s].append(f"replica {r}: no answer in time")
                     launch(s)
-        all_ids = np.concatenate([results[s][0] for s in routing]) if results else \
-            np.zeros(0, np.int64)
-        all_d = np.concatenate([results[s][1] for s in routing]) if results else \
-            np.zeros(0, np.float32)
-        order = np.lexsort((all_ids, all_d))
-        seen: set[int] = set()
-        out_i, out_d = [], []
-        for j in order:  # dedupe: during a ring change a record may be in two shards
-            i = int(all_ids[j])
-            if i in seen:
-                continue
-            seen.add(i)
-            out_i.append(i)
-            out_d.append(float(all_d[j]))
-            if len(out_i) == k:
-                break
-        return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
+        return results
 
     # ---- rebalancing ------------------------------------------------------------------------
     def add_shard(self) -> int:
@@ -904,7 +971,8 @@ class ClusterDB:
                     "replica": st.get("replica"), "state": st.get("state"),
                     "applied_seq": applied,
                     "lag": None if applied is None else max(0, seq - int(applied)),
-                    "vectors": st.get("vectors"), "node_id": st.get("node_id"),
+                    "vectors": st.get("vectors"), "graph": st.get("graph"),
+                    "node_id": st.get("node_id"),
                     "node_ip": st.get("node_ip"), "pid": st.get("pid"),
                     "alive": bool(st.get("alive")), "last_error": st.get("last_error"),
                     "error": st.get("error")})

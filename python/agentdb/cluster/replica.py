@@ -40,6 +40,7 @@ import numpy as np
 
 from .._loader import backend
 from ..columns import FilterColumns
+from .graph import GraphSlice
 from .log import ClusterLog
 from .ring import HashRing
 
@@ -86,6 +87,7 @@ class ShardReplica:
         self.last_error: str | None = None
         self.ring = HashRing.from_dict(config["ring"])
         self.indexes: dict[str, Any] = {}
+        self.graph = GraphSlice(self._owned_mask)
         self.attrs: dict[str, FilterColumns] = {}
         self._apply_lock = threading.Lock()
         self._advanced = threading.Condition()
@@ -153,8 +155,14 @@ class ShardReplica:
                     if rid in owned:
                         cols.set(rid, reward, bool(success), session, _meta(meta))
             indexes[name], attrs[name] = index, cols
+        graph = GraphSlice(self._owned_mask)
+        batch: dict[int, tuple[str, list[int], list[int], float, float, dict[str, Any]]] = {}
+        for eid, etype, tail, head, conf, ts, props in self._store.graph_edges():
+            batch[eid] = (etype, tail, head, conf, ts, props)
+        graph.put_edges(batch)
+        graph.g.compact()
         with self._apply_lock:
-            self.indexes, self.attrs = indexes, attrs
+            self.indexes, self.attrs, self.graph = indexes, attrs, graph
             self._set_applied(start)
         while self._apply_batch():  # catch up before serving
             pass
@@ -176,8 +184,14 @@ class ShardReplica:
         with self._apply_lock:
             last: dict[str, dict[int, str]] = {}
             for e in entries:  # in seq order: the last op per id wins
-                if e.collection in self.indexes:
+                if e.collection in self.indexes or e.collection == "graph_edges":
                     last.setdefault(e.collection, {})[e.id] = e.op
+            edge_ops = last.pop("graph_edges", None)
+            if edge_ops:
+                ups = [i for i, op in edge_ops.items() if op == "upsert"]
+                rows = self._store.get_graph_edges(ups) if ups else {}
+                self.graph.put_edges(rows)
+                self.graph.remove_edges([i for i in edge_ops if i not in rows])
             for name, ops in last.items():
                 ids = np.fromiter(ops, np.int64, len(ops))
                 owned = ids[self._owned_mask(ids)]
@@ -245,21 +259,8 @@ class ShardReplica:
         """Liveness probe."""
         return True
 
-    def search(self, collection: str, q: Any, k: int, ef: int | None = None,
-               filters: dict[str, Any] | None = None, min_seq: int = 0,
-               timeout: float = 5.0, ring_shards: list[int] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest records of this shard (ids int64, cosine distances float32),
-        after waiting until the log is applied up to ``min_seq``.
-
-        ``filters``: ``min_reward``, ``success``, ``session_id``, ``where`` (as
-        ``FilterColumns.select``). Raises :class:`ReplicaNotReady` while building and
-        :class:`ReplicaLagging` when ``min_seq`` is not reached within ``timeout`` seconds;
-        :class:`StaleRing` when ``ring_shards`` (the caller's ring) misses one of ours.
-        """
-        if ring_shards is not None and not set(self.ring.shards) <= set(ring_shards):
-            raise StaleRing(f"caller ring {sorted(ring_shards)} lacks shards of "
-                            f"{self.ring.shards}")
+    def _serve_at(self, min_seq: int, timeout: float) -> None:
+        """Raise unless ready; wait until the log is applied up to ``min_seq``."""
         if self.state != "ready":
             raise ReplicaNotReady(f"shard {self.shard} replica {self.replica} is "
                                   f"{self.state}" + (f" ({self.last_error})"
@@ -276,6 +277,36 @@ class ShardReplica:
                             f"{self.applied_seq} < {min_seq} after {timeout:g}s"
                             + (f" ({self.last_error})" if self.last_error else ""))
                     self._advanced.wait(min(left, 0.05))
+
+    def _check_ring(self, ring_shards: list[int] | None) -> None:
+        if ring_shards is not None and not set(self.ring.shards) <= set(ring_shards):
+            raise StaleRing(f"caller ring {sorted(ring_shards)} lacks shards of "
+                            f"{self.ring.shards}")
+
+    def expand(self, nodes: list[int], direction: str = "out", types: list[str] | None = None,
+               min_seq: int = 0, timeout: float = 5.0, ring_shards: list[int] | None = None
+               ) -> list[int]:
+        """One graph hop from the given nodes this shard owns (see :class:`GraphSlice`),
+        with the same readiness / ``min_seq`` / ring checks as :meth:`search`."""
+        self._check_ring(ring_shards)
+        self._serve_at(min_seq, timeout)
+        with self._apply_lock:
+            return self.graph.expand(nodes, direction, types)
+
+    def search(self, collection: str, q: Any, k: int, ef: int | None = None,
+               filters: dict[str, Any] | None = None, min_seq: int = 0,
+               timeout: float = 5.0, ring_shards: list[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest records of this shard (ids int64, cosine distances float32),
+        after waiting until the log is applied up to ``min_seq``.
+
+        ``filters``: ``min_reward``, ``success``, ``session_id``, ``where`` (as
+        ``FilterColumns.select``). Raises :class:`ReplicaNotReady` while building and
+        :class:`ReplicaLagging` when ``min_seq`` is not reached within ``timeout`` seconds;
+        :class:`StaleRing` when ``ring_shards`` (the caller's ring) misses one of ours.
+        """
+        self._check_ring(ring_shards)
+        self._serve_at(min_seq, timeout)
         index = self.indexes[collection]
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         f = filters or {}
@@ -333,6 +364,7 @@ class ShardReplica:
             "vectors": int(sum(len(i) for i in self.indexes.values())),
             "collections": {n: len(i) for n, i in self.indexes.items()},
             "ring_shards": list(self.ring.shards),
+            "graph": self.graph.stats(),
             "node_id": node_id, "node_ip": node_ip, "pid": os.getpid(),
             "started_at": self.started_at, "ready_at": self.ready_at,
             "build_seconds": self.build_seconds, "last_error": self.last_error,

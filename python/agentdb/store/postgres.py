@@ -1108,6 +1108,52 @@ class PostgresStore:
             yield (int(row[0]), row[1], list(row[2]), list(row[3]), float(row[4]),
                    float(row[5]), dict(row[6]))
 
+    def get_graph_nodes(self, ids: Sequence[int]) -> dict[int, tuple[list[str], dict[str, Any]]]:
+        """Graph nodes by id: ``{id: (labels, props)}`` (missing ids are absent)."""
+        with self._conn() as conn:
+            cur = conn.execute(sql.SQL("SELECT id, labels, props FROM {} "
+                                       "WHERE id = ANY(%s::bigint[])").format(
+                                           self._q["graph_nodes"]), [[int(i) for i in ids]])
+            return {int(n): (list(labels), dict(props)) for n, labels, props in cur}
+
+    def get_graph_edges(self, ids: Sequence[int]) -> dict[int, tuple[str, list[int], list[int],
+                                                                     float, float,
+                                                                     dict[str, Any]]]:
+        """Hyperedges by id: ``{id: (type, tail, head, confidence, timestamp, props)}``."""
+        with self._conn() as conn:
+            cur = conn.execute(sql.SQL(
+                'SELECT id, type, tail, head, confidence, "timestamp", props FROM {} '
+                "WHERE id = ANY(%s::bigint[])").format(self._q["graph_edges"]),
+                [[int(i) for i in ids]])
+            return {int(r[0]): (r[1], [int(x) for x in r[2]], [int(x) for x in r[3]],
+                                float(r[4]), float(r[5]), dict(r[6])) for r in cur}
+
+    def graph_counts(self) -> tuple[int, int]:
+        """``(nodes, hyperedges)`` in the graph tables."""
+        with self._conn() as conn:
+            row = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), "
+                                       "(SELECT count(*) FROM {})").format(
+                                           self._q["graph_nodes"], self._q["graph_edges"])
+                               ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def graph_edges_touching(self, w: psycopg.Connection, nid: int) -> list[int]:
+        """Ids of the hyperedges with ``nid`` in their tail or head (inside :meth:`write`)."""
+        probe = _raw_json(json.dumps([int(nid)]))
+        cur = w.execute(sql.SQL("SELECT id FROM {} WHERE tail @> %s OR head @> %s ORDER BY id"
+                                ).format(self._q["graph_edges"]), [probe, probe])
+        return [int(r[0]) for r in cur]
+
+    def next_graph_ids(self, w: psycopg.Connection) -> tuple[int, int]:
+        """``(next node id, next edge id)``, serialised by a transaction-scoped advisory lock
+        so concurrent writers of the same store never hand out the same id."""
+        w.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                  [f"agentdb-graph-ids:{self._q['graph_nodes'].as_string(w)}"])
+        row = w.execute(sql.SQL("SELECT (SELECT COALESCE(max(id), 0) + 1 FROM {}), "
+                                "(SELECT COALESCE(max(id), 0) + 1 FROM {})").format(
+                                    self._q["graph_nodes"], self._q["graph_edges"])).fetchone()
+        return int(row[0]), int(row[1])
+
     def graph_indexes(self) -> list[tuple[str, str]]:
         """Declared (label, property) indexes."""
         with self._conn() as conn:
