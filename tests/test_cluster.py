@@ -427,6 +427,19 @@ def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
     _wait_converged(cdb)
     compare()
 
+    # the log is compacted once every replica applied it; new writes still flow
+    before = cdb.log_seq()
+    out = cdb.compact_log()
+    assert out["deleted"] > 100 and out["upto"] == before and out["oldest"] == before
+    assert cdb.log_seq() == before  # the last entry stays: seqs never go back
+    late = g.add_event(type="late")
+    g.add_causal_edge([nodes[0]], [late])
+    assert late in g.khop(nodes[0], 1)
+    ray.kill(ray.get_actor(cdb.actor_name(0, 1), namespace=cdb.namespace), no_restart=False)
+    nodes.append(late)
+    compare()
+    _wait_converged(cdb)
+
     # update_episode / update_skill through the log
     cdb.store_skill("probe", "probe the API")
     ep = cdb.store_episode("call it", embedding=np.full(DIM, 0.5), skills=["probe"])

@@ -946,6 +946,31 @@ class ClusterDB:
                 log.warning("set_ring failed on a replica: %s", exc)
         return new_id
 
+    def compact_log(self, timeout: float = 5.0) -> dict[str, int]:
+        """Delete the log entries every replica has applied, so the log does not grow without
+        bound; returns ``{"deleted", "upto", "oldest"}`` (the oldest seq kept).
+
+        Safe because a replica that (re)starts rebuilds from the tables and only replays the
+        log from the position it read them at. Entries are kept unless *every* replica of
+        every shard answers its status: a replica that cannot be asked might be alive and
+        behind (it is then ``ClusterUnavailable``), and a replica still building holds the
+        minimum at its start position.
+        """
+        self._check_open()
+        self._reload_ring()
+        statuses = self._statuses(list(self.ring.shards), timeout)
+        applied = []
+        for s, reps in statuses.items():
+            for st in reps:
+                if not st.get("alive") or st.get("applied_seq") is None:
+                    raise ClusterUnavailable(
+                        f"cannot compact the log: shard {s} replica {st.get('replica')} is "
+                        f"{st.get('state')} ({st.get('error') or st.get('last_error')})")
+                applied.append(int(st["applied_seq"]) if st.get("state") == "ready" else 0)
+        upto = min(applied, default=0)
+        deleted = self.log.truncate(upto) if upto > 0 else 0
+        return {"deleted": deleted, "upto": upto, "oldest": self.log.min_seq()}
+
     # ---- introspection ----------------------------------------------------------------------
     def log_seq(self) -> int:
         """The last committed log sequence number (anyone's writes)."""

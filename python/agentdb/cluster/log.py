@@ -150,6 +150,19 @@ class ClusterLog:
                          [int(seq), int(limit)])
         return [Entry(int(s), str(c), str(o), int(i)) for s, c, o, i in rows]
 
+    def truncate(self, upto: int) -> int:
+        """Delete the entries with ``seq <= upto``; returns how many were deleted. The last
+        entry is always kept, so ``max_seq`` (and new sequence numbers) never go back."""
+        rows = self._run(sql.SQL(
+            "WITH d AS (DELETE FROM {t} WHERE seq <= LEAST(%s, (SELECT max(seq) - 1 FROM {t})) "
+            "RETURNING 1) SELECT count(*) FROM d").format(t=self.log_table), [int(upto)])
+        return int(rows[0][0])
+
+    def min_seq(self) -> int:
+        """The oldest sequence number still in the log (0 for an empty log)."""
+        rows = self._run(sql.SQL("SELECT COALESCE(min(seq), 0) FROM {}").format(self.log_table))
+        return int(rows[0][0])
+
     def max_seq(self) -> int:
         """The last committed sequence number (0 for an empty log)."""
         rows = self._run(sql.SQL("SELECT COALESCE(max(seq), 0) FROM {}").format(self.log_table))
