@@ -326,6 +326,48 @@ def kill_test(db: Any, ray: Any, data: Any, args: argparse.Namespace) -> dict[st
     }
 
 
+def graph_test(db: Any, agentdb: Any, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Causal graph on the cluster: ``--graph-events`` events and 3x as many random causal
+    edges written through ``db.graph`` (one transaction each), then ``khop`` for k = 1, 2, 3
+    from ``--graph-seeds`` random events, on the cluster (one scatter round per hop) and on
+    ``agentdb.open(backend="postgres")`` over the same tables (one process, full graph);
+    medians, and whether every answer is identical."""
+    rng = np.random.default_rng(args.seed + 7)
+    g = db.graph
+    t0 = time.perf_counter()
+    nodes = [g.add_event(type="step", n=i) for i in range(args.graph_events)]
+    t_events = time.perf_counter() - t0
+    n_edges = 3 * len(nodes)
+    t0 = time.perf_counter()
+    for _ in range(n_edges):
+        a, b = (int(x) for x in rng.choice(nodes, 2, replace=False))
+        g.add_causal_edge([a], [b], confidence=float(rng.uniform(0.1, 1.0)))
+    t_edges = time.perf_counter() - t0
+    seeds = [int(x) for x in rng.choice(nodes, min(args.graph_seeds, len(nodes)),
+                                        replace=False)]
+    out: dict[str, Any] = {"events": len(nodes), "edges": n_edges,
+                           "events_s": len(nodes) / t_events, "edges_s": n_edges / t_edges,
+                           "khop": {}}
+    with agentdb.open(backend="postgres", url=url, schema=db.schema,
+                      table_prefix=db.table_prefix) as one:
+        for k in (1, 2, 3):
+            t_c, t_o, same, size = [], [], 0, []
+            for s in seeds:
+                t = time.perf_counter()
+                a = g.khop(s, k)
+                t_c.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                b = one.graph.khop(s, k)
+                t_o.append(time.perf_counter() - t)
+                same += a == b
+                size.append(len(a))
+            out["khop"][k] = {"cluster_ms": 1e3 * float(np.median(t_c)),
+                              "single_ms": 1e3 * float(np.median(t_o)),
+                              "identical": f"{same}/{len(seeds)}",
+                              "median_nodes": float(np.median(size))}
+    return out
+
+
 def bench_cluster(agentdb: Any, rows: list[dict[str, Any]], data: Any,
                   args: argparse.Namespace, workdir: Path,
                   then: Callable[[str, dict[int, int]], None] | None = None) -> dict[str, Any]:
@@ -378,6 +420,11 @@ def bench_cluster(agentdb: Any, rows: list[dict[str, Any]], data: Any,
             settle()
             log(f"{label}: killing a replica under load")
             out["kill"] = kill_test(db, ray, data, args)
+        if args.graph_events > 0:
+            settle()
+            log(f"{label}: causal graph ({args.graph_events} events, "
+                f"{3 * args.graph_events} edges)")
+            out["graph"] = graph_test(db, agentdb, url, args)
         db.close()
         db = None
         if then is not None:
@@ -451,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", type=lambda s: parse_csv(s), default=["single", "cluster",
                                                                           "single-pg"],
                    help="Subset of single,cluster,single-pg.")
+    p.add_argument("--graph-events", type=int, default=2000,
+                   help="Events of the causal-graph test (3x as many edges; 0 skips it).")
+    p.add_argument("--graph-seeds", type=int, default=100)
     p.add_argument("--keep-cluster", action="store_true", help="Do not stop the cluster.")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
@@ -526,6 +576,18 @@ def report(results: list[dict[str, Any]], skipped: dict[str, str],
                          fmt_float(s["p99_ms"], 2), fmt_float(s["recall"], 4), s["errors"]])
     print_table("search k=10, full records", ["system", "threads", "QPS", "p50 ms", "p99 ms",
                                                "recall@10", "errors"], rows)
+    for r in results:
+        gr = r.get("graph")
+        if not gr:
+            continue
+        print_table(f"causal graph khop ({gr['events']} events, {gr['edges']} edges; writes "
+                    f"{gr['events_s']:.0f} events/s, {gr['edges_s']:.0f} edges/s)",
+                    ["k", "cluster ms", "one process ms", "identical", "median nodes"],
+                    [[k, fmt_float(v["cluster_ms"], 2), fmt_float(v["single_ms"], 3),
+                      v["identical"], fmt_float(v["median_nodes"], 0)]
+                     for k, v in gr["khop"].items()],
+                    note="cluster: one scatter round per hop over the shards' graph slices; "
+                         "one process: agentdb.open(backend='postgres') on the same tables")
     for r in results:
         k = r.get("kill")
         if not k:
