@@ -80,3 +80,30 @@ def native_info() -> dict[str, Any]:
     if _native is None:
         info["reason"] = _reason
     return info
+
+
+def attention_backends() -> dict[str, ModuleType]:
+    """Modules providing the attention kernels by name: ``"native"`` when the extension has
+    them, always ``"numpy"`` (``agentdb._numpy_attention``).
+
+    >>> "numpy" in attention_backends()
+    True
+    """
+    from . import _numpy_attention
+
+    out: dict[str, ModuleType] = {}
+    if _native is not None and hasattr(_native, "flash_attention"):
+        out["native"] = _native
+    out["numpy"] = _numpy_attention
+    return out
+
+
+def attention_backend() -> ModuleType:
+    """The module providing ``sdpa``, ``multi_head_attention``, ``flash_attention``,
+    ``hyperbolic_attention`` and ``moe_gating``: native when built, else the numpy fallback.
+
+    >>> hasattr(attention_backend(), "flash_attention")
+    True
+    """
+    backends = attention_backends()
+    return backends.get("native", backends["numpy"])
