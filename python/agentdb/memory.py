@@ -33,6 +33,7 @@ from .columns import FilterColumns
 from .embedders import Embedder, get_embedder
 from .events import Callback, EventBus
 from .filters import where_sql
+from .learning.learner import Learner, check_feedback_reward
 from .progress import progress_bar
 from .records import (
     Episode,
@@ -90,6 +91,7 @@ class AgentDB:
         mirror: str | None = None,
         mirror_schema: str = "public",
         mirror_prefix: str = "",
+        learning: bool | dict[str, Any] | None = None,
     ) -> None:
         if backend is None and str(path).startswith(("postgresql://", "postgres://")):
             backend = "postgres"  # agentdb.open("postgresql://...")
@@ -148,6 +150,7 @@ class AgentDB:
         try:
             self._cols = {name: self._open_collection(name)
                           for name in ("patterns", "episodes", "skills")}
+            self.learning = Learner.attach(self.store, self.dim, learning, readonly)
             if mirror is not None:
                 if readonly:
                     raise ValueError("a read-only store cannot feed a mirror")
@@ -260,6 +263,8 @@ class AgentDB:
 
         >>> AgentDB(":memory:", dim=8).checkpoint()
         """
+        if not self.readonly:
+            self.learning.save()  # the query adapter's state, if it changed
         if self.store.memory or self.readonly or self.backend_name == "postgres":
             return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
@@ -486,7 +491,8 @@ class AgentDB:
             attrs.set(rec.id, rec.reward, rec.success, rec.session_id, rec.metadata)
 
     def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
-                threshold: float | None, ef: int | None) -> list[SearchResult]:
+                threshold: float | None, ef: int | None, adapt: bool = False
+                ) -> list[SearchResult]:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
@@ -498,6 +504,8 @@ class AgentDB:
                 raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
             threshold = float(threshold)
         q = self._query_vector(query)
+        if adapt:
+            q = self.learning.apply(q)
         col = self._cols[name]
         if isinstance(allowed, dict):  # pgvector: the filters become the query's WHERE clause
             if threshold is not None:
@@ -656,12 +664,15 @@ class AgentDB:
     def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success_only: bool = False,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
-                        threshold: float | None = None, ef: int | None = None
-                        ) -> list[SearchResult]:
+                        threshold: float | None = None, ef: int | None = None,
+                        adapt: bool = True) -> list[SearchResult]:
         """The ``k`` most similar patterns that pass every filter, best first.
 
         Filters run inside the index search, so ``k`` results come back whenever ``k``
         patterns match. ``threshold`` drops hits with cosine similarity below it.
+        When learning is active (``db.learning``, see :meth:`feedback`) the query goes
+        through the learned adapter first and similarities are to the adapted query;
+        ``adapt=False`` searches with the raw query.
 
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_pattern("sort a list", reward=0.9, success=True)
@@ -671,7 +682,93 @@ class AgentDB:
         """
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
-        return self._search("patterns", task_or_vector, k, allowed, threshold, ef)
+        return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
+                            adapt=bool(adapt))
+
+    # ---- learning from outcomes ---------------------------------------------------------------
+    def feedback(self, query: str | Any, pattern_id: int, reward: float = 1.0
+                 ) -> dict[str, Any]:
+        """Report that pattern ``pattern_id`` was the right memory for ``query``
+        (``reward`` > 0, the weight) or a wrong one (``reward`` < 0); ``reward`` is finite,
+        in [-1, 1]. One online step of the query adapter (:mod:`agentdb.learning`) against
+        the patterns it currently retrieves; later :meth:`search_patterns` calls use it.
+
+        Returns ``{"updated": True, "loss", "p_positive", "rank_before", "updates"}``, or
+        ``{"updated": False, "reason"}`` when learning is disabled or ``reward == 0``.
+        Unknown ids raise ``KeyError``, a bad query or reward ``ValueError``, a read-only
+        store ``StoreError``.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
+        >>> db.feedback([1, 0.2, 0, 0, 0, 0, 0, 0], b, reward=1.0)["updated"]
+        True
+        """
+        q, pos, negs = self._feedback_inputs(query, pattern_id, None, self.learning,
+                                             reward=reward)
+        return self.learning.learn(q, pos, negs, reward)
+
+    def feedback_trajectory(self, query: str | Any, retrieved_ids: Sequence[int],
+                            outcome_reward: float, *, used: int | None = None
+                            ) -> dict[str, Any]:
+        """The outcome of one retrieval step of a trajectory: the agent searched with
+        ``query``, got ``retrieved_ids`` (best first), acted on ``used`` (default: the
+        first) and the outcome was ``outcome_reward`` in [-1, 1]. ``used`` is the positive
+        (or, for a negative outcome, the pattern pushed away); the other retrieved ids are
+        the negatives (when there are none, the current retrieval supplies them). Call it
+        once per step of a multi-step trajectory. Returns what :meth:`feedback` returns.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> ids = [db.store_pattern(f"p{i}", embedding=np.eye(8)[i]) for i in range(3)]
+        >>> db.feedback_trajectory(np.eye(8)[0], ids, 1.0, used=ids[2])["updated"]
+        True
+        """
+        if isinstance(retrieved_ids, (str, bytes)) or not isinstance(retrieved_ids, Iterable):
+            raise TypeError("retrieved_ids must be a sequence of pattern ids")
+        retrieved = [_as_id(i) for i in retrieved_ids]
+        if not retrieved and used is None:
+            raise ValueError("retrieved_ids is empty and no used= pattern was given")
+        positive = retrieved[0] if used is None else used
+        q, pos, negs = self._feedback_inputs(query, positive, retrieved, self.learning,
+                                             reward=outcome_reward)
+        return self.learning.learn(q, pos, negs, outcome_reward)
+
+    def _feedback_inputs(self, query: str | Any, pattern_id: int,
+                         retrieved: Sequence[int] | None, learner: Learner, *, reward: float
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated ``(query, positive vector, negative vectors)`` for one feedback event;
+        negatives are ``retrieved`` minus the positive, else what ``learner``'s adapter
+        retrieves now (shared with :class:`agentdb.learning.EphemeralLearningAgent`)."""
+        self._check_open()
+        pid = _as_id(pattern_id)
+        check_feedback_reward(reward)
+        q = self._query_vector(query)
+        neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
+        if not neg_ids:
+            n = learner.config.negatives
+            col = self._cols["patterns"]
+            qa = learner.apply(q)
+            if col.attrs is None:  # pgvector search
+                ids, _ = col.index.search(qa, k=n + 1, filters={})
+            else:
+                ids, _ = col.index.search(qa, k=max(1, min(n + 1, len(col.index))))
+            neg_ids = [int(i) for i in ids if i >= 0 and i != pid][:n]
+        vecs = self._pattern_vectors([pid, *neg_ids])
+        return q, vecs[0], vecs[1:]
+
+    def _pattern_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Stored embeddings of pattern ids, in order (``KeyError`` naming an unknown id)."""
+        col = self._cols["patterns"]
+        if col.attrs is None:  # pgvector: the table is the only copy
+            rows = self.store.get("patterns", list(ids))
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise KeyError(f"unknown pattern id {missing[0]}")
+            return np.stack([np.asarray(rows[i]["embedding"], np.float32) for i in ids])
+        for i in ids:
+            if not col.index.contains(i):
+                raise KeyError(f"unknown pattern id {i}")
+        return np.stack([col.index.get_vector(i) for i in ids])
 
     # ---- episodes ---------------------------------------------------------------------------
     def _episode_row(self, e: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
@@ -1009,6 +1106,7 @@ class AgentDB:
             "index_memory_bytes": {n: int(c.index.memory_usage()) for n, c in self._cols.items()},
             "index_file_bytes": files,
             "index_status": dict(self.index_status),
+            "learning": self.learning.stats(),
         }
 
 
@@ -1142,6 +1240,13 @@ def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB: 
     from the table on open). ``mirror="postgresql://..."`` (with ``mirror_schema``,
     ``mirror_prefix``) keeps SQLite as the system of record and copies every write to
     PostgreSQL through a durable outbox (:mod:`agentdb.mirror`).
+
+    ``learning`` (:mod:`agentdb.learning`): ``None`` (default: the stored switch; on for a
+    new store, where the query adapter stays the identity until the first
+    :meth:`AgentDB.feedback`), ``True`` / ``False`` (turn learning on / off, persisted), or a
+    dict of :class:`agentdb.learning.LearningConfig` fields (``rank``, ``lr``, ``tau``,
+    ``negatives``, ``ewc_lambda``, ``fisher_decay``, ``consolidate_every``, ``save_every``,
+    ...) plus ``enabled`` and ``reset`` (discard the stored learning state).
 
     >>> import agentdb
     >>> with agentdb.open(":memory:", dim=16) as db:
