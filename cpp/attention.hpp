@@ -58,37 +58,45 @@ struct AttnProblem {
   float* W = nullptr;  // optional weights, heads x m x n, contiguous
 };
 
-// Logits scale * <q, k> through the dispatched tile kernel.
+// Logits <q, k> through the dispatched tile kernel (attend() applies the scale).
 struct DotLogits {
   const AttnKernels* ak;
   const AttnProblem* p;
-  float scale;
   void operator()(std::size_t head, std::size_t q0, std::size_t nq, std::size_t k0,
                   std::size_t nk, float* S, std::size_t lds) const {
     ak->qk(p->Q + q0 * p->ldq + head * p->d, p->ldq, nq, p->K + k0 * p->ldk + head * p->d,
            p->ldk, nk, p->d, S, lds);
-    for (std::size_t g = 0; g < nq; ++g)
-      for (std::size_t j = 0; j < nk; ++j) S[g * lds + j] *= scale;
   }
 };
 
-// Logits -beta * d_c(q, k) (Poincare ball); bq / bk hold 1 - c|x|^2 of queries / keys.
+// Logits -beta * d_c(q, k) (Poincare ball). |q-k|^2 comes from the dot-product tile as
+// |q|^2 + |k|^2 - 2<q, k> where that is safe (at least a quarter of |q|^2 + |k|^2, so the
+// cancellation costs at most a few float32 ulps) and from the exact l2 kernel otherwise
+// (near-identical points). qn / kn: |x|^2; bq: 1 - c|q|^2; bk_inv: 1 / (1 - c|k|^2).
 struct HyperbolicLogits {
+  const AttnKernels* ak;
   const KernelTable* kt;
   const AttnProblem* p;
+  const float* qn;
+  const float* kn;
   const double* bq;
-  const double* bk;
+  const float* bk_inv;
   double c, beta;
   void operator()(std::size_t, std::size_t q0, std::size_t nq, std::size_t k0, std::size_t nk,
                   float* S, std::size_t lds) const {
-    const double inv_sqrt_c = 1.0 / std::sqrt(c);
+    ak->qk(p->Q + q0 * p->ldq, p->ldq, nq, p->K + k0 * p->ldk, p->ldk, nk, p->d, S, lds);
+    // float math from here: log1p/sqrt per pair in double cost as much as the distances
+    const float f = static_cast<float>(-beta / std::sqrt(c));
     for (std::size_t g = 0; g < nq; ++g) {
       const float* q = p->Q + (q0 + g) * p->ldq;
+      const float cq = static_cast<float>(c / bq[q0 + g]), nq2 = qn[q0 + g];
+      float* s = S + g * lds;
       for (std::size_t j = 0; j < nk; ++j) {
-        double l2 = kt->l2sq(q, p->K + (k0 + j) * p->ldk, p->d);
-        double t = c * l2 / (bq[q0 + g] * bk[k0 + j]);
-        double dist = std::log1p(2.0 * t + 2.0 * std::sqrt(t * (1.0 + t))) * inv_sqrt_c;
-        S[g * lds + j] = static_cast<float>(-beta * dist);
+        float sum = nq2 + kn[k0 + j];
+        float l2 = sum - 2.0f * s[j];
+        if (!(l2 >= 0.25f * sum)) l2 = kt->l2sq(q, p->K + (k0 + j) * p->ldk, p->d);
+        float t = cq * l2 * bk_inv[k0 + j];
+        s[j] = f * std::log1p(2.0f * t + 2.0f * std::sqrt(t * (1.0f + t)));
       }
     }
   }
@@ -99,18 +107,6 @@ namespace attn_detail {
 constexpr std::size_t kGroup = 16;        // queries sharing each block of keys
 constexpr std::size_t kBlock = 256;       // keys per block
 constexpr std::size_t kMinChunk = 2048;   // fewest keys worth a thread of their own
-
-// Scaled logits -> max, with a NaN/inf check.
-inline float row_max(const float* s, std::size_t n, bool& bad) {
-  float mx = -std::numeric_limits<float>::infinity();
-  bool ok = true;
-  for (std::size_t j = 0; j < n; ++j) {
-    ok &= std::fabs(s[j]) <= FLT_MAX;
-    mx = s[j] > mx ? s[j] : mx;
-  }
-  if (!ok) bad = true;
-  return mx;
-}
 
 inline void scale_row(float* x, std::size_t n, float a) {
   for (std::size_t c = 0; c < n; ++c) x[c] *= a;
@@ -123,9 +119,10 @@ inline void scale_row(float* x, std::size_t n, float a) {
 // there (normalised later by finish_weights).
 template <class Logits>
 void attend_range(const AttnKernels& ak, const AttnProblem& p, const Logits& logits,
-                  std::size_t block, const float* vcoef, std::size_t head, std::size_t q0,
-                  std::size_t nq, std::size_t lo, std::size_t hi, float* acc, std::size_t lda,
-                  float* mx, float* sm, std::vector<float>& scratch, bool& bad) {
+                  float scale, std::size_t block, const float* vcoef, std::size_t head,
+                  std::size_t q0, std::size_t nq, std::size_t lo, std::size_t hi, float* acc,
+                  std::size_t lda, float* mx, float* sm, std::vector<float>& scratch,
+                  bool& bad) {
   const float* V = p.V + head * p.dv;
   for (std::size_t g = 0; g < nq; ++g) {
     std::fill(acc + g * lda, acc + g * lda + p.dv, 0.0f);
@@ -139,8 +136,9 @@ void attend_range(const AttnKernels& ak, const AttnProblem& p, const Logits& log
     logits(head, q0, nq, b0, nb, S, block);
     for (std::size_t g = 0; g < nq; ++g) {
       float* s = S + g * block;
+      float bm = ak.scale_max(s, nb, scale);
+      if (!(std::fabs(bm) <= FLT_MAX)) bad = true;
       if (p.W) std::memcpy(p.W + head * p.m * p.n + (q0 + g) * p.n + b0, s, nb * sizeof(float));
-      float bm = row_max(s, nb, bad);
       if (bm > mx[g]) {
         float alpha = std::exp(mx[g] - bm);  // 0 on the first block
         scale_row(acc + g * lda, p.dv, alpha);
@@ -164,11 +162,11 @@ inline void finish_weights(const AttnKernels& ak, float* row, std::size_t n, flo
 }  // namespace attn_detail
 
 // Runs attention for every head and query: p.O (and p.W when set) receive the normalised
-// result. Keys are processed in blocks of `block` (0: kBlock) with the online softmax; the
-// m x n weights exist only when asked for (p.W). vcoef: optional per-key factor applied to the
-// weights when aggregating values (not to the returned weights).
+// result for logits scale * logits(...). Keys are processed in blocks of `block` (0: kBlock)
+// with the online softmax; the m x n weights exist only when asked for (p.W). vcoef: optional
+// per-key factor applied to the weights when aggregating values (not to the returned weights).
 template <class Logits>
-bool attend(const AttnKernels& ak, const AttnProblem& p, const Logits& logits,
+bool attend(const AttnKernels& ak, const AttnProblem& p, const Logits& logits, float scale,
             std::size_t block, const float* vcoef, std::size_t threads) {
   using namespace attn_detail;
   threads = resolve_threads(threads);
@@ -190,8 +188,8 @@ bool attend(const AttnKernels& ak, const AttnProblem& p, const Logits& logits,
       float mx[kGroup], sm[kGroup];
       float* out = p.O + q0 * p.ldo + head * p.dv;
       bool bad = false;
-      attend_range(ak, p, logits, block, vcoef, head, q0, nq, 0, p.n, out, p.ldo, mx, sm,
-                   scratch[tid], bad);
+      attend_range(ak, p, logits, scale, block, vcoef, head, q0, nq, 0, p.n, out, p.ldo, mx,
+                   sm, scratch[tid], bad);
       for (std::size_t g = 0; g < nq; ++g) {
         scale_row(out + g * p.ldo, p.dv, 1.0f / sm[g]);
         if (p.W) finish_weights(ak, p.W + head * p.m * p.n + (q0 + g) * p.n, p.n, mx[g]);
@@ -209,8 +207,9 @@ bool attend(const AttnKernels& ak, const AttnProblem& p, const Logits& logits,
     std::size_t head = u / groups, q0 = (u % groups) * G, nq = std::min(G, p.m - q0);
     std::size_t lo = c * per, hi = std::min(p.n, lo + per);
     bool bad = false;
-    attend_range(ak, p, logits, block, vcoef, head, q0, nq, lo, hi, pacc.data() + t * stride,
-                 p.dv, pmx.data() + t * G, psm.data() + t * G, scratch[tid], bad);
+    attend_range(ak, p, logits, scale, block, vcoef, head, q0, nq, lo, hi,
+                 pacc.data() + t * stride, p.dv, pmx.data() + t * G, psm.data() + t * G,
+                 scratch[tid], bad);
     if (bad) any_bad = true;
   });
   for (std::size_t u = 0; u < units; ++u) {
@@ -256,7 +255,7 @@ inline bool moe_topk(const AttnKernels& ak, const float* X, std::size_t m, std::
       float* s = S.data() + r * E;
       if (bias)
         for (std::size_t e = 0; e < E; ++e) s[e] += bias[e];
-      attn_detail::row_max(s, E, bad);
+      if (!(std::fabs(ak.scale_max(s, E, 1.0f)) <= FLT_MAX)) bad = true;  // NaN/inf check
       // Insertion into a sorted list of k (logit desc, id asc); ids arrive ascending, so an
       // equal logit never displaces an earlier (lower) id.
       std::size_t filled = 0;

@@ -96,17 +96,16 @@ inline void qk_4x2(const float* Q, std::size_t ldq, const float* K, std::size_t 
 
 void qk_avx2(const float* Q, std::size_t ldq, std::size_t nq, const float* K, std::size_t ldk,
              std::size_t nk, std::size_t d, float* S, std::size_t lds) {
-  std::size_t g = 0;
-  for (; g + 4 <= nq; g += 4) {
-    const float* q = Q + g * ldq;
-    float* s = S + g * lds;
-    std::size_t j = 0;
-    for (; j + 2 <= nk; j += 2) qk_4x2(q, ldq, K + j * ldk, ldk, d, s + j, lds);
-    for (; j < nk; ++j)
-      for (std::size_t a = 0; a < 4; ++a)
-        qk_row<1>(q + a * ldq, K + j * ldk, ldk, d, s + a * lds + j);
-  }
-  for (; g < nq; ++g) {
+  // Keys outer, queries inner: a tile's key rows stay in L1 for every 4-query tile.
+  const std::size_t nq4 = nq / 4 * 4;
+  std::size_t k = 0;
+  for (; k + 2 <= nk; k += 2)
+    for (std::size_t g = 0; g < nq4; g += 4)
+      qk_4x2(Q + g * ldq, ldq, K + k * ldk, ldk, d, S + g * lds + k, lds);
+  for (; k < nk; ++k)
+    for (std::size_t g = 0; g < nq4; ++g)
+      qk_row<1>(Q + g * ldq, K + k * ldk, ldk, d, S + g * lds + k);
+  for (std::size_t g = nq4; g < nq; ++g) {
     const float* q = Q + g * ldq;
     float* s = S + g * lds;
     std::size_t j = 0;
@@ -240,7 +239,32 @@ float exp_sum_avx2(float* s, std::size_t n, float shift) {
   return sum;
 }
 
-const AttnKernels kTable{"avx2", qk_avx2, pv_avx2, exp_sum_avx2};
+float scale_max_avx2(float* s, std::size_t n, float scale) {
+  const __m256 sc = _mm256_set1_ps(scale), big = _mm256_set1_ps(3.40282347e38f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 mx = _mm256_set1_ps(-INFINITY), ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + j), sc);
+    _mm256_storeu_ps(s + j, x);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_andnot_ps(sign, x), big, _CMP_LE_OQ));
+    mx = _mm256_max_ps(mx, x);
+  }
+  bool finite = _mm256_movemask_ps(ok) == 0xFF;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mx);
+  float m = lanes[0];
+  for (int t = 1; t < 8; ++t) m = lanes[t] > m ? lanes[t] : m;
+  for (; j < n; ++j) {
+    float x = s[j] * scale;
+    s[j] = x;
+    finite &= fabsf(x) <= 3.40282347e38f;
+    m = x > m ? x : m;
+  }
+  return finite ? m : NAN;
+}
+
+const AttnKernels kTable{"avx2", qk_avx2, pv_avx2, exp_sum_avx2, scale_max_avx2};
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // support them). Register tiles: logits 4 queries x 4 keys (1 x 8 for a lone query), weighted
 // values 4 queries x 64 columns. Tails use masked loads, so every length is fully vectorised.
 #include <immintrin.h>
+#include <math.h>
 
 #include "attention_kernels.hpp"
 
@@ -70,16 +71,17 @@ inline void qk_4x4(const float* Q, std::size_t ldq, const float* K, std::size_t 
 
 void qk_avx512(const float* Q, std::size_t ldq, std::size_t nq, const float* K, std::size_t ldk,
                std::size_t nk, std::size_t d, float* S, std::size_t lds) {
-  std::size_t g = 0;
-  for (; g + 4 <= nq; g += 4) {
-    const float* q = Q + g * ldq;
-    float* s = S + g * lds;
-    std::size_t j = 0;
-    for (; j + 4 <= nk; j += 4) qk_4x4(q, ldq, K + j * ldk, ldk, d, s + j, lds);
-    for (; j < nk; ++j)
-      for (std::size_t a = 0; a < 4; ++a) qk_row<1>(q + a * ldq, K + j * ldk, ldk, d, s + a * lds + j);
-  }
-  for (; g < nq; ++g) {
+  // Keys outer, queries inner: the 4 key rows of a tile stay in L1 while every 4-query tile
+  // of the group (up to 16 rows, also L1-resident) uses them.
+  const std::size_t nq4 = nq / 4 * 4;
+  std::size_t k = 0;
+  for (; k + 4 <= nk; k += 4)
+    for (std::size_t g = 0; g < nq4; g += 4)
+      qk_4x4(Q + g * ldq, ldq, K + k * ldk, ldk, d, S + g * lds + k, lds);
+  for (; k < nk; ++k)
+    for (std::size_t g = 0; g < nq4; ++g)
+      qk_row<1>(Q + g * ldq, K + k * ldk, ldk, d, S + g * lds + k);
+  for (std::size_t g = nq4; g < nq; ++g) {
     const float* q = Q + g * ldq;
     float* s = S + g * lds;
     std::size_t j = 0;
@@ -194,7 +196,21 @@ float exp_sum_avx512(float* s, std::size_t n, float shift) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-const AttnKernels kTable{"avx512", qk_avx512, pv_avx512, exp_sum_avx512};
+float scale_max_avx512(float* s, std::size_t n, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale), big = _mm512_set1_ps(3.40282347e38f);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  __mmask16 finite = 0xFFFF;
+  for (std::size_t j = 0; j < n; j += 16) {
+    __mmask16 m = tail_mask(n - j);
+    __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc);
+    _mm512_mask_storeu_ps(s + j, m, x);
+    finite &= _mm512_cmp_ps_mask(_mm512_abs_ps(x), big, _CMP_LE_OQ) | static_cast<__mmask16>(~m);
+    mx = _mm512_mask_max_ps(mx, m, mx, x);
+  }
+  return finite == 0xFFFF ? _mm512_reduce_max_ps(mx) : NAN;
+}
+
+const AttnKernels kTable{"avx512", qk_avx512, pv_avx512, exp_sum_avx512, scale_max_avx512};
 
 }  // namespace
 

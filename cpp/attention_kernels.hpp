@@ -20,6 +20,8 @@ struct AttnKernels {
   // s[j] = exp(s[j] - shift) in place; returns the sum of the new values. Arguments below
   // about -87 give a tiny positive value instead of underflowing to zero on SIMD paths.
   float (*exp_sum)(float* s, std::size_t n, float shift);
+  // s[j] *= scale in place; returns max_j s[j], or NaN when some s[j] is NaN or infinite.
+  float (*scale_max)(float* s, std::size_t n, float scale);
 };
 
 // Dispatch (attention_scalar.cpp, compiled with the base flags): the attention kernels of the

@@ -50,7 +50,19 @@ float exp_sum_scalar(float* s, std::size_t n, float shift) {
   return static_cast<float>(sum);
 }
 
-const AttnKernels kTable{"scalar", qk_scalar, pv_scalar, exp_sum_scalar};
+float scale_max_scalar(float* s, std::size_t n, float scale) {
+  float mx = -INFINITY;
+  bool finite = true;
+  for (std::size_t j = 0; j < n; ++j) {
+    float x = s[j] * scale;
+    s[j] = x;
+    finite &= std::fabs(x) <= 3.40282347e38f;
+    mx = x > mx ? x : mx;
+  }
+  return finite ? mx : NAN;
+}
+
+const AttnKernels kTable{"scalar", qk_scalar, pv_scalar, exp_sum_scalar, scale_max_scalar};
 
 }  // namespace
 

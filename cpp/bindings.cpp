@@ -1050,7 +1050,8 @@ namespace {
 
 std::size_t attn_threads(py::handle h) {
   int64_t t = graph_int(h, "threads");
-  if (t < 0) throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(t));
+  if (t < 0)
+    throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(t));
   return static_cast<std::size_t>(t);
 }
 
@@ -1058,7 +1059,8 @@ double attn_positive(py::handle h, const char* what, bool allow_zero = false) {
   double v = graph_float(h, what);
   if (!std::isfinite(v) || v < 0.0 || (v == 0.0 && !allow_zero))
     throw py::value_error(std::string(what) + " must be a finite number " +
-                          (allow_zero ? ">= 0" : "> 0") + ", got " + py::repr(h).cast<std::string>());
+                          (allow_zero ? ">= 0" : "> 0") + ", got " +
+                          py::repr(h).cast<std::string>());
   return v;
 }
 
@@ -1132,8 +1134,9 @@ py::object dot_attention(py::handle q, py::handle k, py::handle v, std::size_t h
   {
     py::gil_scoped_release nogil;
     const AttnKernels& ak = active_attn_kernels();
-    DotLogits logits{&ak, &p, static_cast<float>(scale)};
-    ok = attend(ak, p, logits, block, nullptr, attn_work_threads(in, threads));
+    DotLogits logits{&ak, &p};
+    ok = attend(ak, p, logits, static_cast<float>(scale), block, nullptr,
+                attn_work_threads(in, threads));
     ok = ok && all_finite(p.O, p.m * in.V.cols);
   }
   if (!ok) attn_nonfinite(in);
@@ -1164,20 +1167,25 @@ py::object py_flash(py::handle q, py::handle k, py::handle v, py::handle scale,
 constexpr double kBallMargin = 1e-6;  // inputs need c|x|^2 <= 1 - kBallMargin
 constexpr double kBallClip = 1e-5;    // outputs: tanh(sqrt(c)|u|) clipped to 1 - kBallClip
 
-// 1 - c|x|^2 of every row, checking that each row is strictly inside the ball.
+// 1 - c|x|^2 of every row (the squared norms computed without the GIL), checking that each
+// row is strictly inside the ball.
 std::vector<double> ball_gaps(const KernelTable& kt, const Matrix& X, double c, const char* what) {
   std::vector<double> gap(X.rows);
+  {
+    py::gil_scoped_release nogil;
+    for (std::size_t i = 0; i < X.rows; ++i) {
+      const float* x = X.data() + i * X.cols;
+      gap[i] = 1.0 - c * kt.dot(x, x, X.cols);
+    }
+  }
   for (std::size_t i = 0; i < X.rows; ++i) {
-    const float* x = X.data() + i * X.cols;
-    double cn = c * kt.dot(x, x, X.cols);
-    if (!(cn <= 1.0 - kBallMargin)) {
+    if (!(gap[i] >= kBallMargin)) {
       std::ostringstream msg;
       msg << what << " row " << i << " is not strictly inside the Poincare ball of curvature c="
-          << c << " (c*|x|^2 = " << cn << ", must be <= 1 - 1e-6); map Euclidean vectors "
-          << "into the ball with expmap0() or project()";
+          << c << " (c*|x|^2 = " << 1.0 - gap[i] << ", must be <= 1 - 1e-6); map Euclidean "
+          << "vectors into the ball with expmap0() or project()";
       throw py::value_error(msg.str());
     }
-    gap[i] = 1.0 - cn;
   }
   return gap;
 }
@@ -1191,7 +1199,8 @@ py::object py_hyperbolic(py::handle q, py::handle k, py::handle v, py::handle c_
   const KernelTable& kt = active_kernels();
   std::vector<double> bq = ball_gaps(kt, in.Q, c, "queries");
   std::vector<double> bk = ball_gaps(kt, in.K, c, "keys");
-  std::vector<double> bv = ball_gaps(kt, in.V, c, "values");
+  const bool v_is_k = in.V.data() == in.K.data() && in.V.cols == in.K.cols;  // memories as both
+  std::vector<double> bv = v_is_k ? bk : ball_gaps(kt, in.V, c, "values");
   const double sc = std::sqrt(c);
   std::vector<float> lam(in.V.rows);  // log0(v) = lam * v
   for (std::size_t j = 0; j < in.V.rows; ++j) {
@@ -1213,8 +1222,15 @@ py::object py_hyperbolic(py::handle q, py::handle k, py::handle v, py::handle c_
   bool ok;
   {
     py::gil_scoped_release nogil;
-    HyperbolicLogits logits{&kt, &p, bq.data(), bk.data(), c, beta};
-    ok = attend(active_attn_kernels(), p, logits, 0, lam.data(), attn_work_threads(in, threads));
+    std::vector<float> qn(bq.size()), kn(bk.size()), bk_inv(bk.size());
+    for (std::size_t i = 0; i < bq.size(); ++i) qn[i] = static_cast<float>((1.0 - bq[i]) / c);
+    for (std::size_t j = 0; j < bk.size(); ++j) {
+      kn[j] = static_cast<float>((1.0 - bk[j]) / c);
+      bk_inv[j] = static_cast<float>(1.0 / bk[j]);
+    }
+    const AttnKernels& ak = active_attn_kernels();
+    HyperbolicLogits logits{&ak, &kt, &p, qn.data(), kn.data(), bq.data(), bk_inv.data(), c, beta};
+    ok = attend(ak, p, logits, 1.0f, 0, lam.data(), attn_work_threads(in, threads));
     for (std::size_t i = 0; i < p.m; ++i) {  // exp0 of the tangent-space mean, clipped
       float* u = p.O + i * p.dv;
       double nu = 0.0;
@@ -1238,11 +1254,12 @@ py::tuple py_moe(py::handle x, py::handle gate, py::handle k_obj, py::handle bia
   Matrix Wg = attn_rows(gate, "gate", true);
   if (Wg.rows != X.cols)
     throw py::value_error("dimension mismatch: x has dim " + std::to_string(X.cols) +
-                          ", gate has " + std::to_string(Wg.rows) + " rows (expected (dim, experts))");
+                          ", gate has " + std::to_string(Wg.rows) +
+                          " rows (expected (dim, experts))");
   const std::size_t E = Wg.cols;
   if (k < 1 || static_cast<std::size_t>(k) > E)
-    throw py::value_error("k must be in [1, " + std::to_string(E) + "] (the number of experts), got " +
-                          std::to_string(k));
+    throw py::value_error("k must be in [1, " + std::to_string(E) +
+                          "] (the number of experts), got " + std::to_string(k));
   std::optional<Matrix> B;
   if (!bias_obj.is_none()) {
     B = as_matrix(bias_obj, "bias");
