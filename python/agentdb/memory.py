@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import threading
 import time
@@ -123,6 +124,7 @@ class AgentDB:
         self._events = EventBus()
         self._closed = False
         self._graph: Any = None
+        self._attention: Any = None
         self._index_params = {"M": M, "ef_construction": ef_construction,
                               "ef_search": ef_search, "threads": threads}
         existing_dim = (_existing_pg_dim(url, schema, table_prefix) if kind == "postgres"
@@ -504,8 +506,11 @@ class AgentDB:
                 raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
             threshold = float(threshold)
         q = self._query_vector(query)
-        if adapt:
+        if adapt and self.learning.active:
             q = self.learning.apply(q)
+            if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
+                ef = max(int(k), math.ceil(self.learning.config.ef_factor
+                                           * (self._index_params["ef_search"] or 64)))
         col = self._cols[name]
         if isinstance(allowed, dict):  # pgvector: the filters become the query's WHERE clause
             if threshold is not None:
@@ -665,7 +670,9 @@ class AgentDB:
                         min_reward: float | None = None, success_only: bool = False,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
-                        adapt: bool = True) -> list[SearchResult]:
+                        adapt: bool = True, rerank: str | None = None,
+                        candidates: int | None = None, heads: int = 1,
+                        temperature: float = 0.05) -> list[SearchResult]:
         """The ``k`` most similar patterns that pass every filter, best first.
 
         Filters run inside the index search, so ``k`` results come back whenever ``k``
@@ -673,6 +680,16 @@ class AgentDB:
         When learning is active (``db.learning``, see :meth:`feedback`) the query goes
         through the learned adapter first and similarities are to the adapted query;
         ``adapt=False`` searches with the raw query.
+
+        ``rerank="attention"``: fetch ``candidates`` hits (default ``max(4k, 20)``) and
+        order them by :meth:`agentdb.attention.AttentionService.rerank` -- the
+        head-averaged multi-head attention of the query over their stored vectors
+        (``heads`` column slices, softmax ``temperature``), computed exactly on the
+        vectors, so ``heads=1`` is exact cosine order over a wider HNSW candidate set.
+        ``rerank="attention+reward"`` multiplies the attention by the prior
+        ``max(0.05, (1 + reward) / 2)``, so of two near-equal memories the one that worked
+        comes first. Each hit's ``score`` holds its attention weight (summing to 1 over the
+        candidates); ``similarity`` stays the cosine.
 
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_pattern("sort a list", reward=0.9, success=True)
@@ -682,8 +699,76 @@ class AgentDB:
         """
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
-        return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
-                            adapt=bool(adapt))
+        if rerank is None:
+            return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
+                                adapt=bool(adapt))
+        if rerank not in ("attention", "attention+reward"):
+            raise ValueError(f"rerank must be None, 'attention' or 'attention+reward', got "
+                             f"{rerank!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        n = max(4 * int(k), 20) if candidates is None else candidates
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
+            raise ValueError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
+        q = self._query_vector(task_or_vector)
+        if adapt and self.learning.active:
+            q = self.learning.apply(q)
+            if ef is None:
+                ef = math.ceil(self.learning.config.ef_factor
+                               * (self._index_params["ef_search"] or 64))
+        hits = self._search("patterns", q, int(n), allowed, threshold,
+                            None if ef is None else max(int(ef), int(n)))
+        if not hits:
+            return []
+        vecs = self._pattern_vectors([h.id for h in hits])
+        prior = None
+        if rerank == "attention+reward":
+            prior = np.maximum(0.05, (1.0 + np.array([h.record.reward for h in hits])) / 2.0)
+        order, scores = self.attention.rerank(q, vecs, heads=heads, temperature=temperature,
+                                              prior=prior)
+        return [SearchResult(hits[j].id, hits[j].similarity, hits[j].distance, hits[j].record,
+                             float(sc)) for j, sc in zip(order[:k], scores[:k])]
+
+    @property
+    def attention(self) -> Any:
+        """The :class:`agentdb.attention.AttentionService` used by ``rerank="attention"``
+        and :meth:`synthesize_context` (native kernels when built)."""
+        if self._attention is None:
+            from .attention import AttentionService
+
+            self._attention = AttentionService(temperature=0.05)
+        return self._attention
+
+    def synthesize_context(self, query: str | Any, k: int = 5, *, temperature: float = 0.05,
+                           adapt: bool = True, min_reward: float | None = None,
+                           success_only: bool = False, session_id: str | None = None,
+                           where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An attention-weighted summary of the ``k`` patterns most relevant to ``query``:
+        ``{"vector": (dim,) float32 array, "weights": [(id, weight), ...] best first,
+        "records": [SearchResult, ...]}``. The weights are ``softmax(cos(q, x_i) / T)`` over
+        the retrieved patterns (summing to 1) and ``vector = sum_i w_i x_i`` over their
+        stored embeddings -- one vector to condition an agent on, plus how much each memory
+        contributed. Filters as in :meth:`search_patterns`; an empty store gives an empty
+        summary (a zero vector, no weights).
+
+        >>> db = AgentDB(":memory:", dim=4)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0])
+        >>> ctx = db.synthesize_context([1, 0.1, 0, 0], k=2, temperature=0.1)
+        >>> [i for i, _ in ctx["weights"]] == [a, b], round(sum(w for _, w in ctx["weights"]), 6)
+        (True, 1.0)
+        """
+        hits = self.search_patterns(query, k, min_reward=min_reward, success_only=success_only,
+                                    session_id=session_id, where=where, adapt=adapt)
+        if not hits:
+            return {"vector": np.zeros(self.dim, np.float32), "weights": [], "records": []}
+        q = self._query_vector(query)
+        if adapt:
+            q = self.learning.apply(q)
+        vecs = self._pattern_vectors([h.id for h in hits])
+        summary, w = self.attention.synthesize(q, vecs, temperature=temperature)
+        return {"vector": np.asarray(summary, np.float32),
+                "weights": [(h.id, float(x)) for h, x in zip(hits, w)], "records": hits}
 
     # ---- learning from outcomes ---------------------------------------------------------------
     def feedback(self, query: str | Any, pattern_id: int, reward: float = 1.0

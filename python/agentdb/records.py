@@ -133,16 +133,21 @@ class SearchResult:
     similarity: float
     distance: float
     record: Any
+    #: The re-ranking score when the search re-ranked (``rerank="attention"``), else None.
+    score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form with the record nested.
+        """Plain-JSON form with the record nested (``score`` only when re-ranked).
 
         >>> SearchResult(1, 0.5, 0.5, Pattern(id=1, task="t")).to_dict()["record"]["task"]
         't'
         """
         rec = self.record.to_dict() if hasattr(self.record, "to_dict") else self.record
-        return {"id": self.id, "similarity": self.similarity, "distance": self.distance,
-                "record": rec}
+        out = {"id": self.id, "similarity": self.similarity, "distance": self.distance,
+               "record": rec}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
 
 
 def _to_dict(rec: Any, embedding: bool) -> dict[str, Any]:
