@@ -511,6 +511,11 @@ class AgentDB:
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
                 ef = max(int(k), math.ceil(self.learning.config.ef_factor
                                            * (self._index_params["ef_search"] or 64)))
+        return self._results(name, self._hits(name, q, k, allowed, threshold, ef))
+
+    def _hits(self, name: str, q: np.ndarray, k: int, allowed: Any, threshold: float | None,
+              ef: int | None) -> list[tuple[int, float]]:
+        """``(id, cosine distance)`` of the index search, best first, over ``threshold``."""
         col = self._cols[name]
         if isinstance(allowed, dict):  # pgvector: the filters become the query's WHERE clause
             if threshold is not None:
@@ -524,8 +529,15 @@ class AgentDB:
         hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
+        return hits
+
+    def _results(self, name: str, hits: list[tuple[int, float]],
+                 scores: Sequence[float] | None = None) -> list[SearchResult]:
+        """The hits with their records (one read); hits deleted meanwhile are dropped."""
         rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
-        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
+        sc = [None] * len(hits) if scores is None else [float(x) for x in scores]
+        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i]), s)
+                for (i, d), s in zip(hits, sc) if i in rows]
 
     def _allowed(self, name: str, min_reward: float | None, success: bool | None,
                  session_id: str | None, where: dict[str, Any] | None) -> np.ndarray | None:
@@ -716,18 +728,30 @@ class AgentDB:
             if ef is None:
                 ef = math.ceil(self.learning.config.ef_factor
                                * (self._index_params["ef_search"] or 64))
-        hits = self._search("patterns", q, int(n), allowed, threshold,
-                            None if ef is None else max(int(ef), int(n)))
+        self._check_open()
+        hits = self._hits("patterns", q, int(n), allowed, threshold,
+                          None if ef is None else max(int(ef), int(n)))
         if not hits:
             return []
-        vecs = self._pattern_vectors([h.id for h in hits])
+        vecs = self._pattern_vectors([i for i, _ in hits])
         prior = None
         if rerank == "attention+reward":
-            prior = np.maximum(0.05, (1.0 + np.array([h.record.reward for h in hits])) / 2.0)
+            prior = np.maximum(0.05, (1.0 + self._rewards("patterns", [i for i, _ in hits]))
+                               / 2.0)
         order, scores = self.attention.rerank(q, vecs, heads=heads, temperature=temperature,
                                               prior=prior)
-        return [SearchResult(hits[j].id, hits[j].similarity, hits[j].distance, hits[j].record,
-                             float(sc)) for j, sc in zip(order[:k], scores[:k])]
+        return self._results("patterns", [hits[j] for j in order[:k]], scores[:k])
+
+    def _rewards(self, name: str, ids: Sequence[int]) -> np.ndarray:
+        """Current rewards of records (the in-memory columns, else one store read)."""
+        attrs = self._cols[name].attrs
+        if attrs is not None:
+            with attrs.lock:
+                pos = [attrs.pos.get(i) for i in ids]
+                if None not in pos:
+                    return attrs.reward[np.asarray(pos, np.int64)].astype(np.float64)
+        rows = self.store.get(name, list(ids), with_embedding=False)
+        return np.array([float(rows[i]["reward"]) if i in rows else 0.0 for i in ids])
 
     @property
     def attention(self) -> Any:
