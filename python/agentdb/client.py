@@ -397,21 +397,106 @@ class Client:
     def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success_only: bool = False,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
-                        threshold: float | None = None, ef: int | None = None
-                        ) -> list[dict[str, Any]]:
+                        threshold: float | None = None, ef: int | None = None,
+                        adapt: bool = True, rerank: str | None = None,
+                        candidates: int | None = None, heads: int | None = None,
+                        temperature: float | None = None) -> list[dict[str, Any]]:
         """The ``k`` most similar patterns to a text or a vector, best first:
         ``[{"id", "similarity", "distance", "pattern": {...}}, ...]``.
+
+        ``adapt=False`` searches with the raw query even when the server's learning is
+        active. ``rerank="attention"`` / ``"attention+reward"`` re-ranks ``candidates``
+        hits (default ``max(4k, 20)``) by attention (``heads`` dividing the dimension,
+        default 1; softmax ``temperature``, default 0.05); each hit then has a ``score``.
+        ``candidates``, ``heads`` and ``temperature`` need ``rerank`` (else ``422``).
 
         >>> hits = c.search_patterns("sort a list", k=3, success_only=True)  # doctest: +SKIP
         >>> hits[0]["pattern"]["task"]                                       # doctest: +SKIP
         'sort a list'
+        >>> c.search_patterns("sort a list", k=3, rerank="attention")[0]["score"]  # doctest: +SKIP
+        0.71
         """
         body = _query_body(task_or_vector, "task")
         body.update(_compact({"k": k, "minReward": min_reward,
                               "successOnly": True if success_only else None,
                               "sessionId": session_id, "where": where,
-                              "threshold": threshold, "ef": ef}))
+                              "threshold": threshold, "ef": ef,
+                              "adapt": None if adapt else False, "rerank": rerank,
+                              "candidates": candidates, "heads": heads,
+                              "temperature": temperature}))
         return self._request("POST", "/patterns/search", body)["results"]
+
+    def synthesize_context(self, task_or_vector: str | Any, k: int = 5, *,
+                           temperature: float = 0.05, adapt: bool = True,
+                           min_reward: float | None = None, success_only: bool = False,
+                           session_id: str | None = None,
+                           where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An attention-weighted summary of the ``k`` patterns most relevant to the query:
+        ``{"vector": [...], "weights": [{"id", "weight"}, ...], "results": [hit, ...]}``
+        (weights are ``softmax(cos / temperature)``, summing to 1; ``vector`` is the
+        weighted sum of the stored embeddings). Filters as in :meth:`search_patterns`.
+
+        >>> ctx = c.synthesize_context("sort a list", k=3)       # doctest: +SKIP
+        >>> [w["id"] for w in ctx["weights"]]                    # doctest: +SKIP
+        [4, 1, 9]
+        """
+        body = _query_body(task_or_vector, "task")
+        body.update(_compact({"k": k, "temperature": temperature,
+                              "adapt": None if adapt else False, "minReward": min_reward,
+                              "successOnly": True if success_only else None,
+                              "sessionId": session_id, "where": where}))
+        return self._request("POST", "/patterns/context", body)
+
+    # ---- learning -------------------------------------------------------------------------
+    def feedback(self, task_or_vector: str | Any, pattern_id: int, reward: float = 1.0
+                 ) -> dict[str, Any]:
+        """Pattern ``pattern_id`` was the right memory for the query (``reward`` > 0) or a
+        wrong one (< 0; in [-1, 1]): one step of the server's learned query adapter.
+        Returns ``{"updated": True, "loss", "pPositive", "rankBefore", "updates"}`` or
+        ``{"updated": False, "reason"}``; an unknown id raises ``ClientError`` 404.
+
+        >>> c.feedback("sort a list", pid, reward=1.0)["updated"]   # doctest: +SKIP
+        True
+        """
+        body = _query_body(task_or_vector, "task")
+        body.update({"patternId": int(pattern_id), "reward": reward})
+        return self._request("POST", "/feedback", body)
+
+    def feedback_trajectory(self, task_or_vector: str | Any, retrieved_ids: Iterable[int],
+                            outcome_reward: float, *, used: int | None = None
+                            ) -> dict[str, Any]:
+        """The outcome of one retrieval step: the query, the ids it retrieved (best first),
+        the one acted on (``used``, default the first) and the outcome in [-1, 1]. Returns
+        what :meth:`feedback` returns."""
+        body = _query_body(task_or_vector, "task")
+        body.update(_compact({"retrievedIds": [int(i) for i in retrieved_ids],
+                              "outcomeReward": outcome_reward,
+                              "used": None if used is None else int(used)}))
+        return self._request("POST", "/feedback/trajectory", body)
+
+    def learning_stats(self) -> dict[str, Any]:
+        """The server's ``db.learning.stats()`` (``enabled``, ``active``, ``updates``,
+        ``last_loss``, ``adapter_norm``, ..., snake_case keys as in ``/stats``)."""
+        return self._request("GET", "/learning")
+
+    def _learning(self, action: str) -> dict[str, Any]:
+        return self._request("POST", f"/learning/{action}")
+
+    def learning_enable(self) -> dict[str, Any]:
+        """Turn learning on (adapted searches, feedback learns); returns the stats."""
+        return self._learning("enable")
+
+    def learning_disable(self) -> dict[str, Any]:
+        """Turn learning off (raw queries, feedback ignored; the adapter is kept)."""
+        return self._learning("disable")
+
+    def learning_reset(self) -> dict[str, Any]:
+        """Forget the learned adapter (back to the identity); returns the stats."""
+        return self._learning("reset")
+
+    def learning_consolidate(self) -> dict[str, Any]:
+        """Mark a task boundary for EWC++; returns the stats."""
+        return self._learning("consolidate")
 
     # ---- episodes -------------------------------------------------------------------------
     def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,

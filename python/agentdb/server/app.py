@@ -14,10 +14,13 @@
 * **Errors** are always ``{"error": {"code", "message"}}``: validation problems (pydantic's,
   and the store's ``ValueError``/``TypeError``) are ``422`` with the field in the message, an
   unknown id ``404``, a taken skill name ``409``, a Cypher problem ``400 cypher_error``, a
-  closed store ``503``.
+  closed store (or a write to a read-only one) ``503``, an unreadable stored learning state
+  ``409`` (until ``POST /learning/reset``).
 * **Reads** that answer in well under a millisecond (searches, gets) are ``async`` and call the
   store directly on the event loop; **writes** (which fsync) are plain functions run in the
-  thread pool.
+  thread pool. The learning layer (``/feedback``, ``/feedback/trajectory``, ``/learning/*``)
+  writes under the store's write lock; re-ranked searches and ``/patterns/context`` are
+  reads.
 * **The change feed** (``GET /patterns/stream``): the store's events (``db.on("*")``) feed an
   :class:`~agentdb.server.events.EventHub`; each SSE client holds a subscription whose queue is
   drained on the event loop, woken by the writer thread through ``call_soon_threadsafe`` (no
@@ -37,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -60,6 +64,7 @@ from ..cypher import CypherError
 from ..cypher.values import Node as CypherNode
 from ..cypher.values import Path as CypherPath
 from ..cypher.values import Relationship as CypherRelationship
+from ..learning.state import LearningStateError
 from ..records import Episode, Pattern, Skill, check_metadata
 from ..store import StoreError
 from . import models as m
@@ -184,7 +189,8 @@ def record_json(rec: Any, embedding: bool = False) -> dict[str, Any]:
 
 
 def event_json(data: dict[str, Any]) -> dict[str, Any]:
-    """An event payload (a record dict from the memory API) with camelCase keys.
+    """An event payload (a record dict from the memory API, or another flat answer such as
+    ``db.feedback``'s) with camelCase top-level keys.
 
     >>> event_json({"id": 3, "session_id": None, "metadata": {"a_b": 1}})
     {'id': 3, 'sessionId': None, 'metadata': {'a_b': 1}}
@@ -192,9 +198,17 @@ def event_json(data: dict[str, Any]) -> dict[str, Any]:
     return {_camel(k): v for k, v in data.items()}
 
 
+def _hit(h: Any, kind: str) -> dict[str, Any]:
+    out = {"id": h.id, "similarity": h.similarity, "distance": h.distance,
+           kind: record_json(h.record)}
+    score = getattr(h, "score", None)
+    if score is not None:  # re-ranked (rerank="attention"...)
+        out["score"] = score
+    return out
+
+
 def _hits(hits: Iterable[Any], kind: str) -> dict[str, Any]:
-    return {"results": [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
-                         kind: record_json(h.record)} for h in hits]}
+    return {"results": [_hit(h, kind) for h in hits]}
 
 
 # ---- the change feed's wake-ups -------------------------------------------------------------
@@ -403,6 +417,9 @@ def _errors(*statuses: int) -> dict[int | str, Any]:
 
 
 _AUTHED = (401, 413, 422, 429)
+#: Statuses of the learning writes: an unknown pattern id, an unreadable stored learning
+#: state (409, until ``POST /learning/reset``), a closed or read-only store (503).
+_LEARNING = (*_AUTHED, 404, 409, 503)
 #: One change-feed event (OpenAPI 3.2 ``itemSchema`` of ``text/event-stream``).
 _SSE_ITEM = {
     "type": "object", "required": ["id", "event", "data"],
@@ -462,9 +479,10 @@ def create_app(
     allowed origins (none: CORS off; ``"*"`` cannot be combined with ``cors_credentials``),
     ``heartbeat_seconds`` the SSE comment interval (0 = none), ``replay_buffer`` how many
     events a reconnecting stream can catch up on, ``search_threads`` the worker threads that
-    run ``/vectors/search``'s HNSW walk (it releases the GIL, so the event loop parses other
-    requests meanwhile; 0 = on the loop). ``app.state`` holds ``db``, ``hub``,
-    ``keys`` (a :class:`KeyStore`, or None without auth) and ``limiter``.
+    run ``/vectors/search``'s HNSW walk and re-ranked pattern searches (they release the
+    GIL, so the event loop parses other requests meanwhile; 0 = on the loop). ``app.state``
+    holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth) and
+    ``limiter``.
 
     >>> import agentdb
     >>> app = create_app(agentdb.open(":memory:", dim=8), api_keys=None)
@@ -562,6 +580,9 @@ def create_app(
     async def on_cypher_error(request: Request, exc: Exception) -> Response:
         return _error(400, "cypher_error", str(exc))
 
+    async def on_learning_state_error(request: Request, exc: Exception) -> Response:
+        return _error(409, "conflict", f"{exc} (over HTTP: POST /learning/reset)")
+
     async def on_store_error(request: Request, exc: Exception) -> Response:
         log.error("store unavailable in %s %s: %s", request.method, request.url.path, exc)
         return _error(503, "unavailable", "the store is not available")
@@ -569,7 +590,8 @@ def create_app(
     handlers: dict[type, Any] = {
         HTTPException: on_http_error, RequestValidationError: on_validation_error,
         ValueError: on_value_error, TypeError: on_value_error, KeyError: on_key_error,
-        CypherError: on_cypher_error, StoreError: on_store_error}
+        CypherError: on_cypher_error, StoreError: on_store_error,
+        LearningStateError: on_learning_state_error}
     for exc_class, on_error in handlers.items():
         app.add_exception_handler(exc_class, on_error)
 
@@ -614,7 +636,7 @@ def create_app(
                      "metadata": h.record.metadata} for h in db.search_patterns(
                 q, body.k, min_reward=body.min_reward, success_only=body.success_only,
                 session_id=body.session_id, where=body.where, threshold=body.threshold,
-                ef=body.ef)]
+                ef=body.ef, adapt=False)]  # raw vectors, as on the fast path
         db._check_open()
         allowed = db._allowed("patterns", body.min_reward, True if body.success_only else None,
                               body.session_id, body.where)
@@ -634,6 +656,23 @@ def create_app(
                     continue  # padding, deleted meanwhile, or below the threshold
                 out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
         return out
+
+    def rerank_options(body: m.PatternSearchRequest) -> dict[str, Any]:
+        """The learning/re-ranking keywords of a pattern search (none when the request uses
+        the defaults, so a plain search calls ``search_patterns`` exactly as before)."""
+        opts: dict[str, Any] = {} if body.adapt else {"adapt": False}
+        if body.rerank is not None:
+            heads = 1 if body.heads is None else body.heads
+            if dim % heads:
+                raise ApiError(422, f"body.heads: {heads} heads must divide the store's "
+                                    f"dimension {dim}")
+            opts.update(rerank=body.rerank, candidates=body.candidates, heads=heads,
+                        temperature=0.05 if body.temperature is None else body.temperature)
+        return opts
+
+    def check_open() -> None:
+        if getattr(db, "_closed", False):
+            raise StoreError("the store is closed")
 
     # ---- service ------------------------------------------------------------------------
     @app.get("/health", response_model=m.HealthResponse, tags=["service"])
@@ -738,11 +777,31 @@ def create_app(
         """The ``k`` most similar patterns passing every filter, best first."""
         await authorize(request)
         body = await parse_body(request, m.PatternSearchRequest)
-        hits = db.search_patterns(
-            query_of(body.task, body.vector), body.k, min_reward=body.min_reward,
-            success_only=body.success_only, session_id=body.session_id, where=body.where,
-            threshold=body.threshold, ef=body.ef)
+        search = functools.partial(
+            db.search_patterns, query_of(body.task, body.vector), body.k,
+            min_reward=body.min_reward, success_only=body.success_only,
+            session_id=body.session_id, where=body.where, threshold=body.threshold,
+            ef=body.ef, **rerank_options(body))
+        if body.rerank is None or search_pool is None:
+            return _json(_hits(search(), "pattern"))
+        # a re-ranked search walks up to `candidates` (10,000) and runs the attention kernels
+        # (both release the GIL): on a worker thread, as /vectors/search
+        hits = await asyncio.get_running_loop().run_in_executor(search_pool, search)
         return _json(_hits(hits, "pattern"))
+
+    @app.post("/patterns/context", dependencies=auth, tags=["patterns"],
+              response_model=m.PatternContextResponse, responses=_errors(*_AUTHED))
+    async def patterns_context(body: m.PatternContextRequest) -> Response:
+        """An attention-weighted summary of the ``k`` patterns most relevant to the query:
+        the vector, each pattern's weight (softmax of cosine / temperature, summing to 1)
+        and the hits."""
+        ctx = db.synthesize_context(
+            query_of(body.task, body.vector), body.k, temperature=body.temperature,
+            adapt=body.adapt, min_reward=body.min_reward, success_only=body.success_only,
+            session_id=body.session_id, where=body.where)
+        return _json({"vector": np.asarray(ctx["vector"], np.float32).tolist(),
+                      "weights": [{"id": i, "weight": w} for i, w in ctx["weights"]],
+                      **_hits(ctx["records"], "pattern")})
 
     @app.get("/patterns/stream", dependencies=auth, tags=["patterns"],
              responses={**_errors(401, 422, 429),
@@ -898,6 +957,60 @@ def create_app(
         """Delete a skill."""
         db.delete_skill(id)
         return Response(status_code=204)
+
+    # ---- learning -----------------------------------------------------------------------
+    # Writes (the adapter's step, its state in the store's meta table): plain functions on
+    # the thread pool, under the store's write lock like the other writes.
+    @app.post("/feedback", dependencies=auth, tags=["learning"],
+              response_model=m.FeedbackResponse, responses=_errors(*_LEARNING))
+    def feedback(body: m.FeedbackRequest) -> Response:
+        """``patternId`` was the right memory for the query (reward > 0) or a wrong one
+        (reward < 0): one online step of the learned query adapter."""
+        q = query_of(body.task, body.vector)
+        with write_lock:
+            out = db.feedback(q, body.pattern_id, reward=body.reward)
+        return _json(event_json(out))
+
+    @app.post("/feedback/trajectory", dependencies=auth, tags=["learning"],
+              response_model=m.FeedbackResponse, responses=_errors(*_LEARNING))
+    def feedback_trajectory(body: m.TrajectoryFeedbackRequest) -> Response:
+        """The outcome of one retrieval step: the query, the ids it retrieved, the one acted
+        on (``used``, default the first) and the outcome reward."""
+        q = query_of(body.task, body.vector)
+        with write_lock:
+            out = db.feedback_trajectory(q, body.retrieved_ids, body.outcome_reward,
+                                         used=body.used)
+        return _json(event_json(out))
+
+    @app.get("/learning", dependencies=auth, tags=["learning"],
+             responses=_errors(401, 429, 503),
+             response_model=dict[str, Any])
+    def learning_stats() -> Response:
+        """``db.learning.stats()``: the switch, counters, loss, adapter norm, EWC, config."""
+        check_open()
+        return _json(db.learning.stats())
+
+    def learning_action(name: str, doc: str) -> None:
+        def action() -> Response:
+            check_open()
+            with write_lock:
+                getattr(db.learning, name)()
+            return _json(db.learning.stats())
+
+        action.__name__ = action.__qualname__ = f"learning_{name}"
+        action.__doc__ = doc
+        app.post(f"/learning/{name}", dependencies=auth, tags=["learning"],
+                 response_model=dict[str, Any], responses=_errors(401, 409, 429, 503))(action)
+
+    for _name, _doc in (
+            ("enable", "Adapt searches and learn from feedback (persisted); answers the stats."),
+            ("disable", "Search with raw queries and ignore feedback; the adapter is kept "
+                        "(persisted); answers the stats."),
+            ("reset", "Back to the identity adapter (also discards an unreadable stored "
+                      "state); answers the stats."),
+            ("consolidate", "Mark a task boundary for EWC++ (later learning is pulled "
+                            "towards the current adapter); answers the stats.")):
+        learning_action(_name, _doc)
 
     # ---- graph --------------------------------------------------------------------------
     @app.post("/graph/cypher", dependencies=auth, tags=["graph"],

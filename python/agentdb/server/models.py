@@ -20,16 +20,18 @@ The response models document the answers; the hot paths serialise records direct
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_CANDIDATES",
     "MAX_ID",
     "MAX_K",
     "JsonObject",
+    "ContextWeight",
     "CypherRequest",
     "CypherResponse",
     "EpisodeHit",
@@ -40,7 +42,11 @@ __all__ = [
     "EpisodeStored",
     "ErrorBody",
     "ErrorResponse",
+    "FeedbackRequest",
+    "FeedbackResponse",
     "HealthResponse",
+    "PatternContextRequest",
+    "PatternContextResponse",
     "PatternHit",
     "PatternOut",
     "PatternSearchRequest",
@@ -54,6 +60,7 @@ __all__ = [
     "SkillSearchResponse",
     "SkillStoreRequest",
     "SkillStored",
+    "TrajectoryFeedbackRequest",
     "UpsertResponse",
     "VectorHit",
     "VectorItem",
@@ -73,6 +80,10 @@ MAX_ID = 2**63 - 1
 MAX_DIM = 65536
 #: Largest HNSW search breadth.
 MAX_EF = 10000
+#: Most candidates a re-ranked search fetches (they set the HNSW breadth, like ``ef``).
+MAX_CANDIDATES = MAX_EF
+#: Softmax temperatures accepted by re-ranking and context synthesis.
+TEMPERATURE_RANGE = (1e-3, 1e3)
 
 _Vector = list[float]
 
@@ -129,12 +140,33 @@ _WHERE = Field(None, description='Metadata filter, e.g. {"lang": "py", "n": {"$g
 _MIN_REWARD = Field(None, ge=-1.0, le=1.0, description="Only records with reward >= this.")
 _REWARD = Field(0.0, ge=-1.0, le=1.0, description="Reward in [-1, 1].")
 _ID = Field(None, ge=1, le=MAX_ID)
+_PatternId = Annotated[int, Field(ge=1, le=MAX_ID)]
+_ADAPT = Field(True, description="Search with the learned query adapter when learning is "
+                                 "active (false: the raw query).")
+
+
+def _temperature(default: float | None) -> Any:
+    lo, hi = TEMPERATURE_RANGE
+    return Field(default, ge=lo, le=hi,
+                 description=f"Softmax temperature over cosine similarities, {lo:g}..{hi:g} "
+                             "(lower: sharper).")
 
 
 def _one_query(model: Any, text_field: str) -> Any:
     if (getattr(model, text_field) is None) == (model.vector is None):
         raise ValueError(f"give exactly one of '{text_field}' (text) or 'vector'")
     return model
+
+
+class _TaskQuery(_Request):
+    """A request whose query is exactly one of ``task`` (text) or ``vector``."""
+
+    task: str | None = Field(None, min_length=1)
+    vector: _Vector | None = _vector("Query vector (instead of task).")
+
+    @model_validator(mode="after")
+    def _task_or_vector(self) -> Any:
+        return _one_query(self, "task")
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -183,11 +215,9 @@ class PatternStoreRequest(_Request):
     metadata: JsonObject | None = None
 
 
-class PatternSearchRequest(_Request):
+class PatternSearchRequest(_TaskQuery):
     """``POST /patterns/search``: exactly one of ``task`` (text) or ``vector``."""
 
-    task: str | None = Field(None, min_length=1)
-    vector: _Vector | None = _vector("Query vector (instead of task).")
     k: int = _k(10)
     min_reward: float | None = _MIN_REWARD
     success_only: bool = False
@@ -195,10 +225,67 @@ class PatternSearchRequest(_Request):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
+    adapt: bool = _ADAPT
+    rerank: Literal["attention", "attention+reward"] | None = Field(
+        None, description='Re-rank a wider candidate set by attention ("attention"), times '
+                          'the reward prior ("attention+reward"); hits then carry a score.')
+    candidates: int | None = Field(
+        None, ge=1, le=MAX_CANDIDATES,
+        description="Candidates to re-rank (>= k; default max(4k, 20)). Only with rerank.")
+    heads: int | None = Field(
+        None, ge=1, le=MAX_DIM,
+        description="Attention heads, dividing the dimension (default 1). Only with rerank.")
+    temperature: float | None = _temperature(None)
 
     @model_validator(mode="after")
-    def _one_of(self) -> PatternSearchRequest:
-        return _one_query(self, "task")
+    def _rerank_options(self) -> PatternSearchRequest:
+        if self.rerank is None:
+            given = [f for f in ("candidates", "heads", "temperature")
+                     if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to a re-ranked search: "
+                                 "add rerank ('attention' or 'attention+reward')")
+        elif self.candidates is not None and self.candidates < self.k:
+            raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
+        return self
+
+
+class PatternContextRequest(_TaskQuery):
+    """``POST /patterns/context``: an attention-weighted summary of the ``k`` most relevant
+    patterns (exactly one of ``task`` or ``vector``)."""
+
+    k: int = _k(10)
+    temperature: float = _temperature(0.05)
+    adapt: bool = _ADAPT
+    min_reward: float | None = _MIN_REWARD
+    success_only: bool = False
+    session_id: str | None = None
+    where: JsonObject | None = _WHERE
+
+
+class FeedbackRequest(_TaskQuery):
+    """``POST /feedback``: ``patternId`` was the right (reward > 0) or a wrong (reward < 0)
+    memory for the query (exactly one of ``task`` or ``vector``)."""
+
+    pattern_id: _PatternId
+    reward: float = Field(1.0, ge=-1.0, le=1.0,
+                          description="Weight and sign of the feedback, -1..1 (0: no update).")
+
+
+class TrajectoryFeedbackRequest(_TaskQuery):
+    """``POST /feedback/trajectory``: the outcome of one retrieval step of a trajectory."""
+
+    retrieved_ids: list[_PatternId] = Field(
+        ..., max_length=MAX_K, description="The ids the search returned, best first.")
+    outcome_reward: float = Field(..., ge=-1.0, le=1.0, description="The outcome, -1..1.")
+    used: int | None = Field(None, ge=1, le=MAX_ID,
+                             description="The pattern acted on (default: the first retrieved).")
+
+    @model_validator(mode="after")
+    def _positive_given(self) -> TrajectoryFeedbackRequest:
+        if not self.retrieved_ids and self.used is None:
+            raise ValueError("retrievedIds is empty and no 'used' pattern was given")
+        return self
 
 
 class EpisodeStoreRequest(PatternStoreRequest):
@@ -210,11 +297,9 @@ class EpisodeStoreRequest(PatternStoreRequest):
                                      description="Names of existing skills used.")
 
 
-class EpisodeSearchRequest(_Request):
+class EpisodeSearchRequest(_TaskQuery):
     """``POST /episodes/search``: like patterns; ``success`` true/false/null filters."""
 
-    task: str | None = Field(None, min_length=1)
-    vector: _Vector | None = _vector("Query vector (instead of task).")
     k: int = _k(10)
     min_reward: float | None = _MIN_REWARD
     success: bool | None = Field(None, description="true: successes, false: failures only.")
@@ -222,10 +307,6 @@ class EpisodeSearchRequest(_Request):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
-
-    @model_validator(mode="after")
-    def _one_of(self) -> EpisodeSearchRequest:
-        return _one_query(self, "task")
 
 
 class SkillStoreRequest(_Request):
@@ -343,9 +424,10 @@ class VectorHit(_Hit):
 
 
 class PatternHit(_Hit):
-    """A pattern search hit."""
+    """A pattern search hit (``score``: the attention weight, only when re-ranked)."""
 
     pattern: PatternOut
+    score: float | None = None
 
 
 class EpisodeHit(_Hit):
@@ -370,6 +452,35 @@ class PatternSearchResponse(_Response):
     """``POST /patterns/search``."""
 
     results: list[PatternHit]
+
+
+class ContextWeight(_Response):
+    """How much one pattern contributed to a synthesized context."""
+
+    id: int
+    weight: float
+
+
+class PatternContextResponse(_Response):
+    """``POST /patterns/context``: ``vector = sum_i weight_i x_i`` over the stored embeddings
+    of ``results``; the weights sum to 1 (an empty store: a zero vector, no weights)."""
+
+    vector: list[float]
+    weights: list[ContextWeight]
+    results: list[PatternHit]
+
+
+class FeedbackResponse(_Response):
+    """``POST /feedback`` and ``/feedback/trajectory``: ``updated`` with the loss, the
+    positive's softmax probability and rank before the step and the update count, or
+    ``updated: false`` and the ``reason`` (learning disabled, reward 0)."""
+
+    updated: bool
+    loss: float | None = None
+    p_positive: float | None = None
+    rank_before: int | None = None
+    updates: int | None = None
+    reason: str | None = None
 
 
 class EpisodeSearchResponse(_Response):
