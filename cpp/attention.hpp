@@ -174,9 +174,11 @@ bool attend(const AttnKernels& ak, const AttnProblem& p, const Logits& logits, f
   const std::size_t G = kGroup;
   const std::size_t groups = (p.m + G - 1) / G;
   const std::size_t units = p.heads * groups;
+  // Four key ranges per thread (handed out dynamically), so a thread that starts late or is
+  // descheduled on a busy machine delays the call by one short range, not by half of it.
   std::size_t chunks = 1;
   if (units < threads && p.n >= 2 * kMinChunk)
-    chunks = std::min((threads + units - 1) / units, p.n / kMinChunk);
+    chunks = std::min((4 * threads + units - 1) / units, p.n / kMinChunk);
   const std::size_t per = (p.n + chunks - 1) / chunks;
   chunks = (p.n + per - 1) / per;
   std::atomic<bool> any_bad{false};

@@ -1090,7 +1090,7 @@ AttnIn attn_inputs(py::handle q, py::handle k, py::handle v, bool check_finite) 
 
 std::size_t attn_work_threads(const AttnIn& in, std::size_t threads) {
   double work = double(in.Q.rows) * double(in.K.rows) * double(in.K.cols + in.V.cols);
-  return work < double(1 << 21) ? 1 : threads;
+  return work < double(1 << 22) ? 1 : threads;  // below ~0.2 ms one thread is as fast
 }
 
 // After a failed run: name a non-finite input, else report the overflow.
@@ -1278,7 +1278,7 @@ py::tuple py_moe(py::handle x, py::handle gate, py::handle k_obj, py::handle bia
     std::vector<float> Wt(E * X.cols);
     for (std::size_t r = 0; r < X.cols; ++r)
       for (std::size_t e = 0; e < E; ++e) Wt[e * X.cols + r] = Wg.data()[r * E + e];
-    std::size_t t = X.rows * E * X.cols < (1u << 20) ? 1 : threads;
+    std::size_t t = X.rows * E * X.cols < (1u << 24) ? 1 : threads;  // ~1 ms of work
     ok = moe_topk(active_attn_kernels(), X.data(), X.rows, X.cols, Wt.data(), E,
                   B ? B->data() : nullptr, kk, ids.mutable_data(), w.mutable_data(), t);
   }
