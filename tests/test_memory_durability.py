@@ -223,3 +223,33 @@ def test_durability_option(tmp_path):
     # the rejected open left nothing locked
     db = agentdb.open(tmp_path / "bad.db", dim=DIM)
     db.close()
+
+
+def test_index_files_are_not_rewritten_for_writes_that_do_not_touch_them(tmp_path):
+    """Graph writes, learning-state saves and writes to other collections advance the store
+    generation but leave a collection's vectors alone: its saved index stays current (no
+    replay on open, no re-save on close)."""
+    path = str(tmp_path / "m.db")
+    rng = np.random.default_rng(0)
+    with agentdb.open(path, dim=8) as db:
+        ids = db.store_patterns([{"task": f"t{i}", "embedding": rng.standard_normal(8)}
+                                 for i in range(50)])
+    files = {n: tmp_path / f"m.db.{n}.hnsw" for n in ("patterns", "episodes", "skills")}
+    stamp = {n: os.stat(f).st_mtime_ns for n, f in files.items()}
+    with agentdb.open(path) as db:
+        assert db.index_status["patterns"] == "loaded"
+        a, b = db.graph.add_event(name="a"), db.graph.add_event(name="b")
+        db.graph.add_causal_edge([a], [b])
+        db.feedback(rng.standard_normal(8), ids[3], 1.0)
+        db.learning.save()
+        db.store_skill("s", "a skill")  # another collection
+    assert os.stat(files["patterns"]).st_mtime_ns == stamp["patterns"]
+    assert os.stat(files["skills"]).st_mtime_ns != stamp["skills"]
+    with agentdb.open(path) as db:
+        assert all(v == "loaded" for v in db.index_status.values()), db.index_status
+        assert db.learning.stats()["updates"] == 1
+        db.update_pattern(ids[0], embedding=rng.standard_normal(8))
+    assert os.stat(files["patterns"]).st_mtime_ns != stamp["patterns"]
+    with agentdb.open(path) as db:
+        assert db.index_status["patterns"] == "loaded" and db.count() == 50
+        assert db.search_patterns(db.get_pattern(ids[0]).embedding, k=1)[0].id == ids[0]

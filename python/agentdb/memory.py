@@ -60,7 +60,8 @@ class _Collection:
         self.name = name
         self.index = index
         self.attrs = attrs
-        self.saved_gen = -1
+        self.saved_gen = -1  # the generation the index file on disk reflects (-1: none)
+        self.changed_gen = 0  # the last generation that changed this index's vectors
 
 
 class AgentDB:
@@ -234,20 +235,29 @@ class AgentDB:
             status = "rebuilt (index file missing)"
         if index is None:
             index, since = self._new_index(), -1
+        changed = 0
         for rid in self.store.deleted_since(name, since):
             if index.contains(rid):
                 index.remove([rid])
-        self._replay(name, index, since)
+                changed += 1
+        changed += self._replay(name, index, since)
         if len(index) != self.store.count(name):  # should not happen; never serve a wrong index
             index = self._new_index()
             self._replay(name, index, -1)
             status = "rebuilt (count mismatch)"
         self.index_status[name] = status
         col = _Collection(name, index, self._filter_columns(name))
-        col.saved_gen = since if status == "loaded" and since == self.store.generation else -1
+        # the file is current when nothing of this collection changed since it was saved
+        # (later writes to other tables -- other collections, the graph, the learning
+        # state -- advance the generation too, but do not touch this index)
+        current = status == "loaded" and changed == 0
+        col.saved_gen = since if current else -1
+        col.changed_gen = since if current else self.store.generation
         return col
 
-    def _replay(self, name: str, index: Any, since: int) -> None:
+    def _replay(self, name: str, index: Any, since: int) -> int:
+        """Add the rows written after generation ``since``; returns how many."""
+        count = 0
         total = self.store.count(name) if since < 0 else None
         show = self._progress if self._progress is not None else None
         with progress_bar(total or 0, f"indexing {name}",
@@ -259,6 +269,8 @@ class AgentDB:
                 vecs = np.stack([r["embedding"] for r in rows])
                 index.add(ids, vecs)
                 advance(len(rows))
+                count += len(rows)
+        return count
 
     def checkpoint(self) -> None:
         """Save every index file that changed, so the next open needs no catch-up.
@@ -271,13 +283,15 @@ class AgentDB:
             return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
             gen = self.store.generation
+            saved = []
             for name, col in self._cols.items():
-                if col.saved_gen == gen:
-                    continue
+                if col.saved_gen >= 0 and col.changed_gen <= col.saved_gen:
+                    continue  # the file already holds these vectors
                 col.index.save(self._index_path(name))
                 self.store.set_meta(f"index_gen:{name}", str(gen))
+                saved.append(col)
             gen_after = self.store.generation  # set_meta advanced it; nothing else changed
-            for col in self._cols.values():
+            for col in saved:
                 col.saved_gen = gen_after
 
     def close(self) -> None:
@@ -390,6 +404,7 @@ class AgentDB:
                 if present:
                     col.index.remove(present)
                 raise
+            col.changed_gen = self.store.generation
             if col.attrs is not None:
                 for (values, _, _, _), rid in zip(rows, added):
                     if name == "skills":
@@ -459,6 +474,7 @@ class AgentDB:
             with self.store.write() as w:
                 self.store.delete(w, name, [rid])
             col.index.remove([rid])
+            col.changed_gen = self.store.generation
             if col.attrs is not None:
                 col.attrs.remove(rid)
         self._events.emit(f"{_KIND[name]}:deleted", {"id": rid})
@@ -478,6 +494,7 @@ class AgentDB:
                 if old_vec is not None:
                     col.index.add([rid], old_vec)
                 raise
+            col.changed_gen = self.store.generation
             rec = self._get(name, rid)
             self._refresh_columns(name, rec)
         self._events.emit(f"{_KIND[name]}:updated", rec.to_dict())
