@@ -44,12 +44,18 @@ inline void qk_4x4(const float* Q, std::size_t ldq, const float* K, std::size_t 
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
          c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00,
          c31 = c00, c32 = c00, c33 = c00;
-  for (std::size_t i = 0; i < d; i += 16) {
-    __mmask16 m = tail_mask(d - i);
-    __m512 k0 = _mm512_maskz_loadu_ps(m, K + i), k1 = _mm512_maskz_loadu_ps(m, K + ldk + i);
-    __m512 k2 = _mm512_maskz_loadu_ps(m, K + 2 * ldk + i);
-    __m512 k3 = _mm512_maskz_loadu_ps(m, K + 3 * ldk + i);
-#define AGENTDB_QK_ROW(a)                                        \
+  // One step over 16 columns; m masks the tail (all ones before it).
+#define AGENTDB_QK_STEP(m)                                                                 \
+  {                                                                                        \
+    __m512 k0 = _mm512_maskz_loadu_ps(m, K + i), k1 = _mm512_maskz_loadu_ps(m, K + ldk + i); \
+    __m512 k2 = _mm512_maskz_loadu_ps(m, K + 2 * ldk + i);                                 \
+    __m512 k3 = _mm512_maskz_loadu_ps(m, K + 3 * ldk + i);                                 \
+    AGENTDB_QK_ROW(m, 0)                                                                   \
+    AGENTDB_QK_ROW(m, 1)                                                                   \
+    AGENTDB_QK_ROW(m, 2)                                                                   \
+    AGENTDB_QK_ROW(m, 3)                                                                   \
+  }
+#define AGENTDB_QK_ROW(m, a)                                     \
   {                                                              \
     __m512 q = _mm512_maskz_loadu_ps(m, Q + (a) * ldq + i);      \
     c##a##0 = _mm512_fmadd_ps(q, k0, c##a##0);                   \
@@ -57,12 +63,11 @@ inline void qk_4x4(const float* Q, std::size_t ldq, const float* K, std::size_t 
     c##a##2 = _mm512_fmadd_ps(q, k2, c##a##2);                   \
     c##a##3 = _mm512_fmadd_ps(q, k3, c##a##3);                   \
   }
-    AGENTDB_QK_ROW(0)
-    AGENTDB_QK_ROW(1)
-    AGENTDB_QK_ROW(2)
-    AGENTDB_QK_ROW(3)
+  std::size_t i = 0;
+  for (; i + 16 <= d; i += 16) AGENTDB_QK_STEP(static_cast<__mmask16>(0xFFFF))
+  if (i < d) AGENTDB_QK_STEP(tail_mask(d - i))
 #undef AGENTDB_QK_ROW
-  }
+#undef AGENTDB_QK_STEP
   _mm_storeu_ps(S, hsum4(c00, c01, c02, c03));
   _mm_storeu_ps(S + lds, hsum4(c10, c11, c12, c13));
   _mm_storeu_ps(S + 2 * lds, hsum4(c20, c21, c22, c23));
