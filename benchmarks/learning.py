@@ -179,6 +179,11 @@ def part_single(path: str, X, P, Q, T, steps: list[int], seed: int, out: dict) -
         done = n
         rows.append([f"after {n} feedback events", n, fmt(recall10(db, Q, tq)),
                      fmt(exact_recall10(db, X, Q, tq))])
+    ef_wide = 4 * 64
+    wide = sum((int(t) + 1) in [r.id for r in db.search_patterns(q, k=10, ef=ef_wide)]
+               for q, t in zip(Q, tq)) / max(len(Q), 1)
+    rows.append([f"same, HNSW ef {ef_wide} (default: ef_factor 2 x 64)", steps[-1], fmt(wide),
+                 rows[-1][3]])
     rows.append(["oracle: search with the true normalize(q + Tq)", "-", fmt(oracle), "1.000"])
     out["single"] = {r[0]: {"hnsw": r[2], "exact": r[3]} for r in rows}
     out["feedback_seconds"] = times
@@ -289,7 +294,7 @@ def part_federated(path: str, X, P, Q, T, n_events: int, n_agents: int, n_rounds
     rng = np.random.default_rng(seed + 4)
     d = X.shape[1]
 
-    def federate(outlier_k: float) -> tuple[float, dict[str, str], float]:
+    def federate(outlier_k: float | None) -> tuple[float, dict[str, str], float]:
         db = agentdb.open(path, learning={"reset": True}, progress=False)
         coord = FederatedLearningCoordinator(db, outlier_k=outlier_k, server_lr=server_lr)
         rejected: dict[str, str] = {}
@@ -320,7 +325,7 @@ def part_federated(path: str, X, P, Q, T, n_events: int, n_agents: int, n_rounds
     log("federated: with outlier rejection")
     fed, rejected, t_merge = federate(3.0)
     log("federated: without outlier rejection")
-    fed_open, rej_open, _ = federate(1e12)
+    fed_open, rej_open, _ = federate(None)
     log("federated: one agent alone")
     db = agentdb.open(path, learning={"reset": True}, progress=False)
     agent = EphemeralLearningAgent(db, agent_id="alone")

@@ -441,6 +441,17 @@ def test_poisoned_and_invalid_updates_are_rejected():
     capped = FederatedLearningCoordinator(base, max_norm=1e-6)
     capped.submit(_update("x", np.ones((DIM, 1)), np.ones((1, DIM)), base))
     assert "max_norm" in capped.merge().rejected["x"]
+    # outlier_k=None turns the norm rule off (the huge update then gets in)
+    open_coord = FederatedLearningCoordinator(base, outlier_k=None)
+    for i in range(4):
+        open_coord.submit(_update(f"ok{i}", rng.standard_normal((DIM, 2)) * 0.1,
+                                  rng.standard_normal((2, DIM)) * 0.1, base))
+    open_coord.submit(_update("huge", rng.standard_normal((DIM, 2)) * 10,
+                              rng.standard_normal((2, DIM)) * 10, base))
+    assert "huge" in open_coord.merge().accepted
+    for bad in (0, -1.0, float("inf"), float("nan"), 1e12):
+        with pytest.raises(ValueError, match="outlier_k"):
+            FederatedLearningCoordinator(base, outlier_k=bad)
 
 
 def test_agents_learn_locally_and_the_coordinator_publishes(tmp_path):

@@ -14,7 +14,8 @@ coordinator merges what they learned and publishes it to the store.
 * Outlier rule (with at least ``min_for_outlier`` = 3 candidate updates): norms are compared
   on a log scale, where honest agents' spread is multiplicative: an update is rejected when
   ``log ||dW|| > median + outlier_k * max(1.4826 * MAD, 0.15)`` (``outlier_k`` 3: at least
-  1.57x the median norm). A poisoned update with an ordinary norm is *not* caught.
+  1.57x the median norm; ``outlier_k=None`` turns the rule off). A poisoned update with an
+  ordinary norm is *not* caught.
 * ``server_lr`` scales the merged step (``base + server_lr * weighted mean dW``; 1 = plain
   averaging, the measured best on ``benchmarks/learning.py``).
 
@@ -190,7 +191,7 @@ class FederatedLearningCoordinator:
     adapter with the default seed -- the one a new store starts with)."""
 
     def __init__(self, base: Any = None, *, dim: int | None = None, rank: int | None = None,
-                 outlier_k: float = 3.0, max_norm: float | None = None,
+                 outlier_k: float | None = 3.0, max_norm: float | None = None,
                  min_for_outlier: int = 3, server_lr: float = 1.0) -> None:
         if base is None:
             if dim is None:
@@ -203,15 +204,16 @@ class FederatedLearningCoordinator:
                             f"{type(base).__name__}")
         if rank is not None and rank != base.rank:
             raise ValueError(f"rank={rank} does not match the base adapter's rank {base.rank}")
-        if not (np.isfinite(outlier_k) and outlier_k > 0):
-            raise ValueError(f"outlier_k must be a finite number > 0, got {outlier_k!r}")
+        if outlier_k is not None and not (np.isfinite(outlier_k) and 0 < outlier_k <= 100):
+            raise ValueError(f"outlier_k must be a number in (0, 100] or None (no outlier "
+                             f"rejection), got {outlier_k!r}")
         if max_norm is not None and not (np.isfinite(max_norm) and max_norm > 0):
             raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
         if not (np.isfinite(server_lr) and server_lr > 0):
             raise ValueError(f"server_lr must be a finite number > 0, got {server_lr!r}")
         self.server_lr = float(server_lr)
         self.base = base.copy()
-        self.outlier_k = float(outlier_k)
+        self.outlier_k = None if outlier_k is None else float(outlier_k)
         self.max_norm = max_norm
         self.min_for_outlier = int(min_for_outlier)
         self.updates: list[AdapterUpdate] = []
@@ -252,7 +254,7 @@ class FederatedLearningCoordinator:
             else:
                 ok.append(u)
         threshold = None
-        if len(ok) >= self.min_for_outlier:
+        if self.outlier_k is not None and len(ok) >= self.min_for_outlier:
             ns = np.array([norms[u.agent_id] for u in ok])
             logs = np.log(np.maximum(ns, 1e-300))
             med = float(np.median(logs))
