@@ -636,14 +636,9 @@ class ClusterDB:
         """An episode by id (``KeyError`` if unknown)."""
         return self._get("episodes", id)
 
-    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
-                       critique: str | None = _UNSET, output: str | None = _UNSET,
-                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
-        """Change the outcome fields of an episode (task and skills stay); returns it."""
-        return AgentDB.update_episode(self, id, reward=reward, success=success,  # type: ignore[arg-type]
-                                      critique=critique, output=output, latency_ms=latency_ms,
-                                      tokens=tokens, metadata=metadata)
+    # the same validation and fields as the embedded store (they use _get / _update /
+    # _episode_row / _skill_id / store.find / _vector, which this class provides)
+    update_episode = AgentDB.update_episode
 
     def delete_episode(self, id: int) -> None:
         """Delete an episode (``KeyError`` if unknown)."""
@@ -688,16 +683,7 @@ class ClusterDB:
         """A skill by id or name (``KeyError`` if unknown)."""
         return self._get("skills", self._skill_id(id_or_name))
 
-    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
-                     description: str = _UNSET, signature: str | None = _UNSET,
-                     code: str | None = _UNSET, success_rate: float = _UNSET,
-                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
-                     embedding: Any = None) -> Skill:
-        """Change some fields of a skill (a new name or description is re-embedded)."""
-        return AgentDB.update_skill(self, id_or_name, name=name,  # type: ignore[arg-type]
-                                    description=description, signature=signature, code=code,
-                                    success_rate=success_rate, uses=uses, metadata=metadata,
-                                    embedding=embedding)
+    update_skill = AgentDB.update_skill
 
     def delete_skill(self, id_or_name: int | str) -> None:
         """Delete a skill by id or name (``KeyError`` if unknown)."""
