@@ -19,6 +19,7 @@ import types
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "minilm-pypi-100k"
@@ -33,10 +34,6 @@ from agentdb import _loader  # noqa: E402
 
 BACKENDS: dict = dict(_loader.backends())
 BACKEND_NAMES = [name for name in ("numpy", "native") if name in BACKENDS]
-
-
-def _require_native() -> bool:
-    return os.environ.get("AGENTDB_REQUIRE_NATIVE", "").strip() == "1"
 
 
 def _native_missing_reason() -> str:
@@ -59,10 +56,7 @@ def native():
     """The native backend module; skip (or fail under AGENTDB_REQUIRE_NATIVE=1) if absent."""
     mod = BACKENDS.get("native")
     if mod is None:
-        msg = _native_missing_reason()
-        if _require_native():
-            pytest.fail("AGENTDB_REQUIRE_NATIVE=1 but " + msg, pytrace=False)
-        pytest.skip(msg)
+        unavailable("NATIVE", _native_missing_reason())
     return mod
 
 
@@ -96,10 +90,6 @@ def shared_data():
 # ---------------------------------------------------------------------------- PostgreSQL
 
 
-def _require_postgres() -> bool:
-    return os.environ.get("AGENTDB_REQUIRE_POSTGRES", "").strip() == "1"
-
-
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory):
     """URL of a real PostgreSQL with pgvector for this test session.
@@ -116,10 +106,8 @@ def postgres_url(tmp_path_factory):
         import pgserver  # type: ignore[import-not-found]
         import psycopg  # noqa: F401
     except ImportError as exc:
-        msg = f"PostgreSQL tests need the 'postgres' extra ({exc.name} is not installed)"
-        if _require_postgres():
-            pytest.fail("AGENTDB_REQUIRE_POSTGRES=1 but " + msg, pytrace=False)
-        pytest.skip(msg)
+        unavailable("POSTGRES",
+                    f"PostgreSQL tests need the 'postgres' extra ({exc.name} is not installed)")
     data = tmp_path_factory.mktemp("pgdata")
     srv = pgserver.get_server(str(data), cleanup_mode="stop")
     try:

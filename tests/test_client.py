@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import queue
 import socket
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 import agentdb
 import numpy as np
 import pytest
+from _requires import unavailable
 from agentdb.client import Client, ClientError
 
 KEY = "test-key-123"
@@ -376,9 +376,7 @@ class _Running:
 def make_server(tmp_path_factory) -> Iterator[Callable[..., tuple[_Running, Any]]]:
     reason = _server_deps()
     if reason is not None:
-        if os.environ.get("AGENTDB_REQUIRE_SERVER", "").strip() == "1":
-            pytest.fail("AGENTDB_REQUIRE_SERVER=1 but " + reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable("SERVER", reason)
     from agentdb.server.app import create_app
 
     started: list[tuple[_Running, Any]] = []

@@ -15,6 +15,7 @@ import uuid
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 # Ray swaps 127.0.0.1 for the host's routable IP unless "cluster mode" is off; the nodes
 # started below inherit this, so the whole cluster lives on loopback.
@@ -24,9 +25,7 @@ try:
     import ray
     from ray.cluster_utils import Cluster
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    if os.environ.get("AGENTDB_REQUIRE_CLUSTER", "").strip() == "1":
-        raise
-    pytest.skip(f"cluster tests need ray ({exc})", allow_module_level=True)
+    unavailable("CLUSTER", f"cluster tests need ray ({exc})", module=True)
 
 import agentdb  # noqa: E402
 from agentdb.cluster.ring import HashRing  # noqa: E402

@@ -20,13 +20,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _requires import unavailable
 
 try:
     import ray  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    if os.environ.get("AGENTDB_REQUIRE_CLUSTER", "").strip() == "1":
-        raise
-    pytest.skip(f"cluster CLI tests need ray ({exc})", allow_module_level=True)
+    unavailable("CLUSTER", f"cluster CLI tests need ray ({exc})", module=True)
 
 import agentdb
 from agentdb.cluster import EXTRA_HINT, local
@@ -90,10 +89,7 @@ def _require_postgres() -> None:
             import pgserver  # noqa: F401  # type: ignore[import-not-found, unused-ignore]
         import psycopg  # noqa: F401
     except ImportError as exc:
-        if os.environ.get("AGENTDB_REQUIRE_POSTGRES", "").strip() == "1":
-            pytest.fail(f"AGENTDB_REQUIRE_POSTGRES=1 but {exc.name} is not installed",
-                        pytrace=False)
-        pytest.skip(f"the local cluster needs the 'postgres' extra ({exc.name})")
+        unavailable("POSTGRES", f"the local cluster needs the 'postgres' extra ({exc.name})")
     pytest.importorskip("typer")
     pytest.importorskip("rich")
 

@@ -8,14 +8,13 @@ explicit embeddings) and talks to it with the generated stub. Skips when grpcio/
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import agentdb
 import numpy as np
 import pytest
+from _requires import unavailable
 
-REQUIRE_SERVER = os.environ.get("AGENTDB_REQUIRE_SERVER", "").strip() == "1"
 try:
     import grpc
     from agentdb.server import agentdb_pb2 as pb
@@ -23,10 +22,8 @@ try:
     from agentdb.server.auth import KeyStore, RateLimiter
     from agentdb.server.grpc_service import hub_for, serve_grpc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    if REQUIRE_SERVER:
-        raise
-    pytest.skip(f"gRPC server tests need the 'server' extra (grpcio, protobuf): {exc}",
-                allow_module_level=True)
+    unavailable("SERVER", f"gRPC server tests need the 'server' extra (grpcio, protobuf): {exc}",
+                module=True)
 
 DIM = 16
 KEY = "test-key-0123456789"

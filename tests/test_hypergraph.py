@@ -9,7 +9,6 @@ reference written here), before and after compaction and removals.
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import threading
@@ -17,6 +16,7 @@ import zlib
 
 import numpy as np
 import pytest
+from _requires import unavailable
 from agentdb import _loader, _numpy_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,10 +30,7 @@ NAMES = [n for n in ("numpy", "native") if n in GRAPH_CLASSES]
 
 def _native_or_skip():
     if NATIVE_GRAPH is None:
-        msg = "native Hypergraph (agentdb._native) not available"
-        if os.environ.get("AGENTDB_REQUIRE_NATIVE", "").strip() == "1":
-            pytest.fail("AGENTDB_REQUIRE_NATIVE=1 but " + msg, pytrace=False)
-        pytest.skip(msg)
+        unavailable("NATIVE", "native Hypergraph (agentdb._native) not available")
     return NATIVE_GRAPH
 
 

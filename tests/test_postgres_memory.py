@@ -4,11 +4,10 @@ mirror of a SQLite store, and migration both ways. Real PostgreSQL servers only 
 
 from __future__ import annotations
 
-import os
-
 import agentdb
 import numpy as np
 import pytest
+from _requires import unavailable
 from agentdb.migrate import MigrationError, migrate
 
 DIM = 16
@@ -160,9 +159,7 @@ def test_mirror_survives_a_postgres_restart(tmp_path):
     try:
         import pgserver
     except ImportError:
-        if os.environ.get("AGENTDB_REQUIRE_POSTGRES") == "1":
-            pytest.fail("AGENTDB_REQUIRE_POSTGRES=1 but pgserver is not installed")
-        pytest.skip("needs the 'postgres' extra (pgserver)")
+        unavailable("POSTGRES", "needs the 'postgres' extra (pgserver)")
     import psycopg
     from agentdb.store.postgres import sqlite_checksum
 

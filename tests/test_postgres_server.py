@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _requires import unavailable
 
 try:
     with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR is not set
@@ -22,10 +23,8 @@ try:
         import pgserver  # noqa: F401  # type: ignore[import-not-found, unused-ignore]
     import psycopg
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    _msg = f"PostgreSQL server tests need the 'postgres' extra ({exc.name} is not installed)"
-    if os.environ.get("AGENTDB_REQUIRE_POSTGRES", "").strip() == "1":
-        pytest.fail("AGENTDB_REQUIRE_POSTGRES=1 but " + _msg, pytrace=False)
-    pytest.skip(_msg, allow_module_level=True)
+    unavailable("POSTGRES", f"PostgreSQL server tests need the 'postgres' extra "
+                f"({exc.name} is not installed)", module=True)
 
 import agentdb
 from agentdb import postgres_server as pgs

@@ -6,7 +6,6 @@ bulk paths, checksums, identifier and password hygiene.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,16 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 try:
     import psycopg
     import psycopg_pool  # noqa: F401
     from pgvector.psycopg import register_vector  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    _msg = f"PostgreSQL store tests need the 'postgres' extra ({exc.name} is not installed)"
-    if os.environ.get("AGENTDB_REQUIRE_POSTGRES", "").strip() == "1":
-        pytest.fail("AGENTDB_REQUIRE_POSTGRES=1 but " + _msg, pytrace=False)
-    pytest.skip(_msg, allow_module_level=True)
+    unavailable("POSTGRES", f"PostgreSQL store tests need the 'postgres' extra "
+                f"({exc.name} is not installed)", module=True)
 
 from agentdb.filters import where_sql  # noqa: E402
 from agentdb.store import SQLiteStore, StoreError  # noqa: E402

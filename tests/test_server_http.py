@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import socket
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 try:
     import httpx
@@ -38,11 +38,8 @@ try:
     from agentdb.server.app import create_app
     from fastapi.testclient import TestClient
 except ImportError as exc:  # the server extra is not installed
-    _REASON = (f"the AgentDB server needs the 'server' extra ({exc}): "
-               "pip install 'agentdb[server]'")
-    if os.environ.get("AGENTDB_REQUIRE_SERVER", "").strip() == "1":
-        pytest.fail(f"AGENTDB_REQUIRE_SERVER=1 but {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+    unavailable("SERVER", f"the AgentDB server needs the 'server' extra ({exc}): "
+                "pip install 'agentdb[server]'", module=True)
 
 import agentdb
 

@@ -18,7 +18,6 @@ Skipped when the ``server`` extra is missing, unless ``AGENTDB_REQUIRE_SERVER=1`
 from __future__ import annotations
 
 import math
-import os
 import socket
 import threading
 import time
@@ -27,17 +26,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 try:
     import uvicorn
     from agentdb.server.app import create_app
     from fastapi.testclient import TestClient
 except ImportError as exc:  # the server extra is not installed
-    _REASON = (f"the AgentDB server needs the 'server' extra ({exc}): "
-               "pip install 'agentdb[server]'")
-    if os.environ.get("AGENTDB_REQUIRE_SERVER", "").strip() == "1":
-        pytest.fail(f"AGENTDB_REQUIRE_SERVER=1 but {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+    unavailable("SERVER", f"the AgentDB server needs the 'server' extra ({exc}): "
+                "pip install 'agentdb[server]'", module=True)
 
 import agentdb
 from agentdb.client import Client, ClientError

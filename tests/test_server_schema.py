@@ -12,11 +12,11 @@ Skipped when the ``server`` extra or schemathesis is missing, unless
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import pytest
+from _requires import unavailable
 
 try:
     import schemathesis
@@ -25,11 +25,8 @@ try:
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 except ImportError as exc:  # the server extra (or schemathesis) is not installed
-    _REASON = (f"the server schema tests need the 'server' extra and schemathesis ({exc}): "
-               "pip install 'agentdb[server]' schemathesis")
-    if os.environ.get("AGENTDB_REQUIRE_SERVER", "").strip() == "1":
-        pytest.fail(f"AGENTDB_REQUIRE_SERVER=1 but {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+    unavailable("SERVER", f"the server schema tests need the 'server' extra and schemathesis "
+                f"({exc}): pip install 'agentdb[server]' schemathesis", module=True)
 
 import agentdb
 
