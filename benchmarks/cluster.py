@@ -39,6 +39,11 @@ Measured:
   answered searches and the max search latency from the kill until the replica is ready, the
   time until the killed replica answers again (restart) and until it is ``ready`` with lag 0
   (rebuild + catch-up).
+* learning layer (``--learning-events``, on both systems, after everything else): median
+  latency of ``rerank="attention"`` / ``"attention+reward"`` searches (and recall@10 of the
+  first) and of ``synthesize_context(k=5)``; median cost of one ``feedback`` event (the
+  positive is the 5th hit of a plain search, so the adapter has something to learn), then
+  the median adapted search. The adapter is reset at the end.
 
 Examples::
 
@@ -171,6 +176,48 @@ def recall_of(found: dict[int, list[int]], id_to_row: dict[int, int], gt: np.nda
     return recall_at_k(rows, gt[qs], K)
 
 
+def learning_test(db: Any, data: Any, id_to_row: dict[int, int], args: argparse.Namespace
+                  ) -> dict[str, Any]:
+    """The learning layer on ``db`` (an ``AgentDB`` or a ``ClusterDB``): medians of
+    re-ranked searches, ``synthesize_context``, ``feedback`` and adapted searches."""
+    qs = data.queries
+    n = min(args.learning_events, args.searches)
+
+    def median_ms(call: Callable[[np.ndarray], Any], count: int) -> tuple[float, list[Any]]:
+        for i in range(min(10, count)):  # warm-up
+            call(qs[i % len(qs)])
+        lat, outs = [], []
+        for i in range(count):
+            t0 = time.perf_counter()
+            outs.append(call(qs[i % len(qs)]))
+            lat.append(time.perf_counter() - t0)
+        return 1e3 * float(np.median(lat)), outs
+
+    out: dict[str, Any] = {}
+    ms, found = median_ms(lambda q: [h.id for h in db.search_patterns(q, k=K)], n)
+    out["plain_ms"] = ms
+    ms, found = median_ms(lambda q: [h.id for h in db.search_patterns(
+        q, k=K, rerank="attention")], n)
+    out["rerank_ms"] = ms
+    out["rerank_recall"] = recall_of({i: f for i, f in enumerate(found[:len(qs)])}, id_to_row,
+                                     data.gt, len(qs))
+    out["rerank_reward_ms"], _ = median_ms(lambda q: db.search_patterns(
+        q, k=K, rerank="attention+reward"), n)
+    out["synthesize_ms"], _ = median_ms(lambda q: db.synthesize_context(q, k=5), n)
+    positives = {i: db.search_patterns(qs[i % len(qs)], k=5, adapt=False)[-1].id
+                 for i in range(n)}
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        db.feedback(qs[i % len(qs)], positives[i], reward=1.0)
+        lat.append(time.perf_counter() - t0)
+    out["feedback_ms"] = 1e3 * float(np.median(lat))
+    out["feedback_events"] = n
+    out["adapted_ms"], _ = median_ms(lambda q: db.search_patterns(q, k=K), n)
+    db.learning.reset()
+    return out
+
+
 # --------------------------------------------------------------------------- systems
 
 
@@ -196,6 +243,10 @@ def bench_single(agentdb: Any, rows: list[dict[str, Any]], data: Any, args: argp
             r = run_searches(search, data.queries, args.searches, t)
             r["recall"] = recall_of(r.pop("found"), id_to_row, data.gt, len(data.queries))
             out["searches"][t] = r
+        if args.learning_events > 0:
+            settle()
+            log("single (sqlite): learning layer")
+            out["learning"] = learning_test(db, data, id_to_row, args)
         return out
     finally:
         db.close()
@@ -425,6 +476,10 @@ def bench_cluster(agentdb: Any, rows: list[dict[str, Any]], data: Any,
             log(f"{label}: causal graph ({args.graph_events} events, "
                 f"{3 * args.graph_events} edges)")
             out["graph"] = graph_test(db, agentdb, url, args)
+        if args.learning_events > 0:
+            settle()
+            log(f"{label}: learning layer ({args.learning_events} feedback events)")
+            out["learning"] = learning_test(db, data, id_to_row, args)
         db.close()
         db = None
         if then is not None:
@@ -501,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--graph-events", type=int, default=2000,
                    help="Events of the causal-graph test (3x as many edges; 0 skips it).")
     p.add_argument("--graph-seeds", type=int, default=100)
+    p.add_argument("--learning-events", type=int, default=300,
+                   help="Feedback events (and searches per re-rank mode) of the learning "
+                        "test; 0 skips it.")
     p.add_argument("--keep-cluster", action="store_true", help="Do not stop the cluster.")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
@@ -588,6 +646,18 @@ def report(results: list[dict[str, Any]], skipped: dict[str, str],
                      for k, v in gr["khop"].items()],
                     note="cluster: one scatter round per hop over the shards' graph slices; "
                          "one process: agentdb.open(backend='postgres') on the same tables")
+    rows = [[r["system"], fmt_float(lr["plain_ms"], 2), fmt_float(lr["rerank_ms"], 2),
+             fmt_float(lr["rerank_recall"], 4), fmt_float(lr["rerank_reward_ms"], 2),
+             fmt_float(lr["synthesize_ms"], 2), fmt_float(lr["feedback_ms"], 2),
+             fmt_float(lr["adapted_ms"], 2)]
+            for r in results if (lr := r.get("learning"))]
+    if rows:
+        print_table("learning layer (medians, 1 thread, ms)",
+                    ["system", "search", "rerank", "rerank R@10", "rerank+reward",
+                     "synthesize k=5", "feedback", "adapted search"], rows,
+                    note="rerank: attention over 40 candidates (k=10); feedback: one adapter "
+                         "step incl. the search for negatives; adapted: after the feedback "
+                         "events, ef x 2")
     for r in results:
         k = r.get("kill")
         if not k:

@@ -233,6 +233,106 @@ def test_writes_search_filters_read_your_writes(cdb, postgres_url, pg_schema):
     assert cdb.stats()["patterns"] == N + 1
 
 
+def test_events_reads_rerank_and_learning(cdb, ray_cluster, postgres_url, pg_schema):
+    """The rest of the embedded memory API on the cluster: events of this handle's writes,
+    critique_summary, iter_records, attention re-ranking and synthesize_context (equal to
+    the same computation on exact candidates), feedback that moves the target up and
+    persists in PostgreSQL for the next handle, and the errors."""
+    from agentdb.attention import AttentionService
+    from agentdb.cluster import ClusterDB
+    from agentdb.memory import reward_prior
+
+    seen: list[tuple[str, int]] = []
+    off = cdb.on("*", lambda e, p: seen.append((e, p["id"])))
+    rows = _rows(120, seed=3)
+    ids = cdb.store_patterns(rows)
+    assert seen == [("pattern:stored", i) for i in ids]
+    seen.clear()
+    cdb.update_pattern(ids[0], reward=0.5)
+    cdb.delete_pattern(ids[1])
+    sid = cdb.store_skill("retry", "retry with backoff")
+    eid = cdb.store_episode("call the API", success=False, critique="no jitter",
+                            skills=["retry"], embedding=np.ones(DIM))
+    cdb.store_episode("call the API again", success=False, critique="no jitter",
+                      embedding=np.ones(DIM) + 0.01)
+    assert seen[:5] == [("pattern:updated", ids[0]), ("pattern:deleted", ids[1]),
+                        ("skill:stored", sid), ("episode:stored", eid), ("skill:updated", sid)]
+    off()
+    unseen = cdb.store_pattern("unseen", embedding=np.ones(DIM))
+    assert len(seen) == 6
+    with pytest.raises(ValueError, match="unknown event"):
+        cdb.on("pattern:exploded", print)
+
+    assert cdb.critique_summary(np.ones(DIM), k=5) == ["no jitter"]
+    assert [p.id for p in cdb.iter_records("patterns", batch=7)] == [ids[0], *ids[2:], unseen]
+    assert cdb.count("episodes") == 2
+    with pytest.raises(ValueError, match="unknown kind"):
+        cdb.count("widgets")
+
+    # re-ranking: the same attention over the exact top candidates
+    live = {i: r for i, r in zip(ids, rows) if i != ids[1]}
+    live[ids[0]] = dict(live[ids[0]], reward=0.5)
+    live[unseen] = {"embedding": np.ones(DIM, np.float32), "reward": 0.0}
+    lid = np.asarray(list(live))
+    lvec = np.stack([live[i]["embedding"] for i in lid])
+    svc = AttentionService(temperature=0.05)
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        cand = [h.id for h in cdb.search_patterns(q, k=20)]  # the candidates re-ranked
+        assert len(set(cand) & set(_brute(lvec, lid, q, 20))) >= 19
+        cvec = np.stack([live[i]["embedding"] for i in cand])
+        got = cdb.search_patterns(q, k=5, rerank="attention")
+        assert [h.id for h in got] == cand[:5]  # heads=1: exact cosine order
+        assert all(h.score is not None for h in got)
+        prior = reward_prior([live[i]["reward"] for i in cand])
+        order, scores = svc.rerank(q, cvec, heads=1, prior=prior)
+        got = cdb.search_patterns(q, k=5, rerank="attention+reward")
+        assert [h.id for h in got] == [cand[j] for j in order[:5]]
+        np.testing.assert_allclose([h.score for h in got], scores[:5], rtol=1e-4)
+        ctx = cdb.synthesize_context(q, k=4)
+        assert [i for i, _ in ctx["weights"]] == cand[:4]
+        w = np.array([x for _, x in ctx["weights"]])
+        assert w.sum() == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(ctx["vector"], w @ cvec[:4], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="rerank must be"):
+        cdb.search_patterns(rng.standard_normal(DIM), rerank="bogus")
+    with pytest.raises(ValueError, match="candidates must be"):
+        cdb.search_patterns(rng.standard_normal(DIM), k=5, rerank="attention", candidates=3)
+
+    # feedback: a target ranked ~10th for a query becomes the top hit
+    q = rng.standard_normal(DIM).astype(np.float32)
+    target = _brute(lvec, lid, q, 10)[-1]
+    assert cdb.search_patterns(q, k=1)[0].id != target
+    for _ in range(60):
+        out = cdb.feedback(q + 0.05 * rng.standard_normal(DIM), target, reward=1.0)
+        assert out["updated"]
+    assert cdb.search_patterns(q, k=1)[0].id == target
+    assert cdb.search_patterns(q, k=1, adapt=False)[0].id != target
+    st = cdb.feedback_trajectory(q, [target, *_brute(lvec, lid, q, 3)], 1.0)
+    assert st["updated"] and cdb.stats()["learning"]["updates"] == 61
+    with pytest.raises(KeyError, match="unknown pattern id"):
+        cdb.feedback(q, 10**9, reward=1.0)
+    with pytest.raises(ValueError, match="reward"):
+        cdb.feedback(q, target, reward=float("nan"))
+    with pytest.raises(ValueError, match="dimension"):
+        cdb.feedback(q[:3], target)
+    assert cdb.learning.stats()["updates"] == 61  # the failed calls changed nothing
+    cdb.checkpoint()
+
+    # a second handle (no new actors) loads the saved adapter from PostgreSQL
+    other = ClusterDB(ray_cluster.address, postgres_url, dim=DIM, schema=pg_schema,
+                      namespace=f"agentdb_{pg_schema}", search_timeout=10.0)
+    try:
+        assert other.learning.stats()["updates"] == 61
+        assert other.search_patterns(q, k=1, min_seq=cdb.last_seq)[0].id == target
+        cdb.learning.reset()
+        assert other.learning.reload() and not other.learning.active
+        assert other.search_patterns(q, k=1, min_seq=cdb.last_seq)[0].id != target
+    finally:
+        other.close()
+
+
 def test_recall_on_real_data(ray_cluster, postgres_url, pg_schema, shared_data):
     """recall@10 through the cluster equals (within noise) agentdb.open on the same rows."""
     from agentdb.cluster import ClusterDB

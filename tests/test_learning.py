@@ -282,6 +282,31 @@ def test_readonly_store_never_writes(tmp_path):
     assert agentdb.open(path, readonly=True).learning.enabled
 
 
+def test_reload_picks_up_what_another_handle_saved(tmp_path):
+    path = str(tmp_path / "m.db")
+    db = agentdb.open(path, dim=DIM)
+    fill(db)
+    db.checkpoint()
+    reader = agentdb.open(path, readonly=True)
+    assert reader.learning.reload() is False  # nothing saved yet
+    q = np.random.default_rng(1).standard_normal(DIM)
+    target = db.search_patterns(q, k=30)[-1].id
+    for _ in range(40):
+        db.feedback(q, target, 1.0)
+    assert not reader.learning.active and rank_of(reader, q, target) > 0
+    db.checkpoint()
+    assert reader.learning.reload() is True
+    assert reader.learning.stats()["updates"] == 40 and rank_of(reader, q, target) == 0
+    np.testing.assert_array_equal(reader.learning.adapter.B, db.learning.adapter.B)
+    db.store.set_meta(META_KEY, "garbage")
+    with pytest.raises(LearningStateError):
+        reader.learning.reload()
+    assert reader.learning.stats()["updates"] == 40  # an unreadable state changes nothing
+    assert Learner(DIM).reload() is False  # no store
+    reader.close()
+    db.close()
+
+
 def test_corrupt_state_does_not_block_opening(tmp_path):
     path = str(tmp_path / "m.db")
     db, q, target = trained_db(path)

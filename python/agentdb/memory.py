@@ -731,14 +731,7 @@ class AgentDB:
         if rerank is None:
             return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
                                 adapt=bool(adapt))
-        if rerank not in ("attention", "attention+reward"):
-            raise ValueError(f"rerank must be None, 'attention' or 'attention+reward', got "
-                             f"{rerank!r}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        n = max(4 * int(k), 20) if candidates is None else candidates
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
-            raise ValueError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
+        n = rerank_candidates(rerank, k, candidates)
         q = self._query_vector(task_or_vector)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
@@ -753,8 +746,7 @@ class AgentDB:
         vecs = self._pattern_vectors([i for i, _ in hits])
         prior = None
         if rerank == "attention+reward":
-            prior = np.maximum(0.05, (1.0 + self._rewards("patterns", [i for i, _ in hits]))
-                               / 2.0)
+            prior = reward_prior(self._rewards("patterns", [i for i, _ in hits]))
         order, scores = self.attention.rerank(q, vecs, heads=heads, temperature=temperature,
                                               prior=prior)
         return self._results("patterns", [hits[j] for j in order[:k]], scores[:k])
@@ -872,25 +864,26 @@ class AgentDB:
         neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
         if not neg_ids:
             n = learner.config.negatives
-            col = self._cols["patterns"]
-            qa = learner.apply(q)
-            if col.attrs is None:  # pgvector search
-                ids, _ = col.index.search(qa, k=n + 1, filters={})
-            else:
-                ids, _ = col.index.search(qa, k=max(1, min(n + 1, len(col.index))))
+            ids = self._retrieve_ids(learner.apply(q), n + 1)
             neg_ids = [int(i) for i in ids if i >= 0 and i != pid][:n]
         vecs = self._pattern_vectors([pid, *neg_ids])
         return q, vecs[0], vecs[1:]
+
+    def _retrieve_ids(self, q: np.ndarray, n: int) -> np.ndarray:
+        """Ids of the (at most) ``n`` patterns nearest to ``q``, unfiltered: what the
+        current adapter retrieves, the negatives of a feedback event."""
+        col = self._cols["patterns"]
+        if col.attrs is None:  # pgvector search
+            ids, _ = col.index.search(q, k=n, filters={})
+        else:
+            ids, _ = col.index.search(q, k=max(1, min(n, len(col.index))))
+        return np.asarray(ids)
 
     def _pattern_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored embeddings of pattern ids, in order (``KeyError`` naming an unknown id)."""
         col = self._cols["patterns"]
         if col.attrs is None:  # pgvector: the table is the only copy
-            rows = self.store.get("patterns", list(ids))
-            missing = [i for i in ids if i not in rows]
-            if missing:
-                raise KeyError(f"unknown pattern id {missing[0]}")
-            return np.stack([np.asarray(rows[i]["embedding"], np.float32) for i in ids])
+            return stored_vectors(self.store, "patterns", ids)
         for i in ids:
             if not col.index.contains(i):
                 raise KeyError(f"unknown pattern id {i}")
@@ -1191,8 +1184,7 @@ class AgentDB:
         >>> AgentDB(":memory:", dim=8).count("skills")
         0
         """
-        if kind not in self._cols:
-            raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
+        _check_kind(kind)
         return self.store.count(kind)
 
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
@@ -1202,8 +1194,7 @@ class AgentDB:
         >>> [p.task for p in db.iter_records("patterns")]
         ['t']
         """
-        if kind not in self._cols:
-            raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
+        _check_kind(kind)
         for rows in self.store.iter_rows(kind, batch=batch):
             for row in rows:
                 yield _record(kind, row)
@@ -1260,6 +1251,48 @@ def _existing_pg_dim(url: str | None, schema: str, prefix: str) -> int | None:
     from .store.pg_backend import existing_dim
 
     return existing_dim(url, schema, prefix)
+
+
+def rerank_candidates(rerank: str, k: Any, candidates: Any) -> int:
+    """How many hits a re-ranked search fetches (``candidates``, default ``max(4k, 20)``),
+    after checking ``rerank`` and ``k`` (shared by the embedded store and the cluster).
+
+    >>> rerank_candidates("attention", 5, None)
+    20
+    """
+    if rerank not in ("attention", "attention+reward"):
+        raise ValueError(f"rerank must be None, 'attention' or 'attention+reward', got "
+                         f"{rerank!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    n = max(4 * int(k), 20) if candidates is None else candidates
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
+        raise ValueError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
+    return int(n)
+
+
+def reward_prior(rewards: Any) -> np.ndarray:
+    """The ``rerank="attention+reward"`` prior of rewards in [-1, 1]: ``max(0.05, (1 + r) / 2)``.
+
+    >>> reward_prior([-1.0, 0.0, 1.0]).tolist()
+    [0.05, 0.5, 1.0]
+    """
+    return np.maximum(0.05, (1.0 + np.asarray(rewards, np.float64)) / 2.0)
+
+
+def stored_vectors(store: Any, name: str, ids: Sequence[int]) -> np.ndarray:
+    """The stored embeddings of ``ids`` read from ``store``, in order; ``KeyError`` names the
+    first unknown id."""
+    rows = store.get(name, list(ids))
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise KeyError(f"unknown {_KIND[name]} id {missing[0]}")
+    return np.stack([np.asarray(rows[i]["embedding"], np.float32) for i in ids])
+
+
+def _check_kind(kind: Any) -> None:
+    if kind not in _KIND:
+        raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
 
 
 def _record(name: str, row: dict[str, Any]) -> Any:

@@ -54,10 +54,20 @@ so by the replicas (``StaleRing``) and reloads it.
 with the named skills' statistics updated and logged in the same transaction; get / update /
 delete / search), skills (store / get / update / delete / search) and the causal graph
 (``db.graph``: events, hyperedges, removal, ``khop`` over per-shard slices; see
-:mod:`.graph`). Not served: ``critique_summary``, ``iter_records``, Cypher and path queries,
-events (``on``); use ``agentdb.open(backend="postgres")`` on the same data for those. Writes
-must go through ``ClusterDB``: a write made by another client straight into the tables is not
-in the log, so replicas only see it after their next rebuild.
+:mod:`.graph`), ``critique_summary``, ``iter_records``, ``count``, events (``on``: this
+handle's committed writes, as in the embedded store) and the learning layer (below). Not
+served: Cypher and path queries; use ``agentdb.open(backend="postgres")`` on the same data for
+those. Writes must go through ``ClusterDB``: a write made by another client straight into the
+tables is not in the log, so replicas only see it after their next rebuild.
+
+**Learning.** ``db.learning`` is the embedded store's :class:`~agentdb.learning.Learner`
+with its state in PostgreSQL (the ``meta`` row ``agentdb.open(backend="postgres")`` uses):
+``feedback`` / ``feedback_trajectory`` train the query adapter (negatives are what the cluster
+retrieves now), adapted queries are scattered with ``ef_factor`` x ``ef_search``, and
+``rerank="attention"`` / ``"attention+reward"`` and ``synthesize_context`` read the
+candidates' stored vectors from PostgreSQL. The adapter lives in the handle that learns: it
+is saved every ``save_every`` updates, on ``checkpoint()`` and ``close()``, and a handle
+opened later (or after ``db.learning.reload()``) loads it.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -79,8 +90,11 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..embedders import Embedder, get_embedder
+from ..events import EventBus
 from ..filters import where_sql
+from ..learning.learner import Learner
 from ..memory import (
+    _KIND,
     _UNSET,
     AgentDB,
     _as_id,
@@ -91,6 +105,9 @@ from ..memory import (
     _opt_time,
     _pattern_changes,
     _record,
+    rerank_candidates,
+    reward_prior,
+    stored_vectors,
 )
 from ..records import (
     Episode,
@@ -167,7 +184,8 @@ class ClusterDB:
     search becomes an exact scan). ``True`` (default) leaves the tables as they are.
     ``M`` / ``ef_construction`` / ``index_threads`` configure the replicas' native indexes,
     ``ef_search`` the default search ``ef``; ``poll_interval`` is how often replicas poll the
-    log besides LISTEN/NOTIFY.
+    log besides LISTEN/NOTIFY. ``learning``: as in :func:`agentdb.open` (``None``: the stored
+    switch, on for a new store; ``True`` / ``False``; or a dict of learning options).
     """
 
     def __init__(
@@ -192,6 +210,7 @@ class ClusterDB:
         ready_timeout: float = 120.0,
         poll_interval: float = 0.15,
         pgvector_index: bool = True,
+        learning: bool | dict[str, Any] | None = None,
     ) -> None:
         url = postgres_url or os.environ.get("AGENTDB_POSTGRES_URL")
         if not url:
@@ -223,6 +242,8 @@ class ClusterDB:
         self._created_pgs: list[str] = []
         self._owns_ray = False
         self._graph: ClusterGraph | None = None
+        self._attention: Any = None
+        self._events = EventBus()
 
         stored_dim = existing_dim(url, schema, table_prefix)
         if dim is None:
@@ -248,6 +269,7 @@ class ClusterDB:
             self.ring = HashRing.from_dict(json.loads(ring_json))
             self.replicas = int(self.log.init_meta("replicas", str(replicas)))
             self.log.init_meta("namespace", namespace)
+            self.learning = Learner.attach(self.store, self.dim, learning, False)
             self.last_seq = 0
             self._config = {"url": url, "schema": schema, "table_prefix": table_prefix,
                             "dim": self.dim, "M": M, "ef_construction": ef_construction,
@@ -413,8 +435,17 @@ class ClusterDB:
                 if self._owns_ray:
                     ray.shutdown()
         finally:
+            try:
+                self.learning.save()  # the query adapter's state, if it changed
+            except Exception as exc:  # never let a failed save keep the connections open
+                log.warning("could not save the learning state on close: %s", exc)
             self.log.close()
             self.store.close()
+
+    def checkpoint(self) -> None:
+        """Save the learning state now (records are committed by every write already)."""
+        self._check_open()
+        self.learning.save()
 
     def __enter__(self) -> ClusterDB:
         return self
@@ -442,15 +473,37 @@ class ClusterDB:
         appends log rows in it. ``last_seq`` advances after the commit."""
         self._check_open()
         seqs: list[int] = []
+        events: list[tuple[str, str, list[int]]] = []
 
-        def log_op(collection: str, op: str, ids: Iterable[int]) -> None:
+        def log_op(collection: str, op: str, ids: Iterable[int], action: str | None = None
+                   ) -> None:
+            ids = list(ids)
             seqs.append(self.log.append(w, collection, op, ids))
+            if collection in _KIND:  # record events (``action`` defaults by op)
+                events.append((collection, action or ("deleted" if op == "delete"
+                                                      else "updated"), ids))
 
         with self.store.write() as w:
             yield w, log_op
         if seqs:
             with self._lock:
                 self.last_seq = max(self.last_seq, *seqs)
+        for name, action, ids in events:
+            self._emit(name, action, ids)
+
+    def _emit(self, name: str, action: str, ids: list[int]) -> None:
+        """Events of one committed write: the records (read back) or ``{"id"}`` of deletes."""
+        if not self._events._subs:
+            return
+        event = f"{_KIND[name]}:{action}"
+        if action == "deleted":
+            for i in ids:
+                self._events.emit(event, {"id": i})
+            return
+        rows = self.store.get(name, ids, with_embedding=False)
+        for i in ids:
+            if i in rows:
+                self._events.emit(event, _record(name, rows[i]).to_dict())
 
     def _insert(self, w: Any, name: str, rows: list[tuple[dict[str, Any], np.ndarray,
                                                            int | None, float | None]]
@@ -474,7 +527,7 @@ class ClusterDB:
                     extra: Any = None) -> list[int]:
         with self._tx() as (w, log_op):
             ids = self._insert(w, name, rows)
-            log_op(name, "upsert", ids)
+            log_op(name, "upsert", ids, "stored")
             if extra is not None:
                 extra(w, log_op)
         return ids
@@ -498,6 +551,22 @@ class ClusterDB:
     _pattern_rows = AgentDB._pattern_rows
     _episode_row = AgentDB._episode_row
     _embed_missing = AgentDB._embed_missing
+    # ...and the same reads, events and learning API (they use the methods of this class)
+    on = AgentDB.on
+    count = AgentDB.count
+    iter_records = AgentDB.iter_records
+    critique_summary = AgentDB.critique_summary
+    attention = AgentDB.attention
+    synthesize_context = AgentDB.synthesize_context
+    feedback = AgentDB.feedback
+    feedback_trajectory = AgentDB.feedback_trajectory
+    _feedback_inputs = AgentDB._feedback_inputs
+
+    def _pattern_vectors(self, ids: list[int]) -> np.ndarray:
+        return stored_vectors(self.store, "patterns", ids)
+
+    def _retrieve_ids(self, q: np.ndarray, n: int) -> np.ndarray:
+        return self.search_ids("patterns", q, k=n)[0]
 
     def _get(self, name: str, rid: Any) -> Any:
         self._check_open()
@@ -569,14 +638,44 @@ class ClusterDB:
                         min_reward: float | None = None, success_only: bool = False,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
-                        min_seq: int | None = None) -> list[SearchResult]:
+                        min_seq: int | None = None, adapt: bool = True,
+                        rerank: str | None = None, candidates: int | None = None,
+                        heads: int = 1, temperature: float = 0.05) -> list[SearchResult]:
         """The ``k`` most similar patterns passing every filter, best first, over all shards.
 
         ``min_seq`` (default: this handle's ``last_seq``) is the log position every asked
-        replica must have applied; ``0`` accepts any.
+        replica must have applied; ``0`` accepts any. ``adapt``, ``rerank``, ``candidates``,
+        ``heads`` and ``temperature`` as in :meth:`agentdb.AgentDB.search_patterns`: the
+        learned adapter maps the query before the scatter, and a re-ranked search merges
+        ``candidates`` hits from the shards, then orders them by attention over their stored
+        vectors (read from PostgreSQL with the records, in one query).
         """
         filters = self._filters(min_reward, True if success_only else None, session_id, where)
-        return self._search("patterns", task_or_vector, k, filters, threshold, ef, min_seq)
+        n = k if rerank is None else rerank_candidates(rerank, k, candidates)
+        q = self._query_vector(task_or_vector)
+        if adapt and self.learning.active:
+            q = self.learning.apply(q)
+            if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
+                ef = math.ceil(self.learning.config.ef_factor * self.ef_search)
+        if rerank is None:
+            return self._search("patterns", q, k, filters, threshold, ef, min_seq)
+        hits = self._hits("patterns", q, n, filters, threshold,
+                          None if ef is None else max(int(ef), n), min_seq)
+        rows = self.store.get("patterns", [i for i, _ in hits])
+        hits = [h for h in hits if h[0] in rows]  # deleted meanwhile
+        if not hits:
+            return []
+        vecs = np.stack([np.asarray(rows[i]["embedding"], np.float32) for i, _ in hits])
+        prior = (reward_prior([float(rows[i]["reward"]) for i, _ in hits])
+                 if rerank == "attention+reward" else None)
+        order, scores = self.attention.rerank(q, vecs, heads=heads, temperature=temperature,
+                                              prior=prior)
+        out = []
+        for j, score in zip(order[:k], scores[:k]):
+            i, d = hits[j]
+            row = {key: v for key, v in rows[i].items() if key != "embedding"}
+            out.append(SearchResult(i, 1.0 - d, d, _record("patterns", row), float(score)))
+        return out
 
     # ---- episodes ---------------------------------------------------------------------------
     def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
@@ -718,6 +817,14 @@ class ClusterDB:
     def _search(self, name: str, query: str | Any, k: int, filters: dict[str, Any],
                 threshold: float | None, ef: int | None, min_seq: int | None
                 ) -> list[SearchResult]:
+        hits = self._hits(name, self._query_vector(query), k, filters, threshold, ef, min_seq)
+        rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
+        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
+
+    def _hits(self, name: str, q: np.ndarray, k: Any, filters: dict[str, Any],
+              threshold: float | None, ef: int | None, min_seq: int | None
+              ) -> list[tuple[int, float]]:
+        """``(id, cosine distance)`` of the merged top-``k``, best first, over ``threshold``."""
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
@@ -727,7 +834,6 @@ class ClusterDB:
                 raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
             if not (-1.0 <= float(threshold) <= 1.0):
                 raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-        q = self._query_vector(query)
         want = self.last_seq if min_seq is None else int(min_seq)
         try:
             ids, dists = self._scatter(name, q, int(k), ef, filters, want)
@@ -737,8 +843,7 @@ class ClusterDB:
         hits = [(int(i), float(d)) for i, d in zip(ids, dists)]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= float(threshold)]
-        rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
-        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
+        return hits
 
     def search_ids(self, collection: str, query: Any, k: int = 10, *, ef: int | None = None,
                    filters: dict[str, Any] | None = None, min_seq: int | None = None
@@ -962,12 +1067,6 @@ class ClusterDB:
         """The last committed log sequence number (anyone's writes)."""
         return self.log.max_seq()
 
-    def count(self, kind: str = "patterns") -> int:
-        """Number of records of a kind, from PostgreSQL."""
-        if kind not in _KINDS:
-            raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
-        return self.store.count(kind)
-
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
         """Log position, ring, every replica (state, applied seq, lag, node) and the nodes."""
         self._reload_ring()
@@ -1002,7 +1101,8 @@ class ClusterDB:
                 **{k: self.store.count(k) for k in _KINDS},
                 "log_seq": self.log.max_seq(), "last_seq": self.last_seq,
                 "shards": list(self.ring.shards), "replicas": self.replicas,
-                "namespace": self.namespace, "db_bytes": self.store.file_size()}
+                "namespace": self.namespace, "db_bytes": self.store.file_size(),
+                "learning": self.learning.stats()}
 
 
 class _StaleRing(Exception):

@@ -401,6 +401,23 @@ class Learner:
             self.counters["since_save"] = 0
             return True
 
+    def reload(self) -> bool:
+        """Replace the in-memory state by the one saved in the store -- what another handle
+        or process saved since this one loaded. Updates of this handle that were not saved
+        are discarded. Returns False (nothing changes) when no state is saved or there is no
+        store; ``LearningStateError`` when the saved state is unreadable.
+
+        >>> Learner(8).reload()
+        False
+        """
+        if self._store is None:
+            return False
+        text = self._store.meta(META_KEY)
+        if text is None:
+            return False
+        self.import_state(text, save=False)
+        return True
+
     @classmethod
     def attach(cls, store: Any, dim: int, option: Any, readonly: bool) -> Learner:
         """The learner of a store, from its saved state and the ``learning=`` option of
