@@ -532,21 +532,9 @@ class ClusterDB:
                 extra(w, log_op)
         return ids
 
-    def _vector(self, embedding: Any, text: str | None) -> np.ndarray:
-        if embedding is not None:
-            return check_vector(embedding, self.dim)
-        if text is None:
-            raise ValueError("an embedding or a text to embed is required")
-        return check_vector(self.embedder.embed([text])[0], self.dim)
-
-    def _query_vector(self, query: str | Any) -> np.ndarray:
-        if isinstance(query, str):
-            if not query.strip():
-                raise ValueError("query text is empty")
-            return check_vector(self.embedder.embed([query])[0], self.dim, "query")
-        return check_vector(query, self.dim, "query")
-
     # the same validation as the embedded store (they only use _vector / embedder / dim)
+    _vector = AgentDB._vector
+    _query_vector = AgentDB._query_vector
     _pattern_row = AgentDB._pattern_row
     _pattern_rows = AgentDB._pattern_rows
     _episode_row = AgentDB._episode_row
