@@ -463,6 +463,60 @@ def test_add_shard_moves_a_fraction_and_keeps_results(cdb):
         other.close()
 
 
+def test_remove_shard_moves_its_keys_online(cdb, postgres_url, pg_schema):
+    """remove_shard: the remaining replicas load the removed shard's records and graph edges,
+    results and khop answers stay the same, a handle with the old ring corrects itself, the
+    shard's actors are gone, and a shard can be added again afterwards."""
+    from agentdb.cluster import ClusterDB
+
+    ids = cdb.store_patterns(_rows(N, seed=8))
+    g = cdb.graph
+    nodes = [g.add_event(type="step", n=i) for i in range(20)]
+    rng = np.random.default_rng(12)
+    for _ in range(30):
+        a, b = (int(x) for x in rng.choice(nodes, 2, replace=False))
+        g.add_causal_edge([a], [b])
+    qs = rng.standard_normal((15, DIM))
+    before = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
+    hops = {n: g.khop(n, 3) for n in nodes[:8]}
+    old = cdb.ring
+    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.namespace)
+    try:
+        with pytest.raises(ValueError, match="not on the ring"):
+            cdb.remove_shard(7)
+        moved = [i for i in ids if old.shard_for(i) == 1]
+        out = cdb.remove_shard(1)
+        assert out["shard"] == 1 and cdb.ring.shards == [0] and out["ring"]["shards"] == [0]
+        assert out["loaded"] == {"0/0": len(moved), "0/1": len(moved)}  # records only
+        after = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
+        assert sum(len(set(a) & set(b)) for a, b in zip(before, after)) >= 0.98 * 150
+        assert {n: g.khop(n, 3) for n in nodes[:8]} == hops
+        st = _wait_converged(cdb)
+        assert [s["shard"] for s in st["shards"]] == [0]
+        assert [r["vectors"] for r in st["shards"][0]["replicas"]] == [N, N]
+        v = np.linspace(1, 2, DIM)
+        pid = cdb.store_pattern("after removal", embedding=v)
+        assert cdb.search_ids("patterns", v, k=1)[0][0] == pid
+        # the other handle still routes to shard 1: its replicas are gone, it reloads
+        assert other.ring == old
+        assert other.search_ids("patterns", v, k=1, min_seq=cdb.last_seq)[0][0] == pid
+        assert other.ring == cdb.ring
+        with pytest.raises(ValueError, match="last shard"):
+            cdb.remove_shard()
+        deadline = time.monotonic() + 20
+        while cdb._get_actor(1, 0) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert cdb._get_actor(1, 0) is None and cdb._get_actor(1, 1) is None
+        # and grow again: the new shard takes its ~half of the keys back
+        new_id = cdb.add_shard()
+        assert cdb.ring.shards == [0, new_id]
+        after = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
+        assert sum(len(set(a) & set(b)) for a, b in zip(before, after)) >= 0.98 * 150
+        assert {n: g.khop(n, 3) for n in nodes[:8]} == hops
+    finally:
+        other.close()
+
+
 def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
     """The causal graph: writes through the log, topology sliced over the shards, khop as
     scatter rounds -- the same answers as the embedded graph on the same PostgreSQL data,

@@ -48,7 +48,10 @@ waits for ``min_seq = last_seq`` on every replica it asks (read-your-writes for 
 build from PostgreSQL with the new ring while searches keep using the old one; once they are
 ready the ring is stored, routing switches and old replicas drop the keys they lost (about
 ``1/(N+1)`` of them). A handle in another process that still routes by the old ring is told
-so by the replicas (``StaleRing``) and reloads it.
+so by the replicas (``StaleRing``) and reloads it. :meth:`ClusterDB.remove_shard` shrinks it:
+the remaining replicas load the removed shard's keys first, then the ring switches and the
+shard's actors are deleted; a handle still naming that shard reloads the ring when its
+replicas are gone.
 
 **Scope.** Patterns (store / store many / get / update / delete / search), episodes (store,
 with the named skills' statistics updated and logged in the same transaction; get / update /
@@ -396,14 +399,15 @@ class ClusterDB:
         except ValueError:
             return None
 
-    def _reload_ring(self) -> None:
+    def _reload_ring(self) -> bool:
+        """Route by the ring stored in PostgreSQL; True when it differs from this handle's."""
         stored = self.log.load_ring()
         if stored is None:
-            return
+            return False
         ring = HashRing.from_dict(stored)
         with self._lock:
             if ring == self.ring:
-                return
+                return False
             routing = dict(self._routing)
             for s in ring.shards:
                 if s not in routing:
@@ -411,6 +415,20 @@ class ClusterDB:
                     routing[s] = [h for h in handles if h is not None]
             self._routing = {s: routing[s] for s in ring.shards}
             self.ring = ring
+        return True
+
+    def _routed(self, call: Any) -> Any:
+        """``call()`` routed by this handle's ring; when the ring turns out to be stale (a
+        replica says so, or a shard it names is gone after ``remove_shard``), reload it from
+        PostgreSQL and call once more."""
+        try:
+            return call()
+        except _StaleRing:
+            self._reload_ring()
+        except ClusterUnavailable:
+            if not self._reload_ring():
+                raise
+        return call()
 
     # ---- lifecycle --------------------------------------------------------------------------
     def close(self, shutdown: bool = False) -> None:
@@ -823,11 +841,7 @@ class ClusterDB:
             if not (-1.0 <= float(threshold) <= 1.0):
                 raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
         want = self.last_seq if min_seq is None else int(min_seq)
-        try:
-            ids, dists = self._scatter(name, q, int(k), ef, filters, want)
-        except _StaleRing:
-            self._reload_ring()
-            ids, dists = self._scatter(name, q, int(k), ef, filters, want)
+        ids, dists = self._routed(lambda: self._scatter(name, q, int(k), ef, filters, want))
         hits = [(int(i), float(d)) for i, d in zip(ids, dists)]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= float(threshold)]
@@ -843,11 +857,8 @@ class ClusterDB:
             raise ValueError(f"unknown collection {collection!r}")
         f = self._filters(None, None, None, None) if filters is None else dict(filters)
         want = self.last_seq if min_seq is None else int(min_seq)
-        try:
-            return self._scatter(collection, self._query_vector(query), int(k), ef, f, want)
-        except _StaleRing:
-            self._reload_ring()
-            return self._scatter(collection, self._query_vector(query), int(k), ef, f, want)
+        q = self._query_vector(query)
+        return self._routed(lambda: self._scatter(collection, q, int(k), ef, f, want))
 
     def _candidates(self, shard: int, handles: list[Any]) -> list[tuple[int, Any]]:
         """Replicas of a shard to try, round-robin, suspects last."""
@@ -895,11 +906,7 @@ class ClusterDB:
                 min_seq: int) -> list[int]:
         """One graph hop from ``frontier``: each owning shard expands its nodes (one replica
         per shard, with the same retry / hedging as search); the sorted union."""
-        try:
-            return self._expand_once(frontier, direction, types, min_seq)
-        except _StaleRing:
-            self._reload_ring()
-            return self._expand_once(frontier, direction, types, min_seq)
+        return self._routed(lambda: self._expand_once(frontier, direction, types, min_seq))
 
     def _expand_once(self, frontier: list[int], direction: str, types: list[str] | None,
                      min_seq: int) -> list[int]:
@@ -1002,6 +1009,8 @@ class ClusterDB:
         with self._lock:
             old = self.ring
         new_id = max(old.shards) + 1
+        while self._get_actor(new_id, 0) is not None:  # a removed shard's name may linger
+            new_id += 1
         new = old.with_shard(new_id)
         handles = self._ensure_shard(new_id, new)
         tmp_routing = {**self._routing, new_id: handles}
@@ -1024,6 +1033,79 @@ class ClusterDB:
             except Exception as exc:  # a dead replica rebuilds with the stored ring
                 log.warning("set_ring failed on a replica: %s", exc)
         return new_id
+
+    def remove_shard(self, shard: int | None = None, timeout: float | None = None
+                     ) -> dict[str, Any]:
+        """Remove a shard online (default: the highest id); its keys move to the others.
+
+        Every replica of the remaining shards first loads the records (and graph edges) it
+        gains from PostgreSQL and starts routing by the smaller ring, while searches keep
+        going to the old shard; then the ring is stored, this handle switches, and the
+        removed shard's replicas and placement group are deleted. Another handle notices on
+        its next call (a shard it names is gone) and reloads the ring.
+
+        Refuses (``ClusterUnavailable``, nothing changed) unless every replica of the
+        remaining shards is ready, and (``ValueError``) to remove the last shard or an
+        unknown one. Returns ``{"shard", "ring", "loaded"}`` (records loaded per replica).
+        """
+        self._check_open()
+        self._reload_ring()
+        with self._lock:
+            old = self.ring
+        sid = max(old.shards) if shard is None else int(shard)
+        if sid not in old.shards:
+            raise ValueError(f"shard {sid} is not on the ring {old.shards}")
+        if len(old.shards) == 1:
+            raise ValueError("cannot remove the last shard of a cluster")
+        new = old.without_shard(sid)
+        wait = self.ready_timeout if timeout is None else float(timeout)
+        keep = list(new.shards)
+        statuses = self._statuses(keep, 5.0)
+        bad = [(s, st.get("replica"), st.get("state")) for s in keep for st in statuses[s]
+               if st.get("state") != "ready"]
+        if bad:
+            raise ClusterUnavailable(f"cannot remove shard {sid}: replicas not ready "
+                                     f"(shard, replica, state): {bad}")
+        handles = {(s, r): h for s in keep for r, h in enumerate(self._routing[s])}
+        refs = {key: h.set_ring.options(concurrency_group="control").remote(new.to_dict())
+                for key, h in handles.items()}
+        loaded, failed = {}, {}
+        for key, ref in refs.items():
+            try:
+                loaded[f"{key[0]}/{key[1]}"] = ray.get(ref, timeout=wait)["loaded"]
+            except Exception as exc:
+                failed[key] = f"{type(exc).__name__}: {exc}"[:300]
+        if failed:  # undo: the replicas that switched drop the keys they loaded
+            for key in loaded:
+                s, r = (int(x) for x in key.split("/"))
+                try:
+                    ray.get(handles[(s, r)].set_ring.options(concurrency_group="control")
+                            .remote(old.to_dict()), timeout=wait)
+                except Exception as exc:  # pragma: no cover - it rebuilds by the stored ring
+                    log.warning("could not restore the ring on shard %s replica %s: %s",
+                                s, r, exc)
+            raise ClusterUnavailable(f"cannot remove shard {sid}: replicas failed to take "
+                                     f"its keys: {failed}")
+        self.log.store_ring(new.to_dict())
+        with self._lock:
+            self.ring = new
+            self._routing = {s: self._routing[s] for s in keep}
+        # a replica that restarted meanwhile rebuilt by the old ring: move it too
+        for s, reps in self._statuses(keep, 5.0).items():
+            for st in reps:
+                if st.get("state") == "ready" and st.get("ring_shards") != keep:
+                    ray.get(handles[(s, int(st["replica"]))].set_ring.options(
+                        concurrency_group="control").remote(new.to_dict()), timeout=wait)
+        for r in range(self.replicas):
+            actor = self._get_actor(sid, r)
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+        try:
+            ray.util.remove_placement_group(
+                ray.util.get_placement_group(f"{self.namespace}/shard{sid}/pg"))
+        except ValueError:  # already gone
+            pass
+        return {"shard": sid, "ring": new.to_dict(), "loaded": loaded}
 
     def compact_log(self, timeout: float = 5.0) -> dict[str, int]:
         """Delete the log entries every replica has applied, so the log does not grow without

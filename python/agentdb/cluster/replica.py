@@ -68,6 +68,15 @@ def _meta(m: Any) -> dict[str, Any]:
     return m if isinstance(m, dict) else json.loads(m)
 
 
+def _set_columns(cols: FilterColumns, name: str, rid: int, row: dict[str, Any]) -> None:
+    """The filter columns of one record row (skills filter on their success rate)."""
+    if name == "skills":
+        cols.set(rid, row["success_rate"], False, None, _meta(row["metadata"]))
+    else:
+        cols.set(rid, row["reward"], bool(row["success"]), row["session_id"],
+                 _meta(row["metadata"]))
+
+
 class ShardReplica:
     """The index of one shard; see the module docstring. ``config`` keys: ``url``,
     ``schema``, ``table_prefix``, ``dim``, ``shard``, ``replica``, ``ring`` (dict), and
@@ -203,12 +212,7 @@ class ShardReplica:
                     index.add(np.asarray(add_ids, np.int64),
                               np.stack([rows[i]["embedding"] for i in add_ids]))
                     for i in add_ids:
-                        r = rows[i]
-                        if name == "skills":
-                            cols.set(i, r["success_rate"], False, None, r["metadata"])
-                        else:
-                            cols.set(i, r["reward"], bool(r["success"]), r["session_id"],
-                                     r["metadata"])
+                        _set_columns(cols, name, i, rows[i])
                 gone = [int(i) for i in owned if int(i) not in rows]
                 present = [i for i in gone if index.contains(i)]
                 if present:
@@ -326,27 +330,50 @@ class ShardReplica:
         keep = ids >= 0
         return ids[keep], np.asarray(dists, np.float32)[keep]
 
-    def set_ring(self, ring: dict[str, Any]) -> int:
-        """Route by a new ring: drop records this shard no longer owns; returns how many were
-        dropped. (Records it newly owns would need a rebuild: rings only grow by
-        :meth:`ClusterDB.add_shard`, which never gives an existing shard new keys.)"""
+    def set_ring(self, ring: dict[str, Any]) -> dict[str, int]:
+        """Route by a new ring: drop the records this shard no longer owns and load the ones
+        it newly owns from PostgreSQL; returns ``{"dropped", "loaded"}``.
+
+        Growing the ring (:meth:`ClusterDB.add_shard`) only drops; shrinking it
+        (:meth:`ClusterDB.remove_shard`) only loads. Loading runs with the log paused at
+        ``applied_seq``, after the rows are read: replaying from there re-reads every changed
+        row, so a change committed meanwhile is applied either way. Only a ``ready`` replica
+        changes its ring (a building one picks the stored ring when it starts).
+        """
         new = HashRing.from_dict(ring)
         if self.shard not in new.shards:
             raise ValueError(f"shard {self.shard} is not on the new ring {new}")
-        dropped = 0
+        if self.state != "ready":
+            raise ReplicaNotReady(f"shard {self.shard} replica {self.replica} is "
+                                  f"{self.state}: it cannot change its ring now")
+        assert self._store is not None
+        dropped = loaded = 0
         with self._apply_lock:
-            self.ring = new
+            old, self.ring = self.ring, new
             for name, index in self.indexes.items():
                 ids = np.asarray(index.ids(), np.int64)
-                if len(ids) == 0:
-                    continue
-                gone = ids[~self._owned_mask(ids)]
+                gone = ids[~self._owned_mask(ids)] if len(ids) else ids
                 if len(gone):
                     index.remove(gone.tolist())
                     for i in gone.tolist():
                         self.attrs[name].remove(int(i))
                     dropped += len(gone)
-        return dropped
+                if set(new.shards) >= set(old.shards):
+                    continue  # a grown ring gives this shard no new keys
+                all_ids, vecs = self._store.export_vectors(name)
+                gained = self._owned_mask(all_ids) & (old.shards_for(all_ids.tolist())
+                                                      != self.shard)
+                if gained.any():
+                    index.add(all_ids[gained], vecs[gained])
+                    for i, row in self._store.get(name, all_ids[gained].tolist(),
+                                                  with_embedding=False).items():
+                        _set_columns(self.attrs[name], name, i, row)
+                    loaded += int(gained.sum())
+            if loaded or not set(new.shards) >= set(old.shards):
+                self.graph.put_edges({eid: (etype, tail, head, conf, ts, props)
+                                      for eid, etype, tail, head, conf, ts, props
+                                      in self._store.graph_edges()})
+        return {"dropped": dropped, "loaded": loaded}
 
     def status(self) -> dict[str, Any]:
         """State, applied seq, sizes and where this replica runs."""
