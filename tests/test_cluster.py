@@ -484,6 +484,11 @@ def test_remove_shard_moves_its_keys_online(cdb, postgres_url, pg_schema):
     try:
         with pytest.raises(ValueError, match="not on the ring"):
             cdb.remove_shard(7)
+        with pytest.raises(TypeError, match="shard must be"):
+            cdb.remove_shard("1")
+        with pytest.raises(ValueError, match="timeout must be"):
+            cdb.remove_shard(1, timeout=-1)
+        assert cdb.ring == old  # the refused calls changed nothing
         moved = [i for i in ids if old.shard_for(i) == 1]
         out = cdb.remove_shard(1)
         assert out["shard"] == 1 and cdb.ring.shards == [0] and out["ring"]["shards"] == [0]

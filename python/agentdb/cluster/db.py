@@ -506,22 +506,12 @@ class ClusterDB:
         if seqs:
             with self._lock:
                 self.last_seq = max(self.last_seq, *seqs)
-        for name, action, ids in events:
-            self._emit(name, action, ids)
-
-    def _emit(self, name: str, action: str, ids: list[int]) -> None:
-        """Events of one committed write: the records (read back) or ``{"id"}`` of deletes."""
-        if not self._events._subs:
-            return
-        event = f"{_KIND[name]}:{action}"
-        if action == "deleted":
-            for i in ids:
-                self._events.emit(event, {"id": i})
-            return
-        rows = self.store.get(name, ids, with_embedding=False)
-        for i in ids:
-            if i in rows:
-                self._events.emit(event, _record(name, rows[i]).to_dict())
+        for name, action, ids in events:  # the same payloads as the embedded store's
+            if action == "deleted":
+                for i in ids:
+                    self._events.emit(f"{_KIND[name]}:deleted", {"id": i})
+            else:
+                self._emit_rows(name, ids, action)
 
     def _insert(self, w: Any, name: str, rows: list[tuple[dict[str, Any], np.ndarray,
                                                            int | None, float | None]]
@@ -559,6 +549,8 @@ class ClusterDB:
     _embed_missing = AgentDB._embed_missing
     # ...and the same reads, events and learning API (they use the methods of this class)
     on = AgentDB.on
+    _emit_rows = AgentDB._emit_rows
+    _get_many = AgentDB._get_many
     count = AgentDB.count
     iter_records = AgentDB.iter_records
     critique_summary = AgentDB.critique_summary
@@ -1052,6 +1044,11 @@ class ClusterDB:
         self._reload_ring()
         with self._lock:
             old = self.ring
+        if shard is not None and (isinstance(shard, bool)
+                                  or not isinstance(shard, (int, np.integer))):
+            raise TypeError(f"shard must be a shard id (int) or None, got {shard!r}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         sid = max(old.shards) if shard is None else int(shard)
         if sid not in old.shards:
             raise ValueError(f"shard {sid} is not on the ring {old.shards}")

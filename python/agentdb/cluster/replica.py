@@ -350,6 +350,7 @@ class ShardReplica:
         dropped = loaded = 0
         with self._apply_lock:
             old, self.ring = self.ring, new
+            grown = set(new.shards) >= set(old.shards)  # then this shard gains no keys
             for name, index in self.indexes.items():
                 ids = np.asarray(index.ids(), np.int64)
                 gone = ids[~self._owned_mask(ids)] if len(ids) else ids
@@ -358,8 +359,8 @@ class ShardReplica:
                     for i in gone.tolist():
                         self.attrs[name].remove(int(i))
                     dropped += len(gone)
-                if set(new.shards) >= set(old.shards):
-                    continue  # a grown ring gives this shard no new keys
+                if grown:
+                    continue
                 all_ids, vecs = self._store.export_vectors(name)
                 gained = self._owned_mask(all_ids) & (old.shards_for(all_ids.tolist())
                                                       != self.shard)
@@ -369,7 +370,7 @@ class ShardReplica:
                                                   with_embedding=False).items():
                         _set_columns(self.attrs[name], name, i, row)
                     loaded += int(gained.sum())
-            if loaded or not set(new.shards) >= set(old.shards):
+            if not grown:  # the edges touching the nodes it gained
                 self.graph.put_edges({eid: (etype, tail, head, conf, ts, props)
                                       for eid, etype, tail, head, conf, ts, props
                                       in self._store.graph_edges()})
