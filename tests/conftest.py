@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 import pytest
-from _requires import unavailable
+from _requires import required, unavailable
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "minilm-pypi-100k"
@@ -27,8 +27,15 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "minilm-pypi-100k"
 try:  # a plain checkout without `pip install -e .`: use the in-tree package
     import agentdb  # noqa: F401
 except ImportError:  # pragma: no cover - depends on how the suite is invoked
+    if required("INSTALLED"):
+        pytest.exit("AGENTDB_REQUIRE_INSTALLED=1 but agentdb is not installed: install the "
+                    "wheel (bash scripts/build_wheel.sh) first", returncode=3)
     sys.path.insert(0, str(REPO_ROOT / "python"))
     import agentdb  # noqa: F401
+
+if required("INSTALLED") and (REPO_ROOT / "python") in pathlib.Path(agentdb.__file__).parents:
+    pytest.exit(f"AGENTDB_REQUIRE_INSTALLED=1 but agentdb was imported from the source tree "
+                f"({agentdb.__file__}), not from the installed wheel", returncode=3)
 
 from agentdb import _loader  # noqa: E402
 

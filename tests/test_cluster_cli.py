@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _child import child_env
 from _requires import unavailable
 
 try:
@@ -27,10 +28,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     unavailable("CLUSTER", f"cluster CLI tests need ray ({exc})", module=True)
 
-import agentdb
 from agentdb.cluster import EXTRA_HINT, local
 
-PYTHONPATH = str(Path(agentdb.__file__).resolve().parents[1])
 TIMEOUT = 240  # seconds, per subprocess
 
 
@@ -41,12 +40,8 @@ def _free_port() -> int:
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["AGENTDB_CLUSTER_STATE"] = str(state)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [PYTHONPATH, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    env["COLUMNS"] = "200"  # rich: no wrapping of table rows / error lines
-    return env
+    # COLUMNS: rich must not wrap table rows / error lines
+    return child_env(AGENTDB_CLUSTER_STATE=str(state), COLUMNS="200")
 
 
 def _cli(state: Path, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import agentdb
 import numpy as np
 import pytest
+from _child import child_env
 from agentdb.embedders import (
     Embedder,
     HashingEmbedder,
@@ -21,17 +21,8 @@ from agentdb.embedders import (
 
 TESTS = Path(__file__).resolve().parent
 CHILD = TESTS / "_memory_child.py"
-PYDIR = TESTS.parent / "python"
 
 HAS_ST = importlib.util.find_spec("sentence_transformers") is not None
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PYDIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.update(extra)
-    return env
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> float:

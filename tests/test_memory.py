@@ -18,12 +18,12 @@ from pathlib import Path
 import agentdb
 import numpy as np
 import pytest
+from _child import child_env
 from agentdb import Episode, Pattern, SearchResult, Skill, StoreError
 from agentdb.embedders import HashingEmbedder
 
 TESTS = Path(__file__).resolve().parent
 CHILD = TESTS / "_memory_child.py"
-PYDIR = TESTS.parent / "python"
 DIM = 32
 
 sys.path.insert(0, str(TESTS))
@@ -45,13 +45,6 @@ def unit(v: np.ndarray) -> np.ndarray:
 def near(base: np.ndarray, seed: int, eps: float) -> np.ndarray:
     """A vector close to ``base`` (angle grows with eps)."""
     return (unit(base) + eps * unit(vec(seed, base.shape[0]))).astype(np.float32)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PYDIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
 
 
 def run_child(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import _child
 import agentdb
 import numpy as np
 import pytest
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 
 TESTS = Path(__file__).resolve().parent
 CHILD = TESTS / "_memory_child.py"
-PYDIR = TESTS.parent / "python"
 DIM = 32
 
 sys.path.insert(0, str(TESTS))
@@ -34,11 +34,7 @@ sys.path.remove(str(TESTS))
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PYDIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return _child.child_env(PYTHONUNBUFFERED="1")
 
 
 def spawn(tmp_path: Path, *args: str, stdin: bool = False) -> subprocess.Popen:

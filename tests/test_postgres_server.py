@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _child import child_env
 from _requires import unavailable
 
 try:
@@ -26,7 +27,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     unavailable("POSTGRES", f"PostgreSQL server tests need the 'postgres' extra "
                 f"({exc.name} is not installed)", module=True)
 
-import agentdb
 from agentdb import postgres_server as pgs
 
 
@@ -103,7 +103,7 @@ def test_lifecycle_start_reuse_stop(data_dir: Path) -> None:
 
 
 def test_server_outlives_the_cli_process(data_dir: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(Path(agentdb.__file__).resolve().parent.parent))
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-m", "agentdb.cli", "postgres", "start", "--data-dir", str(data_dir)],
         capture_output=True, text=True, env=env, timeout=120, check=False,

@@ -11,11 +11,11 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _child import child_env
 from _requires import unavailable
 
 try:
@@ -245,11 +245,10 @@ def test_two_schemas_are_isolated(postgres_url: str, pg_schema: str,
 
 
 def test_importing_agentdb_does_not_import_psycopg() -> None:
-    root = Path(__file__).resolve().parent.parent / "python"
     code = ("import sys; import agentdb, agentdb.store; "
             "assert 'psycopg' not in sys.modules, 'psycopg imported'; "
             "assert 'agentdb.store.postgres' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(root))
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env())
 
 
 # ---------------------------------------------------------------------------- parity

@@ -6,12 +6,18 @@ deadline) and sends them to the ASGI app with an API key. Whatever the input, th
 never answer 5xx, and every answer with a documented status must match its documented schema
 (so the OpenAPI document, and the models behind it, describe what the server really sends).
 
+The schema is loaded at import time from an app over a seeded in-memory store, not through
+``schemathesis.pytest.from_fixture``: the lazy fixture path writes pytest's private
+``Item._nodeid``, which pytest 9.2 no longer has, while ``schema.parametrize()`` on a loaded
+schema only uses pytest's public API (tested on the locked pytest and on pytest 9.2).
+
 Skipped when the ``server`` extra or schemathesis is missing, unless
 ``AGENTDB_REQUIRE_SERVER=1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,10 +40,9 @@ KEY = "schema-key-0001"
 DIM = 16
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The app over a small seeded store (so ids 1..3 and searches find records)."""
-    db = agentdb.open(str(tmp_path_factory.mktemp("schema") / "memory.db"), dim=DIM)
+def _seeded_store() -> agentdb.AgentDB:
+    """A small in-memory store, so ids 1..3 exist and searches find records."""
+    db = agentdb.open(":memory:", dim=DIM)
     rng = np.random.default_rng(0)
     for i in range(3):
         db.store_pattern(f"pattern {i}", embedding=rng.standard_normal(DIM),
@@ -45,14 +50,21 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
         db.store_episode(f"episode {i}", embedding=rng.standard_normal(DIM))
         db.store_skill(f"skill_{i}", f"skill number {i}", embedding=rng.standard_normal(DIM))
     db.graph.query("CREATE (:Event {id: 'a'})-[:CAUSED_BY {confidence: 0.5}]->(:Event)")
-    app = create_app(db, api_keys=[KEY], rate_limit_per_minute=0)
-    yield schemathesis.openapi.from_asgi("/openapi.json", app)
-    db.close()
+    return db
 
+
+_DB = _seeded_store()
+_APP = create_app(_DB, api_keys=[KEY], rate_limit_per_minute=0)
 
 # The endless SSE stream is left out (each generated case would wait for schemathesis's read
 # timeout); test_server_http.py covers it over a real socket.
-schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/patterns/stream")
+schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(path="/patterns/stream")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_store() -> Iterator[None]:
+    yield
+    _DB.close()
 
 
 @schema.parametrize()

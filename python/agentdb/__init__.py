@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 from ._loader import backend, backends, native_info
+from ._version import __version__
 from .embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from .memory import AgentDB, open
 from .records import Episode, Pattern, SearchResult, Skill
 from .store import StoreError, StoreLockedError
-
-__version__: str = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._fileio import write_crc_file
+from ._version import __version__
 
 __all__ = [
     "BACKEND",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 BACKEND: Final = "numpy"
-VERSION: Final = "0.1.0"
+VERSION: Final = __version__
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]

@@ -1,6 +1,7 @@
 """The ``agentdb`` command line (typer + rich; the ``cli`` extra).
 
     agentdb demo                       # the README's main job
+    agentdb --version                  # version, native core, SIMD paths (= python -m agentdb)
     agentdb init --db memory.db
     agentdb store "parse ISO dates" --reward 0.9 --success --db memory.db
     agentdb search "parse dates" -k 3 --success-only --json --db memory.db
@@ -37,6 +38,16 @@ def _build_app() -> Any:
 
     db_opt = typer.Option("memory.db", "--db", help="Store file (or :memory:).")
     json_opt = typer.Option(False, "--json", help="Machine-readable JSON output.")
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(False, "--version", "-V",
+                                     help="Print the version and the native core's SIMD paths "
+                                          "(add --json for JSON) and exit."),
+    ) -> None:
+        """AgentDB: memory for AI agents (SQLite + native HNSW)."""
+        # `--version` is answered in main() before typer runs (so it works without the cli
+        # extra); the option is declared here so that --help lists it.
 
     def fail(msg: str) -> None:
         from rich.markup import escape  # "agentdb[postgres]" is text, not a style tag
@@ -575,16 +586,23 @@ def _build_app() -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agentdb`` command.
 
-    >>> main(["--help"]) in (0, 2)  # doctest: +SKIP
-    True
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    agentdb ...
+    0
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):  # works without the cli extra
+        from .about import report
+
+        sys.stdout.write(report(as_json="--json" in args[1:]) + "\n")
+        return 0
     try:
         app = _build_app()
     except ImportError as exc:
         sys.stderr.write(f"{_EXTRA_HINT} ({exc})\n")
         return 2
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0

@@ -9,6 +9,12 @@ their frameworks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXTRA_HINT = "the AgentDB server needs the 'server' extra: pip install 'agentdb[server]'"
 
-__all__ = ["EXTRA_HINT"]
+#: The gRPC service definition, shipped in the wheel (generate clients in other languages
+#: from it): ``python -c "import agentdb.server as s; print(s.PROTO_PATH)"``.
+PROTO_PATH: Path = Path(__file__).with_name("agentdb.proto")
+
+__all__ = ["EXTRA_HINT", "PROTO_PATH"]

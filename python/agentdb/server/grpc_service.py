@@ -1,4 +1,4 @@
-"""The gRPC service ``agentdb.v1.AgentDB`` (``proto/agentdb.proto``) over one store.
+"""The gRPC service ``agentdb.v1.AgentDB`` (``agentdb/server/agentdb.proto``) over one store.
 
 >>> import agentdb
 >>> from agentdb.server.auth import KeyStore, RateLimiter

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerate the committed gRPC stubs from proto/agentdb.proto:
+# Regenerate the committed gRPC stubs from python/agentdb/server/agentdb.proto (shipped in the
+# wheel, so clients in other languages can be generated from an installed package):
 #   python/agentdb/server/agentdb_pb2.py       (messages)
 #   python/agentdb/server/agentdb_pb2_grpc.py  (service stub/servicer; import made relative)
 #
-# Usage: bash proto/generate.sh        (from anywhere; needs python3 and access to PyPI once)
+# Usage: bash scripts/generate_proto.sh        (from anywhere; needs python3 and access to PyPI once)
 #
 # The generator is pinned to grpcio-tools 1.62.3 (protoc 25.1) ON PURPOSE, in a throwaway
 # venv: generated code must not be newer than the oldest runtime the 'server' extra allows
@@ -11,8 +12,8 @@
 # time on an older runtime (e.g. 1.85 requires protobuf>=7.35.1 and grpcio>=1.85.1), while
 # protoc 25.1 output has no guard and loads on protobuf 4.25 through 7.x.
 # The exact command it runs:
-#   python -m grpc_tools.protoc -I proto --python_out=python/agentdb/server \
-#       --grpc_python_out=python/agentdb/server proto/agentdb.proto
+#   python -m grpc_tools.protoc -I python/agentdb/server --python_out=python/agentdb/server \
+#       --grpc_python_out=python/agentdb/server python/agentdb/server/agentdb.proto
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +32,8 @@ then
     "$VENV/bin/python" -m pip install --quiet "grpcio-tools==$TOOLS_VERSION"
 fi
 
-"$VENV/bin/python" -m grpc_tools.protoc -I proto --python_out="$OUT" \
-    --grpc_python_out="$OUT" proto/agentdb.proto
+"$VENV/bin/python" -m grpc_tools.protoc -I "$OUT" --python_out="$OUT" \
+    --grpc_python_out="$OUT" "$OUT/agentdb.proto"
 
 # protoc writes a top-level `import agentdb_pb2`; inside the package it must be relative.
 "$VENV/bin/python" - "$OUT/agentdb_pb2_grpc.py" <<'PYEOF'
