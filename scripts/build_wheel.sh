@@ -19,6 +19,7 @@ rm -rf "$out" && mkdir -p "$out"
 python -m build --no-isolation --outdir "$out" .
 raw=("$out"/agentdb-*-linux_*.whl)
 auditwheel repair --wheel-dir "$out/wheelhouse" "${raw[0]}"
-auditwheel show "$out"/wheelhouse/agentdb-*.whl | head -n 3
+auditwheel show "$out"/wheelhouse/agentdb-*.whl > "$out/auditwheel-show.txt"
+sed -n '1,3p' "$out/auditwheel-show.txt"
 echo "sdist: $(ls "$out"/agentdb-*.tar.gz)"
 echo "wheel: $(ls "$out"/wheelhouse/agentdb-*.whl)"

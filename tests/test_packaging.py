@@ -47,6 +47,9 @@ def test_one_version_everywhere() -> None:
     for mod in agentdb.backends().values():  # the C++ core is stamped by the build
         assert mod.native_info()["version"] == agentdb.__version__
     assert about.info()["version"] == agentdb.__version__
+    pyproject = (REPO_PYTHON.parent / "pyproject.toml").read_text(encoding="utf-8")
+    declared = re.search(r'^version = "([^"]+)"', pyproject, flags=re.M)
+    assert declared and declared.group(1) == agentdb.__version__, "pyproject.toml disagrees"
 
 
 def test_installed_distribution_matches_the_imported_package() -> None:

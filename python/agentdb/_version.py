@@ -1,3 +1,3 @@
-"""The package version: the one place it is written (pyproject.toml reads it from here)."""
+"""The package version (``pyproject.toml`` says the same; tests/test_packaging.py checks)."""
 
 __version__ = "0.1.0"
