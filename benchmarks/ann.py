@@ -33,15 +33,18 @@ the header. To compare against an unmodified numpy, unset both for that one comm
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ann.py
 
-agentdb comes from the installed package, else ``<repo>/python`` is put on ``sys.path``
-(``AGENTDB_NATIVE=0`` forces its numpy fallback); ``agentdb.native_info()`` is printed at
-the top of the output together with the environment.
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead, which usually lacks the compiled extension (the numpy fallback).
+``AGENTDB_NATIVE=0`` forces the fallback. The backend and SIMD path are printed in the header
+and in every table title; on the fallback the comparison with the peers is refused unless
+``--allow-fallback`` is given.
 
 Examples::
 
     python benchmarks/ann.py                                   # full run, 100k / 1000 queries
     python benchmarks/ann.py --n 5000 --queries 200 --repeats 1  # smoke test
     python benchmarks/ann.py --libs agentdb,hnswlib --json ann.json
+    python benchmarks/ann.py --src --allow-fallback --n 2000  # source tree, numpy fallback
 
 Libraries not installed are skipped with a note (``pip install hnswlib usearch faiss-cpu``).
 """
@@ -64,6 +67,7 @@ import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
     Dataset,
+    add_backend_options,
     blas_threads,
     environment,
     fmt_float,
@@ -77,7 +81,9 @@ from _common import (
     parse_csv,
     print_header,
     print_table,
+    print_title,
     recall_at_k,
+    require_native_for_peers,
     settle,
     write_json,
 )
@@ -511,7 +517,7 @@ def report(
                     f"agentdb build time / hnswlib build time, {t} thread(s): {fmt_ratio(a / h)}"
                     " (lower is better)"
                 )
-    print("## Summary")
+    print_title("Summary")
     for line in lines:
         print(line)
     print()
@@ -560,12 +566,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--usearch-dtype", default="f32", help="usearch storage dtype (default f32)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
     p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    add_backend_options(p)
     args = p.parse_args(argv)
 
     libs = parse_csv(args.libs)
     efs = parse_csv(args.ef, int)
     build_threads = parse_csv(args.build_threads, int)
-    agentdb, note = import_agentdb() if "agentdb" in libs else (None, "agentdb not selected")
+    agentdb: ModuleType | None = None
+    note = "agentdb not selected"
+    if "agentdb" in libs:
+        agentdb, note = import_agentdb(args.src)
+        peers = [lib for lib in libs if lib != "agentdb"]
+        if peers:
+            require_native_for_peers(agentdb, args.allow_fallback, f"agentdb vs {'/'.join(peers)}")
     versions = {
         name: module_version(optional_import(mod), dist)
         for name, mod, dist in (

@@ -18,7 +18,13 @@ kernel on one thread. Each time is the median of repeated, calibrated loops
 ``../shared/data/minilm-pypi-100k/base.f16.npy`` (queries from ``queries.f16.npy``) when the
 data set is present, random unit vectors otherwise.
 
-``kernel_table(quick=False)`` returns the rows as dicts so another benchmark can print them::
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead, which usually lacks the compiled extension. Without the native
+kernels there is nothing to compare with numpy, so the run is refused on the numpy fallback
+unless ``--allow-fallback`` is given (then only the numpy column is filled).
+
+``kernel_table(agentdb, quick=False)`` returns the rows as dicts so another benchmark can print
+them::
 
     python benchmarks/attention.py            # full run
     python benchmarks/attention.py --quick    # fewer repeats
@@ -29,19 +35,23 @@ data set is present, random unit vectors otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    add_backend_options,
     environment,
     import_agentdb,
     log,
     normalize_rows,
     print_header,
     print_table,
+    require_native_for_peers,
     settle,
     time_per_call,
     write_json,
@@ -143,18 +153,18 @@ def np_moe(X: np.ndarray, W: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndar
 # --------------------------------------------------------------------------- the table
 
 
-def kernel_table(quick: bool = False, runs: int = 1) -> list[dict[str, Any]]:
+def kernel_table(agentdb: ModuleType, quick: bool = False, runs: int = 1) -> list[dict[str, Any]]:
     """Time every case; one dict per row: ``case``, ``native_ms`` (all cores),
     ``native_1t_ms``, ``numpy_ms``, ``speedup`` (numpy / native), ``max_abs_diff`` (native vs
     numpy output). ``native_*`` are None when the native attention kernels are not built.
 
+    ``agentdb`` is the module from ``_common.import_agentdb`` (the caller decides where it
+    comes from and whether the fallback may be reported).
+
     ``runs > 1`` times the whole table that many times and keeps, per cell, the smallest of
     the medians: on a shared machine a burst of other work spoils whole rows of one pass."""
-    agentdb, _ = import_agentdb()
-    if agentdb is None:
-        raise RuntimeError("agentdb is not importable")
-    from agentdb import _loader, attention
-
+    _loader = importlib.import_module(f"{agentdb.__name__}._loader")
+    attention = importlib.import_module(f"{agentdb.__name__}.attention")
     nat = _loader.attention_backends().get("native")
     repeats, min_time = (3, 0.05) if quick else (7, 0.3)
     keys, queries = load_vectors()
@@ -253,11 +263,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=1,
                    help="time the table this many times, keep each cell's best median")
     p.add_argument("--json", help="also write the rows and the environment to this file")
+    add_backend_options(p)
     args = p.parse_args(argv)
-    agentdb, note = import_agentdb()
+    agentdb, note = import_agentdb(args.src)
+    require_native_for_peers(agentdb, args.allow_fallback, "agentdb attention kernels vs numpy")
     env = environment(agentdb, note)
     print_header("AgentDB attention kernels vs plain numpy", env)
-    rows = kernel_table(quick=args.quick, runs=args.runs)
+    rows = kernel_table(agentdb, quick=args.quick, runs=args.runs)
     print_table(
         f"attention (d=384, medians; best of {max(1, args.runs)} passes)", HEADERS,
         format_rows(rows),

@@ -22,7 +22,13 @@ Search: k=10, one query per Python call; p50 / p99 latency over ``--queries`` qu
 (``success_only``). PostgreSQL is a real server: ``--url`` or ``AGENTDB_POSTGRES_URL``, else an
 embedded pgserver instance in a temporary directory (the ``postgres`` extra).
 
-    PYTHONPATH=python python benchmarks/backends.py --n 100000 --queries 500
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead (usually the numpy fallback). The backend is printed in the header and
+every table title; on the fallback the comparison with pgvector is refused unless
+``--allow-fallback``::
+
+    python benchmarks/backends.py --n 100000 --queries 500
+    python benchmarks/backends.py --src --allow-fallback --n 2000 --queries 20
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    add_backend_options,
     environment,
     fmt_float,
     import_agentdb,
@@ -46,6 +53,7 @@ from _common import (
     print_header,
     print_table,
     recall_at_k,
+    require_native_for_peers,
     write_json,
 )
 
@@ -105,10 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    add_backend_options(p)
     args = p.parse_args(argv)
 
-    agentdb, how = import_agentdb()
-    assert agentdb is not None, how
+    agentdb, how = import_agentdb(args.src)
+    require_native_for_peers(agentdb, args.allow_fallback, "sqlite+native vs postgres+pgvector")
     env = environment(agentdb, how)
     print_header("agentdb storage backends: SQLite + native vs PostgreSQL + pgvector", env)
     ds = load_dataset(args.n, args.queries, args.data)
@@ -121,7 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     url = args.url
     tmp = tempfile.TemporaryDirectory(prefix="agentdb-backends-")
     if not url:
-        import pgserver
+        try:
+            import pgserver
+        except ImportError:
+            raise SystemExit("error: no --url / AGENTDB_POSTGRES_URL and no embedded PostgreSQL: "
+                             "pip install 'agentdb[postgres]' (brings pgserver)") from None
 
         log("starting an embedded PostgreSQL (pgserver)")
         srv = pgserver.get_server(os.path.join(tmp.name, "pg"), cleanup_mode="stop")

@@ -45,11 +45,18 @@ Measured:
   positive is the 5th hit of a plain search, so the adapter has something to learn), then
   the median adapted search. The adapter is reset at the end.
 
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead (usually the numpy fallback) and puts it on the ``PYTHONPATH`` the
+Ray nodes inherit. Once connected, a Ray task imports agentdb on a worker and its backend is
+printed; a worker on another backend than this process stops the run unless
+``--allow-fallback``. The backend is printed in the header and every table title.
+
 Examples::
 
-    PYTHONPATH=python python benchmarks/cluster.py                     # 100k, 3 x 2
-    PYTHONPATH=python python benchmarks/cluster.py --n 5000 --queries 100 --searches 300
-    PYTHONPATH=python python benchmarks/cluster.py --json cluster.json
+    python benchmarks/cluster.py                     # 100k, 3 x 2
+    python benchmarks/cluster.py --n 5000 --queries 100 --searches 300
+    python benchmarks/cluster.py --json cluster.json
+    python benchmarks/cluster.py --src --n 2000 --queries 20 --searches 50 --systems single
 """
 
 from __future__ import annotations
@@ -71,6 +78,10 @@ from typing import Any
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    PROBE_CODE,
+    BackendInfo,
+    add_backend_options,
+    check_child_backend,
     environment,
     fmt_float,
     import_agentdb,
@@ -81,6 +92,7 @@ from _common import (
     parse_csv,
     print_header,
     print_table,
+    probed_backend,
     recall_at_k,
     settle,
     write_json,
@@ -419,6 +431,19 @@ def graph_test(db: Any, agentdb: Any, url: str, args: argparse.Namespace) -> dic
     return out
 
 
+def ray_worker_backend(ray: Any, timeout: float = 120.0) -> BackendInfo:
+    """The agentdb a Ray worker of the cluster imports: :data:`PROBE_CODE` in a Ray task
+    (a nested function, so Ray ships it by value and the workers need no ``_common``)."""
+    code = PROBE_CODE
+
+    def probe() -> dict[str, Any]:
+        namespace: dict[str, Any] = {}
+        exec(code, namespace)
+        return dict(namespace["RESULT"])
+
+    return probed_backend(ray.get(ray.remote(num_cpus=0)(probe).remote(), timeout=timeout))
+
+
 def bench_cluster(agentdb: Any, rows: list[dict[str, Any]], data: Any,
                   args: argparse.Namespace, workdir: Path,
                   then: Callable[[str, dict[int, int]], None] | None = None) -> dict[str, Any]:
@@ -443,6 +468,9 @@ def bench_cluster(agentdb: Any, rows: list[dict[str, Any]], data: Any,
                            search_timeout=args.search_timeout)
         import ray
 
+        worker = ray_worker_backend(ray)
+        check_child_backend("Ray worker", worker, args.allow_fallback)
+        out["worker_backend"] = worker.describe()
         if db.count() > 0:
             raise RuntimeError(f"the cluster's tables already hold {db.count()} patterns: use "
                                "an empty database or another --table-prefix")
@@ -561,12 +589,10 @@ def main(argv: list[str] | None = None) -> int:
                         "test; 0 skips it.")
     p.add_argument("--keep-cluster", action="store_true", help="Do not stop the cluster.")
     p.add_argument("--json", default=None, metavar="PATH")
+    add_backend_options(p)
     args = p.parse_args(argv)
 
-    agentdb, note = import_agentdb()
-    if agentdb is None:
-        print(note, file=sys.stderr)
-        return 2
+    agentdb, note = import_agentdb(args.src)
     ray = optional_import("ray")
     env = environment(agentdb, note, {"ray": module_version(ray),
                                       "psycopg": module_version(optional_import("psycopg"))})

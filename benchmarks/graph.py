@@ -103,11 +103,18 @@ in proportion).
 The full default run takes about 5 minutes on 2 idle cores (most of it in the pure-Python
 systems and in loading the SQLite-backed graph).
 
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead (usually the numpy fallback, whose Hypergraph is pure Python). The
+backend is printed in the header and every table title; on the fallback the comparison with
+networkx and Kuzu is refused unless ``--allow-fallback`` (``--fallback`` above is unrelated:
+it adds the native-vs-fallback table).
+
 Examples::
 
-    PYTHONPATH=python python benchmarks/graph.py                            # full default run
-    PYTHONPATH=python python benchmarks/graph.py --edges 50000 --nodes 10000  # smoke test
-    PYTHONPATH=python python benchmarks/graph.py --fallback --json graph.json
+    python benchmarks/graph.py                            # full default run
+    python benchmarks/graph.py --edges 50000 --nodes 10000  # smoke test
+    python benchmarks/graph.py --fallback --json graph.json
+    python benchmarks/graph.py --src --allow-fallback --edges 5000 --nodes 1000  # source tree
 """
 
 from __future__ import annotations
@@ -131,6 +138,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    add_backend_options,
     environment,
     fmt_float,
     fmt_ratio,
@@ -140,6 +148,7 @@ from _common import (
     optional_import,
     print_header,
     print_table,
+    require_native_for_peers,
     write_json,
 )
 
@@ -912,14 +921,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fallback-edges", type=int, default=100_000,
                    help="hyperedges of the --fallback graph (100000)")
     p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    add_backend_options(p)
     args = p.parse_args(argv)
     type1, type2 = (t.strip() for t in args.q2_types.split(","))
     if type1 not in EVENT_TYPES or type2 not in EVENT_TYPES:
         p.error(f"--q2-types must name two of {EVENT_TYPES}")
 
-    agentdb, note = import_agentdb()
-    if agentdb is None:
-        raise SystemExit(note)
+    agentdb, note = import_agentdb(args.src)
+    peers = "networkx" if args.no_kuzu else "networkx/kuzu"
+    require_native_for_peers(agentdb, args.allow_fallback, f"the agentdb graph vs {peers}")
     from agentdb import _loader
 
     hg = _loader.graph_backend()

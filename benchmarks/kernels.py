@@ -32,15 +32,18 @@ compare against an unmodified numpy, unset both for that one command::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/kernels.py
 
-agentdb comes from the installed package, else ``<repo>/python`` is put on ``sys.path``
-(``AGENTDB_NATIVE=0`` forces its numpy fallback); ``agentdb.native_info()`` is printed at
-the top of the output together with the environment.
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead, which usually lacks the compiled extension (the numpy fallback).
+``AGENTDB_NATIVE=0`` forces the fallback. The backend and SIMD path are printed in the header
+and in every table title; on the fallback the run is refused (it would compare numpy with
+numpy) unless ``--allow-fallback`` is given.
 
 Examples::
 
     python benchmarks/kernels.py                        # full run
     python benchmarks/kernels.py --n 20000 --batch 100  # quick
     python benchmarks/kernels.py --sections a --json kernels.json
+    python benchmarks/kernels.py --src --allow-fallback --n 2000  # source tree, fallback
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    add_backend_options,
     blas_threads,
     environment,
     fmt_ratio,
@@ -69,6 +73,7 @@ from _common import (
     parse_csv,
     print_header,
     print_table,
+    require_native_for_peers,
     settle,
     time_per_call,
     time_stmt,
@@ -433,10 +438,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed loop (0.2)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
     p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    add_backend_options(p)
     args = p.parse_args(argv)
     sections = set(parse_csv(args.sections))
 
-    agentdb, note = import_agentdb()
+    agentdb, note = import_agentdb(args.src)
+    require_native_for_peers(agentdb, args.allow_fallback, "agentdb kernels vs numpy/simsimd/faiss")
     simsimd = optional_import("simsimd")
     faiss = optional_import("faiss")
     versions = {
@@ -445,8 +452,6 @@ def main(argv: list[str] | None = None) -> None:
     }
     env = environment(agentdb, note, versions)
     print_header("AgentDB kernel benchmark (benchmarks/kernels.py)", env)
-    if agentdb is None:
-        print("NOTE: agentdb is not importable - its columns are empty")
     if simsimd is None:
         print("NOTE: simsimd is not installed - skipped (pip install simsimd)")
     if faiss is None:

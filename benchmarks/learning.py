@@ -37,6 +37,14 @@ Tables:
    module exists.
 
 ``--json PATH`` writes every number. Runs in a few minutes with ``--quick``.
+
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead (usually the numpy fallback, whose searches are exact, not HNSW). The
+backend is printed in the header and every table title. Table 5 compares with numpy, so on
+the fallback the run is refused unless ``--allow-fallback`` (or ``--skip attention``)::
+
+    python benchmarks/learning.py --quick
+    python benchmarks/learning.py --src --quick --skip attention   # source tree, fallback
 """
 
 from __future__ import annotations
@@ -55,16 +63,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     DEFAULT_DATA_DIR,
+    add_backend_options,
     environment,
     import_agentdb,
     log,
     parse_csv,
     print_header,
     print_table,
+    require_native_for_peers,
     write_json,
 )
 
-agentdb, _NOTE = import_agentdb()
+#: The ``agentdb`` module, imported by :func:`main` (installed package, or --src).
+agentdb: Any = None
 
 
 # --------------------------------------------------------------------------- data / task
@@ -419,7 +430,7 @@ def part_attention(quick: bool, out: dict) -> None:
               f"available: {exc})\n")
         return
     try:
-        rows = kernel_table(quick=quick)
+        rows = kernel_table(agentdb, quick=quick)
     except Exception as exc:  # noqa: BLE001 - report it, keep the learning numbers
         print(f"## Attention kernels\nkernel_table() failed: {exc!r}\n")
         return
@@ -454,10 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="",
                     help="parts to skip: continual,federated,rerank,attention")
     ap.add_argument("--json", type=Path, default=None)
+    add_backend_options(ap)
     args = ap.parse_args(argv)
-    if agentdb is None:
-        print(_NOTE, file=sys.stderr)
-        return 2
+    skip = set(parse_csv(args.skip))
+    global agentdb
+    agentdb, note = import_agentdb(args.src)
+    if "attention" not in skip:
+        require_native_for_peers(agentdb, args.allow_fallback,
+                                 "the attention kernels vs numpy (table 5)",
+                                 hint="Or pass --skip attention to run only the learning tables.")
     if not (args.data / "base.f16.npy").exists():
         print(f"data set not found: {args.data}", file=sys.stderr)
         return 2
@@ -465,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = args.pool or (5_000 if args.quick else 10_000)
     steps = parse_csv(args.steps, int) if args.steps else [100, 500, 2000]
     n_task = args.task_steps or 2000
-    skip = set(parse_csv(args.skip))
-    env = environment(agentdb, _NOTE)
+    env = environment(agentdb, note)
     print_header("AgentDB learning memory: LoRA query adapter, EWC++, federated merge", env)
     X, P, Q = load(args.data, n, pool)
     out: dict[str, Any] = {"env": env, "n": n, "pool": pool, "alpha": args.alpha}

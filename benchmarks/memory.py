@@ -53,11 +53,17 @@ follow the table (> 1 means agentdb is better).
 chromadb is an optional peer (``pip install chromadb``); when it is missing or fails, the run
 goes on and prints ``chromadb: skipped (<reason>)``.
 
+agentdb is imported from the installed package (``pip install .``); ``--src`` imports
+``<repo>/python`` instead (usually the numpy fallback). The backend is printed in the header
+and every table title; on the fallback the comparison with chromadb and SQLite + numpy is
+refused unless ``--allow-fallback``.
+
 Examples::
 
-    PYTHONPATH=python python benchmarks/memory.py                        # full 100k run
-    PYTHONPATH=python python benchmarks/memory.py --n 10000 --queries 200  # smoke test
-    PYTHONPATH=python python benchmarks/memory.py --json memory.json
+    python benchmarks/memory.py                        # full 100k run
+    python benchmarks/memory.py --n 10000 --queries 200  # smoke test
+    python benchmarks/memory.py --json memory.json
+    python benchmarks/memory.py --src --allow-fallback --n 2000 --queries 20  # source tree
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    add_backend_options,
     blas_threads,
     environment,
     exact_topk_cosine,
@@ -94,6 +101,7 @@ from _common import (
     print_header,
     print_table,
     recall_at_k,
+    require_native_for_peers,
     settle,
     write_json,
 )
@@ -826,13 +834,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the attributes (default 0)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
     p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
+    add_backend_options(p)
     args = p.parse_args(argv)
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(wanted) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown system(s): {', '.join(sorted(unknown))}")
 
-    agentdb, note = import_agentdb()
+    agentdb: ModuleType | None = None
+    note = "agentdb not selected"
+    if "agentdb" in wanted:
+        agentdb, note = import_agentdb(args.src)
+        peers = [name for name in wanted if name != "agentdb"]
+        if peers:
+            require_native_for_peers(agentdb, args.allow_fallback, f"agentdb vs {'/'.join(peers)}")
     skipped: dict[str, str] = {}
     chromadb: ModuleType | None = None
     if "chromadb" in wanted:
@@ -841,8 +856,6 @@ def main(argv: list[str] | None = None) -> None:
             import chromadb
         except Exception as exc:  # noqa: BLE001 - any import failure means "skip it"
             skipped["chromadb"] = f"not importable: {exc!r}; pip install chromadb"
-    if agentdb is None and "agentdb" in wanted:
-        skipped["agentdb"] = note
     env = environment(
         agentdb,
         note,
@@ -881,7 +894,7 @@ def main(argv: list[str] | None = None) -> None:
     print(flush=True)
 
     systems: list[System] = []
-    if "agentdb" in wanted and agentdb is not None:
+    if agentdb is not None:
         systems.append(AgentDBSystem(agentdb))
     if chromadb is not None:
         try:

@@ -11,6 +11,7 @@ module is backend-agnostic. Set ``AGENTDB_NATIVE=0`` to force the numpy fallback
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from types import ModuleType
@@ -24,10 +25,14 @@ _reason: str | None = None
 if os.environ.get("AGENTDB_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
     _native = None
     _reason = "disabled by AGENTDB_NATIVE=0"
+elif importlib.util.find_spec(f"{__package__}._native") is None:
+    _native = None  # a source checkout on the path, or an install that did not build it
+    _reason = (f"no compiled extension agentdb._native in {os.path.dirname(__file__)} "
+               "(a source checkout on the path? pip install the package to build it)")
 else:
     try:
         from . import _native  # type: ignore[no-redef]
-    except Exception as exc:  # ImportError, or a broken/incompatible binary
+    except Exception as exc:  # a broken/incompatible binary
         _native = None
         _reason = f"{type(exc).__name__}: {exc}"
 
