@@ -422,6 +422,18 @@ def test_health_ready_stats(served, client) -> None:
     assert stats["patterns"] == served[1].count("patterns")
 
 
+def test_error_answers_are_the_typed_errors(client) -> None:
+    from agentdb.errors import InvalidArgumentError, NotFoundError
+
+    with pytest.raises(NotFoundError) as info:  # the same except clause as embedded
+        client.get_pattern(987_654)
+    assert isinstance(info.value, ClientError) and isinstance(info.value, KeyError)
+    assert (info.value.status, info.value.code) == (404, "not_found")
+    with pytest.raises(InvalidArgumentError) as bad:
+        client.store_pattern("t", embedding=[1.0, 2.0])  # wrong dimension
+    assert bad.value.status == 422 and "expected" in bad.value.message
+
+
 def test_patterns_roundtrip(served, client) -> None:
     db = served[1]
     v = _vec(1)

@@ -5,17 +5,16 @@ Each case runs in a fresh interpreter, because the choice is made once at import
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import agentdb
 import pytest
+from _child import child_env
 
 
 def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=full,
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=child_env(**env),
                           capture_output=True, text=True, timeout=120)
 
 

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _loader
 from ._numpy_attention import _positive, expmap0, logmap0, project
 from ._numpy_backend import _as_int, _as_matrix, _as_vector
+from .errors import InvalidArgumentError
 
 __all__ = [
     "AttentionService",
@@ -54,9 +55,10 @@ def _backend(name: str | None) -> ModuleType:
         return _loader.attention_backend()
     backends = _loader.attention_backends()
     if name not in ("native", "numpy"):
-        raise ValueError(f"unknown backend {name!r}: expected 'native', 'numpy' or None")
+        raise InvalidArgumentError(f"unknown backend {name!r}: expected 'native', 'numpy' or None")
     if name not in backends:
-        raise ValueError("the native attention backend is not available (extension not built)")
+        raise InvalidArgumentError(
+            "the native attention backend is not available (extension not built)")
     return backends[name]
 
 
@@ -102,7 +104,7 @@ def _projected(x: ArrayLike, w: ArrayLike | None, what: str) -> ArrayLike:
     X, one = _as_matrix(x, what)
     W, w_one = _as_matrix(w, f"W{what[0]}")
     if w_one or W.shape[0] != X.shape[1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"W{what[0]} must have shape ({X.shape[1]}, out_dim) to project {what}, "
             f"got {tuple(np.shape(w))}"
         )
@@ -297,16 +299,16 @@ class AttentionService:
         q = _as_vector(query, "query")
         X, one = _as_matrix(vectors, "vectors")
         if one:
-            raise ValueError("vectors must be 2-D (n, d), got 1-D")
+            raise InvalidArgumentError("vectors must be 2-D (n, d), got 1-D")
         if X.shape[1] != q.shape[0]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"dimension mismatch: query has dim {q.shape[0]}, vectors have dim {X.shape[1]}"
             )
         if not self.normalize:
             return q, X, X
         qn = float(np.linalg.norm(q))
         if qn == 0.0:
-            raise ValueError("query is all zeros (cannot be normalised)")
+            raise InvalidArgumentError("query is all zeros (cannot be normalised)")
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         Xn = (X / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         return (q / qn).astype(np.float32), Xn, X
@@ -346,7 +348,8 @@ class AttentionService:
         h = _as_int(heads, "heads")
         q, X, _ = self._inputs(query, vectors)
         if h < 1 or q.shape[0] % h:
-            raise ValueError(f"heads={h} must be >= 1 and divide the vector dim {q.shape[0]}")
+            raise InvalidArgumentError(
+                f"heads={h} must be >= 1 and divide the vector dim {q.shape[0]}")
         zeros = np.zeros((X.shape[0], h), dtype=np.float32)
         _, w = self._backend.multi_head_attention(
             q, X, zeros, heads=h, scale=h / T, return_weights=True, threads=self.threads
@@ -355,9 +358,10 @@ class AttentionService:
         if prior is not None:
             p = np.asarray(prior, dtype=np.float64)
             if p.shape != scores.shape:
-                raise ValueError(f"prior must have shape ({scores.shape[0]},), got {p.shape}")
+                raise InvalidArgumentError(
+                    f"prior must have shape ({scores.shape[0]},), got {p.shape}")
             if not np.isfinite(p).all() or (p < 0).any() or not (p > 0).any():
-                raise ValueError("prior must be finite, >= 0 and not all zero")
+                raise InvalidArgumentError("prior must be finite, >= 0 and not all zero")
             scores = scores * p
             total = scores.sum()
             scores = scores / total if total > 0 else p / p.sum()

@@ -36,6 +36,7 @@ import numpy as np
 from . import _loader
 from .cypher import CypherError, execute_stats
 from .cypher.graphview import UNBOUNDED_HOPS
+from .errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 from .events import EventBus
 from .store import SQLiteStore
 
@@ -60,31 +61,32 @@ def _key(value: Any) -> Any:
 
 def _check_props(props: dict[str, Any], what: str) -> dict[str, Any]:
     if not isinstance(props, dict):
-        raise TypeError(f"{what} properties must be a dict, got {type(props).__name__}")
+        raise InvalidTypeError(f"{what} properties must be a dict, got {type(props).__name__}")
     for k in props:
         if not isinstance(k, str) or not k:
-            raise ValueError(f"{what} property names must be non-empty strings, got {k!r}")
+            raise InvalidArgumentError(
+                f"{what} property names must be non-empty strings, got {k!r}")
     try:
         json.dumps(props, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} properties are not JSON-serialisable: {exc}") from None
+        raise InvalidArgumentError(f"{what} properties are not JSON-serialisable: {exc}") from None
     return dict(props)
 
 
 def _check_confidence(c: Any) -> float:
     if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
-        raise TypeError(f"confidence must be a number in [0, 1], got {c!r}")
+        raise InvalidTypeError(f"confidence must be a number in [0, 1], got {c!r}")
     c = float(c)
     if not 0.0 <= c <= 1.0:  # also rejects NaN
-        raise ValueError(f"confidence must be within [0, 1], got {c}")
+        raise InvalidArgumentError(f"confidence must be within [0, 1], got {c}")
     return c
 
 
 def _check_time(t: Any) -> float:
     if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
-        raise TypeError(f"timestamp must be a number (epoch seconds), got {t!r}")
+        raise InvalidTypeError(f"timestamp must be a number (epoch seconds), got {t!r}")
     if not math.isfinite(float(t)):
-        raise ValueError(f"timestamp must be finite, got {t}")
+        raise InvalidArgumentError(f"timestamp must be finite, got {t}")
     return float(t)
 
 
@@ -98,9 +100,9 @@ def link_records(store: Any, props: dict[str, Any], pattern_id: int | None,
         if rid is None:
             continue
         if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
-            raise TypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
+            raise InvalidTypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
         if not store.existing(table, [int(rid)]):
-            raise KeyError(f"unknown {table[:-1]} id {rid}")
+            raise NotFoundError(f"unknown {table[:-1]} id {rid}")
         props[key] = int(rid)
 
 
@@ -110,11 +112,11 @@ def check_edge(etype: Any, causes: Sequence[int], effects: Sequence[int], confid
     """Validate a hyperedge: ``(tail, head, confidence, timestamp, props)`` or a ValueError /
     TypeError naming the problem (the timestamp defaults to now)."""
     if not isinstance(etype, str) or not etype:
-        raise ValueError(f"edge type must be a non-empty string, got {etype!r}")
+        raise InvalidArgumentError(f"edge type must be a non-empty string, got {etype!r}")
     tail = [int(x) for x in causes]
     head = [int(x) for x in effects]
     if not tail or not head:
-        raise ValueError("a causal edge needs at least one cause and one effect")
+        raise InvalidArgumentError("a causal edge needs at least one cause and one effect")
     return (tail, head, _check_confidence(confidence),
             _check_time(time.time() if timestamp is None else timestamp),
             _check_props(props, "edge"))
@@ -235,7 +237,7 @@ class CausalMemoryGraph:
         True
         """
         if not label or not prop or not isinstance(label, str) or not isinstance(prop, str):
-            raise ValueError("create_index needs a label and a property name")
+            raise InvalidArgumentError("create_index needs a label and a property name")
         with self._lock:
             self._store.add_graph_index(label, prop)
             self._build_index(label, prop)
@@ -342,7 +344,7 @@ class CausalMemoryGraph:
     def node(self, nid: int) -> tuple[list[str], dict[str, Any]]:
         """``(labels, properties)`` of a node (KeyError if unknown)."""
         if nid not in self._labels:
-            raise KeyError(f"unknown node {nid}")
+            raise NotFoundError(f"unknown node {nid}")
         return list(self._labels[nid]), dict(self._props[nid])
 
     def expand(self, nid: int, direction: str, types: list[str] | None
@@ -366,7 +368,7 @@ class CausalMemoryGraph:
     def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
         """``(type, properties)`` of a hyperedge (KeyError if unknown)."""
         if edge_id not in self._etype:
-            raise KeyError(f"unknown edge {edge_id}")
+            raise NotFoundError(f"unknown edge {edge_id}")
         return self._etype[edge_id], dict(self._eprops[edge_id])
 
     def var_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
@@ -487,7 +489,7 @@ class CausalMemoryGraph:
         """Create a node; returns its id."""
         for label in labels:
             if not isinstance(label, str) or not label:
-                raise ValueError(f"labels must be non-empty strings, got {label!r}")
+                raise InvalidArgumentError(f"labels must be non-empty strings, got {label!r}")
         props = _check_props(props, "node")
         with self._lock, self._write() as w:
             nid = self._next_node
@@ -622,7 +624,7 @@ class CausalMemoryGraph:
         (['Tool'], {'name': 'grep'})
         """
         if properties is not None and not isinstance(properties, dict):
-            raise TypeError(f"properties must be a dict, got {type(properties).__name__}")
+            raise InvalidTypeError(f"properties must be a dict, got {type(properties).__name__}")
         return self.add_event(labels, **{**(properties or {}), **props})
 
     def add_hyperedge(self, nodes: Sequence[int] | None = None, *,
@@ -641,19 +643,20 @@ class CausalMemoryGraph:
         """
         if nodes is not None:
             if tail is not None or head is not None:
-                raise ValueError("give either nodes or tail/head, not both")
+                raise InvalidArgumentError("give either nodes or tail/head, not both")
             members = [int(x) for x in nodes]
             if len(members) < 2:
-                raise ValueError("a hyperedge over nodes needs at least two nodes")
+                raise InvalidArgumentError("a hyperedge over nodes needs at least two nodes")
             tail, head = members[:-1], members[-1:]
         elif tail is None or head is None:
-            raise ValueError("add_hyperedge needs nodes, or both tail and head")
+            raise InvalidArgumentError("add_hyperedge needs nodes, or both tail and head")
         if properties is not None and not isinstance(properties, dict):
-            raise TypeError(f"properties must be a dict, got {type(properties).__name__}")
+            raise InvalidTypeError(f"properties must be a dict, got {type(properties).__name__}")
         extra = dict(properties or {})
         for reserved in ("confidence", "timestamp"):
             if reserved in extra:
-                raise ValueError(f"pass {reserved} as its own argument, not in properties")
+                raise InvalidArgumentError(
+                    f"pass {reserved} as its own argument, not in properties")
         return self.add_causal_edge(tail, head, type=label, confidence=confidence,
                                     timestamp=timestamp, **extra)
 
@@ -674,19 +677,20 @@ class CausalMemoryGraph:
         """
         for name, v in (("max_depth", max_depth), ("limit", limit)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {v!r}")
         if int(max_depth) > MAX_PATH_HOPS:
-            raise ValueError(f"max_depth must be <= {MAX_PATH_HOPS}, got {max_depth}")
+            raise InvalidArgumentError(f"max_depth must be <= {MAX_PATH_HOPS}, got {max_depth}")
         if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
                                                               edge_type):
-            raise ValueError(f"edge_type must be an identifier, got {edge_type!r}")
+            raise InvalidArgumentError(f"edge_type must be an identifier, got {edge_type!r}")
         if isinstance(outcome_id, (int, np.integer)) and not isinstance(outcome_id, bool):
             anchor, params = "(outcome:Event)", {"oid": int(outcome_id)}
             cond = ["id(outcome) = $oid"]
         elif isinstance(outcome_id, str):
             anchor, params, cond = "(outcome:Event {id: $oid})", {"oid": outcome_id}, []
         else:
-            raise TypeError(f"outcome_id must be a node id or an id string, got {outcome_id!r}")
+            raise InvalidTypeError(
+                f"outcome_id must be a node id or an id string, got {outcome_id!r}")
         if root_type is not None:
             cond.append("root.type = $rootType")
             params["rootType"] = root_type
@@ -711,11 +715,11 @@ class CausalMemoryGraph:
         """
         if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
                                                               edge_type):
-            raise ValueError(f"edge_type must be an identifier, got {edge_type!r}")
+            raise InvalidArgumentError(f"edge_type must be an identifier, got {edge_type!r}")
         tail = ""
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-                raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+                raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
             tail = f" LIMIT {int(limit)}"
         q = (f"MATCH (a:Event)-[:{edge_type}]->(b:Event)-[:{edge_type}]->(c:Event) "
              "WHERE a.type = $type1 AND b.type = $type2 RETURN a, b, c" + tail)
@@ -746,7 +750,7 @@ class CausalMemoryGraph:
                                                  props)
         for n in tail + head:
             if n not in self._labels:
-                raise KeyError(f"unknown node {n}")
+                raise NotFoundError(f"unknown node {n}")
         with self._lock, self._write() as w:
             eid = self._next_edge
             self._store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
@@ -772,11 +776,11 @@ class CausalMemoryGraph:
         """
         ev = [int(e) for e in events]
         if len(ev) < 2:
-            raise ValueError("a causal chain needs at least two events")
+            raise InvalidArgumentError("a causal chain needs at least two events")
         confs = ([confidence] * (len(ev) - 1) if isinstance(confidence, (int, float))
                  else list(confidence))
         if len(confs) != len(ev) - 1:
-            raise ValueError(f"got {len(confs)} confidences for {len(ev) - 1} links")
+            raise InvalidArgumentError(f"got {len(confs)} confidences for {len(ev) - 1} links")
         confs = [_check_confidence(c) for c in confs]
         with self.transaction():
             pairs = [self.add_causal_edge([a], [b], type=type, confidence=c, **props)
@@ -820,7 +824,7 @@ class CausalMemoryGraph:
         seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
         for s in seeds:
             if s not in self._labels:
-                raise KeyError(f"unknown node {s}")
+                raise NotFoundError(f"unknown node {s}")
         codes = self._type_codes(list(types) if types is not None else None)
         if codes is not None and not codes:
             return {}
@@ -840,7 +844,7 @@ class CausalMemoryGraph:
         True
         """
         if int(src) not in self._labels:
-            raise KeyError(f"unknown node {src}")
+            raise NotFoundError(f"unknown node {src}")
         codes = self._type_codes(list(types) if types is not None else None)
         if codes is not None and not codes:
             return []
@@ -870,7 +874,7 @@ class CausalMemoryGraph:
         """Like :meth:`query` but returns the result object with ``rows``, ``columns`` and
         ``stats`` (write counters)."""
         if not isinstance(cypher, str):
-            raise TypeError(f"query must be a string, got {type(cypher).__name__}")
+            raise InvalidTypeError(f"query must be a string, got {type(cypher).__name__}")
         if _WRITES.search(cypher):
             with self.transaction():
                 return execute_stats(self, cypher, params)

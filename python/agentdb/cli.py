@@ -28,6 +28,7 @@ def _build_app() -> Any:
     from rich.table import Table
 
     from . import memory
+    from .errors import describe
     from .jsonl import export_jsonl, import_jsonl
 
     app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -167,7 +168,7 @@ def _build_app() -> Any:
                 rec = {"patterns": d.get_pattern, "episodes": d.get_episode,
                        "skills": d.get_skill}[k](id)
             except KeyError as exc:
-                fail(str(exc.args[0]))
+                fail(describe(exc).message)
             emit(rec.to_dict(), as_json)
 
     @app.command()
@@ -180,7 +181,7 @@ def _build_app() -> Any:
                 {"patterns": d.delete_pattern, "episodes": d.delete_episode,
                  "skills": d.delete_skill}[k](id)
             except KeyError as exc:
-                fail(str(exc.args[0]))
+                fail(describe(exc).message)
             emit({"deleted": id, "kind": kind} if as_json else f"deleted {kind} {id}", as_json)
 
     @app.command()

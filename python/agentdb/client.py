@@ -42,6 +42,8 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .errors import AgentDBError, InvalidArgumentError, InvalidTypeError, error_class
+
 __all__ = ["Client", "ClientError"]
 
 #: Longest sleep a ``Retry-After`` header can cause, in seconds.
@@ -75,29 +77,58 @@ _CONNECTION_ERRORS = (
 )
 
 
-class ClientError(Exception):
+class ClientError(AgentDBError):
     """An error answer from the server (or a transport failure, with ``status == 0``).
 
     ``status`` is the HTTP status, ``code`` the server's stable error code
     (``not_found``, ``unauthorized``, ``validation_error``, ``rate_limited``, ...) and
     ``message`` its human-readable message. ``retry_after`` is the ``Retry-After`` header in
-    seconds when the server sent one.
+    seconds when the server sent one. An answer with a known code is also an instance of the
+    matching :mod:`agentdb.errors` class, so the same ``except NotFoundError`` (or
+    ``except KeyError``) works over HTTP as on an embedded store.
 
     >>> e = ClientError(404, "not_found", "pattern 7 not found")
     >>> e.status, e.code, str(e)
     (404, 'not_found', '404 not_found: pattern 7 not found')
+    >>> from agentdb.errors import NotFoundError
+    >>> isinstance(ClientError.of(404, "not_found", "pattern 7 not found"), NotFoundError)
+    True
     """
 
     def __init__(self, status: int, code: str, message: str, *,
                  retry_after: float | None = None) -> None:
-        super().__init__(status, code, message)
+        Exception.__init__(self, status, code, message)
         self.status = status
-        self.code = code
-        self.message = message
+        self.code = code  # type: ignore[misc]  # the server's code, per instance
+        self.http_status = status  # type: ignore[misc]
+        self._message = message
         self.retry_after = retry_after
 
+    @property
+    def message(self) -> str:
+        return self._message
+
     def __str__(self) -> str:
-        return f"{self.status} {self.code}: {self.message}"
+        return f"{self.status} {self.code}: {self._message}"
+
+    @classmethod
+    def of(cls, status: int, code: str, message: str, *,
+           retry_after: float | None = None) -> ClientError:
+        """The error for a server's answer: a ``ClientError`` that is also the
+        :mod:`agentdb.errors` class of ``code`` (a plain one for an unknown code)."""
+        return _typed(code)(status, code, message, retry_after=retry_after)
+
+
+_TYPED: dict[str, type[ClientError]] = {}
+
+
+def _typed(code: str) -> type[ClientError]:
+    base = error_class(code)
+    if base is AgentDBError:
+        return ClientError
+    if code not in _TYPED:
+        _TYPED[code] = type(f"Client{base.__name__}", (ClientError, base), {})
+    return _TYPED[code]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,7 +139,7 @@ def _vector(v: Any) -> list[float]:
     if hasattr(v, "tolist"):
         v = v.tolist()
     if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
-        raise TypeError(f"a vector must be a sequence of numbers, got {type(v).__name__}")
+        raise InvalidTypeError(f"a vector must be a sequence of numbers, got {type(v).__name__}")
     return [float(x) for x in v]
 
 
@@ -118,7 +149,7 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    raise InvalidTypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 def _dumps(body: Any) -> bytes:
@@ -188,9 +219,10 @@ class Client:
                  retries: int = 3) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be http://host[:port] or https://..., got {url!r}")
+            raise InvalidArgumentError(
+                f"url must be http://host[:port] or https://..., got {url!r}")
         if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}")
+            raise InvalidArgumentError(f"retries must be >= 0, got {retries}")
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = float(timeout)
@@ -342,8 +374,8 @@ class Client:
             elif "detail" in doc:  # a framework default answer
                 message = json.dumps(doc["detail"]) if not isinstance(
                     doc["detail"], str) else doc["detail"]
-        return ClientError(status, code, message,
-                           retry_after=_retry_after(headers.get("Retry-After")))
+        return ClientError.of(status, code, message,
+                              retry_after=_retry_after(headers.get("Retry-After")))
 
     @staticmethod
     def _id(id: Any) -> str:
@@ -593,7 +625,7 @@ class Client:
         size = 0
         for item in vectors:
             if not isinstance(item, Mapping) or "vector" not in item:
-                raise TypeError("each item must be a mapping with a 'vector'")
+                raise InvalidTypeError("each item must be a mapping with a 'vector'")
             doc = _compact(dict(item))
             doc["vector"] = _vector(item["vector"])
             enc = _dumps(doc)

@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import InvalidArgumentError, InvalidTypeError
+
 __all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "get_embedder"]
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -60,7 +62,7 @@ class HashingEmbedder:
 
     def __init__(self, dim: int = 384) -> None:
         if int(dim) < 8:
-            raise ValueError(f"HashingEmbedder dim must be >= 8, got {dim}")
+            raise InvalidArgumentError(f"HashingEmbedder dim must be >= 8, got {dim}")
         self.dim = int(dim)
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -95,11 +97,11 @@ class HashingEmbedder:
         dtype('float32')
         """
         if isinstance(texts, str):
-            raise TypeError("embed() takes a list of strings, not a single string")
+            raise InvalidTypeError("embed() takes a list of strings, not a single string")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"texts[{row}] must be str, got {type(text).__name__}")
+                raise InvalidTypeError(f"texts[{row}] must be str, got {type(text).__name__}")
             idx, val = self._features(text)
             if idx.size:
                 np.add.at(out[row], idx, val)
@@ -155,7 +157,8 @@ def get_embedder(spec: Embedder | str | None, dim: int) -> Embedder:
     if isinstance(spec, str):
         if spec.startswith("st:"):
             return SentenceTransformerEmbedder(spec[3:])
-        raise ValueError(f"unknown embedder '{spec}': use 'hashing', 'st:<model>' or an object")
+        raise InvalidArgumentError(
+            f"unknown embedder '{spec}': use 'hashing', 'st:<model>' or an object")
     if not isinstance(spec, Embedder):
-        raise TypeError("embedder must have an int 'dim' and an 'embed(list[str])' method")
+        raise InvalidTypeError("embedder must have an int 'dim' and an 'embed(list[str])' method")
     return spec

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .errors import InvalidArgumentError, InvalidTypeError
+
 __all__ = ["EVENTS", "EventBus", "Callback"]
 
 log = logging.getLogger("agentdb")
@@ -44,10 +46,10 @@ class EventBus:
         ValueError: unknown event 'nope': expected '*' or one of pattern:stored, ...
         """
         if event != "*" and event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}: expected '*' or one of "
-                             f"{', '.join(EVENTS[:1])}, ...")
+            raise InvalidArgumentError(f"unknown event {event!r}: expected '*' or one of "
+                                       f"{', '.join(EVENTS[:1])}, ...")
         if not callable(callback):
-            raise TypeError("callback must be callable: callback(event, payload)")
+            raise InvalidTypeError("callback must be callable: callback(event, payload)")
         with self._lock:
             self._subs.setdefault(event, []).append(callback)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .errors import InvalidArgumentError, InvalidTypeError
+
 __all__ = ["conditions", "where_sql"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -28,7 +30,7 @@ def _scalar(key: str, value: Any) -> Any:
         return 1 if value else 0  # JSON true/false come back from json_extract as 1/0
     if value is None or isinstance(value, (int, float, str)):
         return value
-    raise ValueError(f"where[{key!r}]: unsupported value type {type(value).__name__}")
+    raise InvalidArgumentError(f"where[{key!r}]: unsupported value type {type(value).__name__}")
 
 
 def conditions(where: dict[str, Any] | None) -> list[tuple[str, str, Any]]:
@@ -41,21 +43,21 @@ def conditions(where: dict[str, Any] | None) -> list[tuple[str, str, Any]]:
     if not where:
         return []
     if not isinstance(where, dict):
-        raise TypeError(f"where must be a dict, got {type(where).__name__}")
+        raise InvalidTypeError(f"where must be a dict, got {type(where).__name__}")
     out: list[tuple[str, str, Any]] = []
     for key, cond in where.items():
         if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError(f"where: invalid metadata key {key!r}")
+            raise InvalidArgumentError(f"where: invalid metadata key {key!r}")
         conds = cond if isinstance(cond, dict) else {"$eq": cond}
         if not conds:
-            raise ValueError(f"where[{key!r}]: empty condition")
+            raise InvalidArgumentError(f"where[{key!r}]: empty condition")
         for op, val in conds.items():
             if op in ("$in", "$nin"):
                 if not isinstance(val, (list, tuple, set)) or not val:
-                    raise ValueError(f"where[{key!r}]: {op} needs a non-empty list")
+                    raise InvalidArgumentError(f"where[{key!r}]: {op} needs a non-empty list")
             elif op not in _OPS and op != "$exists":
-                raise ValueError(f"where[{key!r}]: unknown operator {op!r} "
-                                 "(use $eq $ne $gt $gte $lt $lte $in $nin $exists)")
+                raise InvalidArgumentError(f"where[{key!r}]: unknown operator {op!r} "
+                                           "(use $eq $ne $gt $gte $lt $lte $in $nin $exists)")
             out.append((key, op, val))
     return out
 

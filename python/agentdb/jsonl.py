@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidArgumentError
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def export_jsonl(db: AgentDB, path: str | os.PathLike[str], *,
     """Write records to ``path`` (atomically); returns counts per kind."""
     for k in kinds:
         if k not in _ORDER:
-            raise ValueError(f"unknown kind {k!r}: expected patterns, episodes or skills")
+            raise InvalidArgumentError(f"unknown kind {k!r}: expected patterns, episodes or skills")
     counts = {k: 0 for k in ("patterns", "episodes", "skills")}
     total = sum(db.count(k) for k in kinds)
     tmp = f"{os.fspath(path)}.tmp"
@@ -68,14 +69,14 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{os.fspath(path)}:{n}: invalid JSON: {exc.msg} "
-                                 f"(column {exc.colno})") from None
+                raise InvalidArgumentError(f"{os.fspath(path)}:{n}: invalid JSON: {exc.msg} "
+                                           f"(column {exc.colno})") from None
             if not isinstance(obj, dict):
-                raise ValueError(f"{os.fspath(path)}:{n}: expected a JSON object")
+                raise InvalidArgumentError(f"{os.fspath(path)}:{n}: expected a JSON object")
             kind = obj.get("kind", "pattern")
             if kind not in _KINDS:
-                raise ValueError(f"{os.fspath(path)}:{n}: unknown kind {kind!r} "
-                                 "(expected pattern, episode or skill)")
+                raise InvalidArgumentError(f"{os.fspath(path)}:{n}: unknown kind {kind!r} "
+                                           "(expected pattern, episode or skill)")
             yield n, obj
 
 
@@ -87,7 +88,7 @@ def import_jsonl(db: AgentDB, path: str | os.PathLike[str], *, keep_ids: bool = 
     error); otherwise new ids are assigned. Timestamps are kept.
     """
     if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+        raise InvalidArgumentError(f"batch must be >= 1, got {batch}")
     totals = {k: 0 for k in _KINDS.values()}
     for _, obj in _lines(path):  # pass 1: syntax and kinds, nothing written yet
         totals[_KINDS[obj.get("kind", "pattern")]] += 1
@@ -129,5 +130,6 @@ def _flush(db: AgentDB, kind: str, items: list[tuple[int, dict[str, Any]]],
             db.store_skill(name, r.pop("description", ""), **r)
         return len(items)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{os.fspath(path)}: import of {kind} stopped in the batch starting "
-                         f"at line {first}: {exc}") from None
+        raise InvalidArgumentError(
+            f"{os.fspath(path)}: import of {kind} stopped in the batch starting "
+            f"at line {first}: {exc}") from None

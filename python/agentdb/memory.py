@@ -32,6 +32,13 @@ import numpy as np
 from ._loader import backend
 from .columns import FilterColumns
 from .embedders import Embedder, get_embedder
+from .errors import (
+    ConflictError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    NotFoundError,
+    StoreClosedError,
+)
 from .events import Callback, EventBus
 from .filters import where_sql
 from .learning.learner import Learner, check_feedback_reward
@@ -64,7 +71,456 @@ class _Collection:
         self.changed_gen = 0  # the last generation that changed this index's vectors
 
 
-class AgentDB:
+class MemoryCore:
+    """The memory API written once, over an engine's hooks.
+
+    Everything here -- validation of records, embedding, events, reads, updates, learning
+    from feedback, attention synthesis, critique summaries -- is shared by the embedded
+    store (:class:`AgentDB`: SQLite or PostgreSQL + a native index in this process) and the
+    cluster (:class:`agentdb.cluster.ClusterDB`: PostgreSQL as the log + Ray shards). An
+    engine subclass provides the state and the hooks of the *engine protocol*:
+
+    * attributes ``dim``, ``embedder``, ``store`` (the system of record: ``get``,
+      ``existing``, ``count``, ``iter``, ``meta``), ``learning``, ``_events``, ``_closed``;
+    * ``_check_open()`` -- raise :class:`~agentdb.errors.StoreClosedError` once closed;
+    * ``_write_rows(name, rows, extra=None) -> ids`` -- insert validated rows
+      ``(values, vector, id | None, created_at | None)`` in one transaction, index them;
+    * ``_get(name, id) -> record`` / ``_delete(name, id)`` /
+      ``_update(name, id, values, vector | None) -> record`` -- one row, ``NotFoundError``
+      when unknown;
+    * ``_search(name, query, k, filters..., threshold, ef) -> list[SearchResult]`` and
+      ``_retrieve_ids(vector, n) -> ids`` -- search with the filters as an allow-list;
+    * ``_pattern_vectors(ids) -> array`` -- stored vectors by id;
+    * ``store_pattern(s)``, ``store_episodes``, ``store_skill``, ``get_skill``, the
+      ``search_*`` methods and ``stats`` -- whose write and search paths differ per engine.
+
+    >>> import agentdb
+    >>> issubclass(agentdb.AgentDB, MemoryCore)
+    True
+    """
+
+    def __enter__(self) -> AgentDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run (every call then raises ``StoreClosedError``)."""
+        return self._closed
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(event, payload)`` after each matching committed write.
+
+        >>> db = AgentDB(":memory:", dim=8); seen = []
+        >>> off = db.on("pattern:stored", lambda e, p: seen.append(p["task"]))
+        >>> _ = db.store_pattern("t", embedding=np.ones(8)); seen
+        ['t']
+        """
+        return self._events.on(event, callback)
+
+    def _vector(self, embedding: Any, text: str | None) -> np.ndarray:
+        if embedding is not None:
+            return check_vector(embedding, self.dim)
+        if text is None:
+            raise InvalidArgumentError("an embedding or a text to embed is required")
+        return check_vector(self.embedder.embed([text])[0], self.dim)
+
+    def _query_vector(self, query: str | Any) -> np.ndarray:
+        if isinstance(query, str):
+            if not query.strip():
+                raise InvalidArgumentError("query text is empty")
+            return check_vector(self.embedder.embed([query])[0], self.dim, "query")
+        return check_vector(query, self.dim, "query")
+
+    def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
+                     session_id: Any, input: Any, output: Any, critique: Any,
+                     metadata: Any) -> tuple[dict[str, Any], np.ndarray]:
+        _check_text("task", task, required=True)
+        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
+                           ("critique", critique)):
+            _check_text(fname, val)
+        values = {"task": task, "reward": check_reward(reward), "success": _check_success(success),
+                  "session_id": session_id, "input": input, "output": output,
+                  "critique": critique, "metadata": check_metadata(metadata)}
+        return values, self._vector(embedding, None if embedding is not None else task)
+
+    def _pattern_rows(self, patterns: Iterable[dict[str, Any]]
+                      ) -> list[tuple[dict[str, Any], np.ndarray, int | None, float | None]]:
+        """Validate pattern dicts into ``(values, vector, id, created_at)`` rows (texts without
+        an embedding are embedded in one batch); errors name the item."""
+        items = _dict_items(patterns, "patterns")
+        if not items:
+            return []
+        self._embed_missing(items, "task")
+        rows = []
+        for n, p in enumerate(items):
+            try:
+                values, vec = self._pattern_row(
+                    p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
+                    p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
+                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
+                rid = _opt_id(p.pop("id", None))
+                created = _opt_time(p.pop("created_at", None))
+                p.pop("updated_at", None)
+                if p:
+                    raise InvalidArgumentError(f"unknown pattern field(s): {', '.join(sorted(p))}")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"patterns[{n}]: {exc}") from None
+            rows.append((values, vec, rid, created))
+        return rows
+
+    def _embed_missing(self, items: list[dict[str, Any]], field: str,
+                       text: Callable[[dict[str, Any]], str] | None = None) -> None:
+        need = [p for p in items if p.get("embedding") is None and isinstance(p.get(field), str)]
+        if need:
+            vecs = self.embedder.embed([text(p) if text else p[field] for p in need])
+            for p, v in zip(need, vecs):
+                p["embedding"] = v
+
+    def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
+        event = f"{_KIND[name]}:{action}"
+        if not self._events._subs:
+            return
+        for rec in self._get_many(name, ids):
+            self._events.emit(event, rec.to_dict())
+
+    def _get_many(self, name: str, ids: Sequence[int]) -> list[Any]:
+        rows = self.store.get(name, ids)
+        return [_record(name, rows[i]) for i in ids if i in rows]
+
+    def get_pattern(self, id: int) -> Pattern:
+        """A pattern by id (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
+        >>> db.get_pattern(i).task
+        't'
+        """
+        return self._get("patterns", id)
+
+    def update_pattern(self, id: int, *, task: str = _UNSET, embedding: Any = None,
+                       reward: float = _UNSET, success: bool = _UNSET,
+                       session_id: str | None = _UNSET, input: str | None = _UNSET,
+                       output: str | None = _UNSET, critique: str | None = _UNSET,
+                       metadata: dict[str, Any] | None = _UNSET) -> Pattern:
+        """Change some fields of a pattern; returns the updated record. A new ``task``
+        without an ``embedding`` is re-embedded.
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
+        >>> db.update_pattern(i, reward=1.0, success=True).reward
+        1.0
+        """
+        rid = _as_id(id)
+        self._get("patterns", rid)
+        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
+                                  metadata)
+        vec = None
+        if embedding is not None:
+            vec = check_vector(embedding, self.dim)
+        elif "task" in values:
+            vec = self._vector(None, values["task"])
+        return self._update("patterns", rid, values, vec)
+
+    def delete_pattern(self, id: int) -> None:
+        """Delete a pattern (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t"); db.delete_pattern(i)
+        """
+        self._delete("patterns", id)
+
+    @property
+    def attention(self) -> Any:
+        """The :class:`agentdb.attention.AttentionService` used by ``rerank="attention"``
+        and :meth:`synthesize_context` (native kernels when built)."""
+        if self._attention is None:
+            from .attention import AttentionService
+
+            self._attention = AttentionService(temperature=0.05)
+        return self._attention
+
+    def synthesize_context(self, query: str | Any, k: int = 5, *, temperature: float = 0.05,
+                           adapt: bool = True, min_reward: float | None = None,
+                           success_only: bool = False, session_id: str | None = None,
+                           where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An attention-weighted summary of the ``k`` patterns most relevant to ``query``:
+        ``{"vector": (dim,) float32 array, "weights": [(id, weight), ...] best first,
+        "records": [SearchResult, ...]}``. The weights are ``softmax(cos(q, x_i) / T)`` over
+        the retrieved patterns (summing to 1) and ``vector = sum_i w_i x_i`` over their
+        stored embeddings -- one vector to condition an agent on, plus how much each memory
+        contributed. Filters as in :meth:`search_patterns`; an empty store gives an empty
+        summary (a zero vector, no weights).
+
+        >>> db = AgentDB(":memory:", dim=4)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0])
+        >>> ctx = db.synthesize_context([1, 0.1, 0, 0], k=2, temperature=0.1)
+        >>> [i for i, _ in ctx["weights"]] == [a, b], round(sum(w for _, w in ctx["weights"]), 6)
+        (True, 1.0)
+        """
+        hits = self.search_patterns(query, k, min_reward=min_reward, success_only=success_only,
+                                    session_id=session_id, where=where, adapt=adapt)
+        if not hits:
+            return {"vector": np.zeros(self.dim, np.float32), "weights": [], "records": []}
+        q = self._query_vector(query)
+        if adapt:
+            q = self.learning.apply(q)
+        vecs = self._pattern_vectors([h.id for h in hits])
+        summary, w = self.attention.synthesize(q, vecs, temperature=temperature)
+        return {"vector": np.asarray(summary, np.float32),
+                "weights": [(h.id, float(x)) for h, x in zip(hits, w)], "records": hits}
+
+    def feedback(self, query: str | Any, pattern_id: int, reward: float = 1.0
+                 ) -> dict[str, Any]:
+        """Report that pattern ``pattern_id`` was the right memory for ``query``
+        (``reward`` > 0, the weight) or a wrong one (``reward`` < 0); ``reward`` is finite,
+        in [-1, 1]. One online step of the query adapter (:mod:`agentdb.learning`) against
+        the patterns it currently retrieves; later :meth:`search_patterns` calls use it.
+
+        Returns ``{"updated": True, "loss", "p_positive", "rank_before", "updates"}``, or
+        ``{"updated": False, "reason"}`` when learning is disabled or ``reward == 0``.
+        Unknown ids raise ``KeyError``, a bad query or reward ``ValueError``, a read-only
+        store ``StoreError``.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
+        >>> db.feedback([1, 0.2, 0, 0, 0, 0, 0, 0], b, reward=1.0)["updated"]
+        True
+        """
+        q, pos, negs = self._feedback_inputs(query, pattern_id, None, self.learning,
+                                             reward=reward)
+        return self.learning.learn(q, pos, negs, reward)
+
+    def feedback_trajectory(self, query: str | Any, retrieved_ids: Sequence[int],
+                            outcome_reward: float, *, used: int | None = None
+                            ) -> dict[str, Any]:
+        """The outcome of one retrieval step of a trajectory: the agent searched with
+        ``query``, got ``retrieved_ids`` (best first), acted on ``used`` (default: the
+        first) and the outcome was ``outcome_reward`` in [-1, 1]. ``used`` is the positive
+        (or, for a negative outcome, the pattern pushed away); the other retrieved ids are
+        the negatives (when there are none, the current retrieval supplies them). Call it
+        once per step of a multi-step trajectory. Returns what :meth:`feedback` returns.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> ids = [db.store_pattern(f"p{i}", embedding=np.eye(8)[i]) for i in range(3)]
+        >>> db.feedback_trajectory(np.eye(8)[0], ids, 1.0, used=ids[2])["updated"]
+        True
+        """
+        if isinstance(retrieved_ids, (str, bytes)) or not isinstance(retrieved_ids, Iterable):
+            raise InvalidTypeError("retrieved_ids must be a sequence of pattern ids")
+        retrieved = [_as_id(i) for i in retrieved_ids]
+        if not retrieved and used is None:
+            raise InvalidArgumentError("retrieved_ids is empty and no used= pattern was given")
+        positive = retrieved[0] if used is None else used
+        q, pos, negs = self._feedback_inputs(query, positive, retrieved, self.learning,
+                                             reward=outcome_reward)
+        return self.learning.learn(q, pos, negs, outcome_reward)
+
+    def _feedback_inputs(self, query: str | Any, pattern_id: int,
+                         retrieved: Sequence[int] | None, learner: Learner, *, reward: float
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated ``(query, positive vector, negative vectors)`` for one feedback event;
+        negatives are ``retrieved`` minus the positive, else what ``learner``'s adapter
+        retrieves now (shared with :class:`agentdb.learning.EphemeralLearningAgent`)."""
+        self._check_open()
+        pid = _as_id(pattern_id)
+        check_feedback_reward(reward)
+        q = self._query_vector(query)
+        neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
+        if not neg_ids:
+            n = learner.config.negatives
+            ids = self._retrieve_ids(learner.apply(q), n + 1)
+            neg_ids = [int(i) for i in ids if i >= 0 and i != pid][:n]
+        vecs = self._pattern_vectors([pid, *neg_ids])
+        return q, vecs[0], vecs[1:]
+
+    def _episode_row(self, e: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+        task = e.pop("task", None)
+        _check_text("task", task, required=True)
+        values: dict[str, Any] = {"task": task}
+        for fname in _TEXT_FIELDS:
+            val = e.pop(fname, None)
+            _check_text(fname, val)
+            values[fname] = val
+        values["reward"] = check_reward(e.pop("reward", 0.0))
+        values["success"] = _check_success(e.pop("success", False))
+        latency = e.pop("latency_ms", None)
+        if latency is not None:
+            if isinstance(latency, bool) or not isinstance(
+                    latency, (int, float, np.integer, np.floating)):
+                raise InvalidTypeError(f"latency_ms must be a number, got {type(latency).__name__}")
+            latency = float(latency)
+            if not np.isfinite(latency) or latency < 0:
+                raise InvalidArgumentError(
+                    f"latency_ms must be a finite number >= 0, got {latency}")
+        values["latency_ms"] = latency
+        tokens = e.pop("tokens", None)
+        if tokens is not None:
+            if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 0:
+                raise InvalidArgumentError(f"tokens must be an integer >= 0, got {tokens!r}")
+            tokens = int(tokens)
+        values["tokens"] = tokens
+        skills = e.pop("skills", None) or []
+        if isinstance(skills, str) or not all(isinstance(s, str) for s in skills):
+            raise InvalidTypeError("skills must be a list of skill names")
+        values["skills"] = json.dumps(list(dict.fromkeys(skills)))  # each skill counted once
+        values["metadata"] = check_metadata(e.pop("metadata", None))
+        emb = e.pop("embedding", None)
+        return values, self._vector(emb, None if emb is not None else task)
+
+    def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
+                      success: bool = False, session_id: str | None = None,
+                      input: str | None = None, output: str | None = None,
+                      critique: str | None = None, latency_ms: float | None = None,
+                      tokens: int | None = None, skills: Sequence[str] | None = None,
+                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
+        """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
+        ``uses`` and running ``success_rate`` updated in the same transaction.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> _ = db.store_skill("retry", "retry with backoff")
+        >>> _ = db.store_episode("call API", success=True, skills=["retry"])
+        >>> db.get_skill("retry").uses
+        1
+        """
+        return self.store_episodes([{
+            "task": task, "embedding": embedding, "reward": reward, "success": success,
+            "session_id": session_id, "input": input, "output": output, "critique": critique,
+            "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
+            "metadata": metadata, "id": id}])[0]
+
+    def get_episode(self, id: int) -> Episode:
+        """An episode by id (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
+        >>> db.get_episode(i).task
+        't'
+        """
+        return self._get("episodes", id)
+
+    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
+                       critique: str | None = _UNSET, output: str | None = _UNSET,
+                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
+                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
+        """Change the outcome fields of an episode (its task and skills stay); returns the
+        updated record and fires ``episode:updated``.
+
+        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
+        >>> db.update_episode(i, critique="retry sooner").critique
+        'retry sooner'
+        """
+        rid = _as_id(id)
+        old = self._get("episodes", rid)
+        probe: dict[str, Any] = {"task": old.task, "embedding": old.embedding}
+        for fname, val in (("reward", reward), ("success", success), ("critique", critique),
+                           ("output", output), ("latency_ms", latency_ms), ("tokens", tokens),
+                           ("metadata", metadata)):
+            if val is not _UNSET:
+                probe[fname] = val
+        values, _ = self._episode_row(dict(probe))  # the same validation as store_episode
+        changed = {k: values[k] for k in probe if k not in ("task", "embedding")}
+        return self._update("episodes", rid, changed, None)
+
+    def delete_episode(self, id: int) -> None:
+        """Delete an episode (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); db.delete_episode(db.store_episode("t"))
+        """
+        self._delete("episodes", id)
+
+    def critique_summary(self, task: str | Any, k: int = 5) -> list[str]:
+        """Critiques of the ``k`` most similar *failed* episodes, most similar first,
+        without duplicates — the Reflexion memory to put in the next prompt.
+
+        >>> db = AgentDB(":memory:", dim=16)
+        >>> _ = db.store_episode("write tests", success=False, critique="mocked too much")
+        >>> db.critique_summary("write unit tests")
+        ['mocked too much']
+        """
+        out: list[str] = []
+        for r in self.search_episodes(task, k=k, success=False):
+            c = r.record.critique
+            if c and c not in out:
+                out.append(c)
+        return out
+
+    def _skill_id(self, id_or_name: int | str) -> int:
+        if isinstance(id_or_name, str):
+            row = self.store.find("skills", "name", id_or_name)
+            if row is None:
+                raise NotFoundError(f"unknown skill {id_or_name!r}")
+            return int(row["id"])
+        return _as_id(id_or_name)
+
+    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
+                     description: str = _UNSET, signature: str | None = _UNSET,
+                     code: str | None = _UNSET, success_rate: float = _UNSET,
+                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
+                     embedding: Any = None) -> Skill:
+        """Change some fields of a skill; a new name or description is re-embedded.
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
+        >>> db.update_skill("s", success_rate=0.5).success_rate
+        0.5
+        """
+        rid = self._skill_id(id_or_name)
+        old = self._get("skills", rid)
+        values: dict[str, Any] = {}
+        for fname, val in (("name", name), ("description", description),
+                           ("signature", signature), ("code", code)):
+            if val is not _UNSET:
+                _check_text(fname, val, required=fname == "name")
+                values[fname] = val
+        if success_rate is not _UNSET:
+            values["success_rate"] = _check_rate(success_rate)
+        if uses is not _UNSET:
+            if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
+                raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
+            values["uses"] = int(uses)
+        if metadata is not _UNSET:
+            values["metadata"] = check_metadata(metadata)
+        if "name" in values and values["name"] != old.name and \
+                self.store.find("skills", "name", values["name"]) is not None:
+            raise ConflictError(f"skill with name {values['name']!r} already exists")
+        vec = None
+        if embedding is not None:
+            vec = check_vector(embedding, self.dim)
+        elif "name" in values or "description" in values:
+            vec = self._vector(None, f"{values.get('name', old.name)}: "
+                                     f"{values.get('description', old.description)}")
+        return self._update("skills", rid, values, vec)
+
+    def delete_skill(self, id_or_name: int | str) -> None:
+        """Delete a skill by id or name (``KeyError`` if unknown).
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s"); db.delete_skill("s")
+        """
+        self._delete("skills", self._skill_id(id_or_name))
+
+    def count(self, kind: str = "patterns") -> int:
+        """Number of records of a kind ("patterns", "episodes", "skills").
+
+        >>> AgentDB(":memory:", dim=8).count("skills")
+        0
+        """
+        _check_kind(kind)
+        return self.store.count(kind)
+
+    def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
+        """Every record of a kind, in id order (with embeddings).
+
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
+        >>> [p.task for p in db.iter_records("patterns")]
+        ['t']
+        """
+        _check_kind(kind)
+        for rows in self.store.iter_rows(kind, batch=batch):
+            for row in rows:
+                yield _record(kind, row)
+
+
+class AgentDB(MemoryCore):
     """Agent memory on SQLite + a native HNSW index per collection. Use :func:`open`.
 
     >>> db = AgentDB(":memory:", dim=32)
@@ -100,20 +556,22 @@ class AgentDB:
         kind = backend if backend is not None else os.environ.get("AGENTDB_BACKEND", "sqlite")
         kind = (kind or "sqlite").strip().lower()
         if kind not in ("sqlite", "postgres"):
-            raise ValueError(f"backend must be 'sqlite' or 'postgres', got {kind!r}")
+            raise InvalidArgumentError(f"backend must be 'sqlite' or 'postgres', got {kind!r}")
         if kind == "postgres":
             url = url or os.environ.get("AGENTDB_POSTGRES_URL") or (
                 str(path) if str(path).startswith(("postgresql://", "postgres://")) else None)
             if not url:
-                raise ValueError("backend='postgres' needs url=... or AGENTDB_POSTGRES_URL")
+                raise InvalidArgumentError(
+                    "backend='postgres' needs url=... or AGENTDB_POSTGRES_URL")
             search = search or "pgvector"
             if search not in ("pgvector", "native"):
-                raise ValueError(f"search must be 'pgvector' or 'native', got {search!r}")
+                raise InvalidArgumentError(f"search must be 'pgvector' or 'native', got {search!r}")
             if mirror is not None:
-                raise ValueError("mirror= applies to the SQLite backend (PostgreSQL is already "
-                                 "the system of record)")
+                raise InvalidArgumentError(
+                    "mirror= applies to the SQLite backend (PostgreSQL is already "
+                    "the system of record)")
         elif search not in (None, "native"):
-            raise ValueError("search='pgvector' needs backend='postgres'")
+            raise InvalidArgumentError("search='pgvector' needs backend='postgres'")
         self.backend_name = kind
         self.search_mode = search or "native"
         self._mirror: Any = None
@@ -134,13 +592,14 @@ class AgentDB:
             dim = existing_dim or (getattr(embedder, "dim", None) if embedder is not None
                                    and not isinstance(embedder, str) else None) or 384
         if existing_dim and existing_dim != dim:
-            raise ValueError(f"dimension mismatch: '{self.path}' stores dim {existing_dim}, "
-                             f"opened with dim {dim}")
+            raise InvalidArgumentError(
+                f"dimension mismatch: '{self.path}' stores dim {existing_dim}, "
+                f"opened with dim {dim}")
         self.dim = int(dim)
         self.embedder = get_embedder(embedder, self.dim)
         if self.embedder.dim != self.dim:
-            raise ValueError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
-                             f"store has dim {self.dim}")
+            raise InvalidArgumentError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
+                                       f"store has dim {self.dim}")
         if kind == "postgres":
             from .store.postgres import PostgresStore
 
@@ -156,7 +615,7 @@ class AgentDB:
             self.learning = Learner.attach(self.store, self.dim, learning, readonly)
             if mirror is not None:
                 if readonly:
-                    raise ValueError("a read-only store cannot feed a mirror")
+                    raise InvalidArgumentError("a read-only store cannot feed a mirror")
                 from .mirror import Mirror
 
                 self._mirror = Mirror(self.store, mirror, schema=mirror_schema,
@@ -224,7 +683,7 @@ class AgentDB:
             try:
                 index = backend.HNSWIndex.load(path)
                 if index.dim != self.dim or index.metric != "cosine":
-                    raise ValueError("index parameters do not match the store")
+                    raise InvalidArgumentError("index parameters do not match the store")
                 index.ef_search = self._index_params["ef_search"]
                 index.threads = self._index_params["threads"]
                 since = int(saved)
@@ -327,18 +786,66 @@ class AgentDB:
         """Block until every committed write is in PostgreSQL (False after ``timeout`` s)."""
         self._check_open()
         if self._mirror is None:
-            raise ValueError("this store has no mirror (open it with mirror='postgresql://...')")
+            raise InvalidArgumentError(
+                "this store has no mirror (open it with mirror='postgresql://...')")
         return bool(self._mirror.flush(timeout))
 
-    def __enter__(self) -> AgentDB:
-        return self
+    @property
+    def write_lock(self) -> threading.RLock:
+        """The lock every write of this handle holds. Hold it too to make a read-check-write
+        sequence atomic against the other threads of this process (re-entrant).
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        >>> db = open(":memory:", dim=8)
+        >>> with db.write_lock:
+        ...     pid = db.store_pattern("t", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        """
+        return self._lock
+
+    def search_hits(self, vector: Any, k: int = 5, *, ef: int | None = None,
+                    min_reward: float | None = None, success_only: bool = False,
+                    session_id: str | None = None, where: dict[str, Any] | None = None,
+                    threshold: float | None = None) -> list[dict[str, Any]]:
+        """The cheapest pattern search: ``{"id", "similarity", "distance", "metadata"}`` per
+        hit, best first. Same filters, order and answer as :meth:`search_patterns` with
+        ``adapt=False``, but the metadata comes from the in-memory filter columns (kept
+        current by every write) instead of a read of the records. The HTTP server's
+        ``/vectors/search`` runs on it. A pgvector store answers through
+        :meth:`search_patterns`.
+
+        >>> db = open(":memory:", dim=8)
+        >>> pid = db.store_pattern("t", embedding=[1, 0, 0, 0, 0, 0, 0, 0], metadata={"a": 1})
+        >>> db.search_hits([1, 0.1, 0, 0, 0, 0, 0, 0], 1, where={"a": 1})[0]["metadata"]
+        {'a': 1}
+        """
+        col = self._cols["patterns"] if not self._closed else None
+        if col is None or col.attrs is None:
+            return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
+                     "metadata": h.record.metadata} for h in self.search_patterns(
+                vector, k, min_reward=min_reward, success_only=success_only,
+                session_id=session_id, where=where, threshold=threshold, ef=ef, adapt=False)]
+        threshold = _check_k_threshold(k, threshold)
+        allowed = self._allowed("patterns", min_reward, True if success_only else None,
+                                session_id, where)
+        q = self._query_vector(vector)
+        index = col.index
+        n = len(index)
+        if n == 0 or (allowed is not None and allowed.size == 0):
+            return []
+        ids, dists = index.search(q, k=min(int(k), n), ef=ef, allowed=allowed)
+        attrs = col.attrs
+        out = []
+        with attrs.lock:
+            pos, meta = attrs.pos, attrs.meta
+            for i, d in zip(ids.tolist(), dists.tolist()):
+                p = pos.get(i) if i >= 0 else None
+                if p is None or (threshold is not None and 1.0 - d < threshold):
+                    continue  # padding, deleted meanwhile, or below the threshold
+                out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
+        return out
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError(f"AgentDB '{self.path}' is closed")
+            raise StoreClosedError(f"AgentDB '{self.path}' is closed")
 
     # ---- causal graph ---------------------------------------------------------------------------
     @property
@@ -360,31 +867,7 @@ class AgentDB:
         return self._graph
 
     # ---- events -----------------------------------------------------------------------------
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(event, payload)`` after each matching committed write.
-
-        >>> db = AgentDB(":memory:", dim=8); seen = []
-        >>> off = db.on("pattern:stored", lambda e, p: seen.append(p["task"]))
-        >>> _ = db.store_pattern("t", embedding=np.ones(8)); seen
-        ['t']
-        """
-        return self._events.on(event, callback)
-
     # ---- helpers ----------------------------------------------------------------------------
-    def _vector(self, embedding: Any, text: str | None) -> np.ndarray:
-        if embedding is not None:
-            return check_vector(embedding, self.dim)
-        if text is None:
-            raise ValueError("an embedding or a text to embed is required")
-        return check_vector(self.embedder.embed([text])[0], self.dim)
-
-    def _query_vector(self, query: str | Any) -> np.ndarray:
-        if isinstance(query, str):
-            if not query.strip():
-                raise ValueError("query text is empty")
-            return check_vector(self.embedder.embed([query])[0], self.dim, "query")
-        return check_vector(query, self.dim, "query")
-
     def _write_rows(self, name: str,
                     rows: list[tuple[dict[str, Any], np.ndarray, int | None, float | None]],
                     extra: Callable[[Any], None] | None = None) -> list[int]:
@@ -428,8 +911,8 @@ class AgentDB:
                 return list(bulk(w, name, batch, np.stack([r[1] for r in rows])))
             except Exception as exc:
                 if "UNIQUE" in str(exc) and name == "skills":
-                    raise ValueError(f"a skill with one of these names already exists ({exc})"
-                                     ) from None
+                    raise ConflictError(f"a skill with one of these names already exists ({exc})"
+                                        ) from None
                 raise
         added: list[int] = []
         for values, vec, rid, created in rows:
@@ -441,27 +924,16 @@ class AgentDB:
                 if "UNIQUE" in msg or "PRIMARY KEY" in msg or "duplicate key" in msg:
                     what = (f"name {values.get('name')!r}" if name == "skills"
                             and values.get("name") else f"id {rid}")
-                    raise ValueError(f"{_KIND[name]} with {what} already exists") from None
+                    raise ConflictError(f"{_KIND[name]} with {what} already exists") from None
                 raise
         return added
-
-    def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
-        event = f"{_KIND[name]}:{action}"
-        if not self._events._subs:
-            return
-        for rec in self._get_many(name, ids):
-            self._events.emit(event, rec.to_dict())
-
-    def _get_many(self, name: str, ids: Sequence[int]) -> list[Any]:
-        rows = self.store.get(name, ids)
-        return [_record(name, rows[i]) for i in ids if i in rows]
 
     def _get(self, name: str, rid: int) -> Any:
         self._check_open()
         rid = _as_id(rid)
         rows = self.store.get(name, [rid])
         if rid not in rows:
-            raise KeyError(f"unknown {_KIND[name]} id {rid}")
+            raise NotFoundError(f"unknown {_KIND[name]} id {rid}")
         return _record(name, rows[rid])
 
     def _delete(self, name: str, rid: int) -> None:
@@ -470,7 +942,7 @@ class AgentDB:
         col = self._cols[name]
         with self._lock:
             if not self.store.existing(name, [rid]):
-                raise KeyError(f"unknown {_KIND[name]} id {rid}")
+                raise NotFoundError(f"unknown {_KIND[name]} id {rid}")
             with self.store.write() as w:
                 self.store.delete(w, name, [rid])
             col.index.remove([rid])
@@ -513,15 +985,7 @@ class AgentDB:
                 threshold: float | None, ef: int | None, adapt: bool = False
                 ) -> list[SearchResult]:
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(
-                    threshold, (int, float, np.integer, np.floating)):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-            if not (-1.0 <= float(threshold) <= 1.0):  # also rejects NaN
-                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-            threshold = float(threshold)
+        threshold = _check_k_threshold(k, threshold)
         q = self._query_vector(query)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
@@ -566,9 +1030,9 @@ class AgentDB:
         if min_reward is not None:
             min_reward = check_reward(min_reward, "min_reward")
         if success is not None and not isinstance(success, (bool, np.bool_)):
-            raise TypeError(f"success must be True, False or None, got {success!r}")
+            raise InvalidTypeError(f"success must be True, False or None, got {success!r}")
         if session_id is not None and not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a string, got {type(session_id).__name__}")
+            raise InvalidTypeError(f"session_id must be a string, got {type(session_id).__name__}")
         attrs = self._cols[name].attrs
         if attrs is None:  # pgvector search: pushed into SQL
             return {"min_reward": min_reward, "success": None if success is None else bool(success),
@@ -576,18 +1040,6 @@ class AgentDB:
         return attrs.select(min_reward, success, session_id, where or None)
 
     # ---- patterns ---------------------------------------------------------------------------
-    def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
-                     session_id: Any, input: Any, output: Any, critique: Any,
-                     metadata: Any) -> tuple[dict[str, Any], np.ndarray]:
-        _check_text("task", task, required=True)
-        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
-                           ("critique", critique)):
-            _check_text(fname, val)
-        values = {"task": task, "reward": check_reward(reward), "success": _check_success(success),
-                  "session_id": session_id, "input": input, "output": output,
-                  "critique": critique, "metadata": check_metadata(metadata)}
-        return values, self._vector(embedding, None if embedding is not None else task)
-
     def store_pattern(self, task: str, *, embedding: Any = None, reward: float = 0.0,
                       success: bool = False, session_id: str | None = None,
                       input: str | None = None, output: str | None = None,
@@ -606,31 +1058,6 @@ class AgentDB:
         self._emit_rows("patterns", [rid])
         return rid
 
-    def _pattern_rows(self, patterns: Iterable[dict[str, Any]]
-                      ) -> list[tuple[dict[str, Any], np.ndarray, int | None, float | None]]:
-        """Validate pattern dicts into ``(values, vector, id, created_at)`` rows (texts without
-        an embedding are embedded in one batch); errors name the item."""
-        items = _dict_items(patterns, "patterns")
-        if not items:
-            return []
-        self._embed_missing(items, "task")
-        rows = []
-        for n, p in enumerate(items):
-            try:
-                values, vec = self._pattern_row(
-                    p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
-                    p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
-                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
-                rid = _opt_id(p.pop("id", None))
-                created = _opt_time(p.pop("created_at", None))
-                p.pop("updated_at", None)
-                if p:
-                    raise ValueError(f"unknown pattern field(s): {', '.join(sorted(p))}")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"patterns[{n}]: {exc}") from None
-            rows.append((values, vec, rid, created))
-        return rows
-
     def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
         """Store many patterns in one transaction (all or nothing); returns their ids.
 
@@ -647,53 +1074,6 @@ class AgentDB:
         ids = self._write_rows("patterns", rows)
         self._emit_rows("patterns", ids)
         return ids
-
-    def _embed_missing(self, items: list[dict[str, Any]], field: str,
-                       text: Callable[[dict[str, Any]], str] | None = None) -> None:
-        need = [p for p in items if p.get("embedding") is None and isinstance(p.get(field), str)]
-        if need:
-            vecs = self.embedder.embed([text(p) if text else p[field] for p in need])
-            for p, v in zip(need, vecs):
-                p["embedding"] = v
-
-    def get_pattern(self, id: int) -> Pattern:
-        """A pattern by id (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
-        >>> db.get_pattern(i).task
-        't'
-        """
-        return self._get("patterns", id)
-
-    def update_pattern(self, id: int, *, task: str = _UNSET, embedding: Any = None,
-                       reward: float = _UNSET, success: bool = _UNSET,
-                       session_id: str | None = _UNSET, input: str | None = _UNSET,
-                       output: str | None = _UNSET, critique: str | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Pattern:
-        """Change some fields of a pattern; returns the updated record. A new ``task``
-        without an ``embedding`` is re-embedded.
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
-        >>> db.update_pattern(i, reward=1.0, success=True).reward
-        1.0
-        """
-        rid = _as_id(id)
-        self._get("patterns", rid)
-        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
-                                  metadata)
-        vec = None
-        if embedding is not None:
-            vec = check_vector(embedding, self.dim)
-        elif "task" in values:
-            vec = self._vector(None, values["task"])
-        return self._update("patterns", rid, values, vec)
-
-    def delete_pattern(self, id: int) -> None:
-        """Delete a pattern (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t"); db.delete_pattern(i)
-        """
-        self._delete("patterns", id)
 
     def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success_only: bool = False,
@@ -762,113 +1142,7 @@ class AgentDB:
         rows = self.store.get(name, list(ids), with_embedding=False)
         return np.array([float(rows[i]["reward"]) if i in rows else 0.0 for i in ids])
 
-    @property
-    def attention(self) -> Any:
-        """The :class:`agentdb.attention.AttentionService` used by ``rerank="attention"``
-        and :meth:`synthesize_context` (native kernels when built)."""
-        if self._attention is None:
-            from .attention import AttentionService
-
-            self._attention = AttentionService(temperature=0.05)
-        return self._attention
-
-    def synthesize_context(self, query: str | Any, k: int = 5, *, temperature: float = 0.05,
-                           adapt: bool = True, min_reward: float | None = None,
-                           success_only: bool = False, session_id: str | None = None,
-                           where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An attention-weighted summary of the ``k`` patterns most relevant to ``query``:
-        ``{"vector": (dim,) float32 array, "weights": [(id, weight), ...] best first,
-        "records": [SearchResult, ...]}``. The weights are ``softmax(cos(q, x_i) / T)`` over
-        the retrieved patterns (summing to 1) and ``vector = sum_i w_i x_i`` over their
-        stored embeddings -- one vector to condition an agent on, plus how much each memory
-        contributed. Filters as in :meth:`search_patterns`; an empty store gives an empty
-        summary (a zero vector, no weights).
-
-        >>> db = AgentDB(":memory:", dim=4)
-        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0])
-        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0])
-        >>> ctx = db.synthesize_context([1, 0.1, 0, 0], k=2, temperature=0.1)
-        >>> [i for i, _ in ctx["weights"]] == [a, b], round(sum(w for _, w in ctx["weights"]), 6)
-        (True, 1.0)
-        """
-        hits = self.search_patterns(query, k, min_reward=min_reward, success_only=success_only,
-                                    session_id=session_id, where=where, adapt=adapt)
-        if not hits:
-            return {"vector": np.zeros(self.dim, np.float32), "weights": [], "records": []}
-        q = self._query_vector(query)
-        if adapt:
-            q = self.learning.apply(q)
-        vecs = self._pattern_vectors([h.id for h in hits])
-        summary, w = self.attention.synthesize(q, vecs, temperature=temperature)
-        return {"vector": np.asarray(summary, np.float32),
-                "weights": [(h.id, float(x)) for h, x in zip(hits, w)], "records": hits}
-
     # ---- learning from outcomes ---------------------------------------------------------------
-    def feedback(self, query: str | Any, pattern_id: int, reward: float = 1.0
-                 ) -> dict[str, Any]:
-        """Report that pattern ``pattern_id`` was the right memory for ``query``
-        (``reward`` > 0, the weight) or a wrong one (``reward`` < 0); ``reward`` is finite,
-        in [-1, 1]. One online step of the query adapter (:mod:`agentdb.learning`) against
-        the patterns it currently retrieves; later :meth:`search_patterns` calls use it.
-
-        Returns ``{"updated": True, "loss", "p_positive", "rank_before", "updates"}``, or
-        ``{"updated": False, "reason"}`` when learning is disabled or ``reward == 0``.
-        Unknown ids raise ``KeyError``, a bad query or reward ``ValueError``, a read-only
-        store ``StoreError``.
-
-        >>> db = AgentDB(":memory:", dim=8)
-        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
-        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
-        >>> db.feedback([1, 0.2, 0, 0, 0, 0, 0, 0], b, reward=1.0)["updated"]
-        True
-        """
-        q, pos, negs = self._feedback_inputs(query, pattern_id, None, self.learning,
-                                             reward=reward)
-        return self.learning.learn(q, pos, negs, reward)
-
-    def feedback_trajectory(self, query: str | Any, retrieved_ids: Sequence[int],
-                            outcome_reward: float, *, used: int | None = None
-                            ) -> dict[str, Any]:
-        """The outcome of one retrieval step of a trajectory: the agent searched with
-        ``query``, got ``retrieved_ids`` (best first), acted on ``used`` (default: the
-        first) and the outcome was ``outcome_reward`` in [-1, 1]. ``used`` is the positive
-        (or, for a negative outcome, the pattern pushed away); the other retrieved ids are
-        the negatives (when there are none, the current retrieval supplies them). Call it
-        once per step of a multi-step trajectory. Returns what :meth:`feedback` returns.
-
-        >>> db = AgentDB(":memory:", dim=8)
-        >>> ids = [db.store_pattern(f"p{i}", embedding=np.eye(8)[i]) for i in range(3)]
-        >>> db.feedback_trajectory(np.eye(8)[0], ids, 1.0, used=ids[2])["updated"]
-        True
-        """
-        if isinstance(retrieved_ids, (str, bytes)) or not isinstance(retrieved_ids, Iterable):
-            raise TypeError("retrieved_ids must be a sequence of pattern ids")
-        retrieved = [_as_id(i) for i in retrieved_ids]
-        if not retrieved and used is None:
-            raise ValueError("retrieved_ids is empty and no used= pattern was given")
-        positive = retrieved[0] if used is None else used
-        q, pos, negs = self._feedback_inputs(query, positive, retrieved, self.learning,
-                                             reward=outcome_reward)
-        return self.learning.learn(q, pos, negs, outcome_reward)
-
-    def _feedback_inputs(self, query: str | Any, pattern_id: int,
-                         retrieved: Sequence[int] | None, learner: Learner, *, reward: float
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validated ``(query, positive vector, negative vectors)`` for one feedback event;
-        negatives are ``retrieved`` minus the positive, else what ``learner``'s adapter
-        retrieves now (shared with :class:`agentdb.learning.EphemeralLearningAgent`)."""
-        self._check_open()
-        pid = _as_id(pattern_id)
-        check_feedback_reward(reward)
-        q = self._query_vector(query)
-        neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
-        if not neg_ids:
-            n = learner.config.negatives
-            ids = self._retrieve_ids(learner.apply(q), n + 1)
-            neg_ids = [int(i) for i in ids if i >= 0 and i != pid][:n]
-        vecs = self._pattern_vectors([pid, *neg_ids])
-        return q, vecs[0], vecs[1:]
-
     def _retrieve_ids(self, q: np.ndarray, n: int) -> np.ndarray:
         """Ids of the (at most) ``n`` patterns nearest to ``q``, unfiltered: what the
         current adapter retrieves, the negatives of a feedback event."""
@@ -886,64 +1160,10 @@ class AgentDB:
             return stored_vectors(self.store, "patterns", ids)
         for i in ids:
             if not col.index.contains(i):
-                raise KeyError(f"unknown pattern id {i}")
+                raise NotFoundError(f"unknown pattern id {i}")
         return np.stack([col.index.get_vector(i) for i in ids])
 
     # ---- episodes ---------------------------------------------------------------------------
-    def _episode_row(self, e: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
-        task = e.pop("task", None)
-        _check_text("task", task, required=True)
-        values: dict[str, Any] = {"task": task}
-        for fname in _TEXT_FIELDS:
-            val = e.pop(fname, None)
-            _check_text(fname, val)
-            values[fname] = val
-        values["reward"] = check_reward(e.pop("reward", 0.0))
-        values["success"] = _check_success(e.pop("success", False))
-        latency = e.pop("latency_ms", None)
-        if latency is not None:
-            if isinstance(latency, bool) or not isinstance(
-                    latency, (int, float, np.integer, np.floating)):
-                raise TypeError(f"latency_ms must be a number, got {type(latency).__name__}")
-            latency = float(latency)
-            if not np.isfinite(latency) or latency < 0:
-                raise ValueError(f"latency_ms must be a finite number >= 0, got {latency}")
-        values["latency_ms"] = latency
-        tokens = e.pop("tokens", None)
-        if tokens is not None:
-            if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 0:
-                raise ValueError(f"tokens must be an integer >= 0, got {tokens!r}")
-            tokens = int(tokens)
-        values["tokens"] = tokens
-        skills = e.pop("skills", None) or []
-        if isinstance(skills, str) or not all(isinstance(s, str) for s in skills):
-            raise TypeError("skills must be a list of skill names")
-        values["skills"] = json.dumps(list(dict.fromkeys(skills)))  # each skill counted once
-        values["metadata"] = check_metadata(e.pop("metadata", None))
-        emb = e.pop("embedding", None)
-        return values, self._vector(emb, None if emb is not None else task)
-
-    def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
-                      success: bool = False, session_id: str | None = None,
-                      input: str | None = None, output: str | None = None,
-                      critique: str | None = None, latency_ms: float | None = None,
-                      tokens: int | None = None, skills: Sequence[str] | None = None,
-                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
-        """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
-        ``uses`` and running ``success_rate`` updated in the same transaction.
-
-        >>> db = AgentDB(":memory:", dim=16)
-        >>> _ = db.store_skill("retry", "retry with backoff")
-        >>> _ = db.store_episode("call API", success=True, skills=["retry"])
-        >>> db.get_skill("retry").uses
-        1
-        """
-        return self.store_episodes([{
-            "task": task, "embedding": embedding, "reward": reward, "success": success,
-            "session_id": session_id, "input": input, "output": output, "critique": critique,
-            "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
-            "metadata": metadata, "id": id}])[0]
-
     def store_episodes(self, episodes: Iterable[dict[str, Any]], *,
                        update_skills: bool = True) -> list[int]:
         """Store many episodes in one transaction (all or nothing). With
@@ -965,7 +1185,7 @@ class AgentDB:
                 e.pop("updated_at", None)
                 values, vec = self._episode_row(e)
                 if e:
-                    raise ValueError(f"unknown episode field(s): {', '.join(sorted(e))}")
+                    raise InvalidArgumentError(f"unknown episode field(s): {', '.join(sorted(e))}")
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"episodes[{n}]: {exc}") from None
             rows.append((values, vec, rid, created))
@@ -975,7 +1195,7 @@ class AgentDB:
         names = {s for s, _ in outcomes}
         missing = sorted(n for n in names if self.store.find("skills", "name", n) is None)
         if missing:
-            raise KeyError(f"unknown skill(s): {', '.join(missing)}")
+            raise NotFoundError(f"unknown skill(s): {', '.join(missing)}")
 
         def record_skills(w: Any) -> None:
             now = time.time()
@@ -992,45 +1212,6 @@ class AgentDB:
             self._events.emit("skill:updated", rec.to_dict())
         return ids
 
-    def get_episode(self, id: int) -> Episode:
-        """An episode by id (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
-        >>> db.get_episode(i).task
-        't'
-        """
-        return self._get("episodes", id)
-
-    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
-                       critique: str | None = _UNSET, output: str | None = _UNSET,
-                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
-        """Change the outcome fields of an episode (its task and skills stay); returns the
-        updated record and fires ``episode:updated``.
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
-        >>> db.update_episode(i, critique="retry sooner").critique
-        'retry sooner'
-        """
-        rid = _as_id(id)
-        old = self._get("episodes", rid)
-        probe: dict[str, Any] = {"task": old.task, "embedding": old.embedding}
-        for fname, val in (("reward", reward), ("success", success), ("critique", critique),
-                           ("output", output), ("latency_ms", latency_ms), ("tokens", tokens),
-                           ("metadata", metadata)):
-            if val is not _UNSET:
-                probe[fname] = val
-        values, _ = self._episode_row(dict(probe))  # the same validation as store_episode
-        changed = {k: values[k] for k in probe if k not in ("task", "embedding")}
-        return self._update("episodes", rid, changed, None)
-
-    def delete_episode(self, id: int) -> None:
-        """Delete an episode (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); db.delete_episode(db.store_episode("t"))
-        """
-        self._delete("episodes", id)
-
     def search_episodes(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
@@ -1045,22 +1226,6 @@ class AgentDB:
         """
         allowed = self._allowed("episodes", min_reward, success, session_id, where)
         return self._search("episodes", task_or_vector, k, allowed, threshold, ef)
-
-    def critique_summary(self, task: str | Any, k: int = 5) -> list[str]:
-        """Critiques of the ``k`` most similar *failed* episodes, most similar first,
-        without duplicates — the Reflexion memory to put in the next prompt.
-
-        >>> db = AgentDB(":memory:", dim=16)
-        >>> _ = db.store_episode("write tests", success=False, critique="mocked too much")
-        >>> db.critique_summary("write unit tests")
-        ['mocked too much']
-        """
-        out: list[str] = []
-        for r in self.search_episodes(task, k=k, success=False):
-            c = r.record.critique
-            if c and c not in out:
-                out.append(c)
-        return out
 
     # ---- skills -----------------------------------------------------------------------------
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
@@ -1079,7 +1244,7 @@ class AgentDB:
         _check_text("code", code)
         rate = _check_rate(success_rate)
         if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
-            raise ValueError(f"uses must be an integer >= 0, got {uses!r}")
+            raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
                   "code": code, "success_rate": rate, "uses": int(uses),
                   "metadata": check_metadata(metadata)}
@@ -1088,14 +1253,6 @@ class AgentDB:
                                [(values, vec, _opt_id(id), _opt_time(created_at))])[0]
         self._emit_rows("skills", [rid])
         return rid
-
-    def _skill_id(self, id_or_name: int | str) -> int:
-        if isinstance(id_or_name, str):
-            row = self.store.find("skills", "name", id_or_name)
-            if row is None:
-                raise KeyError(f"unknown skill {id_or_name!r}")
-            return int(row["id"])
-        return _as_id(id_or_name)
 
     def get_skill(self, id_or_name: int | str) -> Skill:
         """A skill by id or name (``KeyError`` if unknown).
@@ -1106,51 +1263,6 @@ class AgentDB:
         """
         self._check_open()
         return self._get("skills", self._skill_id(id_or_name))
-
-    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
-                     description: str = _UNSET, signature: str | None = _UNSET,
-                     code: str | None = _UNSET, success_rate: float = _UNSET,
-                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
-                     embedding: Any = None) -> Skill:
-        """Change some fields of a skill; a new name or description is re-embedded.
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
-        >>> db.update_skill("s", success_rate=0.5).success_rate
-        0.5
-        """
-        rid = self._skill_id(id_or_name)
-        old = self._get("skills", rid)
-        values: dict[str, Any] = {}
-        for fname, val in (("name", name), ("description", description),
-                           ("signature", signature), ("code", code)):
-            if val is not _UNSET:
-                _check_text(fname, val, required=fname == "name")
-                values[fname] = val
-        if success_rate is not _UNSET:
-            values["success_rate"] = _check_rate(success_rate)
-        if uses is not _UNSET:
-            if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
-                raise ValueError(f"uses must be an integer >= 0, got {uses!r}")
-            values["uses"] = int(uses)
-        if metadata is not _UNSET:
-            values["metadata"] = check_metadata(metadata)
-        if "name" in values and values["name"] != old.name and \
-                self.store.find("skills", "name", values["name"]) is not None:
-            raise ValueError(f"skill with name {values['name']!r} already exists")
-        vec = None
-        if embedding is not None:
-            vec = check_vector(embedding, self.dim)
-        elif "name" in values or "description" in values:
-            vec = self._vector(None, f"{values.get('name', old.name)}: "
-                                     f"{values.get('description', old.description)}")
-        return self._update("skills", rid, values, vec)
-
-    def delete_skill(self, id_or_name: int | str) -> None:
-        """Delete a skill by id or name (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s"); db.delete_skill("s")
-        """
-        self._delete("skills", self._skill_id(id_or_name))
 
     def search_skills(self, query: str | Any, k: int = 5, *,
                       min_success_rate: float | None = None,
@@ -1178,27 +1290,6 @@ class AgentDB:
         return self._search("skills", query, k, allowed, threshold, ef)
 
     # ---- bulk, stats ------------------------------------------------------------------------
-    def count(self, kind: str = "patterns") -> int:
-        """Number of records of a kind ("patterns", "episodes", "skills").
-
-        >>> AgentDB(":memory:", dim=8).count("skills")
-        0
-        """
-        _check_kind(kind)
-        return self.store.count(kind)
-
-    def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
-        """Every record of a kind, in id order (with embeddings).
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
-        >>> [p.task for p in db.iter_records("patterns")]
-        ['t']
-        """
-        _check_kind(kind)
-        for rows in self.store.iter_rows(kind, batch=batch):
-            for row in rows:
-                yield _record(kind, row)
-
     def stats(self) -> dict[str, Any]:
         """Real counts and sizes.
 
@@ -1261,13 +1352,13 @@ def rerank_candidates(rerank: str, k: Any, candidates: Any) -> int:
     20
     """
     if rerank not in ("attention", "attention+reward"):
-        raise ValueError(f"rerank must be None, 'attention' or 'attention+reward', got "
-                         f"{rerank!r}")
+        raise InvalidArgumentError(f"rerank must be None, 'attention' or 'attention+reward', got "
+                                   f"{rerank!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
     n = max(4 * int(k), 20) if candidates is None else candidates
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
-        raise ValueError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
+        raise InvalidArgumentError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
     return int(n)
 
 
@@ -1286,13 +1377,27 @@ def stored_vectors(store: Any, name: str, ids: Sequence[int]) -> np.ndarray:
     rows = store.get(name, list(ids))
     missing = [i for i in ids if i not in rows]
     if missing:
-        raise KeyError(f"unknown {_KIND[name]} id {missing[0]}")
+        raise NotFoundError(f"unknown {_KIND[name]} id {missing[0]}")
     return np.stack([np.asarray(rows[i]["embedding"], np.float32) for i in ids])
+
+
+def _check_k_threshold(k: Any, threshold: Any) -> float | None:
+    """Validate a search's ``k`` and ``threshold``; the threshold as a float (or None)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(
+            threshold, (int, float, np.integer, np.floating)):
+        raise InvalidTypeError(f"threshold must be a number, got {type(threshold).__name__}")
+    if not (-1.0 <= float(threshold) <= 1.0):  # also rejects NaN
+        raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+    return float(threshold)
 
 
 def _check_kind(kind: Any) -> None:
     if kind not in _KIND:
-        raise ValueError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
+        raise InvalidArgumentError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
 
 
 def _record(name: str, row: dict[str, Any]) -> Any:
@@ -1303,7 +1408,7 @@ def _record(name: str, row: dict[str, Any]) -> Any:
 
 def _as_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"id must be an integer, got {type(value).__name__}")
+        raise InvalidTypeError(f"id must be an integer, got {type(value).__name__}")
     return int(value)
 
 
@@ -1312,17 +1417,17 @@ def _opt_id(value: Any) -> int | None:
         return None
     rid = _as_id(value)
     if rid < 1:
-        raise ValueError(f"id must be >= 1, got {rid}")
+        raise InvalidArgumentError(f"id must be >= 1, got {rid}")
     return rid
 
 
 def _dict_items(items: Iterable[Any], what: str) -> list[dict[str, Any]]:
     if isinstance(items, (str, bytes, dict)):
-        raise TypeError(f"{what} must be a list of dicts, got {type(items).__name__}")
+        raise InvalidTypeError(f"{what} must be a list of dicts, got {type(items).__name__}")
     out = []
     for n, item in enumerate(items):
         if not isinstance(item, dict):
-            raise TypeError(f"{what}[{n}] must be a dict, got {type(item).__name__}")
+            raise InvalidTypeError(f"{what}[{n}] must be a dict, got {type(item).__name__}")
         out.append(dict(item))
     return out
 
@@ -1353,14 +1458,15 @@ def _check_success(value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or (
             isinstance(value, (int, np.integer)) and value in (0, 1)):
         return int(bool(value))
-    raise TypeError(f"success must be a bool, got {value!r}")
+    raise InvalidTypeError(f"success must be a bool, got {value!r}")
 
 
 def _opt_time(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ValueError(f"created_at must be a finite epoch time in seconds, got {value!r}")
+        raise InvalidArgumentError(
+            f"created_at must be a finite epoch time in seconds, got {value!r}")
     return float(value)
 
 
@@ -1368,19 +1474,20 @@ def _check_text(name: str, value: Any, required: bool = False) -> None:
     if value is None and not required:
         return
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        raise InvalidTypeError(f"{name} must be a string, got {type(value).__name__}")
     if required and not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
+        raise InvalidArgumentError(f"{name} must be a non-empty string")
     if len(value) > 1_000_000:
-        raise ValueError(f"{name} is too long ({len(value)} characters; the limit is 1,000,000)")
+        raise InvalidArgumentError(
+            f"{name} is too long ({len(value)} characters; the limit is 1,000,000)")
 
 
 def _check_rate(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"success_rate must be a number, got {type(value).__name__}")
+        raise InvalidTypeError(f"success_rate must be a number, got {type(value).__name__}")
     r = float(value)
     if not (0.0 <= r <= 1.0):
-        raise ValueError(f"success_rate must be within [0, 1], got {r}")
+        raise InvalidArgumentError(f"success_rate must be within [0, 1], got {r}")
     return r
 
 

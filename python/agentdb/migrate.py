@@ -25,14 +25,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from .errors import InvalidArgumentError, MigrationError
 from .progress import progress_bar
 from .store.sqlite import COLLECTIONS, SQLiteStore
 
 __all__ = ["MigrationError", "migrate"]
-
-
-class MigrationError(RuntimeError):
-    """The destination does not hold what the source holds after the copy."""
 
 
 def _is_pg(target: str) -> bool:
@@ -92,10 +89,11 @@ def migrate(source: str, destination: str, *, schema: str = "public", table_pref
     collections; None elsewhere or with ``verify=False``).
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        raise InvalidArgumentError(f"batch must be an integer >= 1, got {batch!r}")
     if _is_pg(source) == _is_pg(destination):
-        raise ValueError("migrate copies between SQLite and PostgreSQL: give one SQLite path "
-                         "and one postgresql:// URL")
+        raise InvalidArgumentError(
+            "migrate copies between SQLite and PostgreSQL: give one SQLite path "
+            "and one postgresql:// URL")
     dim = _source_dim(source, schema, table_prefix)
     src = _open(source, dim, True, schema, table_prefix)
     try:

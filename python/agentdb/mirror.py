@@ -31,6 +31,7 @@ import time
 import uuid
 from typing import Any
 
+from .errors import InvalidArgumentError
 from .store.sqlite import COLLECTIONS, SQLiteStore
 
 __all__ = ["Mirror", "redact_url"]
@@ -62,11 +63,11 @@ class Mirror:
                  table_prefix: str = "", batch: int = 1000, poll: float = 0.05,
                  start: bool = True) -> None:
         if store.readonly:
-            raise ValueError("a read-only store cannot feed a mirror")
+            raise InvalidArgumentError("a read-only store cannot feed a mirror")
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("mirror must be a PostgreSQL URL (postgresql://...)")
+            raise InvalidArgumentError("mirror must be a PostgreSQL URL (postgresql://...)")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+            raise InvalidArgumentError(f"batch must be an integer >= 1, got {batch!r}")
         from .store.postgres import PostgresStore  # noqa: F401  (fail early without the extra)
 
         self.store = store

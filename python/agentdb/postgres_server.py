@@ -37,6 +37,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
+from .errors import InvalidArgumentError
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "ENV_DATA_DIR",
@@ -95,7 +97,7 @@ def data_dir_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if raw is None:
         raw = os.environ.get(ENV_DATA_DIR, "").strip() or DEFAULT_DATA_DIR
     if not str(raw).strip():
-        raise ValueError("PostgreSQL data directory path is empty")
+        raise InvalidArgumentError("PostgreSQL data directory path is empty")
     return Path(raw).expanduser().resolve()
 
 
@@ -103,13 +105,14 @@ def _check_path(path: Path) -> None:
     """Raise ValueError when ``path`` (or the nearest existing ancestor) is not a directory."""
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"PostgreSQL data directory {path} exists but is not a directory")
+            raise InvalidArgumentError(
+                f"PostgreSQL data directory {path} exists but is not a directory")
         return
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"PostgreSQL data directory {path} is unusable: {parent} is not a directory"
         )
 
@@ -121,14 +124,14 @@ def _prepare(path: Path) -> None:
     (the data directory) to ``postgres -k`` unquoted, so the server would not start.
     """
     if any(ch.isspace() or ch in "\"'\\" for ch in str(path)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"PostgreSQL data directory {str(path)!r} contains whitespace, a quote or a "
             "backslash, which the embedded server cannot use: choose another path"
         )
     _check_path(path)
     if path.exists():
         if not (path / "PG_VERSION").is_file() and any(path.iterdir()):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"PostgreSQL data directory {path} is not empty and is not a PostgreSQL data "
                 "directory (no PG_VERSION file): use an empty or new directory"
             )

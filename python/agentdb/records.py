@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidArgumentError, InvalidTypeError
+
 __all__ = [
     "REWARD_RANGE",
     "Episode",
@@ -169,13 +171,13 @@ def check_reward(reward: Any, name: str = "reward") -> float:
     ValueError: reward must be within [-1.0, 1.0], got 2.0
     """
     if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(reward).__name__}")
+        raise InvalidTypeError(f"{name} must be a number, got {type(reward).__name__}")
     r = float(reward)
     if not math.isfinite(r):
-        raise ValueError(f"{name} must be finite, got {r}")
+        raise InvalidArgumentError(f"{name} must be finite, got {r}")
     lo, hi = REWARD_RANGE
     if not lo <= r <= hi:
-        raise ValueError(f"{name} must be within [{lo}, {hi}], got {r}")
+        raise InvalidArgumentError(f"{name} must be within [{lo}, {hi}], got {r}")
     return r
 
 
@@ -188,11 +190,11 @@ def check_metadata(metadata: Any) -> str:
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+        raise InvalidTypeError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
         return json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata is not JSON-serialisable: {exc}") from None
+        raise InvalidArgumentError(f"metadata is not JSON-serialisable: {exc}") from None
 
 
 def check_vector(vec: Any, dim: int, name: str = "embedding") -> np.ndarray:
@@ -203,14 +205,15 @@ def check_vector(vec: Any, dim: int, name: str = "embedding") -> np.ndarray:
     """
     arr = np.asarray(vec)
     if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a real numeric vector, got dtype {arr.dtype}")
+        raise InvalidTypeError(f"{name} must be a real numeric vector, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise InvalidArgumentError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != dim:
-        raise ValueError(f"dimension mismatch: store has dim {dim}, {name} has {arr.shape[0]}")
+        raise InvalidArgumentError(
+            f"dimension mismatch: store has dim {dim}, {name} has {arr.shape[0]}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise InvalidArgumentError(f"{name} contains NaN or infinity")
     if not arr.any():
-        raise ValueError(f"{name} is an all-zero vector (cosine similarity is undefined)")
+        raise InvalidArgumentError(f"{name} is an all-zero vector (cosine similarity is undefined)")
     return arr

@@ -93,33 +93,35 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..embedders import Embedder, get_embedder
+from ..errors import (
+    ClusterError,
+    ConflictError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    NotFoundError,
+)
 from ..events import EventBus
 from ..filters import where_sql
 from ..learning.learner import Learner
 from ..memory import (
     _KIND,
-    _UNSET,
-    AgentDB,
+    MemoryCore,
     _as_id,
     _check_rate,
     _check_text,
     _dict_items,
     _opt_id,
     _opt_time,
-    _pattern_changes,
     _record,
     rerank_candidates,
     reward_prior,
     stored_vectors,
 )
 from ..records import (
-    Episode,
-    Pattern,
     SearchResult,
     Skill,
     check_metadata,
     check_reward,
-    check_vector,
 )
 from ..store.pg_backend import existing_dim
 from ..store.postgres import PostgresStore
@@ -139,7 +141,7 @@ _MIN_HEDGE_SECONDS = 0.05  # ...but not before 50 ms
 _KINDS = ("patterns", "episodes", "skills")
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(ClusterError):
     """No replica of some shard could answer within the deadline."""
 
 
@@ -167,7 +169,7 @@ def start_local_ray(namespace: str, **kwargs: Any) -> None:
              ignore_reinit_error=True, **kwargs)
 
 
-class ClusterDB:
+class ClusterDB(MemoryCore):
     """Agent memory on a Ray cluster; see the module docstring.
 
     ``ray_address``: ``None`` starts a local single-node Ray on 127.0.0.1 (unless Ray is
@@ -217,15 +219,16 @@ class ClusterDB:
     ) -> None:
         url = postgres_url or os.environ.get("AGENTDB_POSTGRES_URL")
         if not url:
-            raise ValueError("ClusterDB needs postgres_url=... or AGENTDB_POSTGRES_URL")
+            raise InvalidArgumentError("ClusterDB needs postgres_url=... or AGENTDB_POSTGRES_URL")
         for label, v in (("shards", shards), ("replicas", replicas)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{label} must be an integer >= 1, got {v!r}")
+                raise InvalidArgumentError(f"{label} must be an integer >= 1, got {v!r}")
         if placement not in ("auto", "spread", "strict_spread"):
-            raise ValueError(f"placement must be 'auto', 'spread' or 'strict_spread', got "
-                             f"{placement!r}")
+            raise InvalidArgumentError(
+                f"placement must be 'auto', 'spread' or 'strict_spread', got "
+                f"{placement!r}")
         if not search_timeout > 0:
-            raise ValueError(f"search_timeout must be positive, got {search_timeout!r}")
+            raise InvalidArgumentError(f"search_timeout must be positive, got {search_timeout!r}")
         self.url = url
         self.schema = schema
         self.table_prefix = table_prefix
@@ -253,13 +256,13 @@ class ClusterDB:
             dim = stored_dim or (getattr(embedder, "dim", None) if embedder is not None
                                  and not isinstance(embedder, str) else None) or 384
         if stored_dim and stored_dim != dim:
-            raise ValueError(f"dimension mismatch: the store has dim {stored_dim}, "
-                             f"opened with dim {dim}")
+            raise InvalidArgumentError(f"dimension mismatch: the store has dim {stored_dim}, "
+                                       f"opened with dim {dim}")
         self.dim = int(dim)
         self.embedder = get_embedder(embedder, self.dim)
         if self.embedder.dim != self.dim:
-            raise ValueError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
-                             f"store has dim {self.dim}")
+            raise InvalidArgumentError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
+                                       f"store has dim {self.dim}")
         self.store = PostgresStore(url, self.dim, schema=schema, table_prefix=table_prefix,
                                    pool_size=6)
         try:
@@ -465,12 +468,6 @@ class ClusterDB:
         self._check_open()
         self.learning.save()
 
-    def __enter__(self) -> ClusterDB:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this ClusterDB handle is closed")
@@ -527,7 +524,7 @@ class ClusterDB:
                                              created_at=created))
             except ValueError as exc:
                 if "UNIQUE" in str(exc):
-                    raise ValueError(f"{name[:-1]} already exists ({exc})") from None
+                    raise ConflictError(f"{name[:-1]} already exists ({exc})") from None
                 raise
         return out
 
@@ -540,26 +537,6 @@ class ClusterDB:
                 extra(w, log_op)
         return ids
 
-    # the same validation as the embedded store (they only use _vector / embedder / dim)
-    _vector = AgentDB._vector
-    _query_vector = AgentDB._query_vector
-    _pattern_row = AgentDB._pattern_row
-    _pattern_rows = AgentDB._pattern_rows
-    _episode_row = AgentDB._episode_row
-    _embed_missing = AgentDB._embed_missing
-    # ...and the same reads, events and learning API (they use the methods of this class)
-    on = AgentDB.on
-    _emit_rows = AgentDB._emit_rows
-    _get_many = AgentDB._get_many
-    count = AgentDB.count
-    iter_records = AgentDB.iter_records
-    critique_summary = AgentDB.critique_summary
-    attention = AgentDB.attention
-    synthesize_context = AgentDB.synthesize_context
-    feedback = AgentDB.feedback
-    feedback_trajectory = AgentDB.feedback_trajectory
-    _feedback_inputs = AgentDB._feedback_inputs
-
     def _pattern_vectors(self, ids: list[int]) -> np.ndarray:
         return stored_vectors(self.store, "patterns", ids)
 
@@ -571,13 +548,13 @@ class ClusterDB:
         rid = _as_id(rid)
         rows = self.store.get(name, [rid])
         if rid not in rows:
-            raise KeyError(f"unknown {name[:-1]} id {rid}")
+            raise NotFoundError(f"unknown {name[:-1]} id {rid}")
         return _record(name, rows[rid])
 
     def _delete(self, name: str, rid: Any) -> None:
         rid = _as_id(rid)
         if not self.store.existing(name, [rid]):
-            raise KeyError(f"unknown {name[:-1]} id {rid}")
+            raise NotFoundError(f"unknown {name[:-1]} id {rid}")
         with self._tx() as (w, log_op):
             self.store.delete(w, name, [rid])
             log_op(name, "delete", [rid])
@@ -606,31 +583,6 @@ class ClusterDB:
         if not rows:
             return []
         return self._write_rows("patterns", rows)
-
-    def get_pattern(self, id: int) -> Pattern:
-        """A pattern by id, read from PostgreSQL (``KeyError`` if unknown)."""
-        return self._get("patterns", id)
-
-    def update_pattern(self, id: int, *, task: str = _UNSET, embedding: Any = None,
-                       reward: float = _UNSET, success: bool = _UNSET,
-                       session_id: str | None = _UNSET, input: str | None = _UNSET,
-                       output: str | None = _UNSET, critique: str | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Pattern:
-        """Change some fields of a pattern (a new task is re-embedded); returns it."""
-        rid = _as_id(id)
-        self._get("patterns", rid)
-        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
-                                  metadata)
-        vec = None
-        if embedding is not None:
-            vec = check_vector(embedding, self.dim)
-        elif "task" in values:
-            vec = self._vector(None, values["task"])
-        return self._update("patterns", rid, values, vec)
-
-    def delete_pattern(self, id: int) -> None:
-        """Delete a pattern (``KeyError`` if unknown)."""
-        self._delete("patterns", id)
 
     def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success_only: bool = False,
@@ -676,20 +628,6 @@ class ClusterDB:
         return out
 
     # ---- episodes ---------------------------------------------------------------------------
-    def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
-                      success: bool = False, session_id: str | None = None,
-                      input: str | None = None, output: str | None = None,
-                      critique: str | None = None, latency_ms: float | None = None,
-                      tokens: int | None = None, skills: list[str] | None = None,
-                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
-        """Store an episode; each named skill's ``uses`` / ``success_rate`` is updated in the
-        same transaction (and logged, so skill search filters see it)."""
-        return self.store_episodes([{
-            "task": task, "embedding": embedding, "reward": reward, "success": success,
-            "session_id": session_id, "input": input, "output": output, "critique": critique,
-            "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
-            "metadata": metadata, "id": id}])[0]
-
     def store_episodes(self, episodes: Iterable[dict[str, Any]]) -> list[int]:
         """Store many episodes in one transaction (all or nothing)."""
         items = _dict_items(episodes, "episodes")
@@ -704,7 +642,7 @@ class ClusterDB:
                 e.pop("updated_at", None)
                 values, vec = self._episode_row(e)
                 if e:
-                    raise ValueError(f"unknown episode field(s): {', '.join(sorted(e))}")
+                    raise InvalidArgumentError(f"unknown episode field(s): {', '.join(sorted(e))}")
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"episodes[{n}]: {exc}") from None
             rows.append((values, vec, rid, created))
@@ -712,7 +650,7 @@ class ClusterDB:
         missing = sorted({s for s, _ in outcomes
                           if self.store.find("skills", "name", s) is None})
         if missing:
-            raise KeyError(f"unknown skill(s): {', '.join(missing)}")
+            raise NotFoundError(f"unknown skill(s): {', '.join(missing)}")
         skills_t = sql.Identifier(self.schema, f"{self.table_prefix}skills")
 
         def record_skills(w: Any, log_op: Any) -> None:
@@ -729,18 +667,8 @@ class ClusterDB:
 
         return self._write_rows("episodes", rows, extra=record_skills if outcomes else None)
 
-    def get_episode(self, id: int) -> Episode:
-        """An episode by id (``KeyError`` if unknown)."""
-        return self._get("episodes", id)
-
     # the same validation and fields as the embedded store (they use _get / _update /
     # _episode_row / _skill_id / store.find / _vector, which this class provides)
-    update_episode = AgentDB.update_episode
-
-    def delete_episode(self, id: int) -> None:
-        """Delete an episode (``KeyError`` if unknown)."""
-        self._delete("episodes", id)
-
     def search_episodes(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
@@ -761,30 +689,16 @@ class ClusterDB:
                            ("code", code)):
             _check_text(fname, val)
         if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
-            raise ValueError(f"uses must be an integer >= 0, got {uses!r}")
+            raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
                   "code": code, "success_rate": _check_rate(success_rate), "uses": int(uses),
                   "metadata": check_metadata(metadata)}
         vec = self._vector(embedding, f"{name}: {description or ''}")
         return self._write_rows("skills", [(values, vec, _opt_id(id), None)])[0]
 
-    def _skill_id(self, id_or_name: int | str) -> int:
-        if isinstance(id_or_name, str):
-            row = self.store.find("skills", "name", id_or_name)
-            if row is None:
-                raise KeyError(f"unknown skill {id_or_name!r}")
-            return int(row["id"])
-        return _as_id(id_or_name)
-
     def get_skill(self, id_or_name: int | str) -> Skill:
         """A skill by id or name (``KeyError`` if unknown)."""
         return self._get("skills", self._skill_id(id_or_name))
-
-    update_skill = AgentDB.update_skill
-
-    def delete_skill(self, id_or_name: int | str) -> None:
-        """Delete a skill by id or name (``KeyError`` if unknown)."""
-        self._delete("skills", self._skill_id(id_or_name))
 
     def search_skills(self, query: str | Any, k: int = 5, *,
                       min_success_rate: float | None = None,
@@ -806,9 +720,9 @@ class ClusterDB:
         if min_reward is not None:
             min_reward = check_reward(min_reward, "min_reward")
         if success is not None and not isinstance(success, (bool, np.bool_)):
-            raise TypeError(f"success must be True, False or None, got {success!r}")
+            raise InvalidTypeError(f"success must be True, False or None, got {success!r}")
         if session_id is not None and not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a string, got {type(session_id).__name__}")
+            raise InvalidTypeError(f"session_id must be a string, got {type(session_id).__name__}")
         return {"min_reward": min_reward, "success": None if success is None else bool(success),
                 "session_id": session_id, "where": where or None}
 
@@ -825,13 +739,15 @@ class ClusterDB:
         """``(id, cosine distance)`` of the merged top-``k``, best first, over ``threshold``."""
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+            raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(
                     threshold, (int, float, np.integer, np.floating)):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+                raise InvalidTypeError(
+                    f"threshold must be a number, got {type(threshold).__name__}")
             if not (-1.0 <= float(threshold) <= 1.0):
-                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+                raise InvalidArgumentError(
+                    f"threshold is a cosine similarity in [-1, 1], got {threshold}")
         want = self.last_seq if min_seq is None else int(min_seq)
         ids, dists = self._routed(lambda: self._scatter(name, q, int(k), ef, filters, want))
         hits = [(int(i), float(d)) for i, d in zip(ids, dists)]
@@ -846,7 +762,7 @@ class ClusterDB:
         cluster search, for benchmarks and id-level callers."""
         self._check_open()
         if collection not in _KINDS:
-            raise ValueError(f"unknown collection {collection!r}")
+            raise InvalidArgumentError(f"unknown collection {collection!r}")
         f = self._filters(None, None, None, None) if filters is None else dict(filters)
         want = self.last_seq if min_seq is None else int(min_seq)
         q = self._query_vector(query)
@@ -1046,14 +962,15 @@ class ClusterDB:
             old = self.ring
         if shard is not None and (isinstance(shard, bool)
                                   or not isinstance(shard, (int, np.integer))):
-            raise TypeError(f"shard must be a shard id (int) or None, got {shard!r}")
+            raise InvalidTypeError(f"shard must be a shard id (int) or None, got {shard!r}")
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+            raise InvalidArgumentError(
+                f"timeout must be a positive number of seconds, got {timeout!r}")
         sid = max(old.shards) if shard is None else int(shard)
         if sid not in old.shards:
-            raise ValueError(f"shard {sid} is not on the ring {old.shards}")
+            raise InvalidArgumentError(f"shard {sid} is not on the ring {old.shards}")
         if len(old.shards) == 1:
-            raise ValueError("cannot remove the last shard of a cluster")
+            raise InvalidArgumentError("cannot remove the last shard of a cluster")
         new = old.without_shard(sid)
         wait = self.ready_timeout if timeout is None else float(timeout)
         keep = list(new.shards)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._loader import graph_backend
 from ..causal import _check_props, check_edge, link_records
+from ..errors import InvalidArgumentError, NotFoundError
 
 if TYPE_CHECKING:
     from .db import ClusterDB
@@ -119,7 +120,7 @@ class ClusterGraph:
         labels = [labels] if isinstance(labels, str) else list(labels)
         for label in labels:
             if not isinstance(label, str) or not label:
-                raise ValueError(f"labels must be non-empty strings, got {label!r}")
+                raise InvalidArgumentError(f"labels must be non-empty strings, got {label!r}")
         store = self.db.store
         link_records(store, props, pattern_id, episode_id, skill_id)
         props = _check_props(props, "node")
@@ -139,7 +140,7 @@ class ClusterGraph:
         known = set(store.get_graph_nodes(tail + head))
         missing = sorted(set(tail + head) - known)
         if missing:
-            raise KeyError(f"unknown node {missing[0]}")
+            raise NotFoundError(f"unknown node {missing[0]}")
         with self.db._tx() as (w, log_op):
             _, eid = store.next_graph_ids(w)
             store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
@@ -151,7 +152,7 @@ class ClusterGraph:
         """One ``type`` edge between each consecutive pair of events; their ids."""
         ev = [int(e) for e in events]
         if len(ev) < 2:
-            raise ValueError("a causal chain needs at least two events")
+            raise InvalidArgumentError("a causal chain needs at least two events")
         return [self.add_causal_edge([a], [b], type=type, confidence=confidence, **props)
                 for a, b in zip(ev, ev[1:])]
 
@@ -159,7 +160,7 @@ class ClusterGraph:
         """Remove a hyperedge (``KeyError`` if unknown)."""
         eid = int(eid)
         if not self.db.store.get_graph_edges([eid]):
-            raise KeyError(f"unknown edge {eid}")
+            raise NotFoundError(f"unknown edge {eid}")
         with self.db._tx() as (w, log_op):
             self.db.store.delete_graph(w, [], [eid])
             log_op("graph_edges", "delete", [eid])
@@ -168,7 +169,7 @@ class ClusterGraph:
         """Remove a node and every hyperedge touching it (``KeyError`` if unknown)."""
         nid = int(nid)
         if not self.db.store.get_graph_nodes([nid]):
-            raise KeyError(f"unknown node {nid}")
+            raise NotFoundError(f"unknown node {nid}")
         with self.db._tx() as (w, log_op):
             edges = self.db.store.graph_edges_touching(w, nid)
             self.db.store.delete_graph(w, [nid], edges)
@@ -181,7 +182,7 @@ class ClusterGraph:
         """``{"id", "labels", "properties"}`` from PostgreSQL (``KeyError`` if unknown)."""
         rows = self.db.store.get_graph_nodes([int(nid)])
         if int(nid) not in rows:
-            raise KeyError(f"unknown node {nid}")
+            raise NotFoundError(f"unknown node {nid}")
         labels, props = rows[int(nid)]
         return {"id": int(nid), "labels": labels, "properties": props}
 
@@ -189,7 +190,7 @@ class ClusterGraph:
         """``{"id", "type", "causes", "effects", "confidence", "timestamp", "properties"}``."""
         rows = self.db.store.get_graph_edges([int(eid)])
         if int(eid) not in rows:
-            raise KeyError(f"unknown edge {eid}")
+            raise NotFoundError(f"unknown edge {eid}")
         etype, tail, head, conf, ts, props = rows[int(eid)]
         return {"id": int(eid), "type": etype, "causes": tail, "effects": head,
                 "confidence": conf, "timestamp": ts, "properties": props}
@@ -203,15 +204,16 @@ class ClusterGraph:
         seed_list = ([int(seeds)] if isinstance(seeds, (int, np.integer))
                      else [int(s) for s in seeds])
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+            raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
         if direction not in _DIRECTIONS:
-            raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+            raise InvalidArgumentError(
+                f"direction must be 'out', 'in' or 'both', got {direction!r}")
         if types is not None:
             types = [str(t) for t in types]
         known = set(self.db.store.get_graph_nodes(seed_list))
         for s in seed_list:
             if s not in known:
-                raise KeyError(f"unknown node {s}")
+                raise NotFoundError(f"unknown node {s}")
         seed_set = set(seed_list)
         dist: dict[int, int] = {}
         frontier = sorted(seed_set)

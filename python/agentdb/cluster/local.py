@@ -49,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ClusterError, InvalidArgumentError
 from . import EXTRA_HINT
 
 __all__ = [
@@ -86,10 +87,6 @@ _NODE_SHIM = (
     "sys.argv[0] = 'ray'\n"
     "sys.exit(main())\n"
 )
-
-
-class ClusterError(RuntimeError):
-    """A local-cluster operation failed; the message is one line meant for a person."""
 
 
 Echo = Callable[[str], None]
@@ -407,14 +404,14 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     for label, v, lo in (("shards", shards, 1), ("replicas", replicas, 1), ("nodes", nodes, 1),
                          ("port", port, 1024)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{label} must be an integer >= {lo}, got {v!r}")
+            raise InvalidArgumentError(f"{label} must be an integer >= {lo}, got {v!r}")
     if port > 65535:
-        raise ValueError(f"port must be <= 65535, got {port}")
+        raise InvalidArgumentError(f"port must be <= 65535, got {port}")
     if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int)
                                  or num_cpus < 1):
-        raise ValueError(f"num_cpus must be an integer >= 1, got {num_cpus!r}")
+        raise InvalidArgumentError(f"num_cpus must be an integer >= 1, got {num_cpus!r}")
     if object_store_memory < 80 * 1024 * 1024:
-        raise ValueError("object_store_memory must be at least 80 MiB (Ray's minimum)")
+        raise InvalidArgumentError("object_store_memory must be at least 80 MiB (Ray's minimum)")
     _require_ray()
     _psutil()
     sp = state_path(state_file)

@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["ClusterLog", "Entry", "Listener", "channel_name"]
 
 _LOCK_CLASS = 0x41474443  # "AGDC": advisory lock taken while creating the cluster tables
@@ -130,10 +132,10 @@ class ClusterLog:
         """Log ``op`` ("upsert" / "delete") of ``ids`` inside the caller's write transaction
         ``w`` and queue a NOTIFY (delivered at commit); returns the last sequence number."""
         if op not in ("upsert", "delete"):
-            raise ValueError(f"op must be 'upsert' or 'delete', got {op!r}")
+            raise InvalidArgumentError(f"op must be 'upsert' or 'delete', got {op!r}")
         id_list = [int(i) for i in ids]
         if not id_list:
-            raise ValueError("nothing to log")
+            raise InvalidArgumentError("nothing to log")
         row = w.execute(sql.SQL(
             "WITH ins AS (INSERT INTO {} (collection, op, id, at) "
             "SELECT %s, %s, i, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(i, o) "

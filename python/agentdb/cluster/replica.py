@@ -40,6 +40,7 @@ import numpy as np
 
 from .._loader import backend
 from ..columns import FilterColumns
+from ..errors import InvalidArgumentError
 from .graph import GraphSlice
 from .log import ClusterLog
 from .ring import HashRing
@@ -342,7 +343,7 @@ class ShardReplica:
         """
         new = HashRing.from_dict(ring)
         if self.shard not in new.shards:
-            raise ValueError(f"shard {self.shard} is not on the new ring {new}")
+            raise InvalidArgumentError(f"shard {self.shard} is not on the new ring {new}")
         if self.state != "ready":
             raise ReplicaNotReady(f"shard {self.shard} replica {self.replica} is "
                                   f"{self.state}: it cannot change its ring now")

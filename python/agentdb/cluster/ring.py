@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["HashRing"]
 
 
@@ -43,13 +45,13 @@ class HashRing:
     def __init__(self, shards: Sequence[int], virtual_nodes: int = 150) -> None:
         ids = [int(s) for s in shards]
         if not ids:
-            raise ValueError("a ring needs at least one shard")
+            raise InvalidArgumentError("a ring needs at least one shard")
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate shard ids in {ids}")
+            raise InvalidArgumentError(f"duplicate shard ids in {ids}")
         if isinstance(virtual_nodes, bool) or not isinstance(virtual_nodes, int) \
                 or not 1 <= virtual_nodes <= 10_000:
-            raise ValueError(f"virtual_nodes must be an integer in [1, 10000], got "
-                             f"{virtual_nodes!r}")
+            raise InvalidArgumentError(f"virtual_nodes must be an integer in [1, 10000], got "
+                                       f"{virtual_nodes!r}")
         self.shards = sorted(ids)
         self.virtual_nodes = virtual_nodes
         points = sorted((_h64(f"{s}#{i}".encode()), s) for s in ids
@@ -73,13 +75,13 @@ class HashRing:
     def with_shard(self, shard: int) -> HashRing:
         """A new ring with one more shard."""
         if int(shard) in self.shards:
-            raise ValueError(f"shard {shard} is already on the ring")
+            raise InvalidArgumentError(f"shard {shard} is already on the ring")
         return HashRing([*self.shards, int(shard)], self.virtual_nodes)
 
     def without_shard(self, shard: int) -> HashRing:
         """A new ring with one shard fewer."""
         if int(shard) not in self.shards:
-            raise ValueError(f"shard {shard} is not on the ring")
+            raise InvalidArgumentError(f"shard {shard} is not on the ring")
         return HashRing([s for s in self.shards if s != int(shard)], self.virtual_nodes)
 
     def moved_fraction(self, other: HashRing, keys: Iterable[int]) -> float:

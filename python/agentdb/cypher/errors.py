@@ -16,28 +16,6 @@ and ``column`` of the offending token when it is known, and the message starts w
 
 from __future__ import annotations
 
+from ..errors import CypherError, CypherSyntaxError
+
 __all__ = ["CypherError", "CypherSyntaxError"]
-
-
-class CypherError(Exception):
-    """A query could not be parsed, planned or executed.
-
-    ``message`` is the bare message, ``line``/``column`` the 1-based position (or ``None``).
-    """
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        self.message: str = message
-        self.line: int | None = line
-        self.column: int | None = column
-        if line is not None and column is not None:
-            text = f"line {line}, column {column}: {message}"
-        else:
-            text = message
-        super().__init__(text)
-
-    def __reduce__(self) -> tuple[type, tuple[str, int | None, int | None]]:
-        return (type(self), (self.message, self.line, self.column))
-
-
-class CypherSyntaxError(CypherError):
-    """The query text is malformed, or uses syntax this engine does not support."""

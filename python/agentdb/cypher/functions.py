@@ -1,7 +1,7 @@
 """Scalar functions and operators with Cypher semantics (null in, null out; int64 integers).
 
 Each function takes the evaluation context first (for graph reads) and the already evaluated
-arguments. Type errors raise :class:`~agentdb.cypher.errors.CypherError`.
+arguments. Type errors raise :class:`~agentdb.errors.CypherError`.
 
 >>> add(1, 2), add("a", 1), add([1], 2), divide(7, -2), modulo(-7, 2), add(None, 1)
 (3, 'a1', [1, 2], -3, -1, None)

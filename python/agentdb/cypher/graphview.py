@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import InvalidArgumentError
 from .errors import CypherError
 
 __all__ = ["GraphView", "MemoryGraphView", "UNBOUNDED_HOPS"]
@@ -214,7 +215,7 @@ class MemoryGraphView:
         tail_l = list(dict.fromkeys(tail))
         head_l = list(dict.fromkeys(head))
         if not tail_l or not head_l:
-            raise ValueError("a hyperedge needs at least one tail and one head node")
+            raise InvalidArgumentError("a hyperedge needs at least one tail and one head node")
         for nid in tail_l + head_l:
             if nid not in self._nodes:
                 raise KeyError(nid)
@@ -334,7 +335,8 @@ class MemoryGraphView:
                             continue  # a self-loop was already yielded as outgoing
                         yield (eid, t, nid)
         if direction not in ("out", "in", "both"):
-            raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+            raise InvalidArgumentError(
+                f"direction must be 'out', 'in' or 'both', got {direction!r}")
 
     def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
         e = self._edges[edge_id]

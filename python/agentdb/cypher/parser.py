@@ -1,7 +1,7 @@
 """Hand-written recursive-descent parser for the Cypher subset.
 
 :func:`parse` turns query text into a :class:`~agentdb.cypher.ast.Query`, or raises
-:class:`~agentdb.cypher.errors.CypherSyntaxError` with the line and column of the problem:
+:class:`~agentdb.errors.CypherSyntaxError` with the line and column of the problem:
 
 >>> q = parse("MATCH (a)-[:KNOWS*1..3]->(b) RETURN b.name AS name ORDER BY name LIMIT 5")
 >>> [type(c).__name__ for c in q.clauses]
@@ -11,11 +11,11 @@
 >>> parse("MATCH (a WHERE a.x = 1) RETURN a")
 Traceback (most recent call last):
 ...
-agentdb.cypher.errors.CypherSyntaxError: line 1, column 10: expected ')' but found 'WHERE'
+agentdb.errors.CypherSyntaxError: line 1, column 10: expected ')' but found 'WHERE'
 >>> parse("CALL db.labels()")
 Traceback (most recent call last):
 ...
-agentdb.cypher.errors.CypherSyntaxError: line 1, column 1: unsupported: CALL
+agentdb.errors.CypherSyntaxError: line 1, column 1: unsupported: CALL
 
 Nesting (parentheses, lists, maps, unary operators, property chains...) deeper than
 :data:`MAX_DEPTH` is rejected with a CypherSyntaxError instead of exhausting the Python stack.

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["Adam", "LoRAAdapter", "contrastive_grad", "normalize"]
 
 
@@ -53,10 +55,10 @@ class LoRAAdapter:
     def __init__(self, dim: int, rank: int = 8, *, seed: int = 0, init_scale: float = 1.0,
                  A: Any = None, B: Any = None) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+            raise InvalidArgumentError(f"dim must be an integer >= 1, got {dim!r}")
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or \
                 not 1 <= rank <= dim:
-            raise ValueError(f"rank must be an integer in [1, dim={dim}], got {rank!r}")
+            raise InvalidArgumentError(f"rank must be an integer in [1, dim={dim}], got {rank!r}")
         self.dim, self.rank = int(dim), int(rank)
         if A is None:
             rng = np.random.default_rng(seed)
@@ -191,7 +193,7 @@ class Adam:
 def _param(x: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     arr = np.array(x, dtype=np.float64)
     if arr.shape != shape:
-        raise ValueError(f"adapter {name} must have shape {shape}, got {arr.shape}")
+        raise InvalidArgumentError(f"adapter {name} must have shape {shape}, got {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"adapter {name} contains NaN or infinity")
+        raise InvalidArgumentError(f"adapter {name} contains NaN or infinity")
     return arr

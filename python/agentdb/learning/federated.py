@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, InvalidTypeError
 from .adapter import LoRAAdapter
 from .learner import Learner, LearningConfig
 
@@ -120,11 +121,11 @@ class EphemeralLearningAgent:
             db = base if db is None else db
             adapter, config = base.learning.adapter, base.learning.config
         else:
-            raise TypeError("EphemeralLearningAgent needs an AgentDB or a LoRAAdapter, got "
-                            f"{type(base).__name__}")
+            raise InvalidTypeError("EphemeralLearningAgent needs an AgentDB or a LoRAAdapter, got "
+                                   f"{type(base).__name__}")
         if "rank" in options and options["rank"] != adapter.rank:
-            raise ValueError(f"the base adapter has rank {adapter.rank}; an agent cannot "
-                             f"change it (got rank={options['rank']})")
+            raise InvalidArgumentError(f"the base adapter has rank {adapter.rank}; an agent cannot "
+                                       f"change it (got rank={options['rank']})")
         self.db = db
         self.agent_id = agent_id or f"agent-{next(_ids)}"
         self.base = adapter
@@ -142,8 +143,9 @@ class EphemeralLearningAgent:
 
     def _need_db(self, what: str) -> Any:
         if self.db is None:
-            raise ValueError(f"{what} needs a store: build the agent from an AgentDB or pass "
-                             "db=...")
+            raise InvalidArgumentError(
+                f"{what} needs a store: build the agent from an AgentDB or pass "
+                "db=...")
         return self.db
 
     def adapt(self, query: Any) -> np.ndarray:
@@ -195,22 +197,25 @@ class FederatedLearningCoordinator:
                  min_for_outlier: int = 3, server_lr: float = 1.0) -> None:
         if base is None:
             if dim is None:
-                raise ValueError("give a base (AgentDB or LoRAAdapter) or dim= (and rank=)")
+                raise InvalidArgumentError(
+                    "give a base (AgentDB or LoRAAdapter) or dim= (and rank=)")
             base = LoRAAdapter(int(dim), int(rank) if rank is not None else min(int(dim), 8))
         elif hasattr(base, "learning"):
             base = base.learning.adapter
         if not isinstance(base, LoRAAdapter):
-            raise TypeError(f"base must be an AgentDB or a LoRAAdapter, got "
-                            f"{type(base).__name__}")
+            raise InvalidTypeError(f"base must be an AgentDB or a LoRAAdapter, got "
+                                   f"{type(base).__name__}")
         if rank is not None and rank != base.rank:
-            raise ValueError(f"rank={rank} does not match the base adapter's rank {base.rank}")
+            raise InvalidArgumentError(
+                f"rank={rank} does not match the base adapter's rank {base.rank}")
         if outlier_k is not None and not (np.isfinite(outlier_k) and 0 < outlier_k <= 100):
-            raise ValueError(f"outlier_k must be a number in (0, 100] or None (no outlier "
-                             f"rejection), got {outlier_k!r}")
+            raise InvalidArgumentError(
+                f"outlier_k must be a number in (0, 100] or None (no outlier "
+                f"rejection), got {outlier_k!r}")
         if max_norm is not None and not (np.isfinite(max_norm) and max_norm > 0):
-            raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+            raise InvalidArgumentError(f"max_norm must be a finite number > 0, got {max_norm!r}")
         if not (np.isfinite(server_lr) and server_lr > 0):
-            raise ValueError(f"server_lr must be a finite number > 0, got {server_lr!r}")
+            raise InvalidArgumentError(f"server_lr must be a finite number > 0, got {server_lr!r}")
         self.server_lr = float(server_lr)
         self.base = base.copy()
         self.outlier_k = None if outlier_k is None else float(outlier_k)
@@ -221,9 +226,9 @@ class FederatedLearningCoordinator:
     def submit(self, update: AdapterUpdate) -> None:
         """Queue one agent's update (one per agent id until the next publish)."""
         if not isinstance(update, AdapterUpdate):
-            raise TypeError(f"expected an AdapterUpdate, got {type(update).__name__}")
+            raise InvalidTypeError(f"expected an AdapterUpdate, got {type(update).__name__}")
         if any(u.agent_id == update.agent_id for u in self.updates):
-            raise ValueError(f"agent {update.agent_id!r} already submitted an update")
+            raise InvalidArgumentError(f"agent {update.agent_id!r} already submitted an update")
         self.updates.append(update)
 
     def _screen(self) -> tuple[list[AdapterUpdate], dict[str, str], dict[str, float],
@@ -295,7 +300,8 @@ class FederatedLearningCoordinator:
         result = result if result is not None else self.merge()
         if not result.accepted:
             reasons = "; ".join(f"{a}: {r}" for a, r in result.rejected.items()) or "none"
-            raise ValueError(f"nothing to publish: no update was accepted (rejected: {reasons})")
+            raise InvalidArgumentError(
+                f"nothing to publish: no update was accepted (rejected: {reasons})")
         db.learning.set_adapter(result.adapter)
         self.base = result.adapter.copy()
         self.updates.clear()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, InvalidTypeError
 from ..store.errors import StoreError
 from .adapter import Adam, LoRAAdapter, contrastive_grad, normalize
 from .ewc import EWC
@@ -74,8 +75,8 @@ class LearningConfig:
             v = getattr(self, name)
             low = 1 if name in ("rank", "negatives") else 0
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"learning option {name} must be an integer >= {low}, "
-                                 f"got {v!r}")
+                raise InvalidArgumentError(f"learning option {name} must be an integer >= {low}, "
+                                           f"got {v!r}")
             setattr(self, name, int(v))
         for name, low, high in (("lr", 0.0, math.inf), ("tau", 0.0, math.inf),
                                 ("ewc_lambda", -1.0, math.inf), ("fisher_decay", -1.0, 1.0),
@@ -83,15 +84,16 @@ class LearningConfig:
                                 ("ef_factor", 0.0, 64.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise TypeError(f"learning option {name} must be a number, got {v!r}")
+                raise InvalidTypeError(f"learning option {name} must be a number, got {v!r}")
             v = float(v)
             closed_low = name in ("ewc_lambda", "fisher_decay", "task_decay")
             ok = math.isfinite(v) and (v >= 0 if closed_low else v > low) and v <= high
             if not ok:
                 lo = "0 <=" if closed_low else "0 <"
                 hi = " <= 1" if high == 1.0 else ""
-                raise ValueError(f"learning option {name} must be finite with {lo} {name}{hi}, "
-                                 f"got {v!r}")
+                raise InvalidArgumentError(
+                    f"learning option {name} must be finite with {lo} {name}{hi}, "
+                    f"got {v!r}")
             setattr(self, name, v)
 
     @classmethod
@@ -101,8 +103,8 @@ class LearningConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - fields)
         if unknown:
-            raise ValueError(f"unknown learning option(s): {', '.join(unknown)} (known: "
-                             f"{', '.join(sorted(fields | {'enabled', 'reset'}))})")
+            raise InvalidArgumentError(f"unknown learning option(s): {', '.join(unknown)} (known: "
+                                       f"{', '.join(sorted(fields | {'enabled', 'reset'}))})")
         values = dataclasses.asdict(base) if base is not None else {}
         values.update(options)
         return cls(**values)
@@ -124,8 +126,8 @@ class Learner:
         self.dim = int(dim)
         self.config = config or LearningConfig(rank=min(int(dim), 8))
         if self.config.rank > self.dim:
-            raise ValueError(f"learning rank {self.config.rank} exceeds the dimension "
-                             f"{self.dim}")
+            raise InvalidArgumentError(f"learning rank {self.config.rank} exceeds the dimension "
+                                       f"{self.dim}")
         self.enabled = bool(enabled)
         self.readonly = readonly
         self.load_error: str | None = None
@@ -205,7 +207,7 @@ class Learner:
         negs = np.asarray(negatives, np.float64).reshape(-1, self.dim) \
             if np.size(negatives) else np.zeros((0, self.dim))
         if not np.isfinite(negs).all():
-            raise ValueError("negatives contain NaN or infinity")
+            raise InvalidArgumentError("negatives contain NaN or infinity")
         if not self.enabled:
             return {"updated": False, "reason": "learning is disabled"}
         if w == 0.0:
@@ -429,12 +431,12 @@ class Learner:
         elif isinstance(option, dict):
             opts = dict(option)
         else:
-            raise TypeError(f"learning must be None, True, False or a dict of options, got "
-                            f"{type(option).__name__}")
+            raise InvalidTypeError(f"learning must be None, True, False or a dict of options, got "
+                                   f"{type(option).__name__}")
         enabled = opts.pop("enabled", None)
         reset = bool(opts.pop("reset", False))
         if enabled is not None and not isinstance(enabled, (bool, np.bool_)):
-            raise TypeError(f"learning option enabled must be a bool, got {enabled!r}")
+            raise InvalidTypeError(f"learning option enabled must be a bool, got {enabled!r}")
         LearningConfig.from_options(opts)  # validate the options before touching anything
         text = None if reset else store.meta(META_KEY)
         learner: Learner | None = None
@@ -450,10 +452,10 @@ class Learner:
                             "off until db.learning.reset()", exc)
                 return learner
             if "rank" in opts and opts["rank"] != learner.config.rank:
-                raise ValueError(f"the store holds a rank-{learner.config.rank} adapter, "
-                                 f"opened with learning rank {opts['rank']}: open with "
-                                 f"learning={{'rank': {learner.config.rank}}}, or add "
-                                 "'reset': True to discard the stored adapter")
+                raise InvalidArgumentError(f"the store holds a rank-{learner.config.rank} adapter, "
+                                           f"opened with learning rank {opts['rank']}: open with "
+                                           f"learning={{'rank': {learner.config.rank}}}, or add "
+                                           "'reset': True to discard the stored adapter")
             if opts:
                 learner._reconfigure(LearningConfig.from_options(opts, learner.config))
         if learner is None:
@@ -482,23 +484,23 @@ class Learner:
 def check_feedback_reward(reward: Any) -> float:
     """A feedback reward as a float: finite, in [-1, 1] (``ValueError`` / ``TypeError``)."""
     if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
-        raise TypeError(f"reward must be a number, got {type(reward).__name__}")
+        raise InvalidTypeError(f"reward must be a number, got {type(reward).__name__}")
     w = float(reward)
     if not math.isfinite(w) or not -1.0 <= w <= 1.0:
-        raise ValueError(f"reward must be a finite number in [-1, 1], got {reward!r}")
+        raise InvalidArgumentError(f"reward must be a finite number in [-1, 1], got {reward!r}")
     return w
 
 
 def _check_vec(x: Any, dim: int, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a real numeric vector, got dtype {arr.dtype}")
+        raise InvalidTypeError(f"{name} must be a real numeric vector, got dtype {arr.dtype}")
     arr = arr.astype(np.float64).reshape(-1) if arr.ndim == 1 else arr
     if arr.ndim != 1 or arr.shape[0] != dim:
-        raise ValueError(f"dimension mismatch: {name} must have shape ({dim},), got "
-                         f"{np.shape(x)}")
+        raise InvalidArgumentError(f"dimension mismatch: {name} must have shape ({dim},), got "
+                                   f"{np.shape(x)}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise InvalidArgumentError(f"{name} contains NaN or infinity")
     if not arr.any():
-        raise ValueError(f"{name} is an all-zero vector")
+        raise InvalidArgumentError(f"{name} is an all-zero vector")
     return arr

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LearningStateError
+
 __all__ = ["FORMAT", "META_KEY", "VERSION", "LearningStateError", "decode_state",
            "encode_state"]
 
@@ -33,10 +35,6 @@ FORMAT = "agentdb-learning"
 VERSION = 1
 #: The ``meta`` key the state is stored under.
 META_KEY = "learning:state"
-
-
-class LearningStateError(ValueError):
-    """The stored learning state cannot be read (corrupt, truncated or from a newer version)."""
 
 
 def encode_state(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:

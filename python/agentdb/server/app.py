@@ -60,26 +60,37 @@ from pydantic.json_schema import models_json_schema
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 
-from ..cypher import CypherError
 from ..cypher.values import Node as CypherNode
 from ..cypher.values import Path as CypherPath
 from ..cypher.values import Relationship as CypherRelationship
-from ..learning.state import LearningStateError
+from ..errors import (
+    AgentDBError,
+    BadRequestError,
+    ConflictError,
+    InvalidArgumentError,
+    LearningStateError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    StoreClosedError,
+    StoreError,
+    UnauthorizedError,
+    describe,
+)
 from ..records import Episode, Pattern, Skill, check_metadata
-from ..store import StoreError
 from . import models as m
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import Event, EventHub
 
-__all__ = ["ApiError", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("agentdb.server")
 
-ERROR_CODES = {
+#: Codes of the statuses the framework itself answers (an unknown route, a wrong method, ...);
+#: every error of ours carries its code in its class (:mod:`agentdb.errors`).
+FRAMEWORK_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
-    500: "internal_error", 503: "unavailable",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_error", 500: "internal_error", 503: "unavailable",
 }
 #: Paths answered without an API key.
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect",
@@ -89,22 +100,17 @@ _RL_SCOPE_KEY = "agentdb.ratelimit"
 _JSON = "application/json"
 
 
-class ApiError(HTTPException):
-    """An error answer with a stable ``code`` (defaults to the status's code).
-
-    >>> e = ApiError(409, "skill 'x' already exists"); (e.status_code, e.code)
-    (409, 'conflict')
-    """
-
-    def __init__(self, status: int, message: str, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, message, headers)
-        self.code = code or ERROR_CODES.get(status, "error")
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"request body exceeds {limit} bytes")
 
 
-class _BodyTooLarge(ApiError):
+class _BodyTooLarge(HTTPException):
+    """Raised by the body reader. An ``HTTPException`` (status 413) so that FastAPI's body
+    parsing lets it through instead of answering 400; it carries the typed error."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body exceeds {limit} bytes")
+        self.error = _too_large(limit)
+        super().__init__(self.error.http_status, str(self.error))
 
 
 # ---- JSON -----------------------------------------------------------------------------------
@@ -304,8 +310,9 @@ class _Guard:
         self.fast_routes = fast_routes or {}
         self.handlers = handlers or {}
 
-    async def _send_error(self, send: Any, status: int, message: str) -> None:
-        body = dumps({"error": {"code": ERROR_CODES[status], "message": message}})
+    async def _send_error(self, send: Any, error: AgentDBError) -> None:
+        status = error.http_status
+        body = dumps({"error": error.to_dict()})
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -335,10 +342,10 @@ class _Guard:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await self._send_error(send, 400, "invalid Content-Length header")
+                    await self._send_error(send, BadRequestError("invalid Content-Length header"))
                     return
                 if declared > limit:
-                    await self._send_error(send, 413, f"request body exceeds {limit} bytes")
+                    await self._send_error(send, _too_large(limit))
                     return
                 break
         received = 0
@@ -374,12 +381,12 @@ class _Guard:
         except _BodyTooLarge as exc:
             if started:
                 raise
-            await self._send_error(send, 413, str(exc.detail))
+            await self._send_error(send, exc.error)
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            await self._send_error(send, 500, "internal server error")
+            await self._send_error(send, AgentDBError("internal server error"))
 
 
 # ---- helpers used by the routes -------------------------------------------------------------
@@ -437,7 +444,7 @@ async def parse_body(request: Request, model: type[_M]) -> _M:
     ``RequestValidationError`` FastAPI raises (``loc`` starts with ``body``)."""
     raw = await request.body()
     if not raw.strip():
-        raise ApiError(422, "body: a JSON object is required")
+        raise InvalidArgumentError("body: a JSON object is required")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -490,15 +497,16 @@ def create_app(
     (0, True)
     """
     if api_keys is not None and not list(api_keys):
-        raise ValueError("api_keys is empty: give at least one key, or None to disable auth")
+        raise InvalidArgumentError(
+            "api_keys is empty: give at least one key, or None to disable auth")
     if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+        raise InvalidArgumentError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     if heartbeat_seconds < 0 or not math.isfinite(heartbeat_seconds):
-        raise ValueError(f"heartbeat_seconds must be >= 0, got {heartbeat_seconds}")
+        raise InvalidArgumentError(f"heartbeat_seconds must be >= 0, got {heartbeat_seconds}")
     origins = list(cors_origins)
     if "*" in origins and cors_credentials:
-        raise ValueError("CORS: the origin '*' cannot be combined with credentials; "
-                         "list the allowed origins instead")
+        raise InvalidArgumentError("CORS: the origin '*' cannot be combined with credentials; "
+                                   "list the allowed origins instead")
     keys = None if api_keys is None else KeyStore(api_keys)
     limiter = RateLimiter(rate_limit_per_minute)
     hub = EventHub(buffer=replay_buffer)
@@ -534,25 +542,23 @@ def create_app(
         else:
             found = keys.check(key_from_headers(request.headers))
             if found is None:
-                raise ApiError(401, "missing or invalid API key",
-                               headers={"WWW-Authenticate": "Bearer"})
+                raise UnauthorizedError("missing or invalid API key")
             key = found
         allowed, wait, remaining = limiter.acquire(key)
         if remaining >= 0:
             request.scope[_RL_SCOPE_KEY] = (limit_header, str(remaining).encode())
         if not allowed:
             retry = RateLimiter.retry_after_header(wait)
-            raise ApiError(429, f"rate limit of {limiter.per_minute:g} requests per minute "
-                                f"exceeded; retry in {retry} s",
-                           headers={"Retry-After": retry})
+            raise RateLimitedError(f"rate limit of {limiter.per_minute:g} requests per minute "
+                                   f"exceeded; retry in {retry} s", retry_after=wait)
         return key
 
     auth = [Depends(authorize)]
 
     # ---- error handlers -----------------------------------------------------------------
     async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = getattr(exc, "code", None) or ERROR_CODES.get(exc.status_code, "error")
+        assert isinstance(exc, HTTPException)  # the framework's own (unknown route, ...)
+        code = FRAMEWORK_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return _error(exc.status_code, code, detail, exc.headers)
 
@@ -563,35 +569,29 @@ def create_app(
             return _error(400, "bad_request", "the request body is not valid JSON")
         return _error(422, "validation_error", _validation_message(errors))
 
-    async def on_value_error(request: Request, exc: Exception) -> Response:
-        msg = str(exc)
-        if "already exists" in msg:
-            return _error(409, "conflict", msg)
-        return _error(422, "validation_error", msg)
-
-    async def on_key_error(request: Request, exc: Exception) -> Response:
-        msg = str(exc.args[0]) if exc.args else ""
-        if msg.startswith("unknown "):
-            return _error(404, "not_found", msg)
-        log.error("unexpected KeyError in %s %s", request.method, request.url.path,
-                  exc_info=exc)
-        return _error(500, "internal_error", "internal server error")
-
-    async def on_cypher_error(request: Request, exc: Exception) -> Response:
-        return _error(400, "cypher_error", str(exc))
-
-    async def on_learning_state_error(request: Request, exc: Exception) -> Response:
-        return _error(409, "conflict", f"{exc} (over HTTP: POST /learning/reset)")
-
-    async def on_store_error(request: Request, exc: Exception) -> Response:
-        log.error("store unavailable in %s %s: %s", request.method, request.url.path, exc)
-        return _error(503, "unavailable", "the store is not available")
+    async def on_error(request: Request, exc: Exception) -> Response:
+        """Every other exception, through :func:`agentdb.errors.describe`."""
+        info = describe(exc)
+        headers: dict[str, str] | None = None
+        message = info.message
+        if isinstance(exc, UnauthorizedError):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            headers = {"Retry-After": RateLimiter.retry_after_header(exc.retry_after)}
+        elif isinstance(exc, LearningStateError):
+            message = f"{message} (over HTTP: POST /learning/reset)"
+        elif isinstance(exc, StoreError) and info.http_status == 503:
+            log.error("store unavailable in %s %s: %s", request.method, request.url.path, exc)
+            message = "the store is not available"
+        elif info.http_status == 500:
+            log.error("unexpected %s in %s %s", type(exc).__name__, request.method,
+                      request.url.path, exc_info=exc)
+            message = "internal server error"
+        return _error(info.http_status, info.code, message, headers)
 
     handlers: dict[type, Any] = {
         HTTPException: on_http_error, RequestValidationError: on_validation_error,
-        ValueError: on_value_error, TypeError: on_value_error, KeyError: on_key_error,
-        CypherError: on_cypher_error, StoreError: on_store_error,
-        LearningStateError: on_learning_state_error}
+        AgentDBError: on_error, ValueError: on_error, TypeError: on_error, KeyError: on_error}
     for exc_class, on_error in handlers.items():
         app.add_exception_handler(exc_class, on_error)
 
@@ -602,60 +602,39 @@ def create_app(
         if values is None:
             return None
         if len(values) != dim:
-            raise ApiError(422, f"{where}: expected {dim} values (the store's dimension), "
+            raise InvalidArgumentError(f"{where}: expected {dim} values (the store's dimension), "
                                 f"got {len(values)}")
         with np.errstate(over="ignore"):  # 1e39 is a finite float64 but no float32
             arr = np.asarray(values, dtype=np.float32)
         if not np.isfinite(arr).all():
-            raise ApiError(422, f"{where}: values must be finite float32 numbers")
+            raise InvalidArgumentError(f"{where}: values must be finite float32 numbers")
         if not arr.any():
-            raise ApiError(422, f"{where}: an all-zero vector has no direction")
+            raise InvalidArgumentError(f"{where}: an all-zero vector has no direction")
         return arr
 
     def query_of(text: str | None, vec: Sequence[float] | None) -> Any:
         return text if vec is None else vector(vec, "body.vector")
 
-    write_lock = getattr(db, "_lock", None) or nullcontext()
-    patterns_col = getattr(db, "_cols", {}).get("patterns")
-    fast = (getattr(patterns_col, "attrs", None) is not None and hasattr(db, "_allowed")
-            and hasattr(db, "_check_open"))
+    write_lock = getattr(db, "write_lock", None) or nullcontext()
 
     if isinstance(search_threads, bool) or not isinstance(search_threads, int) \
             or not 0 <= search_threads <= 64:
-        raise ValueError(f"search_threads must be an integer in [0, 64], got {search_threads!r}")
+        raise InvalidArgumentError(
+            f"search_threads must be an integer in [0, 64], got {search_threads!r}")
     search_pool = (concurrent.futures.ThreadPoolExecutor(search_threads, "agentdb-search")
                    if search_threads > 0 else None)
 
     def search_vectors(q: np.ndarray, body: m.VectorSearchRequest) -> list[dict[str, Any]]:
-        """``/vectors/search`` hits. The metadata comes from the store's in-memory filter
-        columns (kept current by every write), which saves the SQLite read of the records
-        that ``search_patterns`` does; same filters, same order, same answer (the tests
-        compare both). Stores without those columns (pgvector) use ``search_patterns``."""
-        if not fast:
-            return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
-                     "metadata": h.record.metadata} for h in db.search_patterns(
-                q, body.k, min_reward=body.min_reward, success_only=body.success_only,
-                session_id=body.session_id, where=body.where, threshold=body.threshold,
-                ef=body.ef, adapt=False)]  # raw vectors, as on the fast path
-        db._check_open()
-        allowed = db._allowed("patterns", body.min_reward, True if body.success_only else None,
-                              body.session_id, body.where)
-        index = patterns_col.index
-        n = len(index)
-        if n == 0 or (allowed is not None and allowed.size == 0):
-            return []
-        ids, dists = index.search(q, k=min(body.k, n), ef=body.ef, allowed=allowed)
-        attrs = patterns_col.attrs
-        threshold = body.threshold
-        out = []
-        with attrs.lock:
-            pos, meta = attrs.pos, attrs.meta
-            for i, d in zip(ids.tolist(), dists.tolist()):
-                p = pos.get(i) if i >= 0 else None
-                if p is None or (threshold is not None and 1.0 - d < threshold):
-                    continue  # padding, deleted meanwhile, or below the threshold
-                out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
-        return out
+        """``/vectors/search`` hits: ``db.search_hits`` (the metadata from the store's
+        in-memory filter columns, no read of the records), else ``search_patterns``."""
+        kw = dict(min_reward=body.min_reward, success_only=body.success_only,
+                  session_id=body.session_id, where=body.where, threshold=body.threshold,
+                  ef=body.ef)
+        if hasattr(db, "search_hits"):
+            return db.search_hits(q, body.k, **kw)
+        return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
+                 "metadata": h.record.metadata}
+                for h in db.search_patterns(q, body.k, adapt=False, **kw)]  # raw vectors
 
     def rerank_options(body: m.PatternSearchRequest) -> dict[str, Any]:
         """The learning/re-ranking keywords of a pattern search (none when the request uses
@@ -664,15 +643,15 @@ def create_app(
         if body.rerank is not None:
             heads = 1 if body.heads is None else body.heads
             if dim % heads:
-                raise ApiError(422, f"body.heads: {heads} heads must divide the store's "
+                raise InvalidArgumentError(f"body.heads: {heads} heads must divide the store's "
                                     f"dimension {dim}")
             opts.update(rerank=body.rerank, candidates=body.candidates, heads=heads,
                         temperature=0.05 if body.temperature is None else body.temperature)
         return opts
 
     def check_open() -> None:
-        if getattr(db, "_closed", False):
-            raise StoreError("the store is closed")
+        if getattr(db, "closed", False):
+            raise StoreClosedError("the store is closed")
 
     # ---- service ------------------------------------------------------------------------
     @app.get("/health", response_model=m.HealthResponse, tags=["service"])
@@ -684,7 +663,7 @@ def create_app(
              responses=_errors(503))
     def ready() -> Response:
         """Readiness: the pattern count, or ``503`` once the store is closed (no key)."""
-        if getattr(db, "_closed", False):
+        if getattr(db, "closed", False):
             return _error(503, "unavailable", "the store is closed")
         try:
             n = db.count("patterns")
@@ -727,10 +706,10 @@ def create_app(
             try:
                 check_metadata(it.metadata)
             except (TypeError, ValueError) as exc:
-                raise ApiError(422, f"body.vectors[{n}].metadata: {exc}") from None
+                raise InvalidArgumentError(f"body.vectors[{n}].metadata: {exc}") from None
             if it.id is not None:
                 if it.id in seen:
-                    raise ApiError(422, f"body.vectors[{n}].id: id {it.id} appears twice")
+                    raise InvalidArgumentError(f"body.vectors[{n}].id: id {it.id} appears twice")
                 seen.add(it.id)
         with write_lock:  # nothing else writes between the existence check and the writes
             existing = {it.id for it in items if it.id is not None and _exists(db, it.id)}
@@ -821,7 +800,7 @@ def create_app(
         if last_event_header is not None and last_event_header.strip():
             text = last_event_header.strip()
             if not text.isdigit() or len(text) > 18:
-                raise ApiError(422, "header.Last-Event-ID: expected a non-negative integer")
+                raise InvalidArgumentError("header.Last-Event-ID: expected a non-negative integer")
             last = int(text)
         if last is not None and last > hub.last_id:  # an id from an earlier server run
             sub = hub.subscribe(None, wanted)
@@ -889,7 +868,7 @@ def create_app(
                 latency_ms=body.latency_ms, tokens=body.tokens, skills=body.skills,
                 metadata=body.metadata)
         except KeyError as exc:  # a named skill does not exist: a problem of the body
-            raise ApiError(422, f"body.skills: {exc.args[0] if exc.args else exc}") from None
+            raise InvalidArgumentError(f"body.skills: {exc}") from None
         return _json({"id": eid, "episode": record_json(db.get_episode(eid))}, 201)
 
     @app.post("/episodes/search", tags=["episodes"], response_model=m.EpisodeSearchResponse,
@@ -927,7 +906,7 @@ def create_app(
         except KeyError:
             pass
         else:
-            raise ApiError(409, f"skill with name {body.name!r} already exists")
+            raise ConflictError(f"skill with name {body.name!r} already exists")
         sid = db.store_skill(body.name, body.description, signature=body.signature,
                              code=body.code, metadata=body.metadata,
                              embedding=vector(body.embedding, "body.embedding"))
@@ -1076,7 +1055,7 @@ def _parse_kinds(kinds: str | None) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(k.strip() for k in kinds.split(",") if k.strip()))
     bad = [k for k in out if k not in KINDS]
     if bad or not out:
-        raise ApiError(422, f"query.kinds: unknown kind(s) {', '.join(map(repr, bad))} "
+        raise InvalidArgumentError(f"query.kinds: unknown kind(s) {', '.join(map(repr, bad))} "
                             f"(expected {', '.join(KINDS)})")
     return out
 

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_keys"]
 
 MIN_KEY_LENGTH = 8
@@ -49,7 +51,7 @@ def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike
     if keys_file is not None:
         path = Path(keys_file)
         if not path.is_file():
-            raise ValueError(f"API keys file not found: {path}")
+            raise InvalidArgumentError(f"API keys file not found: {path}")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if line:
@@ -58,8 +60,8 @@ def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike
     out: list[str] = []
     for key, source in found:
         if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
-            raise ValueError(f"invalid API key from {source}: keys need at least "
-                             f"{MIN_KEY_LENGTH} characters and no whitespace")
+            raise InvalidArgumentError(f"invalid API key from {source}: keys need at least "
+                                       f"{MIN_KEY_LENGTH} characters and no whitespace")
         if key not in out:
             out.append(key)
     return out
@@ -110,7 +112,7 @@ class RateLimiter:
 
     def __init__(self, per_minute: float = 100, burst: float | None = None) -> None:
         if per_minute < 0:
-            raise ValueError(f"rate limit must be >= 0 per minute, got {per_minute}")
+            raise InvalidArgumentError(f"rate limit must be >= 0 per minute, got {per_minute}")
         self.per_minute = float(per_minute)
         self.burst = float(burst if burst is not None else per_minute)
         self._rate = self.per_minute / 60.0

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["Event", "EventHub", "Subscription"]
 
 
@@ -75,7 +77,7 @@ class EventHub:
 
     def __init__(self, buffer: int = 1000, queue_size: int = 10000) -> None:
         if buffer < 1:
-            raise ValueError(f"buffer must be >= 1, got {buffer}")
+            raise InvalidArgumentError(f"buffer must be >= 1, got {buffer}")
         self._buf: collections.deque[Event] = collections.deque(maxlen=buffer)
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()

@@ -20,10 +20,11 @@ missing or wrong key is ``UNAUTHENTICATED`` with one generic message. Each call 
 token from the key's bucket in :class:`~.auth.RateLimiter` (with ``keys=None`` -- auth
 disabled, loopback only -- all callers share one bucket); an empty bucket is
 ``RESOURCE_EXHAUSTED`` with a ``retry-after`` trailer (whole seconds). Errors from the store
-map to status codes: ``ValueError``/``TypeError`` and Cypher errors -> ``INVALID_ARGUMENT``
-(with the message), ``KeyError`` -> ``NOT_FOUND``, a closed store -> ``UNAVAILABLE``, another
-:class:`~agentdb.store.StoreError` (read-only, locked) -> ``FAILED_PRECONDITION``; anything else
-is ``INTERNAL`` with a generic message and is logged here with its traceback.
+map to status codes through :mod:`agentdb.errors` (each error class names its gRPC status):
+bad input and Cypher errors -> ``INVALID_ARGUMENT`` (with the message), an unknown id ->
+``NOT_FOUND``, a closed store -> ``UNAVAILABLE``, another store error (read-only, locked) ->
+``FAILED_PRECONDITION``; anything else is ``INTERNAL`` with a generic message and is logged
+here with its traceback.
 
 ``StreamPatterns`` reads the change feed from an :class:`~.events.EventHub`. The hub must be
 fed by the store's events. Next to the HTTP app pass its ``app.state.hub`` (and
@@ -53,9 +54,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
     raise ImportError(EXTRA_HINT) from exc
 
-from ..cypher.errors import CypherError
 from ..cypher.values import Node, Path, Relationship
-from ..store import StoreError
+from ..errors import InvalidArgumentError, StoreError, describe
 from . import agentdb_pb2 as pb
 from . import agentdb_pb2_grpc as pb_grpc
 from .auth import KeyStore, RateLimiter, key_from_headers
@@ -113,12 +113,12 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
     open streams are cancelled and their subscriptions removed.
     """
     if keys is not None and len(keys) == 0:
-        raise ValueError("no API keys configured: give at least one key, or keys=None to "
-                         "disable auth (loopback only)")
+        raise InvalidArgumentError("no API keys configured: give at least one key, or keys=None to "
+                                   "disable auth (loopback only)")
     if keys is None and not _is_loopback(host):
-        raise ValueError(f"auth can only be disabled on a loopback host, not {host!r}")
+        raise InvalidArgumentError(f"auth can only be disabled on a loopback host, not {host!r}")
     if max_workers < 2:
-        raise ValueError(f"max_workers must be >= 2, got {max_workers}")
+        raise InvalidArgumentError(f"max_workers must be >= 2, got {max_workers}")
     servicer = AgentDBServicer(db, keys=keys, limiter=limiter, hub=hub,
                                max_streams=max_workers // 2)
     server = grpc.server(
@@ -198,18 +198,14 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
         return key
 
     def _status_for(self, exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
-        if isinstance(exc, CypherError):
-            return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        if isinstance(exc, KeyError):
-            return grpc.StatusCode.NOT_FOUND, str(exc.args[0]) if exc.args else "not found"
-        if isinstance(exc, (ValueError, TypeError)):
-            return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        if isinstance(exc, StoreError):
-            if getattr(self.db, "_closed", False):
-                return grpc.StatusCode.UNAVAILABLE, "the store is closed"
-            return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-        log.error("gRPC %s failed", method, exc_info=exc)
-        return grpc.StatusCode.INTERNAL, "internal error"
+        """The status of a failed call, from :func:`agentdb.errors.describe` (a closed store
+        is ``StoreClosedError``: ``UNAVAILABLE``)."""
+        info = describe(exc)
+        if info.grpc_status == "INTERNAL":
+            log.error("gRPC %s failed", method, exc_info=exc)
+        elif info.grpc_status == "UNAVAILABLE" and isinstance(exc, StoreError):
+            return grpc.StatusCode.UNAVAILABLE, "the store is closed"
+        return getattr(grpc.StatusCode, info.grpc_status), info.message
 
     # ---- patterns -------------------------------------------------------------------------
     @_rpc
@@ -231,13 +227,13 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     def SearchPatterns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         has_vector = len(request.vector) > 0
         if bool(request.task) == has_vector:
-            raise ValueError("give exactly one of task (text) or vector")
+            raise InvalidArgumentError("give exactly one of task (text) or vector")
         k = request.k or DEFAULT_K
         if not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be within 1..{MAX_K}, got {k}")
+            raise InvalidArgumentError(f"k must be within 1..{MAX_K}, got {k}")
         ef = _opt(request, "ef")
         if ef is not None and ef < 1:
-            raise ValueError(f"ef must be >= 1, got {ef}")
+            raise InvalidArgumentError(f"ef must be >= 1, got {ef}")
         hits = self.db.search_patterns(
             list(request.vector) if has_vector else request.task, k=k,
             min_reward=_opt(request, "min_reward"), success_only=request.success_only,
@@ -257,7 +253,7 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     @_rpc
     def Cypher(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if not request.query.strip():
-            raise ValueError("query is empty")
+            raise InvalidArgumentError("query is empty")
         result = self.db.graph.query_stats(request.query,
                                            _json_object(request.params, "params"))
         rows = [{k: _cypher_value(v) for k, v in row.items()} for row in result.rows]
@@ -345,9 +341,9 @@ def _json_object(text: str, field: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{field} is not valid JSON: {exc}") from None
+        raise InvalidArgumentError(f"{field} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{field} must be a JSON object, got {type(value).__name__}")
+        raise InvalidArgumentError(f"{field} must be a JSON object, got {type(value).__name__}")
     return value
 
 

@@ -1,4 +1,4 @@
-"""Errors raised by stores.
+"""Errors raised by stores: re-exported from :mod:`agentdb.errors` (the one hierarchy).
 
 >>> issubclass(StoreLockedError, StoreError)
 True
@@ -6,12 +6,6 @@ True
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "StoreLockedError"]
+from ..errors import IntegrityError, StoreClosedError, StoreError, StoreLockedError
 
-
-class StoreError(RuntimeError):
-    """A store cannot do what was asked (closed, read-only, unreadable, wrong schema)."""
-
-
-class StoreLockedError(StoreError):
-    """Another process holds the store open for writing."""
+__all__ = ["IntegrityError", "StoreClosedError", "StoreError", "StoreLockedError"]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, NotFoundError
+
 __all__ = ["PostgresBackend"]
 
 
@@ -46,7 +48,7 @@ class PostgresBackend:
         """The stored embedding of ``rid`` (KeyError if unknown)."""
         rows = self.store.get(self.collection, [int(rid)])
         if int(rid) not in rows:
-            raise KeyError(f"unknown id {rid}")
+            raise NotFoundError(f"unknown id {rid}")
         return np.asarray(rows[int(rid)]["embedding"], np.float32)
 
     def add(self, ids: Any, vectors: Any) -> None:
@@ -56,7 +58,8 @@ class PostgresBackend:
         if vecs.ndim == 1:
             vecs = vecs[None, :]
         if vecs.shape[1] != self.dim or len(np.atleast_1d(np.asarray(ids))) != vecs.shape[0]:
-            raise ValueError(f"expected {len(np.atleast_1d(ids))} vectors of dim {self.dim}")
+            raise InvalidArgumentError(
+                f"expected {len(np.atleast_1d(ids))} vectors of dim {self.dim}")
 
     def remove(self, ids: Any) -> None:
         """No-op: deleting the row removed it from the PostgreSQL index."""
@@ -67,7 +70,7 @@ class PostgresBackend:
         """``(ids, cosine distances)`` of the ``k`` nearest rows passing ``filters``
         (``min_reward``, ``success``, ``session_id``, ``where``, ``max_distance``)."""
         if allowed is not None:
-            raise ValueError("PostgresBackend takes filters, not id allow-lists")
+            raise InvalidArgumentError("PostgresBackend takes filters, not id allow-lists")
         return self.store.search(self.collection, np.asarray(query, np.float32), int(k),
                                  ef_search=ef if ef is not None else self.ef_search,
                                  **(filters or {}))

@@ -45,9 +45,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError, StoreClosedError
 from ..filters import conditions
 from ..records import check_vector
-from .errors import StoreError
+from .errors import IntegrityError, StoreError
 from .sqlite import COLLECTIONS
 
 _EXTRA_MSG = "PostgreSQL support needs the 'postgres' extra: pip install 'agentdb[postgres]'"
@@ -162,14 +163,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 SCHEMA_VERSION = max(v for v, _, _ in MIGRATIONS)
 
 
-class IntegrityError(StoreError, ValueError):
-    """A row breaks a constraint (duplicate id or skill name, missing required value).
-
-    Messages start like SQLite's (``UNIQUE constraint failed: skills.name``) so callers that
-    recognise those keep working.
-    """
-
-
 # ---------------------------------------------------------------------------- adapters
 def _vector_adapters(oid: int) -> tuple[type, type, type, type]:
     """Faster numpy-native dumpers/loaders for ``vector`` (same wire format as pgvector's)."""
@@ -280,17 +273,19 @@ class PostgresStore:
         connect_timeout: float = 10.0,
     ) -> None:
         if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}: use lower-case letters, digits "
-                             "and _ (at most 41 characters, not starting with a digit)")
+            raise InvalidArgumentError(
+                f"invalid schema name {schema!r}: use lower-case letters, digits "
+                "and _ (at most 41 characters, not starting with a digit)")
         if not isinstance(table_prefix, str) or not _PREFIX_RE.match(table_prefix):
-            raise ValueError(f"invalid table_prefix {table_prefix!r}: use lower-case letters, "
-                             "digits and _ (at most 20 characters)")
+            raise InvalidArgumentError(
+                f"invalid table_prefix {table_prefix!r}: use lower-case letters, "
+                "digits and _ (at most 20 characters)")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 0:
-            raise ValueError(f"dim must be a non-negative integer, got {dim!r}")
+            raise InvalidArgumentError(f"dim must be a non-negative integer, got {dim!r}")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
+            raise InvalidArgumentError(f"pool_size must be a positive integer, got {pool_size!r}")
         if not connect_timeout > 0:
-            raise ValueError(f"connect_timeout must be positive, got {connect_timeout!r}")
+            raise InvalidArgumentError(f"connect_timeout must be positive, got {connect_timeout!r}")
         self.url = url
         self.path = _redact(url)
         self.memory = False
@@ -366,7 +361,7 @@ class PostgresStore:
 
     def _check_open(self) -> None:
         if self._closed or self._pool is None:
-            raise StoreError(f"store '{self.path}' (schema {self.schema}) is closed")
+            raise StoreClosedError(f"store '{self.path}' (schema {self.schema}) is closed")
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
@@ -468,7 +463,7 @@ class PostgresStore:
                 if version in self._applied(conn):  # another process got here first
                     continue
                 if version == 1 and dim <= 0:
-                    raise ValueError("dim must be positive to create a new store")
+                    raise InvalidArgumentError("dim must be positive to create a new store")
                 for stmt in self._render(template, dim):
                     conn.execute(stmt)
                 if version == 1:  # generation 1, as SQLiteStore's creating transaction
@@ -486,8 +481,9 @@ class PostgresStore:
             row = conn.execute(sql.SQL("SELECT value FROM {} WHERE key = 'dim'").format(
                 self._q["meta"])).fetchone()
             if row is not None and dim != 0 and int(row[0]) != dim:
-                raise ValueError(f"dimension mismatch: PostgreSQL store {self.schema}."
-                                 f"{self.prefix}* stores dim {row[0]}, opened with dim {dim}")
+                raise InvalidArgumentError(
+                    f"dimension mismatch: PostgreSQL store {self.schema}."
+                    f"{self.prefix}* stores dim {row[0]}, opened with dim {dim}")
             for name in TABLES:
                 seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')",
                                    [self._regname(name)]).fetchone()[0]
@@ -504,8 +500,8 @@ class PostgresStore:
 
     def _table(self, table: str) -> sql.Identifier:
         if table not in TABLES:
-            raise ValueError(f"unknown table {table!r} (use 'patterns', 'episodes' or "
-                             "'skills')")
+            raise InvalidArgumentError(f"unknown table {table!r} (use 'patterns', 'episodes' or "
+                                       "'skills')")
         return self._q[table]
 
     # ---- meta -------------------------------------------------------------------------------
@@ -563,27 +559,29 @@ class PostgresStore:
         label = f"{where}{table}.{col}"
         if kind == "text":
             if not isinstance(value, str):
-                raise ValueError(f"{label} must be a string, got {type(value).__name__}")
+                raise InvalidArgumentError(f"{label} must be a string, got {type(value).__name__}")
             if "\x00" in value:
-                raise ValueError(f"{label} contains a NUL character (PostgreSQL text cannot)")
+                raise InvalidArgumentError(
+                    f"{label} contains a NUL character (PostgreSQL text cannot)")
             return value
         if kind == "float8":
             if isinstance(value, (bool, np.bool_)) or not isinstance(
                     value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"{label} must be a number, got {type(value).__name__}")
+                raise InvalidArgumentError(f"{label} must be a number, got {type(value).__name__}")
             f = float(value)
             if math.isnan(f):
-                raise ValueError(f"{label} is NaN")
+                raise InvalidArgumentError(f"{label} is NaN")
             return f
         if kind == "int8":
             if isinstance(value, (float, np.floating)) and float(value).is_integer():
                 value = int(value)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{label} must be an integer, got {type(value).__name__}")
+                raise InvalidArgumentError(
+                    f"{label} must be an integer, got {type(value).__name__}")
             return int(value)
         if kind == "bool":
             if not isinstance(value, (bool, int, np.bool_, np.integer)):
-                raise ValueError(f"{label} must be a bool, got {type(value).__name__}")
+                raise InvalidArgumentError(f"{label} must be a bool, got {type(value).__name__}")
             return bool(value)
         return _raw_json(_json_text(value, label))  # jsonb
 
@@ -654,7 +652,7 @@ class PostgresStore:
         t = self._table(table)
         unknown = set(values) - set(COLLECTIONS[table])
         if unknown:
-            raise ValueError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
+            raise InvalidArgumentError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
         cols = [c for c in values if c in COLLECTIONS[table]]
         params: list[Any] = []
         for c in cols:
@@ -672,7 +670,7 @@ class PostgresStore:
         with self._integrity(table):
             cur = w.execute(query, [*params, int(row_id)])
         if cur.rowcount == 0:
-            raise KeyError(f"unknown {table[:-1]} id {row_id}")
+            raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
 
     def delete(self, w: psycopg.Connection, table: str, ids: Sequence[int]) -> None:
         """Delete rows and log the deletions (inside :meth:`write`)."""
@@ -721,7 +719,7 @@ class PostgresStore:
         """The first row whose ``column`` equals ``value`` (``None`` never matches)."""
         self._table(table)
         if column not in COLLECTIONS[table] and column != "id":
-            raise ValueError(f"unknown column {column}")
+            raise InvalidArgumentError(f"unknown column {column}")
         if value is None:
             return None
         param = int(value) if column == "id" else self._convert(table, column, value)
@@ -747,7 +745,7 @@ class PostgresStore:
         if "id" not in cols:
             cols.insert(0, "id")
         if batch < 1:
-            raise ValueError(f"batch must be positive, got {batch}")
+            raise InvalidArgumentError(f"batch must be positive, got {batch}")
         last = -(2**63)
         while True:
             rows = self._select(table, cols, sql.SQL(
@@ -795,17 +793,17 @@ class PostgresStore:
         if min_reward is not None:
             if isinstance(min_reward, bool) or not isinstance(
                     min_reward, (int, float, np.integer, np.floating)) or math.isnan(min_reward):
-                raise ValueError(f"min_reward must be a number, got {min_reward!r}")
+                raise InvalidArgumentError(f"min_reward must be a number, got {min_reward!r}")
             parts.append("success_rate >= %s" if table == "skills" else "reward >= %s")
             params.append(float(min_reward))
         if success is not None:
             if table == "skills":
-                raise ValueError("skills have no success column")
+                raise InvalidArgumentError("skills have no success column")
             parts.append("success = %s")
             params.append(bool(success))
         if session_id is not None:
             if table == "skills":
-                raise ValueError("skills have no session_id column")
+                raise InvalidArgumentError("skills have no session_id column")
             parts.append("session_id = %s")
             params.append(str(session_id))
         if where:
@@ -846,14 +844,15 @@ class PostgresStore:
         """
         t = self._table(table)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+            raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
         if ef_search is not None and (isinstance(ef_search, bool) or not isinstance(
                 ef_search, (int, np.integer)) or not 1 <= ef_search <= _MAX_EF):
-            raise ValueError(f"ef_search must be an integer in 1..{_MAX_EF}, got {ef_search!r}")
+            raise InvalidArgumentError(
+                f"ef_search must be an integer in 1..{_MAX_EF}, got {ef_search!r}")
         if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(
                 max_distance, (int, float, np.integer, np.floating))
                 or math.isnan(max_distance)):
-            raise ValueError(f"max_distance must be a number, got {max_distance!r}")
+            raise InvalidArgumentError(f"max_distance must be a number, got {max_distance!r}")
         vec = self._vec(q, "query")
         parts, params = self._filters(table, min_reward, success, session_id, where)
         cond = sql.SQL(" AND ".join(f"({p})" for p in parts) if parts else "TRUE")
@@ -895,19 +894,21 @@ class PostgresStore:
     def _check_matrix(self, embeddings: Any, n: int) -> np.ndarray:
         arr = np.asarray(embeddings)
         if arr.dtype.kind not in "fiu":
-            raise TypeError(f"embeddings must be a real numeric array, got dtype {arr.dtype}")
+            raise InvalidTypeError(
+                f"embeddings must be a real numeric array, got dtype {arr.dtype}")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if arr.ndim != 2 or arr.shape != (n, self.dim):
-            raise ValueError(f"dimension mismatch: embeddings must have shape ({n}, "
-                             f"{self.dim}), got {arr.shape}")
+            raise InvalidArgumentError(f"dimension mismatch: embeddings must have shape ({n}, "
+                                       f"{self.dim}), got {arr.shape}")
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
-            raise ValueError(f"row {int(np.argmin(finite))}: embedding contains NaN or "
-                             "infinity")
+            raise InvalidArgumentError(f"row {int(np.argmin(finite))}: embedding contains NaN or "
+                                       "infinity")
         nonzero = arr.any(axis=1)
         if not nonzero.all():
-            raise ValueError(f"row {int(np.argmin(nonzero))}: embedding is an all-zero vector "
-                             "(cosine similarity is undefined)")
+            raise InvalidArgumentError(
+                f"row {int(np.argmin(nonzero))}: embedding is an all-zero vector "
+                "(cosine similarity is undefined)")
         return arr
 
     def bulk_insert(self, w: psycopg.Connection, table: str, rows: list[dict[str, Any]],
@@ -928,15 +929,15 @@ class PostgresStore:
         prepared: list[tuple[list[Any], float]] = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise ValueError(f"row {i}: expected a dict, got {type(row).__name__}")
+                raise InvalidArgumentError(f"row {i}: expected a dict, got {type(row).__name__}")
             unknown = set(row) - allowed
             if unknown:
-                raise ValueError(f"row {i}: unknown {table} field(s): "
-                                 f"{', '.join(sorted(unknown))}")
+                raise InvalidArgumentError(f"row {i}: unknown {table} field(s): "
+                                           f"{', '.join(sorted(unknown))}")
             created = row.get("created_at")
             if created is not None and (isinstance(created, bool) or not isinstance(
                     created, (int, float, np.integer, np.floating))):
-                raise ValueError(f"row {i}: created_at must be a number")
+                raise InvalidArgumentError(f"row {i}: created_at must be a number")
             prepared.append((self._values(table, row, where=f"row {i}: "),
                              now if created is None else float(created)))
         with w.cursor() as cur:
@@ -972,23 +973,23 @@ class PostgresStore:
         batch: list[list[Any]] = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise ValueError(f"row {i}: expected a dict, got {type(row).__name__}")
+                raise InvalidArgumentError(f"row {i}: expected a dict, got {type(row).__name__}")
             unknown = set(row) - allowed
             if unknown:
-                raise ValueError(f"row {i}: unknown {table} field(s): "
-                                 f"{', '.join(sorted(unknown))}")
+                raise InvalidArgumentError(f"row {i}: unknown {table} field(s): "
+                                           f"{', '.join(sorted(unknown))}")
             for key in ("id", "embedding", "created_at", "updated_at"):
                 if row.get(key) is None:
-                    raise ValueError(f"row {i}: {key} is required")
+                    raise InvalidArgumentError(f"row {i}: {key} is required")
             rid = row["id"]
             if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
-                raise ValueError(f"row {i}: id must be an integer, got {rid!r}")
+                raise InvalidArgumentError(f"row {i}: id must be an integer, got {rid!r}")
             stamps = []
             for key in ("created_at", "updated_at"):
                 v = row[key]
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
                                                              np.floating)):
-                    raise ValueError(f"row {i}: {key} must be a number")
+                    raise InvalidArgumentError(f"row {i}: {key} must be a number")
                 stamps.append(float(v))
             vals = self._values(table, row, where=f"row {i}: ")
             vec = self._vec(row["embedding"], f"row {i}: embedding")
@@ -1181,7 +1182,7 @@ def _parse_columns(table: str, columns: str) -> list[str]:
     names = [c.strip() for c in columns.split(",")]
     for c in names:
         if c not in allowed:
-            raise ValueError(f"unknown column {c!r} in {table}")
+            raise InvalidArgumentError(f"unknown column {c!r} in {table}")
     return names
 
 
@@ -1193,7 +1194,7 @@ def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON for PostgreSQL")
+    raise InvalidArgumentError(f"{name} is not valid JSON for PostgreSQL")
 
 
 def _json_text(value: Any, label: str) -> str:
@@ -1202,15 +1203,15 @@ def _json_text(value: Any, label: str) -> str:
         try:
             json.loads(value, parse_constant=_reject_constant)
         except ValueError as exc:
-            raise ValueError(f"{label}: invalid JSON: {exc}") from None
+            raise InvalidArgumentError(f"{label}: invalid JSON: {exc}") from None
         text = value
     else:
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{label}: not JSON-serialisable: {exc}") from None
+            raise InvalidArgumentError(f"{label}: not JSON-serialisable: {exc}") from None
     if "\\u0000" in text:
-        raise ValueError(f"{label}: JSON contains \\u0000, which PostgreSQL cannot store")
+        raise InvalidArgumentError(f"{label}: JSON contains \\u0000, which PostgreSQL cannot store")
     return text
 
 
@@ -1283,7 +1284,8 @@ def _checksum(table: str, batches: Iterable[list[dict[str, Any]]]) -> str:
 def sqlite_checksum(store: SQLiteStore, table: str) -> str:
     """:meth:`PostgresStore.checksum` computed from a SQLiteStore (to verify a migration)."""
     if table not in TABLES:
-        raise ValueError(f"unknown table {table!r} (use 'patterns', 'episodes' or 'skills')")
+        raise InvalidArgumentError(
+            f"unknown table {table!r} (use 'patterns', 'episodes' or 'skills')")
     return _checksum(table, store.iter_rows(table, batch=5000))
 
 
@@ -1308,7 +1310,7 @@ def _pg_scalar(key: str, value: Any) -> Any:
         if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
             raise OverflowError(f"where[{key!r}]: integer {value} does not fit in 64 bits")
         return value
-    raise ValueError(f"where[{key!r}]: unsupported value type {type(value).__name__}")
+    raise InvalidArgumentError(f"where[{key!r}]: unsupported value type {type(value).__name__}")
 
 
 def _cmp(v: str, vp: list[Any], op: str, p: Any) -> tuple[str, list[Any]]:
@@ -1374,7 +1376,7 @@ def pg_where_sql(where: dict[str, Any] | None, column: str = "metadata"
     if not conds:
         return "TRUE", []
     if not re.match(r"^[a-z_][a-z0-9_]*$", column):
-        raise ValueError(f"invalid column name {column!r}")
+        raise InvalidArgumentError(f"invalid column name {column!r}")
     parts: list[str] = []
     params: list[Any] = []
     for key, op, val in conds:

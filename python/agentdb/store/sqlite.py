@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, NotFoundError, StoreClosedError
 from .errors import StoreError, StoreLockedError
 
 try:  # POSIX advisory locks
@@ -118,7 +119,7 @@ class SQLiteStore:
         timeout: float = 30.0,
     ) -> None:
         if durability not in ("full", "normal"):
-            raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+            raise InvalidArgumentError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self.readonly = readonly
@@ -199,7 +200,7 @@ class SQLiteStore:
     def _reader(self) -> sqlite3.Connection:
         """A connection for this thread (readers never block the writer in WAL mode)."""
         if self._closed:
-            raise StoreError(f"store '{self.path}' is closed")
+            raise StoreClosedError(f"store '{self.path}' is closed")
         if self.memory:
             return self._writer
         conn = getattr(self._local, "conn", None)
@@ -239,8 +240,8 @@ class SQLiteStore:
                              f"up to {SCHEMA_VERSION} (upgrade agentdb)")
         stored = self._writer.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
         if stored is not None and int(stored[0]) != int(dim) and dim != 0:
-            raise ValueError(f"dimension mismatch: '{self.path}' stores dim {stored[0]}, "
-                             f"opened with dim {dim}")
+            raise InvalidArgumentError(f"dimension mismatch: '{self.path}' stores dim {stored[0]}, "
+                                       f"opened with dim {dim}")
 
     def meta(self, key: str) -> str | None:
         """Read one meta value.
@@ -268,7 +269,7 @@ class SQLiteStore:
         if self.readonly:
             raise StoreError(f"store '{self.path}' is open read-only")
         if self._closed:
-            raise StoreError(f"store '{self.path}' is closed")
+            raise StoreClosedError(f"store '{self.path}' is closed")
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
@@ -331,7 +332,7 @@ class SQLiteStore:
         cols = [c for c in values if c in COLLECTIONS[table]]
         unknown = set(values) - set(COLLECTIONS[table])
         if unknown:
-            raise ValueError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
+            raise InvalidArgumentError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
         sets = [f"{c}=?" for c in cols] + ["updated_at=?", "gen=?"]
         params: list[Any] = [values[c] for c in cols] + [time.time(), self.pending_gen]
         if embedding is not None:
@@ -340,7 +341,7 @@ class SQLiteStore:
         params.append(row_id)
         cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id=?", params)
         if cur.rowcount == 0:
-            raise KeyError(f"unknown {table[:-1]} id {row_id}")
+            raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
         self._log(w, table, [row_id])
 
     def delete(self, w: sqlite3.Connection, table: str, ids: Sequence[int]) -> None:
@@ -379,7 +380,7 @@ class SQLiteStore:
     def find(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
         """The first row whose ``column`` equals ``value``."""
         if column not in COLLECTIONS[table] and column != "id":
-            raise ValueError(f"unknown column {column}")
+            raise InvalidArgumentError(f"unknown column {column}")
         cur = self._reader().execute(f"SELECT * FROM {table} WHERE {column}=? LIMIT 1", (value,))
         row = cur.fetchone()
         return None if row is None else _row([d[0] for d in cur.description], row)
