@@ -24,16 +24,13 @@ properties are read from PostgreSQL; Cypher runs on the same data through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .._loader import graph_backend
 from ..causal import _check_props, check_edge, link_records
 from ..errors import InvalidArgumentError, NotFoundError
-
-if TYPE_CHECKING:
-    from .db import ClusterDB
 
 __all__ = ["ClusterGraph", "GraphSlice"]
 
@@ -108,7 +105,7 @@ class ClusterGraph:
     and advance the handle's ``last_seq``, so a following :meth:`khop` sees them.
     """
 
-    def __init__(self, db: ClusterDB) -> None:
+    def __init__(self, db: Any) -> None:  # a ClusterDB (which imports this module)
         self.db = db
 
     # ---- writes ---------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from typing import Any
 from . import ast as A
 from .errors import CypherError, CypherSyntaxError
 from .expressions import (
-    Compiler,
     Context,
     Fn,
     Row,
@@ -44,7 +43,7 @@ from .expressions import (
 )
 from .functions import INT_MAX, INT_MIN, check_int
 from .graphview import GraphView
-from .matcher import MatchPlan
+from .matcher import MatchPlan, PatternCompiler
 from .parser import parse
 from .values import (
     Node,
@@ -271,7 +270,7 @@ class _CreateSpec:
 class _QueryCompiler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.comp = Compiler(ctx)
+        self.comp = PatternCompiler(ctx)
 
     def compile(self, q: A.Query) -> tuple[list[Op], list[str], bool]:
         scope: Scope = {}

@@ -790,6 +790,6 @@ class Compiler:
         return f
 
     def _c_PatternPredicate(self, e: A.PatternPredicate, scope: Scope, aggs: Any) -> Fn:
-        from .matcher import compile_exists  # local import: matcher depends on this module
-
-        return compile_exists(self, e, scope)
+        # Pattern predicates need the matcher, which is built on this module: the matcher's
+        # PatternCompiler overrides this method, so no import goes back up.
+        raise err("pattern predicates need the matcher's PatternCompiler", e)

@@ -34,7 +34,7 @@ from .expressions import Compiler, Fn, Row, err, free_vars
 from .graphview import UNBOUNDED_HOPS
 from .values import NodeRef, PathRef, RelRef, equals, type_name
 
-__all__ = ["MatchPlan", "compile_exists", "conjuncts"]
+__all__ = ["MatchPlan", "PatternCompiler", "compile_exists", "conjuncts"]
 
 
 def conjuncts(e: A.Expr | None) -> list[A.Expr]:
@@ -887,3 +887,10 @@ def compile_exists(compiler: Compiler, e: A.PatternPredicate, scope: Mapping[str
 
     return f
 
+
+class PatternCompiler(Compiler):
+    """The expression compiler that also compiles pattern predicates
+    (``WHERE (a)-[:R]->(b)``, ``EXISTS { ... }``) into matcher plans."""
+
+    def _c_PatternPredicate(self, e: A.PatternPredicate, scope: Mapping[str, str], aggs: Any) -> Fn:
+        return compile_exists(self, e, scope)
