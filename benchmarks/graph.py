@@ -17,7 +17,7 @@ Data: a synthetic causal graph shaped like agent traces, generated deterministic
 
 Systems (all in one process, the same graph, the same random start nodes):
 
-* ``agentdb API``: the native CSR hypergraph (``agentdb._loader.graph_backend().Hypergraph``)
+* ``agentdb API``: the native CSR hypergraph (``agentdb.engines.loader.graph_backend().Hypergraph``)
   bulk-loaded with ``add_nodes`` / ``add_edges`` + ``compact()``; queries via ``khop``,
   ``paths(..., as_arrays=True)`` (flat numpy arrays, no per-path Python objects),
   ``top_paths`` (Q1: walked backwards from the outcome, ``direction="in"``, with
@@ -97,7 +97,7 @@ product sums of every sampled start (asserted at the end, after the tables; mism
 printed); the other cells (Cypher, Kuzu, Q1 / Q2) are compared too and differences printed.
 
 ``--fallback`` adds a k-hop comparison of the native hypergraph with the pure-Python fallback
-(``agentdb._numpy_graph.Hypergraph``) on a smaller graph (``--fallback-edges``, nodes scaled
+(``agentdb.engines.numpy_graph.Hypergraph``) on a smaller graph (``--fallback-edges``, nodes scaled
 in proportion).
 
 The full default run takes about 5 minutes on 2 idle cores (most of it in the pure-Python
@@ -850,7 +850,8 @@ def run_fallback(
     agentdb: ModuleType, args: argparse.Namespace, n_starts: int
 ) -> dict[str, Any] | None:
     """k-hop on the native hypergraph vs the pure-Python fallback, on a smaller graph."""
-    from agentdb import _loader, _numpy_graph
+    from agentdb.engines import loader as _loader
+    from agentdb.engines import numpy_graph as _numpy_graph
 
     native = _loader.graph_backend()
     if native is _numpy_graph:
@@ -930,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agentdb, note = import_agentdb(args.src)
     peers = "networkx" if args.no_kuzu else "networkx/kuzu"
     require_native_for_peers(agentdb, args.allow_fallback, f"the agentdb graph vs {peers}")
-    from agentdb import _loader
+    from agentdb.engines import loader as _loader
 
     hg = _loader.graph_backend()
     nx = optional_import("networkx")

@@ -1,8 +1,8 @@
 """Shared fixtures for the native-core parity test suite.
 
-* ``backend``     - parametrised over ``agentdb._loader.backends()`` (ids "numpy" / "native"),
-                    so every test using it runs against both implementations of the contract
-                    in spec_native.md.
+* ``backend``     - parametrised over ``agentdb.engines.loader.backends()``
+                    (ids "numpy" / "native"), so every test using it runs against both
+                    implementations of the contract in spec_native.md.
 * ``native``      - the native module; skips when the C++ extension did not load, or FAILS
                     when ``AGENTDB_REQUIRE_NATIVE=1`` (CI sets it, so a broken build is loud).
 * ``shared_data`` - the real MiniLM embeddings from ``../shared/data/minilm-pypi-100k/``
@@ -37,7 +37,7 @@ if required("INSTALLED") and (REPO_ROOT / "python") in pathlib.Path(agentdb.__fi
     pytest.exit(f"AGENTDB_REQUIRE_INSTALLED=1 but agentdb was imported from the source tree "
                 f"({agentdb.__file__}), not from the installed wheel", returncode=3)
 
-from agentdb import _loader  # noqa: E402
+from agentdb.engines import loader as _loader  # noqa: E402
 
 BACKENDS: dict = dict(_loader.backends())
 BACKEND_NAMES = [name for name in ("numpy", "native") if name in BACKENDS]

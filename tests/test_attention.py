@@ -1,4 +1,4 @@
-"""Attention kernels (agentdb.attention) on both backends against float64 references.
+"""Attention kernels (agentdb.engines.attention) on both backends against float64 references.
 
 Every test taking the ``attn`` fixture runs on the numpy fallback and on the native extension
 (when built; under ``AGENTDB_REQUIRE_NATIVE=1`` a missing native backend FAILS). The
@@ -22,7 +22,8 @@ import time
 import numpy as np
 import pytest
 from _requires import required, unavailable
-from agentdb import _loader, attention
+from agentdb.engines import attention
+from agentdb.engines import loader as _loader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -786,7 +787,7 @@ def test_service_bad_inputs(name):
 # ---------------------------------------------------------------------------- doctests
 
 
-@pytest.mark.parametrize("module", ["agentdb.attention", "agentdb._numpy_attention"])
+@pytest.mark.parametrize("module", ["agentdb.engines.attention", "agentdb.engines.numpy_attention"])
 def test_doctests(module):
     res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 5

@@ -8,7 +8,7 @@ import random
 
 import agentdb
 import pytest
-from agentdb.cypher import CypherError, CypherSyntaxError, MemoryGraphView, execute
+from agentdb.graph.cypher import CypherError, CypherSyntaxError, MemoryGraphView, execute
 
 Q1 = ("MATCH path = (root:Event)-[:CAUSED_BY*1..5]->(outcome:Event {id: $outcomeId}) "
       "WHERE root.type = 'root_cause' RETURN path, length(path) as depth, "
@@ -188,7 +188,8 @@ def test_bad_input(g):
 
 def test_native_and_fallback_graph_agree(monkeypatch):
     """The same queries give the same rows on the native CSR and on the numpy fallback."""
-    from agentdb import _loader, _numpy_graph
+    from agentdb.engines import loader as _loader
+    from agentdb.engines import numpy_graph as _numpy_graph
 
     results = []
     for module in filter(None, [_loader._native, _numpy_graph]):

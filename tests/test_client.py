@@ -28,7 +28,7 @@ import agentdb
 import numpy as np
 import pytest
 from _requires import unavailable
-from agentdb.client import Client, ClientError
+from agentdb.server.client import Client, ClientError
 
 KEY = "test-key-123"
 DIM = 16

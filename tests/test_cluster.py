@@ -110,7 +110,7 @@ def _wait_converged(db, timeout: float = 90.0) -> dict:
 def test_log_plain(postgres_url, pg_schema):
     """The log alone: seqs increase in commit order, read_since pages, the ring round-trips."""
     from agentdb.cluster.log import ClusterLog
-    from agentdb.store.postgres import PostgresStore
+    from agentdb.storage.postgres import PostgresStore
 
     store = PostgresStore(postgres_url, 4, schema=pg_schema)
     lg = ClusterLog(postgres_url, schema=pg_schema)
@@ -238,9 +238,9 @@ def test_events_reads_rerank_and_learning(cdb, ray_cluster, postgres_url, pg_sch
     critique_summary, iter_records, attention re-ranking and synthesize_context (equal to
     the same computation on exact candidates), feedback that moves the target up and
     persists in PostgreSQL for the next handle, and the errors."""
-    from agentdb.attention import AttentionService
     from agentdb.cluster import ClusterDB
-    from agentdb.memory import reward_prior
+    from agentdb.engines.attention import AttentionService
+    from agentdb.memory.embedded import reward_prior
 
     seen: list[tuple[str, int]] = []
     off = cdb.on("*", lambda e, p: seen.append((e, p["id"])))

@@ -104,7 +104,7 @@ def cluster_paths(tmp_path: Path):
                 pass
         pg = data / "postgres"
         if (pg / "PG_VERSION").exists():
-            from agentdb import postgres_server
+            from agentdb.storage import pgserver as postgres_server
 
             postgres_server.stop(pg)
 
@@ -212,7 +212,7 @@ def test_up_status_down(cluster_paths: tuple[Path, Path]) -> None:
     assert recorded["postgres_url"] == info["postgres_url"]
     assert (recorded["namespace"], recorded["shards"], recorded["replicas"]) == ("clitest", 2, 1)
     ray_pids = _cluster_pids(recorded)
-    from agentdb import postgres_server
+    from agentdb.storage import pgserver as postgres_server
 
     pg_pid = postgres_server.status(data / "postgres")["pid"]
     assert ray_pids and pg_pid  # still running after the `up` process exited

@@ -1,4 +1,4 @@
-"""Tests of the Cypher engine (agentdb.cypher) against the in-memory MemoryGraphView.
+"""Tests of the Cypher engine (agentdb.graph.cypher) against the in-memory MemoryGraphView.
 
 Every supported feature is run on small hand-built graphs with exactly known answers: lexing and
 parsing, pattern matching over the binary projection of hyperedges, WHERE, projections, ordering,
@@ -14,7 +14,7 @@ import random
 from typing import Any
 
 import pytest
-from agentdb.cypher import (
+from agentdb.graph.cypher import (
     CypherError,
     CypherSyntaxError,
     GraphView,
@@ -26,7 +26,7 @@ from agentdb.cypher import (
     execute_stats,
     parse,
 )
-from agentdb.cypher import ast as A
+from agentdb.graph.cypher import ast as A
 
 Q1 = (
     "MATCH path = (root:Event)-[:CAUSED_BY*1..5]->(outcome:Event {id: $outcomeId}) "
@@ -169,7 +169,7 @@ def causal(graph: MemoryGraphView | None = None) -> tuple[MemoryGraphView, dict[
     ],
 )
 def test_doctests(module: str) -> None:
-    mod = importlib.import_module("agentdb.cypher" + (f".{module}" if module else ""))
+    mod = importlib.import_module("agentdb.graph.cypher" + (f".{module}" if module else ""))
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert res.failed == 0
 

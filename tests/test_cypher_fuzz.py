@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from agentdb.cypher import CypherError, CypherSyntaxError, MemoryGraphView, execute, parse
-from agentdb.cypher.lexer import tokenize
+from agentdb.graph.cypher import CypherError, CypherSyntaxError, MemoryGraphView, execute, parse
+from agentdb.graph.cypher.lexer import tokenize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

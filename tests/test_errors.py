@@ -64,7 +64,7 @@ def test_cypher_error_keeps_position_and_pickles() -> None:
     assert str(err) == "line 2, column 5: expected ')'" and err.message == "expected ')'"
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is E.CypherSyntaxError and (back.line, back.column) == (2, 5)
-    from agentdb.cypher import CypherError
+    from agentdb.graph.cypher import CypherError
 
     assert CypherError is E.CypherError  # one class, re-exported where it always was
 

@@ -2,7 +2,7 @@
 
 Every test taking ``graph_cls`` runs against both implementations: the native
 ``agentdb._native.Hypergraph`` (when the extension loaded) and the pure-Python
-``agentdb._numpy_graph.Hypergraph``.  Randomised tests build the same graph in both backends
+``agentdb.engines.numpy_graph.Hypergraph``.  Randomised tests build the same graph in both backends
 and require identical results for every traversal (and agreement with a small brute-force
 reference written here), before and after compaction and removals.
 """
@@ -17,7 +17,8 @@ import zlib
 import numpy as np
 import pytest
 from _requires import unavailable
-from agentdb import _loader, _numpy_graph
+from agentdb.engines import loader as _loader
+from agentdb.engines import numpy_graph as _numpy_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ import warnings
 import agentdb
 import numpy as np
 import pytest
-from agentdb import _loader
+from agentdb.engines import loader as _loader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

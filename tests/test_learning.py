@@ -21,7 +21,7 @@ from agentdb.learning import (
 )
 from agentdb.learning.federated import fingerprint
 from agentdb.learning.state import META_KEY
-from agentdb.store import StoreError
+from agentdb.storage import StoreError
 
 DIM = 32
 

@@ -899,7 +899,7 @@ def test_events_fire_after_commit(tmp_path):
                               and payload["reward"] == row[3]))
 
     offs = {name: db.on(name, lambda e, p, name=name: seen.append((name, e, p)))
-            for name in agentdb.events.EVENTS}
+            for name in agentdb.storage.events.EVENTS}
     db.on("*", check_committed)
 
     pid = db.store_pattern("t", embedding=vec(1), reward=0.5)

@@ -8,7 +8,7 @@ import agentdb
 import numpy as np
 import pytest
 from _requires import unavailable
-from agentdb.migrate import MigrationError, migrate
+from agentdb.memory.migrate import MigrationError, migrate
 
 DIM = 16
 
@@ -122,7 +122,7 @@ def test_postgres_backend_bad_input(pg_db):
 
 
 def _pg_rows(url, schema, table="patterns"):
-    from agentdb.store.postgres import PostgresStore
+    from agentdb.storage.postgres import PostgresStore
 
     st = PostgresStore(url, DIM, schema=schema)
     try:
@@ -136,7 +136,7 @@ def _pg_rows(url, schema, table="patterns"):
 
 
 def test_mirror_copies_every_write(tmp_path, postgres_url, pg_schema):
-    from agentdb.store.postgres import sqlite_checksum
+    from agentdb.storage.postgres import sqlite_checksum
 
     db = agentdb.open(str(tmp_path / "m.db"), dim=DIM, mirror=postgres_url,
                       mirror_schema=pg_schema)
@@ -161,7 +161,7 @@ def test_mirror_survives_a_postgres_restart(tmp_path):
     except ImportError:
         unavailable("POSTGRES", "needs the 'postgres' extra (pgserver)")
     import psycopg
-    from agentdb.store.postgres import sqlite_checksum
+    from agentdb.storage.postgres import sqlite_checksum
 
     data = str(tmp_path / "pg")
     srv = pgserver.get_server(data, cleanup_mode="stop")
@@ -244,8 +244,8 @@ def test_migrate_resumes_after_a_partial_copy(tmp_path, postgres_url, pg_schema)
     db = agentdb.open(src, dim=DIM)
     fill(db, n=100)
     db.close()
-    from agentdb.store import SQLiteStore
-    from agentdb.store.postgres import PostgresStore
+    from agentdb.storage import SQLiteStore
+    from agentdb.storage.postgres import PostgresStore
 
     lite = SQLiteStore(src, DIM, readonly=True)
     pg = PostgresStore(postgres_url, DIM, schema=pg_schema)

@@ -1,4 +1,4 @@
-"""``agentdb.postgres_server`` and ``agentdb postgres install|start|stop|status``.
+"""``agentdb.storage.pgserver`` and ``agentdb postgres install|start|stop|status``.
 
 These start a real embedded PostgreSQL 16 + pgvector (pgserver) in a temporary data
 directory; every test stops its server in teardown so no postgres process outlives the run.
@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     unavailable("POSTGRES", f"PostgreSQL server tests need the 'postgres' extra "
                 f"({exc.name} is not installed)", module=True)
 
-from agentdb import postgres_server as pgs
+from agentdb.storage import pgserver as pgs
 
 
 @pytest.fixture

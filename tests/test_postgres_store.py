@@ -26,9 +26,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     unavailable("POSTGRES", f"PostgreSQL store tests need the 'postgres' extra "
                 f"({exc.name} is not installed)", module=True)
 
-from agentdb.filters import where_sql  # noqa: E402
-from agentdb.store import SQLiteStore, StoreError  # noqa: E402
-from agentdb.store.postgres import (  # noqa: E402
+from agentdb.storage import SQLiteStore, StoreError  # noqa: E402
+from agentdb.storage.filters import where_sql  # noqa: E402
+from agentdb.storage.postgres import (  # noqa: E402
     MIGRATIONS,
     SCHEMA_VERSION,
     IntegrityError,
@@ -245,9 +245,9 @@ def test_two_schemas_are_isolated(postgres_url: str, pg_schema: str,
 
 
 def test_importing_agentdb_does_not_import_psycopg() -> None:
-    code = ("import sys; import agentdb, agentdb.store; "
+    code = ("import sys; import agentdb, agentdb.storage; "
             "assert 'psycopg' not in sys.modules, 'psycopg imported'; "
-            "assert 'agentdb.store.postgres' not in sys.modules")
+            "assert 'agentdb.storage.postgres' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, env=child_env())
 
 

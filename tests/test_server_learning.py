@@ -37,8 +37,8 @@ except ImportError as exc:  # the server extra is not installed
                 "pip install 'agentdb[server]'", module=True)
 
 import agentdb
-from agentdb.client import Client, ClientError
 from agentdb.learning.state import META_KEY
+from agentdb.server.client import Client, ClientError
 
 DIM = 16
 KEY = "learning-key-01"

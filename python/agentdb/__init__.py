@@ -10,20 +10,24 @@
 
 from __future__ import annotations
 
-from ._loader import backend, backends, native_info
 from ._version import __version__
 from .embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from .engines.loader import backend, backends, native_info
 from .memory import AgentDB, open
-from .records import Episode, Pattern, SearchResult, Skill
-from .store import StoreError, StoreLockedError
+from .storage import StoreError, StoreLockedError
+from .storage.records import Episode, Pattern, SearchResult, Skill
 
 
 def __getattr__(name: str) -> object:
     # The HTTP client is imported on first use, so ``import agentdb`` stays as light as before.
     if name in ("Client", "ClientError"):
-        from . import client
+        from .server import client
 
         return getattr(client, name)
+    if name == "attention":  # ``from agentdb import attention``, as before the engines folder
+        from .engines import attention
+
+        return attention
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._loader import native_info
 from ._version import __version__
+from .engines.loader import native_info
 
 __all__ = ["info", "report"]
 

@@ -5,7 +5,7 @@ PostgreSQL as the system of record and the ordered change log.
 >>> # pid = db.store_pattern("parse ISO dates", reward=0.9, success=True)
 >>> # db.search_patterns("parse dates", k=5)[0].id == pid
 
-**Data.** Records live in :class:`~agentdb.store.postgres.PostgresStore` tables -- the same
+**Data.** Records live in :class:`~agentdb.storage.postgres.PostgresStore` tables -- the same
 schema as ``agentdb.open(backend="postgres", url=...)``, which can open a cluster's data
 directly. Every write is *one* PostgreSQL transaction: the row change, its entries in
 ``<prefix>cluster_log`` and a ``pg_notify`` (see :mod:`.log`); it returns once committed, so
@@ -100,10 +100,8 @@ from ..errors import (
     InvalidTypeError,
     NotFoundError,
 )
-from ..events import EventBus
-from ..filters import where_sql
 from ..learning.learner import Learner
-from ..memory import (
+from ..memory.embedded import (
     _KIND,
     MemoryCore,
     _as_id,
@@ -117,14 +115,11 @@ from ..memory import (
     reward_prior,
     stored_vectors,
 )
-from ..records import (
-    SearchResult,
-    Skill,
-    check_metadata,
-    check_reward,
-)
-from ..store.pg_backend import existing_dim
-from ..store.postgres import PostgresStore
+from ..storage.events import EventBus
+from ..storage.filters import where_sql
+from ..storage.pg_backend import existing_dim
+from ..storage.postgres import PostgresStore
+from ..storage.records import SearchResult, Skill, check_metadata, check_reward
 from .graph import ClusterGraph
 from .log import ClusterLog
 from .replica import remote_class
@@ -299,7 +294,7 @@ class ClusterDB(MemoryCore):
         """Drop the pgvector HNSW indexes of the collection tables (``pgvector_index=False``):
         the cluster searches its own indexes, and maintaining pgvector's graph on every insert
         costs ~70x in ingest rate (measured: ~430 vs ~30,000 rows/s at dim 384)."""
-        from ..store.postgres import TABLES
+        from ..storage.postgres import TABLES
 
         with self.store.write() as w:
             for tbl in TABLES.values():

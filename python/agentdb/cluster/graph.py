@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .._loader import graph_backend
-from ..causal import _check_props, check_edge, link_records
+from ..engines.loader import graph_backend
 from ..errors import InvalidArgumentError, NotFoundError
+from ..graph.causal import _check_props, check_edge, link_records
 
 __all__ = ["ClusterGraph", "GraphSlice"]
 

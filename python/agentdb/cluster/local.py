@@ -1,7 +1,7 @@
 """A local AgentDB cluster on this machine: ``agentdb cluster up | status | down``.
 
 :func:`up` starts a Ray head node (plus ``nodes - 1`` extra Ray nodes on the same machine)
-bound to 127.0.0.1, an embedded PostgreSQL 16 + pgvector (:mod:`agentdb.postgres_server`)
+bound to 127.0.0.1, an embedded PostgreSQL 16 + pgvector (:mod:`agentdb.storage.pgserver`)
 unless a PostgreSQL URL is given, and creates the shard replica actors through
 :class:`~agentdb.cluster.db.ClusterDB`. Everything outlives the calling process: the Ray
 processes run in their own sessions, the replica actors and their placement groups are
@@ -464,7 +464,7 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
             ], env, f"node {i + 1}", _START_TIMEOUT_S))
         url = postgres_url
         if url is None:
-            from .. import postgres_server as pgs
+            from ..storage import pgserver as pgs
 
             pg_dir = Path(data_dir or os.environ.get("AGENTDB_CLUSTER_DATA", "").strip()
                           or DEFAULT_DATA_DIR).expanduser().resolve() / "postgres"
@@ -542,7 +542,7 @@ def _rollback(sessions: list[int], pg_dir: Path | None, sp: Path, temp_dir: Path
         _stop_sessions(sessions, grace=5.0)
     if pg_dir is not None:
         with contextlib.suppress(Exception):
-            from .. import postgres_server as pgs
+            from ..storage import pgserver as pgs
 
             pgs.stop(pg_dir)
     with contextlib.suppress(FileNotFoundError):
@@ -709,7 +709,7 @@ def down(*, state_file: str | os.PathLike[str] | None = None,
                            f"{sp} kept")
     pg_stopped = False
     if state.get("postgres_started") and state.get("postgres_data_dir"):
-        from .. import postgres_server as pgs
+        from ..storage import pgserver as pgs
 
         try:
             pg_stopped = pgs.stop(state["postgres_data_dir"])

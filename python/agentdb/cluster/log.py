@@ -1,6 +1,6 @@
 """PostgreSQL as the cluster's ordered, durable change log.
 
-Two tables live next to the :class:`~agentdb.store.postgres.PostgresStore` tables (same
+Two tables live next to the :class:`~agentdb.storage.postgres.PostgresStore` tables (same
 schema and table prefix):
 
 * ``<prefix>cluster_log(seq BIGSERIAL PRIMARY KEY, collection TEXT, op TEXT, id BIGINT,

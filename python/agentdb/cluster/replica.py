@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from .._loader import backend
-from ..columns import FilterColumns
+from ..engines.loader import backend
 from ..errors import InvalidArgumentError
+from ..storage.columns import FilterColumns
 from .graph import GraphSlice
 from .log import ClusterLog
 from .ring import HashRing
@@ -118,7 +118,7 @@ class ShardReplica:
                                  threads=int(c.get("threads", 1)))
 
     def _open(self) -> None:
-        from ..store.postgres import PostgresStore
+        from ..storage.postgres import PostgresStore
 
         c = self.cfg
         if self._store is None:

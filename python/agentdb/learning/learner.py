@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, InvalidTypeError
-from ..store.errors import StoreError
+from ..errors import InvalidArgumentError, InvalidTypeError, StoreError
 from .adapter import Adam, LoRAAdapter, contrastive_grad, normalize
 from .ewc import EWC
 from .state import META_KEY, LearningStateError, decode_state, encode_state

@@ -60,9 +60,6 @@ from pydantic.json_schema import models_json_schema
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 
-from ..cypher.values import Node as CypherNode
-from ..cypher.values import Path as CypherPath
-from ..cypher.values import Relationship as CypherRelationship
 from ..errors import (
     AgentDBError,
     BadRequestError,
@@ -76,7 +73,10 @@ from ..errors import (
     UnauthorizedError,
     describe,
 )
-from ..records import Episode, Pattern, Skill, check_metadata
+from ..graph.cypher.values import Node as CypherNode
+from ..graph.cypher.values import Path as CypherPath
+from ..graph.cypher.values import Relationship as CypherRelationship
+from ..storage.records import Episode, Pattern, Skill, check_metadata
 from . import models as m
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import Event, EventHub

@@ -54,8 +54,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
     raise ImportError(EXTRA_HINT) from exc
 
-from ..cypher.values import Node, Path, Relationship
 from ..errors import InvalidArgumentError, StoreError, describe
+from ..graph.cypher.values import Node, Path, Relationship
 from . import agentdb_pb2 as pb
 from . import agentdb_pb2_grpc as pb_grpc
 from .auth import KeyStore, RateLimiter, key_from_headers

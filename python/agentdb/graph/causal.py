@@ -1,0 +1,900 @@
+"""Causal memory: events and what caused what, as a hypergraph with a Cypher front end.
+
+Topology lives in the native CSR hypergraph (``agentdb._native.Hypergraph``, or the numpy
+fallback); node and edge properties live in the SQLite store (tables ``graph_nodes``,
+``graph_edges``) and in memory, so they survive restarts; the CSR is rebuilt from SQLite when
+the store opens. A hyperedge has a type, a tail (causes), a head (effects), a confidence in
+[0, 1] and a timestamp. Cypher sees the binary projection: a hyperedge matches
+``(a)-[:TYPE]->(b)`` for every ``a`` in its tail and ``b`` in its head.
+
+>>> import agentdb
+>>> db = agentdb.open(":memory:", dim=8)
+>>> g = db.graph
+>>> a = g.add_event(type="root_cause", name="disk full")
+>>> b = g.add_event(type="symptom", name="writes fail")
+>>> c = g.add_event(type="outcome", name="job crashed")
+>>> _ = g.add_causal_chain([a, b, c], confidence=0.9)
+>>> rows = g.query("MATCH (x:Event)-[:CAUSED_BY*1..3]->(y:Event {name: $n}) "
+...                "RETURN x.name AS cause ORDER BY cause", {"n": "job crashed"})
+>>> [r["cause"] for r in rows]
+['disk full', 'writes fail']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..engines import loader as _loader
+from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
+from ..storage import SQLiteStore
+from ..storage.events import EventBus
+from .cypher import CypherError, execute_stats
+from .cypher.graphview import UNBOUNDED_HOPS
+
+__all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
+
+#: Longest variable-length path the engine enumerates (``*`` means ``*1..MAX_PATH_HOPS``).
+MAX_PATH_HOPS = 64
+_PATH_LIMIT = 200_000
+_WRITES = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE)\b", re.IGNORECASE)
+
+
+def _key(value: Any) -> Any:
+    """Index key: numbers by exact value (True == 1), strings as is, others unindexable."""
+    if isinstance(value, bool):
+        return ("n", int(value))
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+def _check_props(props: dict[str, Any], what: str) -> dict[str, Any]:
+    if not isinstance(props, dict):
+        raise InvalidTypeError(f"{what} properties must be a dict, got {type(props).__name__}")
+    for k in props:
+        if not isinstance(k, str) or not k:
+            raise InvalidArgumentError(
+                f"{what} property names must be non-empty strings, got {k!r}")
+    try:
+        json.dumps(props, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what} properties are not JSON-serialisable: {exc}") from None
+    return dict(props)
+
+
+def _check_confidence(c: Any) -> float:
+    if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
+        raise InvalidTypeError(f"confidence must be a number in [0, 1], got {c!r}")
+    c = float(c)
+    if not 0.0 <= c <= 1.0:  # also rejects NaN
+        raise InvalidArgumentError(f"confidence must be within [0, 1], got {c}")
+    return c
+
+
+def _check_time(t: Any) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
+        raise InvalidTypeError(f"timestamp must be a number (epoch seconds), got {t!r}")
+    if not math.isfinite(float(t)):
+        raise InvalidArgumentError(f"timestamp must be finite, got {t}")
+    return float(t)
+
+
+def link_records(store: Any, props: dict[str, Any], pattern_id: int | None,
+                 episode_id: int | None, skill_id: int | None) -> None:
+    """Check that the linked memory records exist in ``store`` and set ``patternId`` /
+    ``episodeId`` / ``skillId`` in ``props`` (``TypeError`` / ``KeyError`` naming the id)."""
+    for key, table, rid in (("patternId", "patterns", pattern_id),
+                            ("episodeId", "episodes", episode_id),
+                            ("skillId", "skills", skill_id)):
+        if rid is None:
+            continue
+        if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
+            raise InvalidTypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
+        if not store.existing(table, [int(rid)]):
+            raise NotFoundError(f"unknown {table[:-1]} id {rid}")
+        props[key] = int(rid)
+
+
+def check_edge(etype: Any, causes: Sequence[int], effects: Sequence[int], confidence: Any,
+               timestamp: Any, props: dict[str, Any]
+               ) -> tuple[list[int], list[int], float, float, dict[str, Any]]:
+    """Validate a hyperedge: ``(tail, head, confidence, timestamp, props)`` or a ValueError /
+    TypeError naming the problem (the timestamp defaults to now)."""
+    if not isinstance(etype, str) or not etype:
+        raise InvalidArgumentError(f"edge type must be a non-empty string, got {etype!r}")
+    tail = [int(x) for x in causes]
+    head = [int(x) for x in effects]
+    if not tail or not head:
+        raise InvalidArgumentError("a causal edge needs at least one cause and one effect")
+    return (tail, head, _check_confidence(confidence),
+            _check_time(time.time() if timestamp is None else timestamp),
+            _check_props(props, "edge"))
+
+
+class CausalMemoryGraph:
+    """Events and causal hyperedges with persistence, property indexes and Cypher.
+
+    Implements :class:`agentdb.graph.cypher.GraphView`. Obtain it as ``db.graph``.
+    """
+
+    def __init__(self, store: SQLiteStore, events: EventBus | None = None) -> None:
+        self._store = store
+        self._events = events
+        self._lock = threading.RLock()
+        self._tx: Any = None
+        self._load()
+
+    # ---- loading ------------------------------------------------------------------------------
+    def _load(self) -> None:
+        self._g = _loader.graph_backend().Hypergraph()
+        self._labels: dict[int, list[str]] = {}
+        self._props: dict[int, dict[str, Any]] = {}
+        self._by_label: dict[str, set[int]] = {}
+        self._etype: dict[int, str] = {}
+        self._eprops: dict[int, dict[str, Any]] = {}
+        self._label_code: dict[str, int] = {}
+        self._type_code: dict[str, int] = {}
+        self._index: dict[tuple[str, str], dict[Any, set[int]]] = {}
+        self._secondary: set[str] = set()  # labels ever seen after a node's first label
+        self._gen = getattr(self, "_gen", 0) + 1
+        self._found: dict[Any, tuple[int, tuple[int, ...]]] = {}
+        self._ends_arr: tuple[Any, np.ndarray] | None = None
+        ids, codes = [], []
+        for nid, labels, props in self._store.graph_nodes():
+            self._remember_node(nid, labels, props)
+            ids.append(nid)
+            codes.append(self._lcode(labels))
+        if ids:
+            self._g.add_nodes(np.asarray(ids, np.int64), np.asarray(codes, np.int32))
+        batch: list[tuple[int, str, list[int], list[int], float, float]] = []
+        for eid, etype, tail, head, conf, ts, props in self._store.graph_edges():
+            self._etype[eid] = etype
+            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
+            batch.append((eid, etype, tail, head, conf, ts))
+            if len(batch) >= 100_000:
+                self._bulk_edges(batch)
+                batch = []
+        if batch:
+            self._bulk_edges(batch)
+        self._g.compact()
+        for label, prop in self._store.graph_indexes():
+            self._build_index(label, prop)
+        self._next_node = max(self._labels, default=0) + 1
+        self._next_edge = max(self._etype, default=0) + 1
+
+    def _bulk_edges(self, batch: list[tuple[int, str, list[int], list[int], float, float]]
+                    ) -> None:
+        tails = [t for _, _, t, _, _, _ in batch]
+        heads = [h for _, _, _, h, _, _ in batch]
+        self._g.add_edges(
+            np.asarray([b[0] for b in batch], np.int64),
+            np.asarray([self._tcode(b[1]) for b in batch], np.int32),
+            np.cumsum([0] + [len(t) for t in tails]).astype(np.int64),
+            np.asarray([x for t in tails for x in t], np.int64),
+            np.cumsum([0] + [len(h) for h in heads]).astype(np.int64),
+            np.asarray([x for h in heads for x in h], np.int64),
+            np.asarray([b[4] for b in batch], np.float32),
+            np.asarray([b[5] for b in batch], np.float64))
+
+    def _lcode(self, labels: Sequence[str]) -> int:
+        if not labels:
+            return -1
+        return self._label_code.setdefault(labels[0], len(self._label_code))
+
+    def _tcode(self, etype: str) -> int:
+        return self._type_code.setdefault(etype, len(self._type_code))
+
+    def _type_codes(self, types: list[str] | None) -> list[int] | None:
+        if types is None:
+            return None
+        return [self._type_code[t] for t in types if t in self._type_code]
+
+    def _remember_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
+        self._labels[nid] = list(labels)
+        self._props[nid] = props
+        for label in labels:
+            self._by_label.setdefault(label, set()).add(nid)
+        for label in labels[1:]:
+            self._secondary.add(label)  # the native label is the first one only
+
+    # ---- property indexes ---------------------------------------------------------------------
+    def _build_index(self, label: str, prop: str) -> None:
+        table: dict[Any, set[int]] = {}
+        for nid in self._by_label.get(label, ()):
+            k = _key(self._props[nid].get(prop))
+            if k is not None:
+                table.setdefault(k, set()).add(nid)
+        self._index[(label, prop)] = table
+
+    def _index_update(self, nid: int, old_labels: list[str], old_props: dict[str, Any],
+                      new_labels: list[str], new_props: dict[str, Any]) -> None:
+        for (label, prop), table in self._index.items():
+            if label in old_labels:
+                k = _key(old_props.get(prop))
+                if k is not None:
+                    table.get(k, set()).discard(nid)
+            if label in new_labels:
+                k = _key(new_props.get(prop))
+                if k is not None:
+                    table.setdefault(k, set()).add(nid)
+
+    def create_index(self, label: str, prop: str) -> None:
+        """Declare a property index (persisted); the Cypher planner uses it for lookups.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.create_index("Event", "type"); g.has_index("Event", "type")
+        True
+        """
+        if not label or not prop or not isinstance(label, str) or not isinstance(prop, str):
+            raise InvalidArgumentError("create_index needs a label and a property name")
+        with self._lock:
+            self._store.add_graph_index(label, prop)
+            self._build_index(label, prop)
+
+    def indexes(self) -> list[tuple[str, str]]:
+        """Declared (label, property) indexes."""
+        return sorted(self._index)
+
+    # ---- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        self._gen += 1  # any write invalidates the find_nodes cache
+        if self._tx is not None:
+            yield self._tx
+            return
+        with self._lock, self._store.write() as w:
+            self._tx = w
+            try:
+                yield w
+            finally:
+                self._tx = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[CausalMemoryGraph]:
+        """Group writes in one SQLite transaction; on an exception nothing is kept.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> with g.transaction():
+        ...     a = g.add_event(name="a"); b = g.add_event(name="b")
+        >>> g.stats()["nodes"]
+        2
+        """
+        with self._lock:
+            if self._tx is not None:
+                yield self
+                return
+            try:
+                with self._store.write() as w:
+                    self._tx = w
+                    try:
+                        yield self
+                    finally:
+                        self._tx = None
+            except BaseException:
+                self._load()  # memory may hold writes that were rolled back: re-read
+                raise
+
+    # ---- GraphView: reads ---------------------------------------------------------------------
+    def node_ids(self, label: str | None = None) -> list[int]:
+        """Ids of all nodes, or of those with ``label`` (ascending)."""
+        if label is None:
+            return sorted(self._labels)
+        return sorted(self._by_label.get(label, ()))
+
+    def find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
+        """Nodes with ``label`` and all of ``props`` (through an index when one exists)."""
+        return list(self.index_lookup(label, props))
+
+    def index_lookup(self, label: str | None, props: dict[str, Any]) -> Sequence[int]:
+        """:meth:`find_nodes` as an immutable tuple; indexed lookups are cached until the next
+        write (the same tuple comes back), so a query repeated with the same parameters does
+        not re-verify thousands of candidates."""
+        ck: Any = None
+        if label is not None and all(_key(v) is not None for v in props.values()):
+            ck = (label, tuple(sorted((k, isinstance(v, bool), _key(v))
+                                      for k, v in props.items())))
+            with self._lock:
+                hit = self._found.get(ck)
+                if hit is not None and hit[0] == self._gen:
+                    return hit[1]
+        with self._lock:
+            gen = self._gen
+            out = tuple(self._find_nodes(label, props))
+            if ck is not None and any((label, k) in self._index for k in props):
+                if len(self._found) >= 256:
+                    self._found.clear()
+                self._found[ck] = (gen, out)
+        return out
+
+    def _find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
+        cands: Iterable[int] | None = None
+        if label is not None:
+            for prop, value in props.items():
+                table = self._index.get((label, prop))
+                if table is not None:
+                    k = _key(value)
+                    cands = sorted(table.get(k, ())) if k is not None else None
+                    break
+        if cands is None:
+            cands = self.node_ids(label)
+        out = []
+        for nid in cands:
+            p = self._props[nid]
+            if label is not None and label not in self._labels[nid]:
+                continue
+            if all(k in p and _same(p[k], v) for k, v in props.items()):
+                out.append(nid)
+        return out
+
+    def has_index(self, label: str, prop: str) -> bool:
+        """Is there a property index on (label, prop)?"""
+        return (label, prop) in self._index
+
+    def node(self, nid: int) -> tuple[list[str], dict[str, Any]]:
+        """``(labels, properties)`` of a node (KeyError if unknown)."""
+        if nid not in self._labels:
+            raise NotFoundError(f"unknown node {nid}")
+        return list(self._labels[nid]), dict(self._props[nid])
+
+    def expand(self, nid: int, direction: str, types: list[str] | None
+               ) -> list[tuple[int, int, int]]:
+        """Projected relationships touching ``nid`` as ``(edge_id, start, end)``."""
+        codes = self._type_codes(types)
+        if codes is not None and not codes:
+            return []
+        out: list[tuple[int, int, int]] = []
+        if direction in ("out", "both"):
+            nb, eids = self._g.neighbors(nid, "out", codes)
+            out = [(e, nid, b) for b, e in zip(nb.tolist(), eids.tolist())]
+        if direction in ("in", "both"):
+            nb, eids = self._g.neighbors(nid, "in", codes)
+            if direction == "both":
+                out.extend((e, a, nid) for a, e in zip(nb.tolist(), eids.tolist()) if a != nid)
+            else:  # a self-loop was already listed once for "both"
+                out = [(e, a, nid) for a, e in zip(nb.tolist(), eids.tolist())]
+        return out
+
+    def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
+        """``(type, properties)`` of a hyperedge (KeyError if unknown)."""
+        if edge_id not in self._etype:
+            raise NotFoundError(f"unknown edge {edge_id}")
+        return self._etype[edge_id], dict(self._eprops[edge_id])
+
+    def var_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
+                  types: list[str] | None, dst: int | None = None,
+                  ends: Collection[int] | None = None,
+                  ) -> Iterator[tuple[list[int], list[tuple[int, int, int]]]]:
+        """Paths from ``src`` with ``min_hops..max_hops`` relationships (no repeated node;
+        ``*`` is capped at :data:`MAX_PATH_HOPS`); only those ending in ``ends`` if given."""
+        codes = self._type_codes(types)
+        if (codes is not None and not codes) or src not in self._labels:
+            return
+        if max_hops >= UNBOUNDED_HOPS or max_hops > MAX_PATH_HOPS:
+            max_hops = MAX_PATH_HOPS
+        if min_hops > max_hops:
+            return
+        end_ids = None
+        if ends is not None:
+            cached = self._ends_arr
+            if cached is not None and cached[0] is ends:
+                end_ids = cached[1]  # the same find_nodes tuple as the previous query
+            else:
+                end_ids = np.fromiter(ends, np.int64, len(ends))
+                if isinstance(ends, tuple):
+                    self._ends_arr = (ends, end_ids)
+        if min_hops == 0:
+            if (dst is None or dst == src) and (ends is None or src in ends):
+                yield [src], []
+            min_hops = 1
+        try:
+            nodes_a, noff_a, edges_a, eoff_a, *_ = self._g.paths(
+                src, min_hops=min_hops, max_hops=max_hops, direction=direction, types=codes,
+                dst=dst, limit=_PATH_LIMIT, ends=end_ids, as_arrays=True)
+        except ValueError as exc:
+            raise CypherError(f"variable-length pattern from node {src}: {exc}") from None
+        all_nodes = nodes_a.tolist()
+        all_edges = edges_a.tolist()
+        noff = noff_a.tolist()
+        eoff = eoff_a.tolist()
+        for i in range(len(noff) - 1):
+            nodes = all_nodes[noff[i]:noff[i + 1]]
+            edges = all_edges[eoff[i]:eoff[i + 1]]
+            if direction == "out":
+                rels = [(e, nodes[j], nodes[j + 1]) for j, e in enumerate(edges)]
+            elif direction == "in":
+                rels = [(e, nodes[j + 1], nodes[j]) for j, e in enumerate(edges)]
+            else:
+                rels = []
+                for j, e in enumerate(edges):
+                    a, b = nodes[j], nodes[j + 1]
+                    rels.append((e, a, b) if self._forward(e, a, b) else (e, b, a))
+            yield nodes, rels
+
+    def match_chain(self, types: list[list[str] | None], directions: list[str],
+                    allowed: list[Sequence[int] | None], labels: list[list[str]] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        """Every chain ``n0 -r1- n1 ... nL`` of projected relationships (GraphView extension).
+
+        ``types[i]`` / ``directions[i]`` ("out" or "in") constrain hop ``i``; ``allowed[j]``
+        (None or node ids) and ``labels[j]`` constrain position ``j``. No relationship repeats
+        within a row (Cypher's rule). Returns ``(nodes (rows, L+1), hyperedge ids (rows, L),
+        exact)``, rows sorted by node row; ``exact[j]`` tells whether every label of
+        ``labels[j]`` was enforced (otherwise the caller checks the rest).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(type=t) for t in ("x", "y", "z"))
+        >>> _ = g.add_causal_chain([a, b, c])
+        >>> nodes, _e, _x = g.match_chain([["CAUSED_BY"], ["CAUSED_BY"]], ["out", "out"],
+        ...                               [None, None, None], [["Event"], [], []])
+        >>> nodes.tolist() == [[a, b, c]]
+        True
+        """
+        width = len(directions) + 1
+        codes_l = [-1] * width
+        exact = [True] * width
+        for j, labs in enumerate(labels or [[]] * width):
+            if not labs:
+                continue
+            lab = labs[0]
+            if lab in self._secondary:
+                exact[j] = False  # some node carries it second: the native label misses it
+                continue
+            if lab not in self._label_code:  # no node has ever carried this label
+                empty = np.zeros((0, width), np.int64)
+                return empty, np.zeros((0, width - 1), np.int64), exact
+            codes_l[j] = self._label_code[lab]
+            exact[j] = len(labs) == 1
+        codes: list[list[int] | None] = []
+        for t in types:
+            c = self._type_codes(t)
+            if c is not None and not c:
+                empty = np.zeros((0, width), np.int64)
+                return empty, np.zeros((0, width - 1), np.int64), exact
+            codes.append(c)
+        arrays: list[np.ndarray | None] = []
+        for ids in allowed:
+            if ids is None:
+                arrays.append(None)
+                continue
+            cached = self._ends_arr
+            if cached is not None and cached[0] is ids:
+                arrays.append(cached[1])
+            else:
+                arr = np.fromiter(ids, np.int64, len(ids))
+                if isinstance(ids, tuple) and len(ids) > 64:
+                    self._ends_arr = (ids, arr)
+                arrays.append(arr)
+        with self._lock:
+            nodes, edges = self._g.match_chain(codes_l, codes, list(directions), None, arrays,
+                                               "relationships")
+        return nodes, edges, exact
+
+    def _forward(self, eid: int, a: int, b: int) -> bool:
+        _, tail, head, _, _ = self._g.edge(eid)
+        return a in set(tail.tolist()) and b in set(head.tolist())
+
+    # ---- GraphView: writes --------------------------------------------------------------------
+    def create_node(self, labels: list[str], props: dict[str, Any]) -> int:
+        """Create a node; returns its id."""
+        for label in labels:
+            if not isinstance(label, str) or not label:
+                raise InvalidArgumentError(f"labels must be non-empty strings, got {label!r}")
+        props = _check_props(props, "node")
+        with self._lock, self._write() as w:
+            nid = self._next_node
+            self._store.put_graph_node(w, nid, labels, props)
+            self._g.add_node(nid, self._lcode(labels))
+            self._remember_node(nid, labels, props)
+            self._index_update(nid, [], {}, labels, props)
+            self._next_node += 1
+        return nid
+
+    def create_relationship(self, type: str, start: int, end: int,  # noqa: A002
+                            props: dict[str, Any]) -> int:
+        """Create a one-cause, one-effect hyperedge; returns its id."""
+        props = dict(props)
+        conf = props.pop("confidence", 1.0)
+        ts = props.pop("timestamp", None)
+        return self.add_causal_edge([start], [end], type=type, confidence=conf, timestamp=ts,
+                                    **props)
+
+    def _set_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
+        old_labels, old_props = self._labels[nid], self._props[nid]
+        props = _check_props(props, "node")
+        with self._lock, self._write() as w:
+            self._store.put_graph_node(w, nid, labels, props)
+            for label in old_labels:
+                self._by_label.get(label, set()).discard(nid)
+            self._remember_node(nid, labels, props)
+            self._index_update(nid, old_labels, old_props, labels, props)
+            if (labels[:1] or [None]) != (old_labels[:1] or [None]):
+                self._g.add_node(nid, self._lcode(labels))  # upsert: new primary label
+
+    def set_node_property(self, nid: int, key: str, value: Any) -> None:
+        """Set (or with None remove) one node property."""
+        labels, props = self.node(nid)
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+        self._set_node(nid, labels, props)
+
+    def add_label(self, nid: int, label: str) -> None:
+        """Add a label to a node."""
+        labels, props = self.node(nid)
+        if label not in labels:
+            self._set_node(nid, labels + [label], props)
+
+    def remove_label(self, nid: int, label: str) -> None:
+        """Remove a label from a node."""
+        labels, props = self.node(nid)
+        if label in labels:
+            self._set_node(nid, [x for x in labels if x != label], props)
+
+    def set_relationship_property(self, eid: int, key: str, value: Any) -> None:
+        """Set (or with None remove) one edge property; ``confidence``/``timestamp`` too."""
+        etype, props = self.relationship(eid)
+        _, tail, head, conf, ts = self._g.edge(eid)
+        if key == "confidence":
+            conf = _check_confidence(1.0 if value is None else value)
+        elif key == "timestamp":
+            ts = _check_time(time.time() if value is None else value)
+        elif value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+        extra = {k: v for k, v in props.items() if k not in ("confidence", "timestamp")}
+        extra = _check_props(extra, "edge")
+        with self._lock, self._write() as w:
+            self._store.put_graph_edge(w, eid, etype, tail.tolist(), head.tolist(), conf, ts,
+                                       extra)
+            if key == "confidence":  # topology is unchanged; re-add to store the confidence
+                self._g.remove_edge(eid)
+                self._g.add_edge(eid, self._tcode(etype), tail.tolist(), head.tolist(), conf,
+                                 ts)
+            self._eprops[eid] = {**extra, "confidence": conf, "timestamp": ts}
+
+    def delete_node(self, nid: int, detach: bool) -> None:
+        """Delete a node; with ``detach`` also every hyperedge touching it."""
+        self.node(nid)
+        touching = sorted({e for e, _, _ in self.expand(nid, "both", None)})
+        if touching and not detach:
+            raise CypherError(f"cannot delete node {nid}: it still has relationships; "
+                              "use DETACH DELETE")
+        with self._lock, self._write() as w:
+            self._store.delete_graph(w, [nid], touching)
+            self._g.remove_node(nid)  # also removes the incident hyperedges
+            for e in touching:
+                self._etype.pop(e, None)
+                self._eprops.pop(e, None)
+            labels, props = self._labels.pop(nid), self._props.pop(nid)
+            for label in labels:
+                self._by_label.get(label, set()).discard(nid)
+            self._index_update(nid, labels, props, [], {})
+
+    def delete_relationship(self, eid: int) -> None:
+        """Delete a hyperedge (every projected relationship it makes goes with it)."""
+        self.relationship(eid)
+        with self._lock, self._write() as w:
+            self._store.delete_graph(w, [], [eid])
+            self._g.remove_edge(eid)
+            self._etype.pop(eid, None)
+            self._eprops.pop(eid, None)
+
+    # ---- the causal-memory API ----------------------------------------------------------------
+    def add_event(self, labels: str | Sequence[str] = "Event", *, pattern_id: int | None = None,
+                  episode_id: int | None = None, skill_id: int | None = None,
+                  **props: Any) -> int:
+        """Add an event node (label ``Event`` by default); returns its id.
+
+        ``pattern_id`` / ``episode_id`` / ``skill_id`` link the event to a memory record of
+        this store (checked to exist; stored as the ``patternId`` / ``episodeId`` /
+        ``skillId`` properties, so Cypher can join on them).
+
+        >>> import agentdb; db = agentdb.open(":memory:", dim=8); g = db.graph
+        >>> g.add_event(type="tool_call", agentId="a1") >= 1
+        True
+        >>> p = db.store_pattern("retry with backoff", reward=0.9, success=True)
+        >>> e = g.add_event(type="action", pattern_id=p)
+        >>> g.query("MATCH (e:Event {patternId: $p}) RETURN id(e) AS e", {"p": p}) == [{"e": e}]
+        True
+        """
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        link_records(self._store, props, pattern_id, episode_id, skill_id)
+        return self.create_node(labels, props)
+
+    def add_node(self, labels: str | Sequence[str] = "Event",
+                 properties: dict[str, Any] | None = None, **props: Any) -> int:
+        """Add a node with ``labels`` and ``properties`` (or keyword properties); its id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> n = g.add_node("Tool", {"name": "grep"})
+        >>> g.node(n)
+        (['Tool'], {'name': 'grep'})
+        """
+        if properties is not None and not isinstance(properties, dict):
+            raise InvalidTypeError(f"properties must be a dict, got {type(properties).__name__}")
+        return self.add_event(labels, **{**(properties or {}), **props})
+
+    def add_hyperedge(self, nodes: Sequence[int] | None = None, *,
+                      tail: Sequence[int] | None = None, head: Sequence[int] | None = None,
+                      label: str = "CAUSED_BY", properties: dict[str, Any] | None = None,
+                      confidence: float = 1.0, timestamp: float | None = None) -> int:
+        """Add one hyperedge of type ``label``: from ``tail`` (causes) to ``head`` (effects),
+        or over ``nodes = [n1, ..., nk]`` read as causes ``n1..n(k-1)`` and effect ``nk`` (the
+        shape of a causal chain's hyperedge). Returns the edge id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=x) for x in "abc")
+        >>> e = g.add_hyperedge([a, b, c], label="LED_TO", properties={"why": "retry"})
+        >>> g.get_edge(e)["causes"] == [a, b] and g.get_edge(e)["effects"] == [c]
+        True
+        """
+        if nodes is not None:
+            if tail is not None or head is not None:
+                raise InvalidArgumentError("give either nodes or tail/head, not both")
+            members = [int(x) for x in nodes]
+            if len(members) < 2:
+                raise InvalidArgumentError("a hyperedge over nodes needs at least two nodes")
+            tail, head = members[:-1], members[-1:]
+        elif tail is None or head is None:
+            raise InvalidArgumentError("add_hyperedge needs nodes, or both tail and head")
+        if properties is not None and not isinstance(properties, dict):
+            raise InvalidTypeError(f"properties must be a dict, got {type(properties).__name__}")
+        extra = dict(properties or {})
+        for reserved in ("confidence", "timestamp"):
+            if reserved in extra:
+                raise InvalidArgumentError(
+                    f"pass {reserved} as its own argument, not in properties")
+        return self.add_causal_edge(tail, head, type=label, confidence=confidence,
+                                    timestamp=timestamp, **extra)
+
+    def query_causal_path(self, outcome_id: int | str, max_depth: int = 5, limit: int = 10,
+                          root_type: str | None = "root_cause",
+                          edge_type: str = "CAUSED_BY") -> list[dict[str, Any]]:
+        """The ``limit`` most confident causal chains into an outcome (reference query 1).
+
+        ``outcome_id`` is the outcome's node id (int) or its ``id`` property (str); roots must
+        have ``type = root_type`` (None: any event). Rows: ``path``, ``depth``,
+        ``chain_confidence`` (product of the links), best first.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> r = g.add_event(type="root_cause", id="r"); o = g.add_event(type="outcome", id="o")
+        >>> _ = g.add_causal_edge([r], [o], confidence=0.8)
+        >>> [(x["depth"], x["chain_confidence"]) for x in g.query_causal_path("o")]
+        [(1, 0.8)]
+        """
+        for name, v in (("max_depth", max_depth), ("limit", limit)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {v!r}")
+        if int(max_depth) > MAX_PATH_HOPS:
+            raise InvalidArgumentError(f"max_depth must be <= {MAX_PATH_HOPS}, got {max_depth}")
+        if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                              edge_type):
+            raise InvalidArgumentError(f"edge_type must be an identifier, got {edge_type!r}")
+        if isinstance(outcome_id, (int, np.integer)) and not isinstance(outcome_id, bool):
+            anchor, params = "(outcome:Event)", {"oid": int(outcome_id)}
+            cond = ["id(outcome) = $oid"]
+        elif isinstance(outcome_id, str):
+            anchor, params, cond = "(outcome:Event {id: $oid})", {"oid": outcome_id}, []
+        else:
+            raise InvalidTypeError(
+                f"outcome_id must be a node id or an id string, got {outcome_id!r}")
+        if root_type is not None:
+            cond.append("root.type = $rootType")
+            params["rootType"] = root_type
+        where = f"WHERE {' AND '.join(cond)} " if cond else ""
+        q = (f"MATCH path = (root:Event)-[:{edge_type}*1..{int(max_depth)}]->{anchor} {where}"
+             "RETURN path, length(path) AS depth, "
+             "reduce(conf = 1.0, r IN relationships(path) | conf * r.confidence) "
+             f"AS chain_confidence ORDER BY chain_confidence DESC LIMIT {int(limit)}")
+        return self.query(q, params)
+
+    def find_similar_patterns(self, start_type: str, middle_type: str,
+                              edge_type: str = "CAUSED_BY",
+                              limit: int | None = None) -> list[dict[str, Any]]:
+        """Two-step causal patterns ``a -> b -> c`` with ``a.type = start_type`` and
+        ``b.type = middle_type`` (reference query 2); rows ``{"a", "b", "c"}`` of nodes.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> ids = [g.add_event(type=t) for t in ("root_cause", "symptom", "outcome")]
+        >>> _ = g.add_causal_chain(ids)
+        >>> [r["c"].properties["type"] for r in g.find_similar_patterns("root_cause", "symptom")]
+        ['outcome']
+        """
+        if not isinstance(edge_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                              edge_type):
+            raise InvalidArgumentError(f"edge_type must be an identifier, got {edge_type!r}")
+        tail = ""
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+                raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
+            tail = f" LIMIT {int(limit)}"
+        q = (f"MATCH (a:Event)-[:{edge_type}]->(b:Event)-[:{edge_type}]->(c:Event) "
+             "WHERE a.type = $type1 AND b.type = $type2 RETURN a, b, c" + tail)
+        return self.query(q, {"type1": start_type, "type2": middle_type})
+
+    def cypher(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Run a Cypher query with keyword parameters; rows of plain Python values.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> _ = g.add_event(type="x", n=2)
+        >>> g.cypher("MATCH (e:Event) WHERE e.n >= $min RETURN e.type AS t", min=1)
+        [{'t': 'x'}]
+        """
+        return self.query(query, params)
+
+    def add_causal_edge(self, causes: Sequence[int], effects: Sequence[int], *,
+                        type: str = "CAUSED_BY", confidence: float = 1.0,  # noqa: A002
+                        timestamp: float | None = None, **props: Any) -> int:
+        """Add a hyperedge from ``causes`` (tail) to ``effects`` (head); returns its id.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> e = g.add_causal_edge([a, b], [c], confidence=0.7)
+        >>> g.relationship(e)[1]["confidence"]
+        0.7
+        """
+        tail, head, conf, ts, props = check_edge(type, causes, effects, confidence, timestamp,
+                                                 props)
+        for n in tail + head:
+            if n not in self._labels:
+                raise NotFoundError(f"unknown node {n}")
+        with self._lock, self._write() as w:
+            eid = self._next_edge
+            self._store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
+            self._g.add_edge(eid, self._tcode(type), tail, head, conf, ts)
+            self._etype[eid] = type
+            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
+            self._next_edge += 1
+        return eid
+
+    def add_causal_chain(self, events: Sequence[int], *, type: str = "CAUSED_BY",  # noqa: A002
+                         confidence: float | Sequence[float] = 1.0,
+                         chain_type: str = "CAUSAL_CHAIN", **props: Any) -> tuple[int, list[int]]:
+        """Record a chain ``e1 -> e2 -> ... -> en``: one hyperedge of ``chain_type`` over all
+        events (causes ``e1..e(n-1)``, effect ``en``) and one ``type`` edge between each
+        consecutive pair. Returns ``(chain_edge_id, [pair edge ids])``. ``confidence`` is one
+        value or one per pair; the chain edge gets their product.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> ids = [g.add_event(step=i) for i in range(3)]
+        >>> chain, pairs = g.add_causal_chain(ids, confidence=[0.9, 0.5])
+        >>> round(g.relationship(chain)[1]["confidence"], 2), len(pairs)
+        (0.45, 2)
+        """
+        ev = [int(e) for e in events]
+        if len(ev) < 2:
+            raise InvalidArgumentError("a causal chain needs at least two events")
+        confs = ([confidence] * (len(ev) - 1) if isinstance(confidence, (int, float))
+                 else list(confidence))
+        if len(confs) != len(ev) - 1:
+            raise InvalidArgumentError(f"got {len(confs)} confidences for {len(ev) - 1} links")
+        confs = [_check_confidence(c) for c in confs]
+        with self.transaction():
+            pairs = [self.add_causal_edge([a], [b], type=type, confidence=c, **props)
+                     for a, b, c in zip(ev, ev[1:], confs)]
+            chain = self.add_causal_edge(ev[:-1], ev[-1:], type=chain_type,
+                                         confidence=float(np.prod(confs)), **props)
+        return chain, pairs
+
+    def remove_event(self, nid: int) -> None:
+        """Remove an event and every hyperedge touching it (KeyError if unknown)."""
+        self.delete_node(int(nid), detach=True)
+
+    def remove_edge(self, eid: int) -> None:
+        """Remove a hyperedge (KeyError if unknown)."""
+        self.delete_relationship(int(eid))
+
+    def get_event(self, nid: int) -> dict[str, Any]:
+        """``{"id", "labels", "properties"}`` of a node (KeyError if unknown)."""
+        labels, props = self.node(int(nid))
+        return {"id": int(nid), "labels": labels, "properties": props}
+
+    def get_edge(self, eid: int) -> dict[str, Any]:
+        """``{"id", "type", "causes", "effects", "confidence", "timestamp", "properties"}``."""
+        etype, props = self.relationship(int(eid))
+        _, tail, head, conf, ts = self._g.edge(int(eid))
+        extra = {k: v for k, v in props.items() if k not in ("confidence", "timestamp")}
+        return {"id": int(eid), "type": etype, "causes": tail.tolist(), "effects": head.tolist(),
+                "confidence": props["confidence"], "timestamp": props["timestamp"],
+                "properties": extra}
+
+    def khop(self, seeds: int | Sequence[int], k: int, direction: str = "out",
+             types: Sequence[str] | None = None) -> dict[int, int]:
+        """Nodes within ``k`` hops of the seeds: ``{node: min hops}`` (native BFS).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c])
+        >>> g.khop(a, 2, types=["CAUSED_BY"]) == {b: 1, c: 2}
+        True
+        """
+        seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+        for s in seeds:
+            if s not in self._labels:
+                raise NotFoundError(f"unknown node {s}")
+        codes = self._type_codes(list(types) if types is not None else None)
+        if codes is not None and not codes:
+            return {}
+        nodes, hops = self._g.khop(seeds, k, direction, codes)
+        return {int(n): int(h) for n, h in zip(nodes, hops)}
+
+    def paths(self, src: int, *, min_hops: int = 1, max_hops: int = 5, direction: str = "out",
+              types: Sequence[str] | None = None, dst: int | None = None, n: int | None = None,
+              score: str = "product") -> list[dict[str, Any]]:
+        """Causal paths from ``src``: ``[{"nodes", "edges", "confidence": {"product", "min",
+        "sum"}}]``; with ``n``, only the ``n`` best by ``score`` (native, pruned).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=x) for x in "abc")
+        >>> _ = g.add_causal_chain([a, b, c], confidence=0.5)
+        >>> [p["nodes"] for p in g.paths(a, types=["CAUSED_BY"])] == [[a, b], [a, b, c]]
+        True
+        """
+        if int(src) not in self._labels:
+            raise NotFoundError(f"unknown node {src}")
+        codes = self._type_codes(list(types) if types is not None else None)
+        if codes is not None and not codes:
+            return []
+        if n is not None:
+            found = self._g.top_paths(int(src), min_hops=min_hops, max_hops=max_hops,
+                                      direction=direction, types=codes, n=n, score=score,
+                                      dst=dst)
+        else:
+            found = self._g.paths(int(src), min_hops=min_hops, max_hops=max_hops,
+                                  direction=direction, types=codes, dst=dst)
+        return [{"nodes": [int(x) for x in nodes], "edges": [int(e) for e in edges],
+                 "confidence": {"product": float(p), "min": float(m), "sum": float(s)}}
+                for nodes, edges, p, m, s in found]
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a Cypher query; returns rows as dicts. Writes run in one transaction.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.query("CREATE (a:Event {type: 'x'})-[:CAUSED_BY {confidence: 0.5}]->(b:Event)")
+        []
+        >>> g.query("MATCH (a)-[r]->(b) RETURN r.confidence AS c")
+        [{'c': 0.5}]
+        """
+        return self.query_stats(cypher, params).rows
+
+    def query_stats(self, cypher: str, params: dict[str, Any] | None = None) -> Any:
+        """Like :meth:`query` but returns the result object with ``rows``, ``columns`` and
+        ``stats`` (write counters)."""
+        if not isinstance(cypher, str):
+            raise InvalidTypeError(f"query must be a string, got {type(cypher).__name__}")
+        if _WRITES.search(cypher):
+            with self.transaction():
+                return execute_stats(self, cypher, params)
+        with self._lock:
+            return execute_stats(self, cypher, params)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and memory.
+
+        >>> import agentdb; agentdb.open(":memory:", dim=8).graph.stats()["edges"]
+        0
+        """
+        return {"nodes": len(self._labels), "edges": len(self._etype),
+                "labels": sorted(self._by_label), "types": sorted(set(self._etype.values())),
+                "indexes": [f"{a}.{b}" for a, b in self.indexes()],
+                "native": _loader.graph_backend().__name__.endswith("_native"),
+                "csr_memory_bytes": int(self._g.memory_usage())}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)

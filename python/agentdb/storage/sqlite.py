@@ -1,0 +1,583 @@
+"""The embedded system of record: one SQLite file in WAL mode.
+
+Rows carry a ``gen`` (the store's write generation when they were last written) and deletions
+are logged with theirs, so an index file saved at generation G is brought up to date by
+replaying only what came after G. One process may write a store at a time (an ``flock`` on
+``<path>.lock``); any number of threads may read while one thread writes.
+
+>>> s = SQLiteStore(":memory:", dim=4)
+>>> s.count("patterns")
+0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    StoreClosedError,
+    StoreError,
+    StoreLockedError,
+)
+
+try:  # POSIX advisory locks
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["COLLECTIONS", "SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+
+#: Columns of each collection table (besides id, embedding, created_at, updated_at, gen).
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "patterns": ("session_id", "task", "reward", "success", "input", "output", "critique",
+                 "metadata"),
+    "episodes": ("session_id", "task", "reward", "success", "input", "output", "critique",
+                 "latency_ms", "tokens", "skills", "metadata"),
+    "skills": ("name", "description", "signature", "code", "success_rate", "uses", "metadata"),
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS patterns (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
+  input TEXT, output TEXT, critique TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS patterns_session ON patterns(session_id);
+CREATE INDEX IF NOT EXISTS patterns_task ON patterns(task);
+CREATE INDEX IF NOT EXISTS patterns_created ON patterns(created_at);
+CREATE INDEX IF NOT EXISTS patterns_gen ON patterns(gen);
+CREATE TABLE IF NOT EXISTS episodes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
+  input TEXT, output TEXT, critique TEXT, latency_ms REAL, tokens INTEGER,
+  skills TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS episodes_session ON episodes(session_id);
+CREATE INDEX IF NOT EXISTS episodes_task ON episodes(task);
+CREATE INDEX IF NOT EXISTS episodes_gen ON episodes(gen);
+CREATE TABLE IF NOT EXISTS skills (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE, description TEXT NOT NULL DEFAULT '', signature TEXT, code TEXT,
+  success_rate REAL NOT NULL DEFAULT 0, uses INTEGER NOT NULL DEFAULT 0,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS skills_gen ON skills(gen);
+CREATE TABLE IF NOT EXISTS graph_nodes (
+  id INTEGER PRIMARY KEY, labels TEXT NOT NULL DEFAULT '[]', props TEXT NOT NULL DEFAULT '{}',
+  gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_edges (
+  id INTEGER PRIMARY KEY, type TEXT NOT NULL, tail TEXT NOT NULL, head TEXT NOT NULL,
+  confidence REAL NOT NULL, timestamp REAL NOT NULL, props TEXT NOT NULL DEFAULT '{}',
+  gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_indexes (
+  label TEXT NOT NULL, prop TEXT NOT NULL, PRIMARY KEY (label, prop));
+CREATE TABLE IF NOT EXISTS deletions (
+  collection TEXT NOT NULL, id INTEGER NOT NULL, gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS deletions_gen ON deletions(collection, gen);
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id INTEGER NOT NULL,
+  at REAL NOT NULL);
+"""
+
+
+class SQLiteStore:
+    """Rows of patterns, episodes and skills in one SQLite file (or ``":memory:"``).
+
+    ``durability="full"`` (default) fsyncs every commit, so a committed write survives power
+    loss; ``"normal"`` survives a killed process but may lose the last commits on power loss.
+
+    >>> s = SQLiteStore(":memory:", dim=2)
+    >>> with s.write() as w:
+    ...     rid = s.insert(w, "patterns", {"task": "t", "reward": 0.0, "success": 0,
+    ...                    "session_id": None, "input": None, "output": None,
+    ...                    "critique": None, "metadata": "{}"}, np.ones(2, np.float32))
+    >>> s.count("patterns")
+    1
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dim: int,
+        *,
+        readonly: bool = False,
+        durability: str = "full",
+        timeout: float = 30.0,
+    ) -> None:
+        if durability not in ("full", "normal"):
+            raise InvalidArgumentError(f"durability must be 'full' or 'normal', got {durability!r}")
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.readonly = readonly
+        self._timeout = timeout
+        self._sync = "FULL" if durability == "full" else "NORMAL"
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._closed = False
+        self._all_conns: list[sqlite3.Connection] = []
+        self.generation = 0
+        self.pending_gen = 0
+        self.outbox = False
+        self._conns_lock = threading.Lock()
+        if not self.memory:
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"directory of '{self.path}' does not exist: {parent}")
+            if readonly and not Path(self.path).exists():
+                raise FileNotFoundError(f"no AgentDB store at '{self.path}'")
+            if not readonly:
+                self._acquire_process_lock()
+        try:
+            self._writer = self._connect(write=not readonly)
+            if not readonly:
+                self._writer.executescript(_SCHEMA)
+                self._init_meta(dim)
+            self.dim = int(self.meta("dim") or dim)
+            self.generation = int(self.meta("generation") or 0)
+            # once a mirror was attached, every write is logged for it until it is detached
+            self.outbox = self.meta("mirror") == "on"
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"'{self.path}' is not a readable AgentDB store: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- connections ------------------------------------------------------------------------
+    def _acquire_process_lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise StoreLockedError(
+                f"'{self.path}' is open for writing by another process (pid {holder}); "
+                "close it there, or open this one with readonly=True"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _connect(self, write: bool) -> sqlite3.Connection:
+        if self.memory:
+            uri, target = True, f"file:agentdb-mem-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        elif self.readonly or not write:
+            uri, target = True, Path(self.path).resolve().as_uri() + (
+                "?mode=ro" if self.readonly else "")
+        else:
+            uri, target = False, self.path
+        conn = sqlite3.connect(target, uri=uri, timeout=self._timeout, check_same_thread=False,
+                               isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        if not self.readonly and not self.memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._sync}")
+        with self._conns_lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection for this thread (readers never block the writer in WAL mode)."""
+        if self._closed:
+            raise StoreClosedError(f"store '{self.path}' is closed")
+        if self.memory:
+            return self._writer
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(write=False)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close every connection and release the process lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._conns_lock:
+            for c in self._all_conns:
+                try:
+                    c.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._all_conns.clear()
+        if self._lock_fd is not None:
+            try:
+                os.close(self._lock_fd)
+            finally:
+                self._lock_fd = None
+
+    # ---- meta -------------------------------------------------------------------------------
+    def _init_meta(self, dim: int) -> None:
+        cur = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if cur is None:
+            with self.write() as w:
+                w.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", [
+                    ("schema_version", str(SCHEMA_VERSION)), ("dim", str(dim)),
+                    ("generation", "0"), ("created_at", str(time.time()))])
+        elif int(cur[0]) > SCHEMA_VERSION:
+            raise StoreError(f"'{self.path}' has schema version {cur[0]}; this AgentDB reads "
+                             f"up to {SCHEMA_VERSION} (upgrade agentdb)")
+        stored = self._writer.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+        if stored is not None and int(stored[0]) != int(dim) and dim != 0:
+            raise InvalidArgumentError(f"dimension mismatch: '{self.path}' stores dim {stored[0]}, "
+                                       f"opened with dim {dim}")
+
+    def meta(self, key: str) -> str | None:
+        """Read one meta value.
+
+        >>> SQLiteStore(":memory:", dim=3).meta("dim")
+        '3'
+        """
+        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one meta value in its own transaction."""
+        with self.write() as w:
+            w.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    # ---- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: commits on success, rolls back on any exception.
+
+        The generation counter advances once per transaction; rows written inside it carry
+        ``self.pending_gen``.
+        """
+        if self.readonly:
+            raise StoreError(f"store '{self.path}' is open read-only")
+        if self._closed:
+            raise StoreClosedError(f"store '{self.path}' is closed")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            self.pending_gen = self.generation + 1
+            try:
+                yield conn
+                conn.execute("UPDATE meta SET value=? WHERE key='generation'",
+                             (str(self.pending_gen),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.generation = self.pending_gen
+
+    # ---- rows -------------------------------------------------------------------------------
+    def insert(self, w: sqlite3.Connection, table: str, values: dict[str, Any],
+               embedding: np.ndarray, row_id: int | None = None,
+               created_at: float | None = None) -> int:
+        """Insert one row (inside :meth:`write`); returns its id."""
+        cols = COLLECTIONS[table]
+        now = time.time()
+        names = ["id", *cols, "embedding", "created_at", "updated_at", "gen"]
+        params = [row_id, *(values.get(c) for c in cols), _blob(embedding),
+                  created_at if created_at is not None else now, now, self.pending_gen]
+        sql = (f"INSERT INTO {table}({', '.join(names)}) "
+               f"VALUES ({', '.join('?' * len(names))})")
+        rid = int(w.execute(sql, params).lastrowid)
+        self._log(w, table, [rid])
+        return rid
+
+    def upsert_rows(self, w: sqlite3.Connection, table: str,
+                    rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace whole rows, keeping their ids and timestamps (inside
+        :meth:`write`; used by migration). Each row has ``id``, every column, ``embedding``,
+        ``created_at`` and ``updated_at``."""
+        cols = COLLECTIONS[table]
+        names = ["id", *cols, "embedding", "created_at", "updated_at", "gen"]
+        sql = (f"INSERT INTO {table}({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+               f"ON CONFLICT(id) DO UPDATE SET "
+               + ", ".join(f"{c}=excluded.{c}" for c in names[1:]))
+        params = []
+        for r in rows:
+            vals = []
+            for c in cols:
+                v = r.get(c)
+                if c in ("metadata", "skills") and not isinstance(v, str):
+                    v = json.dumps(v if v is not None else ({} if c == "metadata" else []),
+                                   allow_nan=False)
+                elif c == "success" and v is not None:
+                    v = int(bool(v))
+                vals.append(v)
+            params.append([int(r["id"]), *vals, _blob(r["embedding"]), float(r["created_at"]),
+                           float(r["updated_at"]), self.pending_gen])
+        w.executemany(sql, params)
+        self._log(w, table, [int(r["id"]) for r in rows])
+
+    def update(self, w: sqlite3.Connection, table: str, row_id: int, values: dict[str, Any],
+               embedding: np.ndarray | None = None) -> None:
+        """Update some columns of one row (inside :meth:`write`)."""
+        cols = [c for c in values if c in COLLECTIONS[table]]
+        unknown = set(values) - set(COLLECTIONS[table])
+        if unknown:
+            raise InvalidArgumentError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
+        sets = [f"{c}=?" for c in cols] + ["updated_at=?", "gen=?"]
+        params: list[Any] = [values[c] for c in cols] + [time.time(), self.pending_gen]
+        if embedding is not None:
+            sets.append("embedding=?")
+            params.append(_blob(embedding))
+        params.append(row_id)
+        cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id=?", params)
+        if cur.rowcount == 0:
+            raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
+        self._log(w, table, [row_id])
+
+    def delete(self, w: sqlite3.Connection, table: str, ids: Sequence[int]) -> None:
+        """Delete rows and log the deletions (inside :meth:`write`)."""
+        w.executemany(f"DELETE FROM {table} WHERE id=?", [(int(i),) for i in ids])
+        w.executemany("INSERT INTO deletions(collection, id, gen) VALUES (?, ?, ?)",
+                      [(table, int(i), self.pending_gen) for i in ids])
+        self._log(w, table, ids)
+
+    def existing(self, table: str, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` exist."""
+        out: set[int] = set()
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update(r[0] for r in conn.execute(q, chunk))
+        return out
+
+    def get(self, table: str, ids: Sequence[int],
+            with_embedding: bool = True) -> dict[int, dict[str, Any]]:
+        """Rows by id as dicts (with the embedding as float32 unless ``with_embedding`` is
+        False)."""
+        out: dict[int, dict[str, Any]] = {}
+        conn = self._reader()
+        cols = "*" if with_embedding else ", ".join(
+            ["id", *COLLECTIONS[table], "created_at", "updated_at"])
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = f"SELECT {cols} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            cur = conn.execute(q, chunk)
+            names = [d[0] for d in cur.description]
+            for row in cur:
+                d = _row(names, row)
+                out[d["id"]] = d
+        return out
+
+    def find(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
+        """The first row whose ``column`` equals ``value``."""
+        if column not in COLLECTIONS[table] and column != "id":
+            raise InvalidArgumentError(f"unknown column {column}")
+        cur = self._reader().execute(f"SELECT * FROM {table} WHERE {column}=? LIMIT 1", (value,))
+        row = cur.fetchone()
+        return None if row is None else _row([d[0] for d in cur.description], row)
+
+    def count(self, table: str) -> int:
+        """Number of rows in a collection."""
+        return int(self._reader().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def iter_rows(self, table: str, since_gen: int = -1, batch: int = 2000,
+                  columns: str = "*") -> Iterator[list[dict[str, Any]]]:
+        """Rows with ``gen > since_gen`` in id order, in batches."""
+        conn = self._reader()
+        last = -(2**63)
+        while True:
+            cur = conn.execute(
+                f"SELECT {columns} FROM {table} WHERE gen > ? AND id > ? ORDER BY id LIMIT ?",
+                (since_gen, last, batch))
+            names = [d[0] for d in cur.description]
+            rows = [_row(names, r) for r in cur.fetchall()]
+            if not rows:
+                return
+            last = rows[-1]["id"]
+            yield rows
+
+    def deleted_since(self, table: str, gen: int) -> list[int]:
+        """Ids deleted from ``table`` after generation ``gen``."""
+        cur = self._reader().execute(
+            "SELECT DISTINCT id FROM deletions WHERE collection=? AND gen > ?", (table, gen))
+        return [int(r[0]) for r in cur]
+
+    def select_ids(self, table: str, where_sql: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids matching a SQL condition built by :mod:`agentdb.storage.filters` (sorted int64)."""
+        cur = self._reader().execute(f"SELECT id FROM {table} WHERE {where_sql} ORDER BY id",
+                                     list(params))
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def scalar_columns(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(id, *columns) for every row — used to build in-memory filter columns."""
+        cols = ", ".join(["id", *columns])
+        return self._reader().execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()
+
+    # ---- causal graph ---------------------------------------------------------------------------
+    def put_graph_node(self, w: sqlite3.Connection, nid: int, labels: Sequence[str],
+                       props: dict[str, Any]) -> None:
+        """Insert or replace one graph node (inside :meth:`write`)."""
+        w.execute("INSERT INTO graph_nodes(id, labels, props, gen) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT(id) DO UPDATE SET labels=excluded.labels, props=excluded.props, "
+                  "gen=excluded.gen",
+                  (int(nid), json.dumps(list(labels)), json.dumps(props, allow_nan=False),
+                   self.pending_gen))
+        self._log(w, "graph_nodes", [nid])
+
+    def put_graph_edge(self, w: sqlite3.Connection, eid: int, type: str, tail: Sequence[int],
+                       head: Sequence[int], confidence: float, timestamp: float,
+                       props: dict[str, Any]) -> None:
+        """Insert or replace one hyperedge (inside :meth:`write`)."""
+        w.execute("INSERT INTO graph_edges(id, type, tail, head, confidence, timestamp, props, "
+                  "gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                  "type=excluded.type, tail=excluded.tail, head=excluded.head, "
+                  "confidence=excluded.confidence, timestamp=excluded.timestamp, "
+                  "props=excluded.props, gen=excluded.gen",
+                  (int(eid), type, json.dumps([int(x) for x in tail]),
+                   json.dumps([int(x) for x in head]), float(confidence), float(timestamp),
+                   json.dumps(props, allow_nan=False), self.pending_gen))
+        self._log(w, "graph_edges", [eid])
+
+    def delete_graph(self, w: sqlite3.Connection, node_ids: Sequence[int],
+                     edge_ids: Sequence[int]) -> None:
+        """Delete graph nodes and edges (inside :meth:`write`)."""
+        w.executemany("DELETE FROM graph_edges WHERE id=?", [(int(e),) for e in edge_ids])
+        w.executemany("DELETE FROM graph_nodes WHERE id=?", [(int(n),) for n in node_ids])
+        self._log(w, "graph_edges", edge_ids)
+        self._log(w, "graph_nodes", node_ids)
+
+    def graph_nodes(self) -> Iterator[tuple[int, list[str], dict[str, Any]]]:
+        """Every graph node as (id, labels, props), by id."""
+        for nid, labels, props in self._reader().execute(
+                "SELECT id, labels, props FROM graph_nodes ORDER BY id"):
+            yield int(nid), json.loads(labels), json.loads(props)
+
+    def graph_edges(self) -> Iterator[tuple[int, str, list[int], list[int], float, float,
+                                             dict[str, Any]]]:
+        """Every hyperedge as (id, type, tail, head, confidence, timestamp, props), by id."""
+        for row in self._reader().execute(
+                "SELECT id, type, tail, head, confidence, timestamp, props FROM graph_edges "
+                "ORDER BY id"):
+            yield (int(row[0]), row[1], json.loads(row[2]), json.loads(row[3]), float(row[4]),
+                   float(row[5]), json.loads(row[6]))
+
+    def graph_indexes(self) -> list[tuple[str, str]]:
+        """Declared (label, property) indexes."""
+        return [(a, b) for a, b in self._reader().execute(
+            "SELECT label, prop FROM graph_indexes ORDER BY label, prop")]
+
+    def add_graph_index(self, label: str, prop: str) -> None:
+        """Declare a (label, property) index (idempotent)."""
+        with self.write() as w:
+            w.execute("INSERT OR IGNORE INTO graph_indexes(label, prop) VALUES (?, ?)",
+                      (label, prop))
+            self._log(w, "graph_indexes", [0])
+
+    def get_graph_nodes(self, ids: Sequence[int]) -> dict[int, tuple[list[str], dict[str, Any]]]:
+        """Graph nodes by id: ``{id: (labels, props)}`` (missing ids are absent)."""
+        out: dict[int, tuple[list[str], dict[str, Any]]] = {}
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT id, labels, props FROM graph_nodes WHERE id IN ({marks})"
+            for nid, labels, props in conn.execute(q, chunk):
+                out[int(nid)] = (json.loads(labels), json.loads(props))
+        return out
+
+    def get_graph_edges(self, ids: Sequence[int]) -> dict[int, tuple[str, list[int], list[int],
+                                                                     float, float,
+                                                                     dict[str, Any]]]:
+        """Hyperedges by id: ``{id: (type, tail, head, confidence, timestamp, props)}``."""
+        out: dict[int, tuple[str, list[int], list[int], float, float, dict[str, Any]]] = {}
+        conn = self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = ("SELECT id, type, tail, head, confidence, timestamp, props FROM graph_edges "
+                 f"WHERE id IN ({','.join('?' * len(chunk))})")
+            for r in conn.execute(q, chunk):
+                out[int(r[0])] = (r[1], json.loads(r[2]), json.loads(r[3]), float(r[4]),
+                                  float(r[5]), json.loads(r[6]))
+        return out
+
+    # ---- mirror outbox ----------------------------------------------------------------------
+    def _log(self, w: sqlite3.Connection, collection: str, ids: Sequence[int]) -> None:
+        """Record changed ids for the mirror, in the same transaction as the change."""
+        if self.outbox and len(ids):
+            now = time.time()
+            w.executemany("INSERT INTO outbox(collection, id, at) VALUES (?, ?, ?)",
+                          [(collection, int(i), now) for i in ids])
+
+    def enable_outbox(self) -> None:
+        """Start logging every write for a mirror (persisted: later opens keep logging)."""
+        if not self.outbox:
+            self.set_meta("mirror", "on")
+            self.outbox = True
+
+    def disable_outbox(self) -> None:
+        """Stop logging writes for a mirror and drop what is pending."""
+        with self.write() as w:
+            w.execute("INSERT INTO meta(key, value) VALUES ('mirror', 'off') "
+                      "ON CONFLICT(key) DO UPDATE SET value='off'")
+            w.execute("DELETE FROM outbox")
+        self.outbox = False
+
+    def outbox_batch(self, after_seq: int, limit: int) -> list[tuple[int, str, int, float]]:
+        """Pending changes ``(seq, collection, id, at)`` with ``seq > after_seq``, in order."""
+        return [(int(a), b, int(c), float(d)) for a, b, c, d in self._reader().execute(
+            "SELECT seq, collection, id, at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (int(after_seq), int(limit)))]
+
+    def outbox_ack(self, upto_seq: int) -> None:
+        """Forget the changes up to ``upto_seq`` (the mirror has them); no generation bump."""
+        if self.readonly or self._closed:
+            return
+        with self._write_lock:
+            self._writer.execute("DELETE FROM outbox WHERE seq <= ?", (int(upto_seq),))
+
+    def outbox_stats(self) -> tuple[int, float | None, int]:
+        """``(pending changes, time of the oldest pending one, last seq ever assigned)``."""
+        conn = self._reader()
+        n, oldest = conn.execute("SELECT COUNT(*), MIN(at) FROM outbox").fetchone()
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        return int(n), (None if oldest is None else float(oldest)), int(row[0]) if row else 0
+
+    def file_size(self) -> int:
+        """Bytes on disk of the database and its WAL."""
+        if self.memory:
+            return 0
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal")
+                   if os.path.exists(p))
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
+
+
+def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    d = dict(zip(names, row))
+    if "embedding" in d and d["embedding"] is not None:
+        d["embedding"] = np.frombuffer(d["embedding"], dtype="<f4").copy()
+    for key in ("metadata", "skills"):
+        if key in d and isinstance(d[key], str):
+            d[key] = json.loads(d[key])
+    if "success" in d and d["success"] is not None:
+        d["success"] = bool(d["success"])
+    return d
+
+
+def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
