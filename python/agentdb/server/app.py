@@ -1061,6 +1061,6 @@ def _parse_kinds(kinds: str | None) -> tuple[str, ...]:
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
