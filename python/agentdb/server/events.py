@@ -69,7 +69,7 @@ class Subscription:
     def close(self) -> None:
         """Unsubscribe (idempotent)."""
         self.closed = True
-        self.hub._remove(self)
+        self.hub.remove(self)
 
 
 class EventHub:
@@ -107,7 +107,7 @@ class EventHub:
             try:
                 s.queue.put_nowait(ev)
             except queue.Full:  # too slow: drop it rather than block the writer
-                self._remove(s)
+                self.remove(s)
                 try:
                     s.queue.get_nowait()
                     s.queue.put_nowait(None)
@@ -134,7 +134,8 @@ class EventHub:
             self._subs.append(sub)
         return sub
 
-    def _remove(self, sub: Subscription) -> None:
+    def remove(self, sub: Subscription) -> None:
+        """Forget ``sub`` (its ``close()`` calls this); unknown subscriptions are ignored."""
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)

@@ -267,7 +267,7 @@ class _PartPlan:
         n = len(self.nodes)
         k = len(self.rels)
         for nid in self._candidates(row, reqs[a]):
-            if not self._node_ok(aslot, nid, row, reqs[a]):
+            if not self.node_ok(aslot, nid, row, reqs[a]):
                 continue
             r = row
             if aslot.var is not None and not aslot.check:
@@ -321,7 +321,7 @@ class _PartPlan:
             return graph.node_ids(self.anchor_label)
         return graph.node_ids()
 
-    def _node_ok(self, slot: _NodeSlot, nid: int, row: Row, req: dict[str, Any] | None) -> bool:
+    def node_ok(self, slot: _NodeSlot, nid: int, row: Row, req: dict[str, Any] | None) -> bool:
         if slot.check:
             v = row.get(slot.var)  # type: ignore[arg-type]
             if v is None:
@@ -407,7 +407,7 @@ class _PartPlan:
                 other = e if s == cur else s
                 if not self._rel_ok(rslot, eid, row, rreq):
                     continue
-                if not self._node_ok(tslot, other, row, treq):
+                if not self.node_ok(tslot, other, row, treq):
                     continue
                 rr = RelRef(eid, s, e)
                 r = row
@@ -466,7 +466,7 @@ class _PartPlan:
                 self._rel_ok(rslot, t[0], row, rreq) for t in rel_t
             ):
                 continue
-            if not self._node_ok(tslot, other, row, treq):
+            if not self.node_ok(tslot, other, row, treq):
                 continue
             refs = [RelRef(t[0], t[1], t[2]) for t in rel_t]
             nl = list(nodes_l)
@@ -684,7 +684,7 @@ class _Chain:
                 if used and any(t in used for t in rels):
                     continue
             if node_checks and not all(
-                pp._node_ok(sl, ns[j], row, reqs[j]) for j, sl in node_checks
+                pp.node_ok(sl, ns[j], row, reqs[j]) for j, sl in node_checks
             ):
                 continue
             r = dict(row)
