@@ -434,7 +434,7 @@ class HNSWIndex {
     for (uint64_t s = 0; s < n_slots; ++s) {
       std::size_t words = static_cast<std::size_t>(idx->levels_[s]) * (M + 1);
       idx->upper_[s].resize(words);
-      std::memcpy(idx->upper_[s].data(), up, words * 4);
+      if (words) std::memcpy(idx->upper_[s].data(), up, words * 4);  // data() may be null
       up += words * 4;
     }
     // Validate links so a crafted file cannot make a search read out of bounds.

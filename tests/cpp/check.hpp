@@ -3,7 +3,7 @@
 //   TEST_CASE(suite, name) { CHECK(x); CHECK_EQ(a, b); CHECK_NEAR(a, b, tol); ... }
 //
 // CHECK* record a failure (file:line, the expression, both values, and any SCOPE context)
-// and carry on; REQUIRE* stop the current test case. CHECK_THROWS(expr, Type) expects an
+// and carry on; REQUIRE stops the current test case. CHECK_THROWS(expr, Type) expects an
 // exception of Type. SCOPE(a, b, ...) adds context to every failure while it is alive (e.g.
 // the SIMD path and the dimension of a loop). main.cpp runs the cases of the suites named on
 // its command line (all when none is named), one CTest test per suite (tests/cpp/CMakeLists.txt).
@@ -32,7 +32,7 @@ struct Register {
   }
 };
 
-struct Abort {};  // thrown by REQUIRE* to leave the current case
+struct Abort {};  // thrown by REQUIRE to leave the current case
 
 inline int& failures() {  // failed checks in the current case
   static int n = 0;

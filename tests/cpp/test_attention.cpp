@@ -61,7 +61,8 @@ Ref naive(const std::vector<float>& Q, const std::vector<float>& K, const std::v
         double w = s[j] / total;
         r.weights[(h * m + i) * n + j] = w;
         double f = w * (vcoef ? (*vcoef)[j] : 1.0);
-        for (std::size_t c = 0; c < dv; ++c) r.out[i * DV + h * dv + c] += f * V[j * DV + h * dv + c];
+        for (std::size_t c = 0; c < dv; ++c)
+          r.out[i * DV + h * dv + c] += f * V[j * DV + h * dv + c];
       }
     }
   return r;
@@ -345,7 +346,8 @@ TEST_CASE(attention, moe_gating_vs_naive) {
           std::stable_sort(order.begin(), order.end(),
                            [&](int64_t a, int64_t b) { return logit[a] > logit[b]; });
           double total = 0;
-          for (std::size_t r = 0; r < k; ++r) total += std::exp(double(logit[order[r]]) - logit[order[0]]);
+          for (std::size_t r = 0; r < k; ++r)
+            total += std::exp(double(logit[order[r]]) - logit[order[0]]);
           for (std::size_t r = 0; r < k; ++r) {
             double want = std::exp(double(logit[order[r]]) - logit[order[0]]) / total;
             bad += ids[i * k + r] != order[r];

@@ -90,7 +90,7 @@ TEST_CASE(dispatch, paths_and_switching) {
 }
 
 // The path chosen at start-up: AGENTDB_SIMD when set and supported, else the best supported
-// one (CTest also runs this suite with AGENTDB_SIMD=scalar and AGENTDB_SIMD=bogus).
+// one (CTest also runs this suite with AGENTDB_SIMD=scalar and with AGENTDB_SIMD=sse9).
 TEST_CASE(dispatch, initial_choice) {
   const char* env = std::getenv("AGENTDB_SIMD");
   if (env && *env) {

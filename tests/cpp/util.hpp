@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -58,7 +59,9 @@ struct ActivePath {
 
 // A file name in the temp directory, unique to this process (CTest runs suites in parallel).
 inline std::string temp_path(const std::string& name) {
-  return std::string(P_tmpdir) + "/agentdb_cpp_test_" + std::to_string(::getpid()) + "_" + name;
+  const char* dir = std::getenv("TMPDIR");
+  return std::string(dir && *dir ? dir : P_tmpdir) + "/agentdb_cpp_test_" +
+         std::to_string(::getpid()) + "_" + name;
 }
 
 inline std::vector<unsigned char> read_bytes(const std::string& path) {

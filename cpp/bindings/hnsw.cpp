@@ -1,0 +1,282 @@
+// agentdb._native.HNSWIndex: the Python face of cpp/hnsw.hpp. Arguments are validated and
+// converted here (ids, vectors, filters, the predicate, which is called back with the GIL held);
+// the index itself runs without the GIL. UnknownId -> KeyError, BadFile -> ValueError.
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "common.hpp"
+#include "hnsw.hpp"
+
+namespace agentdb {
+namespace bindings {
+namespace {
+
+bool parse_precision(const std::string& p) {
+  if (p == "mixed") return true;
+  if (p == "f32") return false;
+  throw py::value_error("precision must be 'mixed' or 'f32', got '" + p + "'");
+}
+
+// ---- the index -----------------------------------------------------------------------------
+
+struct PyIndex {
+  std::unique_ptr<HNSWIndex> idx;
+  std::size_t threads = 0;
+
+  Matrix checked_vectors(py::handle v, const char* what) const {
+    Matrix m = as_matrix(v, what);
+    if (m.cols != idx->dim())
+      throw py::value_error("dimension mismatch: index has dim " + std::to_string(idx->dim()) +
+                            ", got " + std::to_string(m.cols));
+    return m;
+  }
+
+  void add(py::handle ids_obj, py::handle vecs) {
+    std::vector<int64_t> ids = as_ids(ids_obj);
+    Matrix V = checked_vectors(vecs, "vectors");
+    if (ids.size() != V.rows)
+      throw py::value_error("got " + std::to_string(ids.size()) + " ids for " +
+                            std::to_string(V.rows) + " vectors");
+    std::unordered_set<int64_t> seen;
+    seen.reserve(ids.size() * 2);
+    for (int64_t id : ids) {
+      if (id == -1) throw py::value_error("id -1 is reserved (it pads missing results)");
+      if (!seen.insert(id).second)
+        throw py::value_error("duplicate id " + std::to_string(id) + " in one batch");
+    }
+    if (idx->metric() == Metric::Cosine) {
+      const KernelTable& kt = active_kernels();
+      for (std::size_t i = 0; i < V.rows; ++i)
+        if (kt.dot(V.data() + i * V.cols, V.data() + i * V.cols, V.cols) == 0.0f)
+          throw py::value_error("zero vector (row " + std::to_string(i) + ", id " +
+                                std::to_string(ids[i]) +
+                                ") cannot be indexed with the cosine metric");
+    }
+    py::gil_scoped_release nogil;
+    idx->add(ids.data(), V.data(), V.rows, V.rows < 64 ? 1 : threads);
+  }
+
+  py::tuple search(py::handle q, long k, py::object ef_obj, py::object allowed,
+                   py::object predicate) {
+    if (k <= 0) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    std::size_t ef = idx->ef_search();
+    if (!ef_obj.is_none()) {
+      long e = ef_obj.cast<long>();
+      if (e <= 0) throw py::value_error("ef must be >= 1, got " + std::to_string(e));
+      ef = static_cast<std::size_t>(e);
+    }
+    Matrix Q = checked_vectors(q, "query");
+    if (idx->size() == 0) throw py::value_error("index is empty: add vectors before searching");
+    SearchFilter filter;
+    bool use_filter = false;
+    if (!allowed.is_none()) {
+      filter.allowed_ids = as_ids(allowed, "allowed");
+      filter.has_allowed = true;
+      use_filter = true;
+    }
+    struct PredState {
+      py::object fn;
+      std::optional<py::error_already_set> err;
+    } state;
+    if (!predicate.is_none()) {
+      if (!PyCallable_Check(predicate.ptr()))
+        throw py::type_error("predicate must be callable: predicate(id) -> bool");
+      state.fn = predicate;
+      filter.predicate = [&state](int64_t id) -> bool {
+        py::gil_scoped_acquire g;
+        if (state.err) return false;
+        try {
+          return py::bool_(state.fn(id)).cast<bool>();
+        } catch (py::error_already_set& e) {
+          state.err.emplace(std::move(e));
+          return false;
+        }
+      };
+      use_filter = true;
+    }
+    std::size_t kk = static_cast<std::size_t>(k);
+    std::vector<std::size_t> shape = Q.one ? std::vector<std::size_t>{kk}
+                                           : std::vector<std::size_t>{Q.rows, kk};
+    py::array_t<int64_t> ids(shape);
+    py::array_t<float> dists(shape);
+    int64_t* oi = ids.mutable_data();
+    float* od = dists.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      std::size_t t = (Q.rows < 4 || filter.predicate) ? 1 : threads;
+      idx->search(Q.data(), Q.rows, kk, ef, use_filter ? &filter : nullptr, oi, od, t);
+    }
+    if (state.err) throw *state.err;
+    return py::make_tuple(ids, dists);
+  }
+
+  void remove(py::handle ids_obj) {
+    std::vector<int64_t> ids = as_ids(ids_obj);
+    py::gil_scoped_release nogil;
+    idx->remove(ids.data(), ids.size());
+  }
+
+  static int64_t as_one_id(py::handle id_obj) {
+    if (PyLong_Check(id_obj.ptr()) && !PyBool_Check(id_obj.ptr())) return id_obj.cast<int64_t>();
+    if (py::isinstance<py::list>(id_obj) || py::isinstance<py::tuple>(id_obj) ||
+        py::isinstance<py::str>(id_obj))
+      throw py::type_error("id must be an integer");
+    std::vector<int64_t> v = as_ids(id_obj, "id");
+    if (v.size() != 1) throw py::type_error("id must be an integer");
+    return v[0];
+  }
+
+  py::array_t<float> get_vector(py::handle id_obj) {
+    int64_t id = as_one_id(id_obj);
+    py::array_t<float> out(std::vector<std::size_t>{idx->dim()});
+    idx->get_vector(id, out.mutable_data());
+    return out;
+  }
+
+  bool contains(py::handle id_obj) {
+    try {
+      return idx->contains(as_one_id(id_obj));
+    } catch (py::type_error&) {
+      return false;
+    } catch (py::error_already_set&) {
+      return false;
+    }
+  }
+
+  py::array_t<int64_t> ids() {
+    std::vector<int64_t> v = idx->ids();
+    py::array_t<int64_t> out(std::vector<std::size_t>{v.size()});
+    if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * 8);
+    return out;
+  }
+
+  void save(py::handle path) {
+    std::string p = fspath(path);
+    py::gil_scoped_release nogil;
+    idx->save(p);
+  }
+
+  static PyIndex load(py::handle path_obj, std::size_t threads, const std::string& precision) {
+    bool mixed = parse_precision(precision);
+    std::string path = fspath(path_obj);
+    FILE* fp = std::fopen(path.c_str(), "rb");
+    if (!fp) {
+      int err = errno;
+      PyErr_SetFromErrnoWithFilename(err == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError,
+                                     path.c_str());
+      throw py::error_already_set();
+    }
+    std::vector<unsigned char> buf;
+    {
+      py::gil_scoped_release nogil;
+      std::fseek(fp, 0, SEEK_END);
+      long size = std::ftell(fp);
+      std::fseek(fp, 0, SEEK_SET);
+      buf.resize(size > 0 ? static_cast<std::size_t>(size) : 0);
+      std::size_t got = buf.empty() ? 0 : std::fread(buf.data(), 1, buf.size(), fp);
+      std::fclose(fp);
+      buf.resize(got);
+    }
+    PyIndex out;
+    out.threads = threads;
+    {
+      py::gil_scoped_release nogil;
+      out.idx = HNSWIndex::from_bytes(buf.data(), buf.size(), path, threads, mixed);
+    }
+    return out;
+  }
+
+  std::string repr() const {
+    std::ostringstream s;
+    s << "HNSWIndex(dim=" << idx->dim() << ", metric='" << metric_name(idx->metric())
+      << "', M=" << idx->M() << ", len=" << idx->size() << ", backend='native')";
+    return s.str();
+  }
+};
+
+PyIndex make_index(long dim, const std::string& metric, long M, long efc, long ef, long capacity,
+                   long threads, uint64_t seed, const std::string& precision) {
+  bool mixed = parse_precision(precision);
+  Metric m = parse_metric(metric);
+  if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
+  if (M < 2 || M > 2048) throw py::value_error("M must be in [2, 2048], got " + std::to_string(M));
+  if (efc < 1)
+    throw py::value_error("ef_construction must be >= 1, got " + std::to_string(efc));
+  if (ef < 1) throw py::value_error("ef_search must be >= 1, got " + std::to_string(ef));
+  if (capacity < 1) throw py::value_error("capacity must be >= 1, got " + std::to_string(capacity));
+  if (threads < 0) throw py::value_error("threads must be >= 0, got " + std::to_string(threads));
+  PyIndex p;
+  p.idx = std::make_unique<HNSWIndex>(dim, m, M, efc, ef, capacity, seed, mixed);
+  p.threads = static_cast<std::size_t>(threads);
+  return p;
+}
+
+}  // namespace
+
+void bind_hnsw(py::module_& mod) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const UnknownId& e) {
+      PyErr_SetString(PyExc_KeyError, e.what());
+    } catch (const BadFile& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<PyIndex>(mod, "HNSWIndex", "HNSW approximate nearest-neighbour index.")
+      .def(py::init(&make_index), py::arg("dim"), py::arg("metric") = "cosine",
+           py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("ef_search") = 64,
+           py::arg("capacity") = 1024, py::arg("threads") = 0, py::arg("seed") = 42,
+           py::arg("precision") = "mixed")
+      .def_property_readonly("dim", [](const PyIndex& p) { return p.idx->dim(); })
+      .def_property_readonly("metric",
+                             [](const PyIndex& p) { return metric_name(p.idx->metric()); })
+      .def_property_readonly("M", [](const PyIndex& p) { return p.idx->M(); })
+      .def_property_readonly("ef_construction",
+                             [](const PyIndex& p) { return p.idx->ef_construction(); })
+      .def_property(
+          "ef_search", [](const PyIndex& p) { return p.idx->ef_search(); },
+          [](PyIndex& p, long ef) {
+            if (ef < 1) throw py::value_error("ef_search must be >= 1, got " + std::to_string(ef));
+            p.idx->set_ef_search(static_cast<std::size_t>(ef));
+          })
+      .def_property_readonly("capacity", [](const PyIndex& p) { return p.idx->capacity(); })
+      .def_property(
+          "threads", [](const PyIndex& p) { return p.threads; },
+          [](PyIndex& p, long t) {
+            if (t < 0) throw py::value_error("threads must be >= 0, got " + std::to_string(t));
+            p.threads = static_cast<std::size_t>(t);
+          })
+      .def_property_readonly("backend", [](const PyIndex&) { return "native"; })
+      .def_property_readonly("simd", [](const PyIndex& p) { return p.idx->simd(); })
+      .def_property_readonly("precision", [](const PyIndex& p) { return p.idx->precision(); })
+      .def("add", &PyIndex::add, py::arg("ids"), py::arg("vectors"),
+           "Insert or replace vectors (upsert by id).")
+      .def("search", &PyIndex::search, py::arg("queries"), py::arg("k") = 10, py::kw_only(),
+           py::arg("ef") = py::none(), py::arg("allowed") = py::none(),
+           py::arg("predicate") = py::none(),
+           "k nearest neighbours: (ids, distances), padded with -1/+inf.")
+      .def("remove", &PyIndex::remove, py::arg("ids"), "Tombstone ids (KeyError if unknown).")
+      .def("get_vector", &PyIndex::get_vector, py::arg("id"), "The stored vector of an id.")
+      .def("contains", &PyIndex::contains, py::arg("id"))
+      .def("__contains__", &PyIndex::contains)
+      .def("__len__", [](const PyIndex& p) { return p.idx->size(); })
+      .def("ids", &PyIndex::ids, "Live ids, ascending.")
+      .def("memory_usage", [](const PyIndex& p) { return p.idx->memory_usage(); },
+           "Bytes held by the index.")
+      .def("save", &PyIndex::save, py::arg("path"), "Write the index to one file (atomic).")
+      .def_static("load", &PyIndex::load, py::arg("path"), py::arg("threads") = 0,
+                  py::arg("precision") = "mixed",
+                  "Read an index file written by either backend.")
+      .def("__repr__", &PyIndex::repr);
+}
+
+}  // namespace bindings
+}  // namespace agentdb
