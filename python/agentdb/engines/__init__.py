@@ -5,7 +5,9 @@
 * vectors: :mod:`.numpy_vector` is the backend module (the native module-level API) over
   :mod:`.numpy_checks` (input conversion), :mod:`.numpy_kernels` (distances, exact search)
   and :mod:`.numpy_hnsw` (the ``HNSWIndex`` twin and its file format);
-* graph: :mod:`.numpy_graph` twins the native CSR ``Hypergraph``;
+* graph: :mod:`.numpy_graph` twins the native CSR ``Hypergraph`` over :mod:`.numpy_graph_args`
+  (argument conversion), :mod:`.numpy_graph_state` (dict storage), :mod:`.numpy_graph_walks`
+  (traversals) and :mod:`.numpy_graph_file` (file format);
 * attention: :mod:`.numpy_attention` twins the native kernels, and :mod:`.attention` is the
   user-facing attention API over whichever runs.
 
