@@ -2,8 +2,12 @@
 
 * :mod:`.loader` picks the native extension (``agentdb._native``) or the numpy fallback once,
   at import; ``AGENTDB_NATIVE=0`` forces the fallback.
-* vectors: :mod:`.numpy_vector` (kernels, exact search, HNSW) twins the native ``HNSWIndex``;
-* graph: :mod:`.numpy_graph` twins the native CSR ``Hypergraph``;
+* vectors: :mod:`.numpy_vector` is the backend module (the native module-level API) over
+  :mod:`.numpy_checks` (input conversion), :mod:`.numpy_kernels` (distances, exact search)
+  and :mod:`.numpy_hnsw` (the ``HNSWIndex`` twin and its file format);
+* graph: :mod:`.numpy_graph` twins the native CSR ``Hypergraph`` over :mod:`.numpy_graph_args`
+  (argument conversion), :mod:`.numpy_graph_state` (dict storage), :mod:`.numpy_graph_walks`
+  (traversals) and :mod:`.numpy_graph_file` (file format);
 * attention: :mod:`.numpy_attention` twins the native kernels, and :mod:`.attention` is the
   user-facing attention API over whichever runs.
 

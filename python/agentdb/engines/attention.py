@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InvalidArgumentError
 from . import loader as _loader
 from .numpy_attention import _positive, expmap0, logmap0, project
-from .numpy_vector import _as_int, _as_matrix, _as_vector
+from .numpy_checks import as_int, as_matrix, as_vector
 
 __all__ = [
     "AttentionService",
@@ -101,8 +101,8 @@ def _projected(x: ArrayLike, w: ArrayLike | None, what: str) -> ArrayLike:
     """``x @ w`` in float32 (``x`` unchanged when ``w`` is None), shape-checked."""
     if w is None:
         return x
-    X, one = _as_matrix(x, what)
-    W, w_one = _as_matrix(w, f"W{what[0]}")
+    X, one = as_matrix(x, what)
+    W, w_one = as_matrix(w, f"W{what[0]}")
     if w_one or W.shape[0] != X.shape[1]:
         raise InvalidArgumentError(
             f"W{what[0]} must have shape ({X.shape[1]}, out_dim) to project {what}, "
@@ -296,8 +296,8 @@ class AttentionService:
 
     def _inputs(self, query: ArrayLike, vectors: ArrayLike) -> tuple[F32, F32, F32]:
         """(query for scoring, candidates for scoring, candidates as given), validated."""
-        q = _as_vector(query, "query")
-        X, one = _as_matrix(vectors, "vectors")
+        q = as_vector(query, "query")
+        X, one = as_matrix(vectors, "vectors")
         if one:
             raise InvalidArgumentError("vectors must be 2-D (n, d), got 1-D")
         if X.shape[1] != q.shape[0]:
@@ -345,7 +345,7 @@ class AttentionService:
         ([1, 0], [1.0, 0.0])
         """
         T = self.temperature if temperature is None else _positive(temperature, "temperature")
-        h = _as_int(heads, "heads")
+        h = as_int(heads, "heads")
         q, X, _ = self._inputs(query, vectors)
         if h < 1 or q.shape[0] % h:
             raise InvalidArgumentError(

@@ -45,7 +45,7 @@ from typing import Final, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .numpy_vector import _as_int, _as_matrix, _check_threads
+from .numpy_checks import as_int, as_matrix, check_threads
 
 __all__ = [
     "BALL_CLIP",
@@ -95,14 +95,14 @@ def _positive(value: object, name: str, allow_zero: bool = False) -> float:
 
 
 def _rows(x: ArrayLike, what: str) -> F32:
-    arr, one = _as_matrix(x, what)
+    arr, one = as_matrix(x, what)
     if one:
         raise ValueError(f"{what} must be 2-D (rows, dim), got 1-D")
     return arr
 
 
 def _inputs(q: ArrayLike, k: ArrayLike, v: ArrayLike) -> tuple[F32, bool, F32, F32]:
-    Q, one = _as_matrix(q, "queries")
+    Q, one = as_matrix(q, "queries")
     K = _rows(k, "keys")
     V = _rows(v, "values")
     if Q.shape[1] != K.shape[1]:
@@ -118,7 +118,7 @@ def _inputs(q: ArrayLike, k: ArrayLike, v: ArrayLike) -> tuple[F32, bool, F32, F
 
 
 def _check_heads(heads: object, d: int, dv: int) -> int:
-    h = _as_int(heads, "heads")
+    h = as_int(heads, "heads")
     if h < 1:
         raise ValueError(f"heads must be >= 1, got {h}")
     if d % h:
@@ -153,7 +153,7 @@ def _dot_attention(
     threads: object,
     head_axis: bool,
 ) -> AttnResult:
-    _check_threads(threads)
+    check_threads(threads)
     Q, one, K, V = _inputs(queries, keys, values)
     (m, d), (n, dv) = Q.shape, V.shape
     h = _check_heads(heads, d, dv)
@@ -227,8 +227,8 @@ def flash_attention(
 ) -> F32:
     """:func:`sdpa`'s output over blocks of ``block_size`` keys with the online softmax (a
     Python loop over blocks). Examples: :func:`agentdb.engines.attention.flash_attention`."""
-    _check_threads(threads)
-    block = _as_int(block_size, "block_size")
+    check_threads(threads)
+    block = as_int(block_size, "block_size")
     if block < 1:
         raise ValueError(f"block_size must be >= 1, got {block}")
     Q, one, K, V = _inputs(queries, keys, values)
@@ -304,7 +304,7 @@ def hyperbolic_attention(
     >>> w.tolist(), bool(np.abs(out).max() < 1e-6)
     ([0.5, 0.5], True)
     """
-    _check_threads(threads)
+    check_threads(threads)
     cc = _positive(c, "c")
     b = _positive(beta, "beta", allow_zero=True)
     Q, one, K, V = _inputs(queries, keys, values)
@@ -397,9 +397,9 @@ def moe_gating(
     """Top-``k`` experts of ``x @ gate + bias`` per row: ``(ids int64 (m, k), weights float32
     (m, k))``, best first, ties to the lower expert id (a stable sort), weights = softmax over
     the ``k``. Examples: :func:`agentdb.engines.attention.moe_gating`."""
-    _check_threads(threads)
-    kk = _as_int(k, "k")
-    X, one = _as_matrix(x, "x")
+    check_threads(threads)
+    kk = as_int(k, "k")
+    X, one = as_matrix(x, "x")
     G = _rows(gate, "gate")
     if G.shape[0] != X.shape[1]:
         raise ValueError(
@@ -412,7 +412,7 @@ def moe_gating(
     with np.errstate(over="ignore", invalid="ignore"):
         logits = X @ G
         if bias is not None:
-            B, b_one = _as_matrix(bias, "bias")
+            B, b_one = as_matrix(bias, "bias")
             if not b_one or B.shape[1] != E:
                 raise ValueError(f"bias must have shape ({E},), got {np.shape(bias)}")
             logits += B[0]
