@@ -1,6 +1,6 @@
 // Causal hypergraph: header-only, no Python (cpp/bindings/hypergraph.cpp wraps it as
 // agentdb._native.Hypergraph; the contract is spec_graph.md, the pure-Python twin is
-// python/agentdb/_numpy_graph.py).
+// python/agentdb/engines/numpy_graph.py).
 //
 // Model. Nodes have an int64 id (any value but -1) and an int32 label (-1 = none). A hyperedge
 // has an int64 id, an int32 type (>= 0), a tail (causes) and a head (effects), each a non-empty

@@ -1,4 +1,4 @@
-"""Argument conversion and checks of the numpy hypergraph (mirrors ``cpp/bindings.cpp``).
+"""Argument conversion and checks of the numpy hypergraph (mirrors ``cpp/bindings/hypergraph.cpp``).
 
 Every public method of :class:`~agentdb.engines.numpy_graph.Hypergraph` converts its
 arguments here, so the numpy twin accepts and rejects exactly what the native class does
