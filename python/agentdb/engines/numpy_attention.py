@@ -75,7 +75,7 @@ _OVERFLOW: Final = (
 )
 
 
-# ---- argument checks (messages shared with cpp/bindings/attention.cpp) --------------------------------
+# ---- argument checks (messages shared with cpp/bindings/attention.cpp) ----------------------
 def _real(value: object, name: str) -> float:
     if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{name} must be a real number")
