@@ -240,7 +240,7 @@ def test_events_reads_rerank_and_learning(cdb, ray_cluster, postgres_url, pg_sch
     persists in PostgreSQL for the next handle, and the errors."""
     from agentdb.cluster import ClusterDB
     from agentdb.engines.attention import AttentionService
-    from agentdb.memory.embedded import reward_prior
+    from agentdb.memory.validation import reward_prior
 
     seen: list[tuple[str, int]] = []
     off = cdb.on("*", lambda e, p: seen.append((e, p["id"])))

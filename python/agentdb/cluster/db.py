@@ -101,19 +101,19 @@ from ..errors import (
     NotFoundError,
 )
 from ..learning.learner import Learner
-from ..memory.embedded import (
-    _KIND,
-    MemoryCore,
-    _as_id,
-    _check_rate,
-    _check_text,
-    _dict_items,
-    _opt_id,
-    _opt_time,
-    _record,
+from ..memory.core import MemoryCore
+from ..memory.validation import (
+    KIND,
+    as_id,
+    check_rate,
+    check_text,
+    dict_items,
+    opt_id,
+    opt_time,
     rerank_candidates,
     reward_prior,
     stored_vectors,
+    to_record,
 )
 from ..storage.events import EventBus
 from ..storage.filters import where_sql
@@ -489,7 +489,7 @@ class ClusterDB(MemoryCore):
                    ) -> None:
             ids = list(ids)
             seqs.append(self.log.append(w, collection, op, ids))
-            if collection in _KIND:  # record events (``action`` defaults by op)
+            if collection in KIND:  # record events (``action`` defaults by op)
                 events.append((collection, action or ("deleted" if op == "delete"
                                                       else "updated"), ids))
 
@@ -501,7 +501,7 @@ class ClusterDB(MemoryCore):
         for name, action, ids in events:  # the same payloads as the embedded store's
             if action == "deleted":
                 for i in ids:
-                    self._events.emit(f"{_KIND[name]}:deleted", {"id": i})
+                    self._events.emit(f"{KIND[name]}:deleted", {"id": i})
             else:
                 self._emit_rows(name, ids, action)
 
@@ -540,14 +540,14 @@ class ClusterDB(MemoryCore):
 
     def _get(self, name: str, rid: Any) -> Any:
         self._check_open()
-        rid = _as_id(rid)
+        rid = as_id(rid)
         rows = self.store.get(name, [rid])
         if rid not in rows:
             raise NotFoundError(f"unknown {name[:-1]} id {rid}")
-        return _record(name, rows[rid])
+        return to_record(name, rows[rid])
 
     def _delete(self, name: str, rid: Any) -> None:
-        rid = _as_id(rid)
+        rid = as_id(rid)
         if not self.store.existing(name, [rid]):
             raise NotFoundError(f"unknown {name[:-1]} id {rid}")
         with self._tx() as (w, log_op):
@@ -570,7 +570,7 @@ class ClusterDB(MemoryCore):
         """Store a pattern (committed to PostgreSQL with its log entry); returns its id."""
         values, vec = self._pattern_row(task, embedding, reward, success, session_id, input,
                                         output, critique, metadata)
-        return self._write_rows("patterns", [(values, vec, _opt_id(id), None)])[0]
+        return self._write_rows("patterns", [(values, vec, opt_id(id), None)])[0]
 
     def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
         """Store many patterns in one transaction (one binary COPY); returns their ids."""
@@ -619,21 +619,21 @@ class ClusterDB(MemoryCore):
         for j, score in zip(order[:k], scores[:k]):
             i, d = hits[j]
             row = {key: v for key, v in rows[i].items() if key != "embedding"}
-            out.append(SearchResult(i, 1.0 - d, d, _record("patterns", row), float(score)))
+            out.append(SearchResult(i, 1.0 - d, d, to_record("patterns", row), float(score)))
         return out
 
     # ---- episodes ---------------------------------------------------------------------------
     def store_episodes(self, episodes: Iterable[dict[str, Any]]) -> list[int]:
         """Store many episodes in one transaction (all or nothing)."""
-        items = _dict_items(episodes, "episodes")
+        items = dict_items(episodes, "episodes")
         if not items:
             return []
         self._embed_missing(items, "task")
         rows, outcomes = [], []
         for n, e in enumerate(items):
             try:
-                rid = _opt_id(e.pop("id", None))
-                created = _opt_time(e.pop("created_at", None))
+                rid = opt_id(e.pop("id", None))
+                created = opt_time(e.pop("created_at", None))
                 e.pop("updated_at", None)
                 values, vec = self._episode_row(e)
                 if e:
@@ -679,17 +679,17 @@ class ClusterDB(MemoryCore):
                     metadata: dict[str, Any] | None = None, embedding: Any = None,
                     id: int | None = None) -> int:
         """Store a skill (unique name); embeds ``"name: description"`` by default."""
-        _check_text("name", name, required=True)
+        check_text("name", name, required=True)
         for fname, val in (("description", description), ("signature", signature),
                            ("code", code)):
-            _check_text(fname, val)
+            check_text(fname, val)
         if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
             raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
-                  "code": code, "success_rate": _check_rate(success_rate), "uses": int(uses),
+                  "code": code, "success_rate": check_rate(success_rate), "uses": int(uses),
                   "metadata": check_metadata(metadata)}
         vec = self._vector(embedding, f"{name}: {description or ''}")
-        return self._write_rows("skills", [(values, vec, _opt_id(id), None)])[0]
+        return self._write_rows("skills", [(values, vec, opt_id(id), None)])[0]
 
     def get_skill(self, id_or_name: int | str) -> Skill:
         """A skill by id or name (``KeyError`` if unknown)."""
@@ -701,7 +701,7 @@ class ClusterDB(MemoryCore):
                       ef: int | None = None, min_seq: int | None = None
                       ) -> list[SearchResult]:
         """The ``k`` skills most similar to the query."""
-        rate = None if min_success_rate is None else _check_rate(min_success_rate)
+        rate = None if min_success_rate is None else check_rate(min_success_rate)
         filters = self._filters(None, None, None, where)
         filters["min_reward"] = rate  # the skills' reward column is the success rate
         return self._search("skills", query, k, filters, threshold, ef, min_seq)
@@ -726,7 +726,7 @@ class ClusterDB(MemoryCore):
                 ) -> list[SearchResult]:
         hits = self._hits(name, self._query_vector(query), k, filters, threshold, ef, min_seq)
         rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
-        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i])) for i, d in hits if i in rows]
+        return [SearchResult(i, 1.0 - d, d, to_record(name, rows[i])) for i, d in hits if i in rows]
 
     def _hits(self, name: str, q: np.ndarray, k: Any, filters: dict[str, Any],
               threshold: float | None, ef: int | None, min_seq: int | None

@@ -10,6 +10,7 @@ store migration (:mod:`.migrate`) and progress bars (:mod:`.progress`).
 
 from __future__ import annotations
 
-from .embedded import AgentDB, MemoryCore, open
+from .core import MemoryCore
+from .embedded import AgentDB, open
 
 __all__ = ["AgentDB", "MemoryCore", "open"]

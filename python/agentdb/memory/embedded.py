@@ -38,486 +38,29 @@ from ..errors import (
     NotFoundError,
     StoreClosedError,
 )
-from ..learning.learner import Learner, check_feedback_reward
+from ..learning.learner import Learner
 from ..storage import SQLiteStore, StoreError
-from ..storage.columns import FilterColumns
-from ..storage.events import Callback, EventBus
+from ..storage.events import EventBus
 from ..storage.filters import where_sql
-from ..storage.records import (
-    Episode,
-    Pattern,
-    SearchResult,
-    Skill,
-    check_metadata,
-    check_reward,
-    check_vector,
+from ..storage.records import SearchResult, Skill, check_metadata, check_reward
+from .collections import Collections
+from .core import MemoryCore
+from .validation import (
+    KIND,
+    as_id,
+    check_k_threshold,
+    check_rate,
+    check_text,
+    dict_items,
+    opt_id,
+    opt_time,
+    rerank_candidates,
+    reward_prior,
+    stored_vectors,
+    to_record,
 )
-from .progress import progress_bar
 
-__all__ = ["AgentDB", "open"]
-
-_RECORD = {"patterns": Pattern, "episodes": Episode, "skills": Skill}
-_KIND = {"patterns": "pattern", "episodes": "episode", "skills": "skill"}
-_TEXT_FIELDS = ("session_id", "input", "output", "critique")
-_UNSET: Any = object()
-
-
-class _Collection:
-    def __init__(self, name: str, index: Any, attrs: FilterColumns | None) -> None:
-        self.name = name
-        self.index = index
-        self.attrs = attrs
-        self.saved_gen = -1  # the generation the index file on disk reflects (-1: none)
-        self.changed_gen = 0  # the last generation that changed this index's vectors
-
-
-class MemoryCore:
-    """The memory API written once, over an engine's hooks.
-
-    Everything here -- validation of records, embedding, events, reads, updates, learning
-    from feedback, attention synthesis, critique summaries -- is shared by the embedded
-    store (:class:`AgentDB`: SQLite or PostgreSQL + a native index in this process) and the
-    cluster (:class:`agentdb.cluster.ClusterDB`: PostgreSQL as the log + Ray shards). An
-    engine subclass provides the state and the hooks of the *engine protocol*:
-
-    * attributes ``dim``, ``embedder``, ``store`` (the system of record: ``get``,
-      ``existing``, ``count``, ``iter``, ``meta``), ``learning``, ``_events``, ``_closed``;
-    * ``_check_open()`` -- raise :class:`~agentdb.errors.StoreClosedError` once closed;
-    * ``_write_rows(name, rows, extra=None) -> ids`` -- insert validated rows
-      ``(values, vector, id | None, created_at | None)`` in one transaction, index them;
-    * ``_get(name, id) -> record`` / ``_delete(name, id)`` /
-      ``_update(name, id, values, vector | None) -> record`` -- one row, ``NotFoundError``
-      when unknown;
-    * ``_search(name, query, k, filters..., threshold, ef) -> list[SearchResult]`` and
-      ``_retrieve_ids(vector, n) -> ids`` -- search with the filters as an allow-list;
-    * ``_pattern_vectors(ids) -> array`` -- stored vectors by id;
-    * ``store_pattern(s)``, ``store_episodes``, ``store_skill``, ``get_skill``, the
-      ``search_*`` methods and ``stats`` -- whose write and search paths differ per engine.
-
-    >>> import agentdb
-    >>> issubclass(agentdb.AgentDB, MemoryCore)
-    True
-    """
-
-    def __enter__(self) -> AgentDB:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has run (every call then raises ``StoreClosedError``)."""
-        return self._closed
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(event, payload)`` after each matching committed write.
-
-        >>> db = AgentDB(":memory:", dim=8); seen = []
-        >>> off = db.on("pattern:stored", lambda e, p: seen.append(p["task"]))
-        >>> _ = db.store_pattern("t", embedding=np.ones(8)); seen
-        ['t']
-        """
-        return self._events.on(event, callback)
-
-    def _vector(self, embedding: Any, text: str | None) -> np.ndarray:
-        if embedding is not None:
-            return check_vector(embedding, self.dim)
-        if text is None:
-            raise InvalidArgumentError("an embedding or a text to embed is required")
-        return check_vector(self.embedder.embed([text])[0], self.dim)
-
-    def _query_vector(self, query: str | Any) -> np.ndarray:
-        if isinstance(query, str):
-            if not query.strip():
-                raise InvalidArgumentError("query text is empty")
-            return check_vector(self.embedder.embed([query])[0], self.dim, "query")
-        return check_vector(query, self.dim, "query")
-
-    def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
-                     session_id: Any, input: Any, output: Any, critique: Any,
-                     metadata: Any) -> tuple[dict[str, Any], np.ndarray]:
-        _check_text("task", task, required=True)
-        for fname, val in (("session_id", session_id), ("input", input), ("output", output),
-                           ("critique", critique)):
-            _check_text(fname, val)
-        values = {"task": task, "reward": check_reward(reward), "success": _check_success(success),
-                  "session_id": session_id, "input": input, "output": output,
-                  "critique": critique, "metadata": check_metadata(metadata)}
-        return values, self._vector(embedding, None if embedding is not None else task)
-
-    def _pattern_rows(self, patterns: Iterable[dict[str, Any]]
-                      ) -> list[tuple[dict[str, Any], np.ndarray, int | None, float | None]]:
-        """Validate pattern dicts into ``(values, vector, id, created_at)`` rows (texts without
-        an embedding are embedded in one batch); errors name the item."""
-        items = _dict_items(patterns, "patterns")
-        if not items:
-            return []
-        self._embed_missing(items, "task")
-        rows = []
-        for n, p in enumerate(items):
-            try:
-                values, vec = self._pattern_row(
-                    p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
-                    p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
-                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
-                rid = _opt_id(p.pop("id", None))
-                created = _opt_time(p.pop("created_at", None))
-                p.pop("updated_at", None)
-                if p:
-                    raise InvalidArgumentError(f"unknown pattern field(s): {', '.join(sorted(p))}")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"patterns[{n}]: {exc}") from None
-            rows.append((values, vec, rid, created))
-        return rows
-
-    def _embed_missing(self, items: list[dict[str, Any]], field: str,
-                       text: Callable[[dict[str, Any]], str] | None = None) -> None:
-        need = [p for p in items if p.get("embedding") is None and isinstance(p.get(field), str)]
-        if need:
-            vecs = self.embedder.embed([text(p) if text else p[field] for p in need])
-            for p, v in zip(need, vecs):
-                p["embedding"] = v
-
-    def _emit_rows(self, name: str, ids: Sequence[int], action: str = "stored") -> None:
-        event = f"{_KIND[name]}:{action}"
-        if not self._events._subs:
-            return
-        for rec in self._get_many(name, ids):
-            self._events.emit(event, rec.to_dict())
-
-    def _get_many(self, name: str, ids: Sequence[int]) -> list[Any]:
-        rows = self.store.get(name, ids)
-        return [_record(name, rows[i]) for i in ids if i in rows]
-
-    def get_pattern(self, id: int) -> Pattern:
-        """A pattern by id (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
-        >>> db.get_pattern(i).task
-        't'
-        """
-        return self._get("patterns", id)
-
-    def update_pattern(self, id: int, *, task: str = _UNSET, embedding: Any = None,
-                       reward: float = _UNSET, success: bool = _UNSET,
-                       session_id: str | None = _UNSET, input: str | None = _UNSET,
-                       output: str | None = _UNSET, critique: str | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Pattern:
-        """Change some fields of a pattern; returns the updated record. A new ``task``
-        without an ``embedding`` is re-embedded.
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
-        >>> db.update_pattern(i, reward=1.0, success=True).reward
-        1.0
-        """
-        rid = _as_id(id)
-        self._get("patterns", rid)
-        values = _pattern_changes(task, reward, success, session_id, input, output, critique,
-                                  metadata)
-        vec = None
-        if embedding is not None:
-            vec = check_vector(embedding, self.dim)
-        elif "task" in values:
-            vec = self._vector(None, values["task"])
-        return self._update("patterns", rid, values, vec)
-
-    def delete_pattern(self, id: int) -> None:
-        """Delete a pattern (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t"); db.delete_pattern(i)
-        """
-        self._delete("patterns", id)
-
-    @property
-    def attention(self) -> Any:
-        """The :class:`agentdb.engines.attention.AttentionService` used by ``rerank="attention"``
-        and :meth:`synthesize_context` (native kernels when built)."""
-        if self._attention is None:
-            from ..engines.attention import AttentionService
-
-            self._attention = AttentionService(temperature=0.05)
-        return self._attention
-
-    def synthesize_context(self, query: str | Any, k: int = 5, *, temperature: float = 0.05,
-                           adapt: bool = True, min_reward: float | None = None,
-                           success_only: bool = False, session_id: str | None = None,
-                           where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An attention-weighted summary of the ``k`` patterns most relevant to ``query``:
-        ``{"vector": (dim,) float32 array, "weights": [(id, weight), ...] best first,
-        "records": [SearchResult, ...]}``. The weights are ``softmax(cos(q, x_i) / T)`` over
-        the retrieved patterns (summing to 1) and ``vector = sum_i w_i x_i`` over their
-        stored embeddings -- one vector to condition an agent on, plus how much each memory
-        contributed. Filters as in :meth:`search_patterns`; an empty store gives an empty
-        summary (a zero vector, no weights).
-
-        >>> db = AgentDB(":memory:", dim=4)
-        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0])
-        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0])
-        >>> ctx = db.synthesize_context([1, 0.1, 0, 0], k=2, temperature=0.1)
-        >>> [i for i, _ in ctx["weights"]] == [a, b], round(sum(w for _, w in ctx["weights"]), 6)
-        (True, 1.0)
-        """
-        hits = self.search_patterns(query, k, min_reward=min_reward, success_only=success_only,
-                                    session_id=session_id, where=where, adapt=adapt)
-        if not hits:
-            return {"vector": np.zeros(self.dim, np.float32), "weights": [], "records": []}
-        q = self._query_vector(query)
-        if adapt:
-            q = self.learning.apply(q)
-        vecs = self._pattern_vectors([h.id for h in hits])
-        summary, w = self.attention.synthesize(q, vecs, temperature=temperature)
-        return {"vector": np.asarray(summary, np.float32),
-                "weights": [(h.id, float(x)) for h, x in zip(hits, w)], "records": hits}
-
-    def feedback(self, query: str | Any, pattern_id: int, reward: float = 1.0
-                 ) -> dict[str, Any]:
-        """Report that pattern ``pattern_id`` was the right memory for ``query``
-        (``reward`` > 0, the weight) or a wrong one (``reward`` < 0); ``reward`` is finite,
-        in [-1, 1]. One online step of the query adapter (:mod:`agentdb.learning`) against
-        the patterns it currently retrieves; later :meth:`search_patterns` calls use it.
-
-        Returns ``{"updated": True, "loss", "p_positive", "rank_before", "updates"}``, or
-        ``{"updated": False, "reason"}`` when learning is disabled or ``reward == 0``.
-        Unknown ids raise ``KeyError``, a bad query or reward ``ValueError``, a read-only
-        store ``StoreError``.
-
-        >>> db = AgentDB(":memory:", dim=8)
-        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
-        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
-        >>> db.feedback([1, 0.2, 0, 0, 0, 0, 0, 0], b, reward=1.0)["updated"]
-        True
-        """
-        q, pos, negs = self._feedback_inputs(query, pattern_id, None, self.learning,
-                                             reward=reward)
-        return self.learning.learn(q, pos, negs, reward)
-
-    def feedback_trajectory(self, query: str | Any, retrieved_ids: Sequence[int],
-                            outcome_reward: float, *, used: int | None = None
-                            ) -> dict[str, Any]:
-        """The outcome of one retrieval step of a trajectory: the agent searched with
-        ``query``, got ``retrieved_ids`` (best first), acted on ``used`` (default: the
-        first) and the outcome was ``outcome_reward`` in [-1, 1]. ``used`` is the positive
-        (or, for a negative outcome, the pattern pushed away); the other retrieved ids are
-        the negatives (when there are none, the current retrieval supplies them). Call it
-        once per step of a multi-step trajectory. Returns what :meth:`feedback` returns.
-
-        >>> db = AgentDB(":memory:", dim=8)
-        >>> ids = [db.store_pattern(f"p{i}", embedding=np.eye(8)[i]) for i in range(3)]
-        >>> db.feedback_trajectory(np.eye(8)[0], ids, 1.0, used=ids[2])["updated"]
-        True
-        """
-        if isinstance(retrieved_ids, (str, bytes)) or not isinstance(retrieved_ids, Iterable):
-            raise InvalidTypeError("retrieved_ids must be a sequence of pattern ids")
-        retrieved = [_as_id(i) for i in retrieved_ids]
-        if not retrieved and used is None:
-            raise InvalidArgumentError("retrieved_ids is empty and no used= pattern was given")
-        positive = retrieved[0] if used is None else used
-        q, pos, negs = self._feedback_inputs(query, positive, retrieved, self.learning,
-                                             reward=outcome_reward)
-        return self.learning.learn(q, pos, negs, outcome_reward)
-
-    def _feedback_inputs(self, query: str | Any, pattern_id: int,
-                         retrieved: Sequence[int] | None, learner: Learner, *, reward: float
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validated ``(query, positive vector, negative vectors)`` for one feedback event;
-        negatives are ``retrieved`` minus the positive, else what ``learner``'s adapter
-        retrieves now (shared with :class:`agentdb.learning.EphemeralLearningAgent`)."""
-        self._check_open()
-        pid = _as_id(pattern_id)
-        check_feedback_reward(reward)
-        q = self._query_vector(query)
-        neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
-        if not neg_ids:
-            n = learner.config.negatives
-            ids = self._retrieve_ids(learner.apply(q), n + 1)
-            neg_ids = [int(i) for i in ids if i >= 0 and i != pid][:n]
-        vecs = self._pattern_vectors([pid, *neg_ids])
-        return q, vecs[0], vecs[1:]
-
-    def _episode_row(self, e: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
-        task = e.pop("task", None)
-        _check_text("task", task, required=True)
-        values: dict[str, Any] = {"task": task}
-        for fname in _TEXT_FIELDS:
-            val = e.pop(fname, None)
-            _check_text(fname, val)
-            values[fname] = val
-        values["reward"] = check_reward(e.pop("reward", 0.0))
-        values["success"] = _check_success(e.pop("success", False))
-        latency = e.pop("latency_ms", None)
-        if latency is not None:
-            if isinstance(latency, bool) or not isinstance(
-                    latency, (int, float, np.integer, np.floating)):
-                raise InvalidTypeError(f"latency_ms must be a number, got {type(latency).__name__}")
-            latency = float(latency)
-            if not np.isfinite(latency) or latency < 0:
-                raise InvalidArgumentError(
-                    f"latency_ms must be a finite number >= 0, got {latency}")
-        values["latency_ms"] = latency
-        tokens = e.pop("tokens", None)
-        if tokens is not None:
-            if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 0:
-                raise InvalidArgumentError(f"tokens must be an integer >= 0, got {tokens!r}")
-            tokens = int(tokens)
-        values["tokens"] = tokens
-        skills = e.pop("skills", None) or []
-        if isinstance(skills, str) or not all(isinstance(s, str) for s in skills):
-            raise InvalidTypeError("skills must be a list of skill names")
-        values["skills"] = json.dumps(list(dict.fromkeys(skills)))  # each skill counted once
-        values["metadata"] = check_metadata(e.pop("metadata", None))
-        emb = e.pop("embedding", None)
-        return values, self._vector(emb, None if emb is not None else task)
-
-    def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
-                      success: bool = False, session_id: str | None = None,
-                      input: str | None = None, output: str | None = None,
-                      critique: str | None = None, latency_ms: float | None = None,
-                      tokens: int | None = None, skills: Sequence[str] | None = None,
-                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
-        """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
-        ``uses`` and running ``success_rate`` updated in the same transaction.
-
-        >>> db = AgentDB(":memory:", dim=16)
-        >>> _ = db.store_skill("retry", "retry with backoff")
-        >>> _ = db.store_episode("call API", success=True, skills=["retry"])
-        >>> db.get_skill("retry").uses
-        1
-        """
-        return self.store_episodes([{
-            "task": task, "embedding": embedding, "reward": reward, "success": success,
-            "session_id": session_id, "input": input, "output": output, "critique": critique,
-            "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
-            "metadata": metadata, "id": id}])[0]
-
-    def get_episode(self, id: int) -> Episode:
-        """An episode by id (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
-        >>> db.get_episode(i).task
-        't'
-        """
-        return self._get("episodes", id)
-
-    def update_episode(self, id: int, *, reward: float = _UNSET, success: bool = _UNSET,
-                       critique: str | None = _UNSET, output: str | None = _UNSET,
-                       latency_ms: float | None = _UNSET, tokens: int | None = _UNSET,
-                       metadata: dict[str, Any] | None = _UNSET) -> Episode:
-        """Change the outcome fields of an episode (its task and skills stay); returns the
-        updated record and fires ``episode:updated``.
-
-        >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
-        >>> db.update_episode(i, critique="retry sooner").critique
-        'retry sooner'
-        """
-        rid = _as_id(id)
-        old = self._get("episodes", rid)
-        probe: dict[str, Any] = {"task": old.task, "embedding": old.embedding}
-        for fname, val in (("reward", reward), ("success", success), ("critique", critique),
-                           ("output", output), ("latency_ms", latency_ms), ("tokens", tokens),
-                           ("metadata", metadata)):
-            if val is not _UNSET:
-                probe[fname] = val
-        values, _ = self._episode_row(dict(probe))  # the same validation as store_episode
-        changed = {k: values[k] for k in probe if k not in ("task", "embedding")}
-        return self._update("episodes", rid, changed, None)
-
-    def delete_episode(self, id: int) -> None:
-        """Delete an episode (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); db.delete_episode(db.store_episode("t"))
-        """
-        self._delete("episodes", id)
-
-    def critique_summary(self, task: str | Any, k: int = 5) -> list[str]:
-        """Critiques of the ``k`` most similar *failed* episodes, most similar first,
-        without duplicates — the Reflexion memory to put in the next prompt.
-
-        >>> db = AgentDB(":memory:", dim=16)
-        >>> _ = db.store_episode("write tests", success=False, critique="mocked too much")
-        >>> db.critique_summary("write unit tests")
-        ['mocked too much']
-        """
-        out: list[str] = []
-        for r in self.search_episodes(task, k=k, success=False):
-            c = r.record.critique
-            if c and c not in out:
-                out.append(c)
-        return out
-
-    def _skill_id(self, id_or_name: int | str) -> int:
-        if isinstance(id_or_name, str):
-            row = self.store.find("skills", "name", id_or_name)
-            if row is None:
-                raise NotFoundError(f"unknown skill {id_or_name!r}")
-            return int(row["id"])
-        return _as_id(id_or_name)
-
-    def update_skill(self, id_or_name: int | str, *, name: str = _UNSET,
-                     description: str = _UNSET, signature: str | None = _UNSET,
-                     code: str | None = _UNSET, success_rate: float = _UNSET,
-                     uses: int = _UNSET, metadata: dict[str, Any] | None = _UNSET,
-                     embedding: Any = None) -> Skill:
-        """Change some fields of a skill; a new name or description is re-embedded.
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
-        >>> db.update_skill("s", success_rate=0.5).success_rate
-        0.5
-        """
-        rid = self._skill_id(id_or_name)
-        old = self._get("skills", rid)
-        values: dict[str, Any] = {}
-        for fname, val in (("name", name), ("description", description),
-                           ("signature", signature), ("code", code)):
-            if val is not _UNSET:
-                _check_text(fname, val, required=fname == "name")
-                values[fname] = val
-        if success_rate is not _UNSET:
-            values["success_rate"] = _check_rate(success_rate)
-        if uses is not _UNSET:
-            if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
-                raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
-            values["uses"] = int(uses)
-        if metadata is not _UNSET:
-            values["metadata"] = check_metadata(metadata)
-        if "name" in values and values["name"] != old.name and \
-                self.store.find("skills", "name", values["name"]) is not None:
-            raise ConflictError(f"skill with name {values['name']!r} already exists")
-        vec = None
-        if embedding is not None:
-            vec = check_vector(embedding, self.dim)
-        elif "name" in values or "description" in values:
-            vec = self._vector(None, f"{values.get('name', old.name)}: "
-                                     f"{values.get('description', old.description)}")
-        return self._update("skills", rid, values, vec)
-
-    def delete_skill(self, id_or_name: int | str) -> None:
-        """Delete a skill by id or name (``KeyError`` if unknown).
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s"); db.delete_skill("s")
-        """
-        self._delete("skills", self._skill_id(id_or_name))
-
-    def count(self, kind: str = "patterns") -> int:
-        """Number of records of a kind ("patterns", "episodes", "skills").
-
-        >>> AgentDB(":memory:", dim=8).count("skills")
-        0
-        """
-        _check_kind(kind)
-        return self.store.count(kind)
-
-    def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
-        """Every record of a kind, in id order (with embeddings).
-
-        >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
-        >>> [p.task for p in db.iter_records("patterns")]
-        ['t']
-        """
-        _check_kind(kind)
-        for rows in self.store.iter_rows(kind, batch=batch):
-            for row in rows:
-                yield _record(kind, row)
+__all__ = ["AgentDB", "MemoryCore", "existing_sqlite_dim", "open"]
 
 
 class AgentDB(MemoryCore):
@@ -587,7 +130,7 @@ class AgentDB(MemoryCore):
         self._index_params = {"M": M, "ef_construction": ef_construction,
                               "ef_search": ef_search, "threads": threads}
         existing_dim = (_existing_pg_dim(url, schema, table_prefix) if kind == "postgres"
-                        else _existing_dim(self.path))
+                        else existing_sqlite_dim(self.path))
         if dim is None:
             dim = existing_dim or (getattr(embedder, "dim", None) if embedder is not None
                                    and not isinstance(embedder, str) else None) or 384
@@ -610,8 +153,12 @@ class AgentDB(MemoryCore):
                                      durability=durability)
         self.readonly = readonly
         try:
-            self._cols = {name: self._open_collection(name)
-                          for name in ("patterns", "episodes", "skills")}
+            self._collections = Collections(
+                self.store, self.dim, self.path, postgres=kind == "postgres",
+                search_mode=self.search_mode, index_params=self._index_params,
+                progress=progress)
+            self._cols = self._collections.cols
+            self.index_status = self._collections.status
             self.learning = Learner.attach(self.store, self.dim, learning, readonly)
             if mirror is not None:
                 if readonly:
@@ -627,110 +174,8 @@ class AgentDB(MemoryCore):
             ref = weakref.ref(self)
             atexit.register(lambda: (db := ref()) is not None and db.close())
 
+
     # ---- lifecycle --------------------------------------------------------------------------
-    def _index_path(self, name: str) -> str:
-        return f"{self.path}.{name}.hnsw"
-
-    def _new_index(self) -> Any:
-        p = self._index_params
-        return backend.HNSWIndex(self.dim, metric="cosine", M=p["M"],
-                                 ef_construction=p["ef_construction"],
-                                 ef_search=p["ef_search"], threads=p["threads"])
-
-    def _open_pg_collection(self, name: str) -> _Collection:
-        """PostgreSQL: pgvector answers searches, or a native index is rebuilt from the table
-        (one binary COPY of ids and vectors)."""
-        self.index_status = getattr(self, "index_status", {})
-        if self.search_mode == "pgvector":
-            from ..storage.pg_backend import PostgresBackend
-
-            self.index_status[name] = "pgvector"
-            return _Collection(name, PostgresBackend(self.store, name,
-                                                     self._index_params["ef_search"]), None)
-        index = self._new_index()
-        ids, vecs = self.store.export_vectors(name)
-        if len(ids):
-            index.add(ids, vecs)
-        self.index_status[name] = f"rebuilt from PostgreSQL ({len(ids)} vectors)"
-        col = _Collection(name, index, self._filter_columns(name))
-        return col
-
-    def _filter_columns(self, name: str) -> FilterColumns:
-        attrs = FilterColumns()
-
-        def meta_of(m: Any) -> Any:
-            return m if isinstance(m, dict) else json.loads(m)
-
-        if name == "skills":  # the reward column holds the success rate
-            for rid, rate, meta in self.store.scalar_columns(name, ("success_rate", "metadata")):
-                attrs.set(rid, rate, False, None, meta_of(meta))
-        else:
-            for rid, reward, success, session, meta in self.store.scalar_columns(
-                    name, ("reward", "success", "session_id", "metadata")):
-                attrs.set(rid, reward, bool(success), session, meta_of(meta))
-        return attrs
-
-    def _open_collection(self, name: str) -> _Collection:
-        """Load the saved index and replay what changed since it was saved, or rebuild."""
-        if self.backend_name == "postgres":
-            return self._open_pg_collection(name)
-        index, since = None, -1
-        path = self._index_path(name)
-        saved = self.store.meta(f"index_gen:{name}")
-        self.index_status: dict[str, str] = getattr(self, "index_status", {})
-        status = "new"
-        if not self.store.memory and os.path.exists(path) and saved is not None:
-            try:
-                index = backend.HNSWIndex.load(path)
-                if index.dim != self.dim or index.metric != "cosine":
-                    raise InvalidArgumentError("index parameters do not match the store")
-                index.ef_search = self._index_params["ef_search"]
-                index.threads = self._index_params["threads"]
-                since = int(saved)
-                status = "loaded"
-            except (ValueError, OSError) as exc:
-                index, status = None, f"rebuilt ({exc})"
-        elif not self.store.memory and self.store.count(name):
-            status = "rebuilt (index file missing)"
-        if index is None:
-            index, since = self._new_index(), -1
-        changed = 0
-        for rid in self.store.deleted_since(name, since):
-            if index.contains(rid):
-                index.remove([rid])
-                changed += 1
-        changed += self._replay(name, index, since)
-        if len(index) != self.store.count(name):  # should not happen; never serve a wrong index
-            index = self._new_index()
-            self._replay(name, index, -1)
-            status = "rebuilt (count mismatch)"
-        self.index_status[name] = status
-        col = _Collection(name, index, self._filter_columns(name))
-        # the file is current when nothing of this collection changed since it was saved
-        # (later writes to other tables -- other collections, the graph, the learning
-        # state -- advance the generation too, but do not touch this index)
-        current = status == "loaded" and changed == 0
-        col.saved_gen = since if current else -1
-        col.changed_gen = since if current else self.store.generation
-        return col
-
-    def _replay(self, name: str, index: Any, since: int) -> int:
-        """Add the rows written after generation ``since``; returns how many."""
-        count = 0
-        total = self.store.count(name) if since < 0 else None
-        show = self._progress if self._progress is not None else None
-        with progress_bar(total or 0, f"indexing {name}",
-                          enabled=(show if show is not None else None)
-                          if (total or 0) >= 20_000 else False) as advance:
-            for rows in self.store.iter_rows(name, since_gen=since, batch=5000,
-                                             columns="id, embedding, gen"):
-                ids = np.fromiter((r["id"] for r in rows), np.int64, len(rows))
-                vecs = np.stack([r["embedding"] for r in rows])
-                index.add(ids, vecs)
-                advance(len(rows))
-                count += len(rows)
-        return count
-
     def checkpoint(self) -> None:
         """Save every index file that changed, so the next open needs no catch-up.
 
@@ -741,17 +186,7 @@ class AgentDB(MemoryCore):
         if self.store.memory or self.readonly or self.backend_name == "postgres":
             return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
-            gen = self.store.generation
-            saved = []
-            for name, col in self._cols.items():
-                if col.saved_gen >= 0 and col.changed_gen <= col.saved_gen:
-                    continue  # the file already holds these vectors
-                col.index.save(self._index_path(name))
-                self.store.set_meta(f"index_gen:{name}", str(gen))
-                saved.append(col)
-            gen_after = self.store.generation  # set_meta advanced it; nothing else changed
-            for col in saved:
-                col.saved_gen = gen_after
+            self._collections.save()
 
     def close(self) -> None:
         """Save changed indexes and close the store (idempotent).
@@ -823,7 +258,7 @@ class AgentDB(MemoryCore):
                      "metadata": h.record.metadata} for h in self.search_patterns(
                 vector, k, min_reward=min_reward, success_only=success_only,
                 session_id=session_id, where=where, threshold=threshold, ef=ef, adapt=False)]
-        threshold = _check_k_threshold(k, threshold)
+        threshold = check_k_threshold(k, threshold)
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
         q = self._query_vector(vector)
@@ -925,32 +360,32 @@ class AgentDB(MemoryCore):
                 if "UNIQUE" in msg or "PRIMARY KEY" in msg or "duplicate key" in msg:
                     what = (f"name {values.get('name')!r}" if name == "skills"
                             and values.get("name") else f"id {rid}")
-                    raise ConflictError(f"{_KIND[name]} with {what} already exists") from None
+                    raise ConflictError(f"{KIND[name]} with {what} already exists") from None
                 raise
         return added
 
     def _get(self, name: str, rid: int) -> Any:
         self._check_open()
-        rid = _as_id(rid)
+        rid = as_id(rid)
         rows = self.store.get(name, [rid])
         if rid not in rows:
-            raise NotFoundError(f"unknown {_KIND[name]} id {rid}")
-        return _record(name, rows[rid])
+            raise NotFoundError(f"unknown {KIND[name]} id {rid}")
+        return to_record(name, rows[rid])
 
     def _delete(self, name: str, rid: int) -> None:
         self._check_open()
-        rid = _as_id(rid)
+        rid = as_id(rid)
         col = self._cols[name]
         with self._lock:
             if not self.store.existing(name, [rid]):
-                raise NotFoundError(f"unknown {_KIND[name]} id {rid}")
+                raise NotFoundError(f"unknown {KIND[name]} id {rid}")
             with self.store.write() as w:
                 self.store.delete(w, name, [rid])
             col.index.remove([rid])
             col.changed_gen = self.store.generation
             if col.attrs is not None:
                 col.attrs.remove(rid)
-        self._events.emit(f"{_KIND[name]}:deleted", {"id": rid})
+        self._events.emit(f"{KIND[name]}:deleted", {"id": rid})
 
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
@@ -970,7 +405,7 @@ class AgentDB(MemoryCore):
             col.changed_gen = self.store.generation
             rec = self._get(name, rid)
             self._refresh_columns(name, rec)
-        self._events.emit(f"{_KIND[name]}:updated", rec.to_dict())
+        self._events.emit(f"{KIND[name]}:updated", rec.to_dict())
         return rec
 
     def _refresh_columns(self, name: str, rec: Any) -> None:
@@ -986,7 +421,7 @@ class AgentDB(MemoryCore):
                 threshold: float | None, ef: int | None, adapt: bool = False
                 ) -> list[SearchResult]:
         self._check_open()
-        threshold = _check_k_threshold(k, threshold)
+        threshold = check_k_threshold(k, threshold)
         q = self._query_vector(query)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
@@ -1018,7 +453,7 @@ class AgentDB(MemoryCore):
         """The hits with their records (one read); hits deleted meanwhile are dropped."""
         rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
         sc = [None] * len(hits) if scores is None else [float(x) for x in scores]
-        return [SearchResult(i, 1.0 - d, d, _record(name, rows[i]), s)
+        return [SearchResult(i, 1.0 - d, d, to_record(name, rows[i]), s)
                 for (i, d), s in zip(hits, sc) if i in rows]
 
     def _allowed(self, name: str, min_reward: float | None, success: bool | None,
@@ -1055,7 +490,7 @@ class AgentDB(MemoryCore):
         """
         values, vec = self._pattern_row(task, embedding, reward, success, session_id, input,
                                         output, critique, metadata)
-        rid = self._write_rows("patterns", [(values, vec, _opt_id(id), None)])[0]
+        rid = self._write_rows("patterns", [(values, vec, opt_id(id), None)])[0]
         self._emit_rows("patterns", [rid])
         return rid
 
@@ -1174,15 +609,15 @@ class AgentDB(MemoryCore):
         >>> len(db.store_episodes([{"task": "a", "critique": "x"}]))
         1
         """
-        items = _dict_items(episodes, "episodes")
+        items = dict_items(episodes, "episodes")
         if not items:
             return []
         self._embed_missing(items, "task")
         rows, outcomes = [], []
         for n, e in enumerate(items):
             try:
-                rid = _opt_id(e.pop("id", None))
-                created = _opt_time(e.pop("created_at", None))
+                rid = opt_id(e.pop("id", None))
+                created = opt_time(e.pop("created_at", None))
                 e.pop("updated_at", None)
                 values, vec = self._episode_row(e)
                 if e:
@@ -1239,11 +674,11 @@ class AgentDB(MemoryCore):
         >>> db.store_skill("grep", "search files") >= 1
         True
         """
-        _check_text("name", name, required=True)
-        _check_text("description", description)
-        _check_text("signature", signature)
-        _check_text("code", code)
-        rate = _check_rate(success_rate)
+        check_text("name", name, required=True)
+        check_text("description", description)
+        check_text("signature", signature)
+        check_text("code", code)
+        rate = check_rate(success_rate)
         if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 0:
             raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
@@ -1251,7 +686,7 @@ class AgentDB(MemoryCore):
                   "metadata": check_metadata(metadata)}
         vec = self._vector(embedding, f"{name}: {description or ''}")
         rid = self._write_rows("skills",
-                               [(values, vec, _opt_id(id), _opt_time(created_at))])[0]
+                               [(values, vec, opt_id(id), opt_time(created_at))])[0]
         self._emit_rows("skills", [rid])
         return rid
 
@@ -1280,7 +715,7 @@ class AgentDB(MemoryCore):
         if min_success_rate is not None or where:
             if where:
                 where_sql(where)  # validates keys and operators
-            rate = None if min_success_rate is None else _check_rate(min_success_rate)
+            rate = None if min_success_rate is None else check_rate(min_success_rate)
             attrs = self._cols["skills"].attrs
             if attrs is None:  # pgvector search: the skills table's success_rate column
                 allowed = {"min_reward": rate, "where": where or None}
@@ -1298,8 +733,8 @@ class AgentDB(MemoryCore):
         8
         """
         self._check_open()
-        files = {n: os.path.getsize(self._index_path(n)) for n in self._cols
-                 if not self.store.memory and os.path.exists(self._index_path(n))}
+        files = {n: os.path.getsize(self._collections.index_path(n)) for n in self._cols
+                 if not self.store.memory and os.path.exists(self._collections.index_path(n))}
         return {
             "path": self.path,
             "dim": self.dim,
@@ -1319,8 +754,11 @@ class AgentDB(MemoryCore):
         }
 
 
+
 # ---- module helpers ---------------------------------------------------------------------------
-def _existing_dim(path: str) -> int | None:
+def existing_sqlite_dim(path: str) -> int | None:
+    """The dim a SQLite store at ``path`` records, or None (no store there yet); a file
+    that is not an AgentDB store raises ``StoreError``."""
     if path == ":memory:" or not Path(path).exists() or Path(path).stat().st_size == 0:
         return None  # SQLite treats an empty file as an empty database
     import sqlite3
@@ -1344,152 +782,6 @@ def _existing_pg_dim(url: str | None, schema: str, prefix: str) -> int | None:
 
     return existing_dim(url, schema, prefix)
 
-
-def rerank_candidates(rerank: str, k: Any, candidates: Any) -> int:
-    """How many hits a re-ranked search fetches (``candidates``, default ``max(4k, 20)``),
-    after checking ``rerank`` and ``k`` (shared by the embedded store and the cluster).
-
-    >>> rerank_candidates("attention", 5, None)
-    20
-    """
-    if rerank not in ("attention", "attention+reward"):
-        raise InvalidArgumentError(f"rerank must be None, 'attention' or 'attention+reward', got "
-                                   f"{rerank!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
-    n = max(4 * int(k), 20) if candidates is None else candidates
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
-        raise InvalidArgumentError(f"candidates must be an integer >= k ({k}), got {candidates!r}")
-    return int(n)
-
-
-def reward_prior(rewards: Any) -> np.ndarray:
-    """The ``rerank="attention+reward"`` prior of rewards in [-1, 1]: ``max(0.05, (1 + r) / 2)``.
-
-    >>> reward_prior([-1.0, 0.0, 1.0]).tolist()
-    [0.05, 0.5, 1.0]
-    """
-    return np.maximum(0.05, (1.0 + np.asarray(rewards, np.float64)) / 2.0)
-
-
-def stored_vectors(store: Any, name: str, ids: Sequence[int]) -> np.ndarray:
-    """The stored embeddings of ``ids`` read from ``store``, in order; ``KeyError`` names the
-    first unknown id."""
-    rows = store.get(name, list(ids))
-    missing = [i for i in ids if i not in rows]
-    if missing:
-        raise NotFoundError(f"unknown {_KIND[name]} id {missing[0]}")
-    return np.stack([np.asarray(rows[i]["embedding"], np.float32) for i in ids])
-
-
-def _check_k_threshold(k: Any, threshold: Any) -> float | None:
-    """Validate a search's ``k`` and ``threshold``; the threshold as a float (or None)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
-    if threshold is None:
-        return None
-    if isinstance(threshold, bool) or not isinstance(
-            threshold, (int, float, np.integer, np.floating)):
-        raise InvalidTypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not (-1.0 <= float(threshold) <= 1.0):  # also rejects NaN
-        raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    return float(threshold)
-
-
-def _check_kind(kind: Any) -> None:
-    if kind not in _KIND:
-        raise InvalidArgumentError(f"unknown kind {kind!r}: expected patterns, episodes or skills")
-
-
-def _record(name: str, row: dict[str, Any]) -> Any:
-    row = dict(row)
-    row.pop("gen", None)
-    return _RECORD[name](**row)
-
-
-def _as_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidTypeError(f"id must be an integer, got {type(value).__name__}")
-    return int(value)
-
-
-def _opt_id(value: Any) -> int | None:
-    if value is None:
-        return None
-    rid = _as_id(value)
-    if rid < 1:
-        raise InvalidArgumentError(f"id must be >= 1, got {rid}")
-    return rid
-
-
-def _dict_items(items: Iterable[Any], what: str) -> list[dict[str, Any]]:
-    if isinstance(items, (str, bytes, dict)):
-        raise InvalidTypeError(f"{what} must be a list of dicts, got {type(items).__name__}")
-    out = []
-    for n, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise InvalidTypeError(f"{what}[{n}] must be a dict, got {type(item).__name__}")
-        out.append(dict(item))
-    return out
-
-
-def _pattern_changes(task: Any, reward: Any, success: Any, session_id: Any, input: Any,
-                     output: Any, critique: Any, metadata: Any) -> dict[str, Any]:
-    """Validated column values for a pattern update; ``_UNSET`` arguments are left out
-    (shared by :meth:`AgentDB.update_pattern` and the cluster's)."""
-    values: dict[str, Any] = {}
-    if task is not _UNSET:
-        _check_text("task", task, required=True)
-        values["task"] = task
-    if reward is not _UNSET:
-        values["reward"] = check_reward(reward)
-    if success is not _UNSET:
-        values["success"] = _check_success(success)
-    for fname, val in (("session_id", session_id), ("input", input), ("output", output),
-                       ("critique", critique)):
-        if val is not _UNSET:
-            _check_text(fname, val)
-            values[fname] = val
-    if metadata is not _UNSET:
-        values["metadata"] = check_metadata(metadata)
-    return values
-
-
-def _check_success(value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or (
-            isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return int(bool(value))
-    raise InvalidTypeError(f"success must be a bool, got {value!r}")
-
-
-def _opt_time(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise InvalidArgumentError(
-            f"created_at must be a finite epoch time in seconds, got {value!r}")
-    return float(value)
-
-
-def _check_text(name: str, value: Any, required: bool = False) -> None:
-    if value is None and not required:
-        return
-    if not isinstance(value, str):
-        raise InvalidTypeError(f"{name} must be a string, got {type(value).__name__}")
-    if required and not value.strip():
-        raise InvalidArgumentError(f"{name} must be a non-empty string")
-    if len(value) > 1_000_000:
-        raise InvalidArgumentError(
-            f"{name} is too long ({len(value)} characters; the limit is 1,000,000)")
-
-
-def _check_rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidTypeError(f"success_rate must be a number, got {type(value).__name__}")
-    r = float(value)
-    if not (0.0 <= r <= 1.0):
-        raise InvalidArgumentError(f"success_rate must be within [0, 1], got {r}")
-    return r
 
 
 def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB:  # noqa: A001

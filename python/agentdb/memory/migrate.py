@@ -42,9 +42,9 @@ def _source_dim(target: str, schema: str, prefix: str) -> int:
 
         dim = existing_dim(target, schema, prefix)
     else:
-        from .embedded import _existing_dim
+        from .embedded import existing_sqlite_dim
 
-        dim = _existing_dim(target)
+        dim = existing_sqlite_dim(target)
     if dim is None:
         from ..storage.mirror import redact_url
 
