@@ -417,7 +417,7 @@ def test_killed_replica_rebuilds_and_catches_up(cdb):
         t0 = time.monotonic()
         ray.kill(victim, no_restart=False)  # Ray restarts it with its memory gone
         _search_under_failure(cdb, writer, 30)
-        assert cdb.actor_name(0, 0) in cdb._suspect  # searches did fail over
+        assert cdb.actor_name(0, 0) in cdb.scatter.suspect  # searches did fail over
     finally:
         writer.stop.set()
         writer.join(10)
@@ -509,9 +509,9 @@ def test_remove_shard_moves_its_keys_online(cdb, postgres_url, pg_schema):
         with pytest.raises(ValueError, match="last shard"):
             cdb.remove_shard()
         deadline = time.monotonic() + 20
-        while cdb._get_actor(1, 0) is not None and time.monotonic() < deadline:
+        while cdb.shards.get_actor(1, 0) is not None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert cdb._get_actor(1, 0) is None and cdb._get_actor(1, 1) is None
+        assert cdb.shards.get_actor(1, 0) is None and cdb.shards.get_actor(1, 1) is None
         # and grow again: the new shard takes its ~half of the keys back
         new_id = cdb.add_shard()
         assert cdb.ring.shards == [0, new_id]

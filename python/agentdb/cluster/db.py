@@ -75,7 +75,6 @@ opened later (or after ``db.learning.reload()``) loads it.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -89,12 +88,9 @@ from typing import Any
 import numpy as np
 import ray
 from psycopg import sql
-from ray.util.placement_group import placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..embedders import Embedder, get_embedder
 from ..errors import (
-    ClusterError,
     ConflictError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -122,22 +118,15 @@ from ..storage.postgres import PostgresStore
 from ..storage.records import SearchResult, Skill, check_metadata, check_reward
 from .graph import ClusterGraph
 from .log import ClusterLog
-from .replica import remote_class
 from .ring import HashRing
+from .scatter import Scatter
+from .shards import ClusterUnavailable, Shards
 
 __all__ = ["ClusterDB", "ClusterUnavailable"]
 
 log = logging.getLogger("agentdb.cluster")
 
-_BUNDLE_CPU = 0.01
-_SUSPECT_SECONDS = 3.0
-_HEDGE_FACTOR = 8.0  # ask another replica after 8x the usual shard latency...
-_MIN_HEDGE_SECONDS = 0.05  # ...but not before 50 ms
 _KINDS = ("patterns", "episodes", "skills")
-
-
-class ClusterUnavailable(ClusterError):
-    """No replica of some shard could answer within the deadline."""
 
 
 def _ensure_pythonpath() -> None:
@@ -236,11 +225,6 @@ class ClusterDB(MemoryCore):
         self.last_seq = 0
         self._closed = False
         self._lock = threading.RLock()
-        self._rr: dict[int, itertools.count[int]] = {}
-        self._suspect: dict[str, float] = {}
-        self._latency_ewma = 0.02  # seconds: running mean of one shard's search call
-        self._created: list[str] = []
-        self._created_pgs: list[str] = []
         self._owns_ray = False
         self._graph: ClusterGraph | None = None
         self._attention: Any = None
@@ -267,7 +251,7 @@ class ClusterDB(MemoryCore):
                 self._drop_pgvector_indexes()
             ring_json = self.log.init_meta("ring", json.dumps(
                 HashRing(list(range(shards)), virtual_nodes).to_dict(), sort_keys=True))
-            self.ring = HashRing.from_dict(json.loads(ring_json))
+            ring = HashRing.from_dict(json.loads(ring_json))
             self.replicas = int(self.log.init_meta("replicas", str(replicas)))
             self.log.init_meta("namespace", namespace)
             self.learning = Learner.attach(self.store, self.dim, learning, False)
@@ -283,9 +267,11 @@ class ClusterDB(MemoryCore):
                     ray.init(address=ray_address, namespace=namespace,
                              ignore_reinit_error=True)
                 self._owns_ray = True
-            self._routing: dict[int, list[Any]] = {
-                s: self._ensure_shard(s, self.ring) for s in self.ring.shards}
-            self._wait_ready(list(self.ring.shards), self.ready_timeout, every=False)
+            self.shards = Shards(self.log, ring, namespace=namespace, replicas=self.replicas,
+                                 placement=placement, ready_timeout=self.ready_timeout,
+                                 config=self._config)
+            self.scatter = Scatter(self.shards, self.search_timeout, ef_search)
+            self.shards.start()
         except BaseException:
             self.store.close()
             raise
@@ -301,133 +287,6 @@ class ClusterDB(MemoryCore):
                 w.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
                     sql.Identifier(self.schema, f"{self.table_prefix}{tbl}_hnsw")))
 
-    # ---- actors -----------------------------------------------------------------------------
-    def actor_name(self, shard: int, replica: int) -> str:
-        """The Ray actor name of one replica."""
-        return f"{self.namespace}/shard{shard}/replica{replica}"
-
-    def _placement_group(self, shard: int) -> Any:
-        name = f"{self.namespace}/shard{shard}/pg"
-        try:
-            return ray.util.get_placement_group(name)
-        except ValueError:
-            pass
-        alive = sum(1 for n in ray.nodes() if n.get("Alive"))
-        strategy = {"spread": "SPREAD", "strict_spread": "STRICT_SPREAD"}.get(
-            self.placement, "STRICT_SPREAD" if alive >= self.replicas else "SPREAD")
-        pg = placement_group([{"CPU": _BUNDLE_CPU}] * self.replicas, strategy=strategy,
-                             name=name, lifetime="detached")
-        try:
-            ray.get(pg.ready(), timeout=self.ready_timeout)
-        except ray.exceptions.GetTimeoutError:
-            ray.util.remove_placement_group(pg)
-            raise ClusterUnavailable(f"placement group {name} ({strategy}, {self.replicas} x "
-                                     f"{_BUNDLE_CPU} CPU) not schedulable within "
-                                     f"{self.ready_timeout:g}s") from None
-        self._created_pgs.append(name)
-        return pg
-
-    def _ensure_shard(self, shard: int, ring: HashRing) -> list[Any]:
-        """Handles of a shard's replicas, creating missing actors (idempotent)."""
-        pg = self._placement_group(shard)
-        cls = remote_class()
-        handles = []
-        for r in range(self.replicas):
-            name = self.actor_name(shard, r)
-            try:
-                handles.append(ray.get_actor(name, namespace=self.namespace))
-                continue
-            except ValueError:
-                pass
-            cfg = dict(self._config, shard=shard, replica=r, ring=ring.to_dict())
-            handles.append(cls.options(
-                name=name, namespace=self.namespace, lifetime="detached", get_if_exists=True,
-                num_cpus=_BUNDLE_CPU,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    pg, placement_group_bundle_index=r)).remote(cfg))
-            self._created.append(name)
-        return handles
-
-    def _wait_ready(self, shards: list[int], timeout: float, every: bool) -> None:
-        """Wait until each shard has one ready replica (``every``: all replicas ready)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            statuses = self._statuses(shards, 2.0)
-            pending = []
-            for s in shards:
-                states = [st.get("state") for st in statuses[s]]
-                ok = (all(x == "ready" for x in states) if every
-                      else any(x == "ready" for x in states))
-                if not ok:
-                    pending.append((s, states))
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise ClusterUnavailable(f"shards not ready after {timeout:g}s: {pending}")
-            time.sleep(0.2)
-
-    def _statuses(self, shards: list[int], timeout: float) -> dict[int, list[dict[str, Any]]]:
-        """``status()`` of every replica of ``shards``, asked in parallel; a replica that
-        does not answer within ``timeout`` is reported ``unreachable``."""
-        refs: dict[tuple[int, int], Any] = {}
-        for s in shards:
-            handles = self._routing.get(s) or [self._get_actor(s, r)
-                                               for r in range(self.replicas)]
-            for r, h in enumerate(handles):
-                refs[(s, r)] = (None if h is None else
-                                h.status.options(concurrency_group="control").remote())
-        deadline = time.monotonic() + timeout
-        out: dict[int, list[dict[str, Any]]] = {s: [] for s in shards}
-        for (s, r), ref in refs.items():
-            st: dict[str, Any] = {"shard": s, "replica": r, "state": "missing",
-                                  "alive": False}
-            if ref is not None:
-                try:
-                    left = max(0.01, deadline - time.monotonic())
-                    st = dict(ray.get(ref, timeout=left), alive=True)
-                except Exception as exc:
-                    st = {"shard": s, "replica": r, "state": "unreachable", "alive": False,
-                          "error": f"{type(exc).__name__}: {exc}"[:300]}
-            out[s].append(st)
-        return out
-
-    def _get_actor(self, shard: int, replica: int) -> Any:
-        try:
-            return ray.get_actor(self.actor_name(shard, replica), namespace=self.namespace)
-        except ValueError:
-            return None
-
-    def _reload_ring(self) -> bool:
-        """Route by the ring stored in PostgreSQL; True when it differs from this handle's."""
-        stored = self.log.load_ring()
-        if stored is None:
-            return False
-        ring = HashRing.from_dict(stored)
-        with self._lock:
-            if ring == self.ring:
-                return False
-            routing = dict(self._routing)
-            for s in ring.shards:
-                if s not in routing:
-                    handles = [self._get_actor(s, r) for r in range(self.replicas)]
-                    routing[s] = [h for h in handles if h is not None]
-            self._routing = {s: routing[s] for s in ring.shards}
-            self.ring = ring
-        return True
-
-    def _routed(self, call: Any) -> Any:
-        """``call()`` routed by this handle's ring; when the ring turns out to be stale (a
-        replica says so, or a shard it names is gone after ``remove_shard``), reload it from
-        PostgreSQL and call once more."""
-        try:
-            return call()
-        except _StaleRing:
-            self._reload_ring()
-        except ClusterUnavailable:
-            if not self._reload_ring():
-                raise
-        return call()
-
     # ---- lifecycle --------------------------------------------------------------------------
     def close(self, shutdown: bool = False) -> None:
         """Close this handle. ``shutdown=True`` also kills the actors and placement groups
@@ -437,17 +296,7 @@ class ClusterDB(MemoryCore):
         self._closed = True
         try:
             if shutdown and ray.is_initialized():
-                for name in self._created:
-                    try:
-                        ray.kill(ray.get_actor(name, namespace=self.namespace),
-                                 no_restart=True)
-                    except Exception:  # already gone
-                        pass
-                for name in self._created_pgs:
-                    try:
-                        ray.util.remove_placement_group(ray.util.get_placement_group(name))
-                    except Exception:
-                        pass
+                self.shards.remove_created()
                 if self._owns_ray:
                     ray.shutdown()
         finally:
@@ -478,9 +327,11 @@ class ClusterDB(MemoryCore):
 
     # ---- writes -----------------------------------------------------------------------------
     @contextmanager
-    def _tx(self) -> Iterator[tuple[Any, Any]]:
-        """One PostgreSQL transaction; yields ``(w, log)`` where ``log(collection, op, ids)``
-        appends log rows in it. ``last_seq`` advances after the commit."""
+    def transaction(self) -> Iterator[tuple[Any, Any]]:
+        """One PostgreSQL transaction; yields ``(w, log)`` where ``w`` is the store's write
+        transaction and ``log(collection, op, ids, action=None)`` appends log rows in it (the
+        replicas apply them). ``last_seq`` advances after the commit, then the events of the
+        logged record changes are emitted. Used by every write, including :mod:`.graph`'s."""
         self._check_open()
         seqs: list[int] = []
         events: list[tuple[str, str, list[int]]] = []
@@ -525,7 +376,7 @@ class ClusterDB(MemoryCore):
 
     def _write_rows(self, name: str, rows: list[Any],
                     extra: Any = None) -> list[int]:
-        with self._tx() as (w, log_op):
+        with self.transaction() as (w, log_op):
             ids = self._insert(w, name, rows)
             log_op(name, "upsert", ids, "stored")
             if extra is not None:
@@ -550,13 +401,13 @@ class ClusterDB(MemoryCore):
         rid = as_id(rid)
         if not self.store.existing(name, [rid]):
             raise NotFoundError(f"unknown {name[:-1]} id {rid}")
-        with self._tx() as (w, log_op):
+        with self.transaction() as (w, log_op):
             self.store.delete(w, name, [rid])
             log_op(name, "delete", [rid])
 
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
-        with self._tx() as (w, log_op):
+        with self.transaction() as (w, log_op):
             self.store.update(w, name, rid, values, vec)
             log_op(name, "upsert", [rid])
         return self._get(name, rid)
@@ -744,7 +595,8 @@ class ClusterDB(MemoryCore):
                 raise InvalidArgumentError(
                     f"threshold is a cosine similarity in [-1, 1], got {threshold}")
         want = self.last_seq if min_seq is None else int(min_seq)
-        ids, dists = self._routed(lambda: self._scatter(name, q, int(k), ef, filters, want))
+        ids, dists = self.scatter.routed(
+            lambda: self.scatter.search(name, q, int(k), ef, filters, want))
         hits = [(int(i), float(d)) for i, d in zip(ids, dists)]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= float(threshold)]
@@ -761,181 +613,22 @@ class ClusterDB(MemoryCore):
         f = self._filters(None, None, None, None) if filters is None else dict(filters)
         want = self.last_seq if min_seq is None else int(min_seq)
         q = self._query_vector(query)
-        return self._routed(lambda: self._scatter(collection, q, int(k), ef, f, want))
+        return self.scatter.routed(lambda: self.scatter.search(collection, q, int(k), ef, f, want))
 
-    def _candidates(self, shard: int, handles: list[Any]) -> list[tuple[int, Any]]:
-        """Replicas of a shard to try, round-robin, suspects last."""
-        n = len(handles)
-        start = next(self._rr.setdefault(shard, itertools.count())) % max(n, 1)
-        order = [(r % n) for r in range(start, start + n)]
-        now = time.monotonic()
-        good = [r for r in order if self._suspect.get(self.actor_name(shard, r), 0) <= now]
-        bad = [r for r in order if r not in good]
-        return [(r, handles[r]) for r in good + bad]
+    # ---- shards -----------------------------------------------------------------------------
+    @property
+    def ring(self) -> HashRing:
+        """The hash ring this handle routes by (reloaded from PostgreSQL when stale)."""
+        return self.shards.ring
 
-    def _mark_suspect(self, shard: int, replica: int) -> None:
-        self._suspect[self.actor_name(shard, replica)] = time.monotonic() + _SUSPECT_SECONDS
+    def actor_name(self, shard: int, replica: int) -> str:
+        """The Ray actor name of one replica."""
+        return self.shards.actor_name(shard, replica)
 
-    def _scatter(self, name: str, q: np.ndarray, k: int, ef: int | None,
-                 filters: dict[str, Any], min_seq: int) -> tuple[np.ndarray, np.ndarray]:
-        """Ask one replica per shard (retrying / hedging on others); merged top-k."""
-        ef = self.ef_search if ef is None else int(ef)
-        ef = max(ef, k)
-        with self._lock:
-            routing = dict(self._routing)
-            ring_shards = list(self.ring.shards)
-        results = self._fanout(
-            routing, lambda _s, h, budget: h.search.remote(name, q, k, ef, filters, min_seq,
-                                                           budget, ring_shards), min_seq)
-        all_ids = np.concatenate([results[s][0] for s in routing]) if results else \
-            np.zeros(0, np.int64)
-        all_d = np.concatenate([results[s][1] for s in routing]) if results else \
-            np.zeros(0, np.float32)
-        order = np.lexsort((all_ids, all_d))
-        seen: set[int] = set()
-        out_i, out_d = [], []
-        for j in order:  # dedupe: during a ring change a record may be in two shards
-            i = int(all_ids[j])
-            if i in seen:
-                continue
-            seen.add(i)
-            out_i.append(i)
-            out_d.append(float(all_d[j]))
-            if len(out_i) == k:
-                break
-        return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
-
-    def _expand(self, frontier: list[int], direction: str, types: list[str] | None,
-                min_seq: int) -> list[int]:
-        """One graph hop from ``frontier``: each owning shard expands its nodes (one replica
-        per shard, with the same retry / hedging as search); the sorted union."""
-        return self._routed(lambda: self._expand_once(frontier, direction, types, min_seq))
-
-    def _expand_once(self, frontier: list[int], direction: str, types: list[str] | None,
-                     min_seq: int) -> list[int]:
-        with self._lock:
-            ring = self.ring
-            routing = dict(self._routing)
-        owner = ring.shards_for(frontier)
-        parts = {s: [n for n, o in zip(frontier, owner) if o == s] for s in routing}
-        parts = {s: p for s, p in parts.items() if p}
-        ring_shards = list(ring.shards)
-        results = self._fanout(
-            {s: routing[s] for s in parts},
-            lambda s, h, budget: h.expand.remote(parts[s], direction, types, min_seq, budget,
-                                                 ring_shards), min_seq)
-        return sorted({n for res in results.values() for n in res})
-
-    def _fanout(self, routing: dict[int, list[Any]], call: Any, min_seq: int
-                ) -> dict[int, Any]:
-        """Run ``call(shard, handle, budget)`` on one replica of every shard in ``routing``,
-        retrying on another replica after a failure and hedging after a slow answer, within
-        ``search_timeout``; the results by shard."""
-        deadline = time.monotonic() + self.search_timeout
-        todo = {s: self._candidates(s, routing[s]) for s in routing}
-        pending: dict[Any, tuple[int, int, float]] = {}  # ref -> (shard, replica, give_up_at)
-        results: dict[int, Any] = {}
-        errors: dict[int, list[str]] = {s: [] for s in routing}
-
-        started: dict[Any, float] = {}
-
-        def launch(s: int) -> bool:
-            if not todo[s]:
-                return False
-            r, h = todo[s].pop(0)
-            now = time.monotonic()
-            left = max(0.05, deadline - now)
-            budget = left / 2 if todo[s] else left  # keep time for another replica
-            ref = call(s, h, budget)
-            # hedge on another replica once this one is much slower than usual (a restarting
-            # actor makes calls wait rather than fail), not only when its budget runs out
-            patience = budget + 0.5
-            if todo[s]:
-                patience = min(patience, max(_MIN_HEDGE_SECONDS,
-                                             _HEDGE_FACTOR * self._latency_ewma))
-            pending[ref] = (s, r, now + patience)
-            started[ref] = now
-            return True
-
-        for s in routing:
-            if not launch(s):
-                raise ClusterUnavailable(f"shard {s} has no replicas")
-        while any(s not in results for s in routing):
-            now = time.monotonic()
-            if now > deadline:
-                missing = [s for s in routing if s not in results]
-                raise ClusterUnavailable(
-                    f"cluster call timed out after {self.search_timeout:g}s waiting for shards "
-                    f"{missing} (min_seq={min_seq}); errors: "
-                    f"{ {s: errors[s] for s in missing} }")
-            refs = list(pending)
-            if not refs:  # every replica of some shard failed
-                missing = [s for s in routing if s not in results]
-                raise ClusterUnavailable(f"no replica of shards {missing} could answer: "
-                                         f"{ {s: errors[s] for s in missing} }")
-            wait_for = min(deadline, min(g for _, _, g in pending.values())) - now
-            done, _ = ray.wait(refs, num_returns=1, timeout=max(0.01, wait_for))
-            for ref in done:
-                s, r, _ = pending.pop(ref)
-                if s in results:
-                    continue  # a hedged duplicate
-                try:
-                    results[s] = ray.get(ref)
-                    took = time.monotonic() - started.get(ref, time.monotonic())
-                    self._latency_ewma += 0.1 * (took - self._latency_ewma)
-                except Exception as exc:
-                    cause = getattr(exc, "cause", None) or exc
-                    if type(cause).__name__ == "StaleRing":
-                        raise _StaleRing(str(cause)) from None
-                    errors[s].append(f"replica {r}: {type(cause).__name__}: "
-                                     f"{str(cause).splitlines()[0][:200] if str(cause) else ''}")
-                    self._mark_suspect(s, r)
-                    if not any(ps == s for ps, _, _ in pending.values()):
-                        launch(s)
-            now = time.monotonic()
-            for ref, (s, r, give_up) in list(pending.items()):
-                if s in results:
-                    pending.pop(ref)
-                elif now > give_up and ref in pending:
-                    # slow replica: keep waiting for it but hedge on another one
-                    pending[ref] = (s, r, deadline)
-                    self._mark_suspect(s, r)
-                    errors[s].append(f"replica {r}: no answer in time")
-                    launch(s)
-        return results
-
-    # ---- rebalancing ------------------------------------------------------------------------
     def add_shard(self) -> int:
         """Add a shard online; returns its id. See the module docstring."""
         self._check_open()
-        self._reload_ring()
-        with self._lock:
-            old = self.ring
-        new_id = max(old.shards) + 1
-        while self._get_actor(new_id, 0) is not None:  # a removed shard's name may linger
-            new_id += 1
-        new = old.with_shard(new_id)
-        handles = self._ensure_shard(new_id, new)
-        tmp_routing = {**self._routing, new_id: handles}
-        saved = self._routing
-        self._routing = tmp_routing  # so _wait_ready can find them; searches use self.ring
-        try:
-            self._wait_ready([new_id], self.ready_timeout, every=True)
-        except BaseException:
-            self._routing = saved
-            raise
-        self.log.store_ring(new.to_dict())
-        with self._lock:
-            self.ring = new
-            self._routing = tmp_routing
-        refs = [h.set_ring.options(concurrency_group="control").remote(new.to_dict())
-                for s in old.shards for h in tmp_routing[s]]
-        for ref in refs:
-            try:
-                ray.get(ref, timeout=30)
-            except Exception as exc:  # a dead replica rebuilds with the stored ring
-                log.warning("set_ring failed on a replica: %s", exc)
-        return new_id
+        return self.shards.add_shard()
 
     def remove_shard(self, shard: int | None = None, timeout: float | None = None
                      ) -> dict[str, Any]:
@@ -952,69 +645,7 @@ class ClusterDB(MemoryCore):
         unknown one. Returns ``{"shard", "ring", "loaded"}`` (records loaded per replica).
         """
         self._check_open()
-        self._reload_ring()
-        with self._lock:
-            old = self.ring
-        if shard is not None and (isinstance(shard, bool)
-                                  or not isinstance(shard, (int, np.integer))):
-            raise InvalidTypeError(f"shard must be a shard id (int) or None, got {shard!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise InvalidArgumentError(
-                f"timeout must be a positive number of seconds, got {timeout!r}")
-        sid = max(old.shards) if shard is None else int(shard)
-        if sid not in old.shards:
-            raise InvalidArgumentError(f"shard {sid} is not on the ring {old.shards}")
-        if len(old.shards) == 1:
-            raise InvalidArgumentError("cannot remove the last shard of a cluster")
-        new = old.without_shard(sid)
-        wait = self.ready_timeout if timeout is None else float(timeout)
-        keep = list(new.shards)
-        statuses = self._statuses(keep, 5.0)
-        bad = [(s, st.get("replica"), st.get("state")) for s in keep for st in statuses[s]
-               if st.get("state") != "ready"]
-        if bad:
-            raise ClusterUnavailable(f"cannot remove shard {sid}: replicas not ready "
-                                     f"(shard, replica, state): {bad}")
-        handles = {(s, r): h for s in keep for r, h in enumerate(self._routing[s])}
-        refs = {key: h.set_ring.options(concurrency_group="control").remote(new.to_dict())
-                for key, h in handles.items()}
-        loaded, failed = {}, {}
-        for key, ref in refs.items():
-            try:
-                loaded[f"{key[0]}/{key[1]}"] = ray.get(ref, timeout=wait)["loaded"]
-            except Exception as exc:
-                failed[key] = f"{type(exc).__name__}: {exc}"[:300]
-        if failed:  # undo: the replicas that switched drop the keys they loaded
-            for key in loaded:
-                s, r = (int(x) for x in key.split("/"))
-                try:
-                    ray.get(handles[(s, r)].set_ring.options(concurrency_group="control")
-                            .remote(old.to_dict()), timeout=wait)
-                except Exception as exc:  # pragma: no cover - it rebuilds by the stored ring
-                    log.warning("could not restore the ring on shard %s replica %s: %s",
-                                s, r, exc)
-            raise ClusterUnavailable(f"cannot remove shard {sid}: replicas failed to take "
-                                     f"its keys: {failed}")
-        self.log.store_ring(new.to_dict())
-        with self._lock:
-            self.ring = new
-            self._routing = {s: self._routing[s] for s in keep}
-        # a replica that restarted meanwhile rebuilt by the old ring: move it too
-        for s, reps in self._statuses(keep, 5.0).items():
-            for st in reps:
-                if st.get("state") == "ready" and st.get("ring_shards") != keep:
-                    ray.get(handles[(s, int(st["replica"]))].set_ring.options(
-                        concurrency_group="control").remote(new.to_dict()), timeout=wait)
-        for r in range(self.replicas):
-            actor = self._get_actor(sid, r)
-            if actor is not None:
-                ray.kill(actor, no_restart=True)
-        try:
-            ray.util.remove_placement_group(
-                ray.util.get_placement_group(f"{self.namespace}/shard{sid}/pg"))
-        except ValueError:  # already gone
-            pass
-        return {"shard": sid, "ring": new.to_dict(), "loaded": loaded}
+        return self.shards.remove_shard(shard, timeout)
 
     def compact_log(self, timeout: float = 5.0) -> dict[str, int]:
         """Delete the log entries every replica has applied, so the log does not grow without
@@ -1027,50 +658,16 @@ class ClusterDB(MemoryCore):
         minimum at its start position.
         """
         self._check_open()
-        self._reload_ring()
-        statuses = self._statuses(list(self.ring.shards), timeout)
-        applied = []
-        for s, reps in statuses.items():
-            for st in reps:
-                if not st.get("alive") or st.get("applied_seq") is None:
-                    raise ClusterUnavailable(
-                        f"cannot compact the log: shard {s} replica {st.get('replica')} is "
-                        f"{st.get('state')} ({st.get('error') or st.get('last_error')})")
-                applied.append(int(st["applied_seq"]) if st.get("state") == "ready" else 0)
-        upto = min(applied, default=0)
-        deleted = self.log.truncate(upto) if upto > 0 else 0
-        return {"deleted": deleted, "upto": upto, "oldest": self.log.min_seq()}
+        return self.shards.compact_log(timeout)
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Log position, ring, every replica (state, applied seq, lag, node) and the nodes."""
+        return self.shards.status(timeout)
 
     # ---- introspection ----------------------------------------------------------------------
     def log_seq(self) -> int:
         """The last committed log sequence number (anyone's writes)."""
         return self.log.max_seq()
-
-    def status(self, timeout: float = 2.0) -> dict[str, Any]:
-        """Log position, ring, every replica (state, applied seq, lag, node) and the nodes."""
-        self._reload_ring()
-        seq = self.log.max_seq()
-        shards = []
-        statuses = self._statuses(list(self.ring.shards), timeout)
-        for s in self.ring.shards:
-            reps = []
-            for st in statuses[s]:
-                applied = st.get("applied_seq")
-                reps.append({
-                    "replica": st.get("replica"), "state": st.get("state"),
-                    "applied_seq": applied,
-                    "lag": None if applied is None else max(0, seq - int(applied)),
-                    "vectors": st.get("vectors"), "graph": st.get("graph"),
-                    "node_id": st.get("node_id"),
-                    "node_ip": st.get("node_ip"), "pid": st.get("pid"),
-                    "alive": bool(st.get("alive")), "last_error": st.get("last_error"),
-                    "error": st.get("error")})
-            shards.append({"shard": s, "replicas": reps})
-        nodes = [{"node_id": n.get("NodeID"), "ip": n.get("NodeManagerAddress"),
-                  "alive": bool(n.get("Alive")), "resources": n.get("Resources", {})}
-                 for n in ray.nodes()]
-        return {"log_seq": seq, "ring": self.ring.to_dict(), "namespace": self.namespace,
-                "shards": shards, "nodes": nodes}
 
     def stats(self) -> dict[str, Any]:
         """Counts from PostgreSQL plus the cluster layout."""
@@ -1082,7 +679,3 @@ class ClusterDB(MemoryCore):
                 "shards": list(self.ring.shards), "replicas": self.replicas,
                 "namespace": self.namespace, "db_bytes": self.store.file_size(),
                 "learning": self.learning.stats()}
-
-
-class _StaleRing(Exception):
-    """Internal: a replica reported that this handle's ring is out of date."""

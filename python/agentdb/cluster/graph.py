@@ -121,7 +121,7 @@ class ClusterGraph:
         store = self.db.store
         link_records(store, props, pattern_id, episode_id, skill_id)
         props = _check_props(props, "node")
-        with self.db._tx() as (w, log_op):
+        with self.db.transaction() as (w, log_op):
             nid, _ = store.next_graph_ids(w)
             store.put_graph_node(w, nid, labels, props)
             log_op("graph_nodes", "upsert", [nid])
@@ -138,7 +138,7 @@ class ClusterGraph:
         missing = sorted(set(tail + head) - known)
         if missing:
             raise NotFoundError(f"unknown node {missing[0]}")
-        with self.db._tx() as (w, log_op):
+        with self.db.transaction() as (w, log_op):
             _, eid = store.next_graph_ids(w)
             store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
             log_op("graph_edges", "upsert", [eid])
@@ -158,7 +158,7 @@ class ClusterGraph:
         eid = int(eid)
         if not self.db.store.get_graph_edges([eid]):
             raise NotFoundError(f"unknown edge {eid}")
-        with self.db._tx() as (w, log_op):
+        with self.db.transaction() as (w, log_op):
             self.db.store.delete_graph(w, [], [eid])
             log_op("graph_edges", "delete", [eid])
 
@@ -167,7 +167,7 @@ class ClusterGraph:
         nid = int(nid)
         if not self.db.store.get_graph_nodes([nid]):
             raise NotFoundError(f"unknown node {nid}")
-        with self.db._tx() as (w, log_op):
+        with self.db.transaction() as (w, log_op):
             edges = self.db.store.graph_edges_touching(w, nid)
             self.db.store.delete_graph(w, [nid], edges)
             if edges:
@@ -218,7 +218,7 @@ class ClusterGraph:
         for depth in range(1, int(k) + 1):
             if not frontier:
                 break
-            reached = self.db._expand(frontier, direction, types, want)
+            reached = self.db.scatter.expand(frontier, direction, types, want)
             nxt = []
             for n in reached:
                 if n not in dist:
