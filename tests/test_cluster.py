@@ -456,7 +456,8 @@ def test_add_shard_moves_a_fraction_and_keeps_results(cdb):
     other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.namespace)
     try:
         assert other.ring == cdb.ring
-        other.ring, other._routing = old, {s: other._routing[s] for s in old.shards}
+        other.shards.ring, other.shards.routing = old, {s: other.shards.routing[s]
+                                                        for s in old.shards}
         assert other.search_ids("patterns", v, k=1)[0][0] == pid
         assert other.ring == cdb.ring
     finally:
@@ -653,8 +654,8 @@ def test_close_keeps_or_removes_actors(ray_cluster, postgres_url, pg_schema):
             == "x"
     assert ray.get_actor(db.actor_name(0, 0), namespace=ns) is not None
     owner = ClusterDB(None, postgres_url, dim=DIM, schema=pg_schema, namespace=ns)
-    owner._created = [owner.actor_name(0, 0)]  # take ownership to clean up
-    owner._created_pgs = [f"{ns}/shard0/pg"]
+    owner.shards.created = [owner.actor_name(0, 0)]  # take ownership to clean up
+    owner.shards.created_pgs = [f"{ns}/shard0/pg"]
     owner.close(shutdown=True)
     time.sleep(0.5)
     with pytest.raises(ValueError):

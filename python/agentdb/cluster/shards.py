@@ -40,8 +40,9 @@ class Shards:
 
     ``routing`` maps each shard to its replicas' actor handles; ``ring`` and ``routing``
     change together under ``lock``. ``config`` is the replicas' configuration (PostgreSQL,
-    index parameters), completed per replica with its shard, replica number and ring. No
-    Ray call happens before :meth:`start`.
+    index parameters), completed per replica with its shard, replica number and ring.
+    ``created`` / ``created_pgs`` name the actors and placement groups this object created
+    (what :meth:`remove_created` removes). No Ray call happens before :meth:`start`.
     """
 
     def __init__(self, cluster_log: ClusterLog, ring: HashRing, *, namespace: str,
@@ -56,8 +57,8 @@ class Shards:
         self.config = config
         self.lock = threading.RLock()
         self.routing: dict[int, list[Any]] = {}
-        self._created: list[str] = []
-        self._created_pgs: list[str] = []
+        self.created: list[str] = []
+        self.created_pgs: list[str] = []
 
     def start(self) -> None:
         """Find or create the replicas of every shard on the ring and wait until each shard
@@ -73,12 +74,12 @@ class Shards:
     def remove_created(self) -> None:
         """Kill the actors and remove the placement groups this object created (others'
         stay)."""
-        for name in self._created:
+        for name in self.created:
             try:
                 ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
             except Exception:  # already gone
                 pass
-        for name in self._created_pgs:
+        for name in self.created_pgs:
             try:
                 ray.util.remove_placement_group(ray.util.get_placement_group(name))
             except Exception:
@@ -106,7 +107,7 @@ class Shards:
             raise ClusterUnavailable(f"placement group {name} ({strategy}, {self.replicas} x "
                                      f"{_BUNDLE_CPU} CPU) not schedulable within "
                                      f"{self.ready_timeout:g}s") from None
-        self._created_pgs.append(name)
+        self.created_pgs.append(name)
         return pg
 
     def ensure_shard(self, shard: int, ring: HashRing) -> list[Any]:
@@ -127,7 +128,7 @@ class Shards:
                 num_cpus=_BUNDLE_CPU,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     pg, placement_group_bundle_index=r)).remote(cfg))
-            self._created.append(name)
+            self.created.append(name)
         return handles
 
     def wait_ready(self, shards: list[int], timeout: float, every: bool) -> None:
