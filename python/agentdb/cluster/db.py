@@ -103,9 +103,7 @@ from ..memory.validation import (
     as_id,
     check_rate,
     check_text,
-    dict_items,
     opt_id,
-    opt_time,
     rerank_candidates,
     reward_prior,
     stored_vectors,
@@ -476,23 +474,9 @@ class ClusterDB(MemoryCore):
     # ---- episodes ---------------------------------------------------------------------------
     def store_episodes(self, episodes: Iterable[dict[str, Any]]) -> list[int]:
         """Store many episodes in one transaction (all or nothing)."""
-        items = dict_items(episodes, "episodes")
-        if not items:
+        rows, outcomes = self._episode_rows(episodes)
+        if not rows:
             return []
-        self._embed_missing(items, "task")
-        rows, outcomes = [], []
-        for n, e in enumerate(items):
-            try:
-                rid = opt_id(e.pop("id", None))
-                created = opt_time(e.pop("created_at", None))
-                e.pop("updated_at", None)
-                values, vec = self._episode_row(e)
-                if e:
-                    raise InvalidArgumentError(f"unknown episode field(s): {', '.join(sorted(e))}")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"episodes[{n}]: {exc}") from None
-            rows.append((values, vec, rid, created))
-            outcomes += [(s, bool(values["success"])) for s in json.loads(values["skills"])]
         missing = sorted({s for s, _ in outcomes
                           if self.store.find("skills", "name", s) is None})
         if missing:
@@ -633,17 +617,7 @@ class ClusterDB(MemoryCore):
     def remove_shard(self, shard: int | None = None, timeout: float | None = None
                      ) -> dict[str, Any]:
         """Remove a shard online (default: the highest id); its keys move to the others.
-
-        Every replica of the remaining shards first loads the records (and graph edges) it
-        gains from PostgreSQL and starts routing by the smaller ring, while searches keep
-        going to the old shard; then the ring is stored, this handle switches, and the
-        removed shard's replicas and placement group are deleted. Another handle notices on
-        its next call (a shard it names is gone) and reloads the ring.
-
-        Refuses (``ClusterUnavailable``, nothing changed) unless every replica of the
-        remaining shards is ready, and (``ValueError``) to remove the last shard or an
-        unknown one. Returns ``{"shard", "ring", "loaded"}`` (records loaded per replica).
-        """
+        See :meth:`agentdb.cluster.shards.Shards.remove_shard` for the steps and refusals."""
         self._check_open()
         return self.shards.remove_shard(shard, timeout)
 

@@ -346,6 +346,29 @@ class MemoryCore:
         emb = e.pop("embedding", None)
         return values, self._vector(emb, None if emb is not None else task)
 
+    def _episode_rows(self, episodes: Iterable[dict[str, Any]]
+                      ) -> tuple[list[tuple[dict[str, Any], np.ndarray, int | None, float | None]],
+                                 list[tuple[str, bool]]]:
+        """Validated rows of an episode batch (missing embeddings filled in one call) and the
+        ``(skill name, success)`` outcomes they report; an error names the episode's index."""
+        items = dict_items(episodes, "episodes")
+        if items:
+            self._embed_missing(items, "task")
+        rows, outcomes = [], []
+        for n, e in enumerate(items):
+            try:
+                rid = opt_id(e.pop("id", None))
+                created = opt_time(e.pop("created_at", None))
+                e.pop("updated_at", None)
+                values, vec = self._episode_row(e)
+                if e:
+                    raise InvalidArgumentError(f"unknown episode field(s): {', '.join(sorted(e))}")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"episodes[{n}]: {exc}") from None
+            rows.append((values, vec, rid, created))
+            outcomes += [(s, bool(values["success"])) for s in json.loads(values["skills"])]
+        return rows, outcomes
+
     def store_episode(self, task: str, *, embedding: Any = None, reward: float = 0.0,
                       success: bool = False, session_id: str | None = None,
                       input: str | None = None, output: str | None = None,

@@ -51,7 +51,6 @@ from .validation import (
     check_k_threshold,
     check_rate,
     check_text,
-    dict_items,
     opt_id,
     opt_time,
     rerank_candidates,
@@ -609,25 +608,11 @@ class AgentDB(MemoryCore):
         >>> len(db.store_episodes([{"task": "a", "critique": "x"}]))
         1
         """
-        items = dict_items(episodes, "episodes")
-        if not items:
+        rows, outcomes = self._episode_rows(episodes)
+        if not rows:
             return []
-        self._embed_missing(items, "task")
-        rows, outcomes = [], []
-        for n, e in enumerate(items):
-            try:
-                rid = opt_id(e.pop("id", None))
-                created = opt_time(e.pop("created_at", None))
-                e.pop("updated_at", None)
-                values, vec = self._episode_row(e)
-                if e:
-                    raise InvalidArgumentError(f"unknown episode field(s): {', '.join(sorted(e))}")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"episodes[{n}]: {exc}") from None
-            rows.append((values, vec, rid, created))
-            if update_skills:
-                for s in json.loads(values["skills"]):
-                    outcomes.append((s, bool(values["success"])))
+        if not update_skills:
+            outcomes = []
         names = {s for s, _ in outcomes}
         missing = sorted(n for n in names if self.store.find("skills", "name", n) is None)
         if missing:
