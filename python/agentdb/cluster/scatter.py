@@ -54,7 +54,6 @@ class Scatter:
                 raise
         return call()
 
-
     def _candidates(self, shard: int, handles: list[Any]) -> list[tuple[int, Any]]:
         """Replicas of a shard to try, round-robin, suspects last."""
         n = len(handles)
@@ -69,7 +68,7 @@ class Scatter:
         self.suspect[self.shards.actor_name(shard, replica)] = time.monotonic() + _SUSPECT_SECONDS
 
     def search(self, name: str, q: np.ndarray, k: int, ef: int | None,
-                 filters: dict[str, Any], min_seq: int) -> tuple[np.ndarray, np.ndarray]:
+               filters: dict[str, Any], min_seq: int) -> tuple[np.ndarray, np.ndarray]:
         """Ask one replica per shard (retrying / hedging on others); merged top-k."""
         ef = self.ef_search if ef is None else int(ef)
         ef = max(ef, k)
@@ -97,7 +96,7 @@ class Scatter:
         return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
 
     def expand(self, frontier: list[int], direction: str, types: list[str] | None,
-                min_seq: int) -> list[int]:
+               min_seq: int) -> list[int]:
         """One graph hop from ``frontier``: each owning shard expands its nodes (one replica
         per shard, with the same retry / hedging as search); the sorted union."""
         return self.routed(lambda: self._expand_once(frontier, direction, types, min_seq))
@@ -116,7 +115,7 @@ class Scatter:
         return sorted({n for res in results.values() for n in res})
 
     def fanout(self, routing: dict[int, list[Any]], call: Any, min_seq: int
-                ) -> dict[int, Any]:
+               ) -> dict[int, Any]:
         """Run ``call(shard, handle, budget)`` on one replica of every shard in ``routing``,
         retrying on another replica after a failure and hedging after a slow answer, within
         ``search_timeout``; the results by shard."""

@@ -160,10 +160,9 @@ class Collections:
         """Add the rows written after generation ``since``; returns how many."""
         count = 0
         total = self.store.count(name) if since < 0 else None
-        show = self._progress if self._progress is not None else None
         with progress_bar(total or 0, f"indexing {name}",
-                          enabled=(show if show is not None else None)
-                          if (total or 0) >= 20_000 else False) as advance:
+                          enabled=self._progress if (total or 0) >= 20_000 else False
+                          ) as advance:
             for rows in self.store.iter_rows(name, since_gen=since, batch=5000,
                                              columns="id, embedding, gen"):
                 ids = np.fromiter((r["id"] for r in rows), np.int64, len(rows))

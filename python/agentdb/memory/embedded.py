@@ -173,7 +173,6 @@ class AgentDB(MemoryCore):
             ref = weakref.ref(self)
             atexit.register(lambda: (db := ref()) is not None and db.close())
 
-
     # ---- lifecycle --------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Save every index file that changed, so the next open needs no catch-up.
@@ -301,7 +300,6 @@ class AgentDB(MemoryCore):
                     self._graph = CausalMemoryGraph(self.store, self._events)
         return self._graph
 
-    # ---- events -----------------------------------------------------------------------------
     # ---- helpers ----------------------------------------------------------------------------
     def _write_rows(self, name: str,
                     rows: list[tuple[dict[str, Any], np.ndarray, int | None, float | None]],
@@ -739,7 +737,6 @@ class AgentDB(MemoryCore):
         }
 
 
-
 # ---- module helpers ---------------------------------------------------------------------------
 def existing_sqlite_dim(path: str) -> int | None:
     """The dim a SQLite store at ``path`` records, or None (no store there yet); a file
@@ -766,7 +763,6 @@ def _existing_pg_dim(url: str | None, schema: str, prefix: str) -> int | None:
     from ..storage.pg_backend import existing_dim
 
     return existing_dim(url, schema, prefix)
-
 
 
 def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB:  # noqa: A001
