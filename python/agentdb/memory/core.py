@@ -90,6 +90,7 @@ class MemoryCore:
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """Call ``callback(event, payload)`` after each matching committed write.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); seen = []
         >>> off = db.on("pattern:stored", lambda e, p: seen.append(p["task"]))
         >>> _ = db.store_pattern("t", embedding=np.ones(8)); seen
@@ -170,6 +171,7 @@ class MemoryCore:
     def get_pattern(self, id: int) -> Pattern:
         """A pattern by id (``KeyError`` if unknown).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
         >>> db.get_pattern(i).task
         't'
@@ -184,6 +186,7 @@ class MemoryCore:
         """Change some fields of a pattern; returns the updated record. A new ``task``
         without an ``embedding`` is re-embedded.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
         >>> db.update_pattern(i, reward=1.0, success=True).reward
         1.0
@@ -202,6 +205,7 @@ class MemoryCore:
     def delete_pattern(self, id: int) -> None:
         """Delete a pattern (``KeyError`` if unknown).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t"); db.delete_pattern(i)
         """
         self._delete("patterns", id)
@@ -228,10 +232,11 @@ class MemoryCore:
         contributed. Filters as in :meth:`search_patterns`; an empty store gives an empty
         summary (a zero vector, no weights).
 
-        >>> db = AgentDB(":memory:", dim=4)
-        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0])
-        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0])
-        >>> ctx = db.synthesize_context([1, 0.1, 0, 0], k=2, temperature=0.1)
+        >>> from agentdb import AgentDB
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
+        >>> ctx = db.synthesize_context([1, 0.1, 0, 0, 0, 0, 0, 0], k=2, temperature=0.1)
         >>> [i for i, _ in ctx["weights"]] == [a, b], round(sum(w for _, w in ctx["weights"]), 6)
         (True, 1.0)
         """
@@ -259,6 +264,7 @@ class MemoryCore:
         Unknown ids raise ``KeyError``, a bad query or reward ``ValueError``, a read-only
         store ``StoreError``.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8)
         >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
         >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
@@ -279,6 +285,7 @@ class MemoryCore:
         the negatives (when there are none, the current retrieval supplies them). Call it
         once per step of a multi-step trajectory. Returns what :meth:`feedback` returns.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8)
         >>> ids = [db.store_pattern(f"p{i}", embedding=np.eye(8)[i]) for i in range(3)]
         >>> db.feedback_trajectory(np.eye(8)[0], ids, 1.0, used=ids[2])["updated"]
@@ -378,6 +385,7 @@ class MemoryCore:
         """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
         ``uses`` and running ``success_rate`` updated in the same transaction.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=16)
         >>> _ = db.store_skill("retry", "retry with backoff")
         >>> _ = db.store_episode("call API", success=True, skills=["retry"])
@@ -393,6 +401,7 @@ class MemoryCore:
     def get_episode(self, id: int) -> Episode:
         """An episode by id (``KeyError`` if unknown).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
         >>> db.get_episode(i).task
         't'
@@ -406,6 +415,7 @@ class MemoryCore:
         """Change the outcome fields of an episode (its task and skills stay); returns the
         updated record and fires ``episode:updated``.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
         >>> db.update_episode(i, critique="retry sooner").critique
         'retry sooner'
@@ -425,6 +435,7 @@ class MemoryCore:
     def delete_episode(self, id: int) -> None:
         """Delete an episode (``KeyError`` if unknown).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); db.delete_episode(db.store_episode("t"))
         """
         self._delete("episodes", id)
@@ -433,6 +444,7 @@ class MemoryCore:
         """Critiques of the ``k`` most similar *failed* episodes, most similar first,
         without duplicates — the Reflexion memory to put in the next prompt.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=16)
         >>> _ = db.store_episode("write tests", success=False, critique="mocked too much")
         >>> db.critique_summary("write unit tests")
@@ -460,6 +472,7 @@ class MemoryCore:
                      embedding: Any = None) -> Skill:
         """Change some fields of a skill; a new name or description is re-embedded.
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
         >>> db.update_skill("s", success_rate=0.5).success_rate
         0.5
@@ -494,6 +507,7 @@ class MemoryCore:
     def delete_skill(self, id_or_name: int | str) -> None:
         """Delete a skill by id or name (``KeyError`` if unknown).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s"); db.delete_skill("s")
         """
         self._delete("skills", self._skill_id(id_or_name))
@@ -501,6 +515,7 @@ class MemoryCore:
     def count(self, kind: str = "patterns") -> int:
         """Number of records of a kind ("patterns", "episodes", "skills").
 
+        >>> from agentdb import AgentDB
         >>> AgentDB(":memory:", dim=8).count("skills")
         0
         """
@@ -510,6 +525,7 @@ class MemoryCore:
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
         """Every record of a kind, in id order (with embeddings).
 
+        >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
         >>> [p.task for p in db.iter_records("patterns")]
         ['t']
