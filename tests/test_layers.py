@@ -7,8 +7,10 @@ Layers, bottom to top (a module may import its own layer and the ones below):
 2. ``agentdb.storage``, ``agentdb.embedders``   -- systems of record, filters, records, models
 3. ``agentdb.graph``, ``agentdb.learning``      -- causal graph + Cypher, query adapters
 4. ``agentdb.memory``                           -- the memory API (core + embedded engine)
-5. ``agentdb.server``, ``agentdb.cluster``      -- HTTP/gRPC + client, Ray cluster engine
-6. ``agentdb.cli`` (7: ``agentdb.__main__``)    -- the command line
+5. ``agentdb.server``, ``agentdb.cluster``, ``agentdb.integrations``
+                                                -- HTTP/gRPC + clients, Ray cluster engine,
+                                                   LangChain / LangGraph / LlamaIndex stores
+6. ``agentdb.mcp``, ``agentdb.cli`` (7: ``agentdb.__main__``) -- MCP server, the command line
 
 ``agentdb/__init__.py`` is the public facade on top; nothing imports it. The check reads the
 installed (or source) package's files with ``ast``, so it runs in CI against the wheel.
@@ -29,8 +31,8 @@ LAYERS = [
     ("agentdb.storage", 2), ("agentdb.embedders", 2),
     ("agentdb.graph", 3), ("agentdb.learning", 3),
     ("agentdb.memory", 4),
-    ("agentdb.server", 5), ("agentdb.cluster", 5),
-    ("agentdb.cli", 6), ("agentdb.__main__", 7),
+    ("agentdb.server", 5), ("agentdb.cluster", 5), ("agentdb.integrations", 5),
+    ("agentdb.mcp", 6), ("agentdb.cli", 6), ("agentdb.__main__", 7),
 ]
 
 
