@@ -168,3 +168,25 @@ def run_demo(db_path: str = ":memory:", n: int = 10_000, queries: int = 200,
         say(f"    -> {t}")
     say(f"  critique_summary: {critiques}")
     return report
+
+
+def register(app: Any) -> None:
+    """Add ``agentdb demo`` to ``app`` (called by :func:`agentdb.cli._build_app`)."""
+    import typer
+
+    from .common import JSON_OPT as json_opt
+    from .common import emit, fail, out
+
+    @app.command()
+    def demo(db: str = typer.Option("agentdb-demo.db", "--db"),
+             n: int = typer.Option(10_000, "--n", help="Patterns to ingest."),
+             queries: int = typer.Option(200, "--queries"),
+             data: str = typer.Option(None, "--data", help="Data set folder."),
+             as_json: bool = json_opt) -> None:
+        """Build a memory from real data, search it, print timings (the main job)."""
+        if n < 1 or queries < 1:
+            fail("--n and --queries must be >= 1")
+        report = run_demo(db, n=n, queries=queries, data_dir=data,
+                          echo=None if as_json else out.print, progress=not as_json)
+        if as_json:
+            emit(report, True)

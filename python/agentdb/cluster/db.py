@@ -446,7 +446,7 @@ class ClusterDB(MemoryCore):
         """
         filters = self._filters(min_reward, True if success_only else None, session_id, where)
         n = k if rerank is None else rerank_candidates(rerank, k, candidates)
-        q = self._query_vector(task_or_vector)
+        q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
@@ -559,7 +559,7 @@ class ClusterDB(MemoryCore):
     def _search(self, name: str, query: str | Any, k: int, filters: dict[str, Any],
                 threshold: float | None, ef: int | None, min_seq: int | None
                 ) -> list[SearchResult]:
-        hits = self._hits(name, self._query_vector(query), k, filters, threshold, ef, min_seq)
+        hits = self._hits(name, self.query_vector(query), k, filters, threshold, ef, min_seq)
         rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
         return [SearchResult(i, 1.0 - d, d, to_record(name, rows[i])) for i, d in hits if i in rows]
 
@@ -596,7 +596,7 @@ class ClusterDB(MemoryCore):
             raise InvalidArgumentError(f"unknown collection {collection!r}")
         f = self._filters(None, None, None, None) if filters is None else dict(filters)
         want = self.last_seq if min_seq is None else int(min_seq)
-        q = self._query_vector(query)
+        q = self.query_vector(query)
         return self.scatter.routed(lambda: self.scatter.search(collection, q, int(k), ef, f, want))
 
     # ---- shards -----------------------------------------------------------------------------

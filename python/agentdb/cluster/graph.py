@@ -30,7 +30,7 @@ import numpy as np
 
 from ..engines.loader import graph_backend
 from ..errors import InvalidArgumentError, NotFoundError
-from ..graph.causal import _check_props, check_edge, link_records
+from ..graph.checks import check_edge, check_props, link_records
 
 __all__ = ["ClusterGraph", "GraphSlice"]
 
@@ -120,7 +120,7 @@ class ClusterGraph:
                 raise InvalidArgumentError(f"labels must be non-empty strings, got {label!r}")
         store = self.db.store
         link_records(store, props, pattern_id, episode_id, skill_id)
-        props = _check_props(props, "node")
+        props = check_props(props, "node")
         with self.db.transaction() as (w, log_op):
             nid, _ = store.next_graph_ids(w)
             store.put_graph_node(w, nid, labels, props)

@@ -22,8 +22,6 @@ the store opens. A hyperedge has a type, a tail (causes), a head (effects), a co
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import threading
 import time
@@ -37,6 +35,15 @@ from ..engines import loader as _loader
 from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 from ..storage import SQLiteStore
 from ..storage.events import EventBus
+from .checks import (
+    check_confidence,
+    check_edge,
+    check_props,
+    check_time,
+    index_key,
+    link_records,
+    same_value,
+)
 from .cypher import CypherError, execute_stats
 from .cypher.graphview import UNBOUNDED_HOPS
 
@@ -46,80 +53,6 @@ __all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
 MAX_PATH_HOPS = 64
 _PATH_LIMIT = 200_000
 _WRITES = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE)\b", re.IGNORECASE)
-
-
-def _key(value: Any) -> Any:
-    """Index key: numbers by exact value (True == 1), strings as is, others unindexable."""
-    if isinstance(value, bool):
-        return ("n", int(value))
-    if isinstance(value, (int, float)):
-        return ("n", value)
-    if isinstance(value, str):
-        return ("s", value)
-    return None
-
-
-def _check_props(props: dict[str, Any], what: str) -> dict[str, Any]:
-    if not isinstance(props, dict):
-        raise InvalidTypeError(f"{what} properties must be a dict, got {type(props).__name__}")
-    for k in props:
-        if not isinstance(k, str) or not k:
-            raise InvalidArgumentError(
-                f"{what} property names must be non-empty strings, got {k!r}")
-    try:
-        json.dumps(props, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{what} properties are not JSON-serialisable: {exc}") from None
-    return dict(props)
-
-
-def _check_confidence(c: Any) -> float:
-    if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
-        raise InvalidTypeError(f"confidence must be a number in [0, 1], got {c!r}")
-    c = float(c)
-    if not 0.0 <= c <= 1.0:  # also rejects NaN
-        raise InvalidArgumentError(f"confidence must be within [0, 1], got {c}")
-    return c
-
-
-def _check_time(t: Any) -> float:
-    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
-        raise InvalidTypeError(f"timestamp must be a number (epoch seconds), got {t!r}")
-    if not math.isfinite(float(t)):
-        raise InvalidArgumentError(f"timestamp must be finite, got {t}")
-    return float(t)
-
-
-def link_records(store: Any, props: dict[str, Any], pattern_id: int | None,
-                 episode_id: int | None, skill_id: int | None) -> None:
-    """Check that the linked memory records exist in ``store`` and set ``patternId`` /
-    ``episodeId`` / ``skillId`` in ``props`` (``TypeError`` / ``KeyError`` naming the id)."""
-    for key, table, rid in (("patternId", "patterns", pattern_id),
-                            ("episodeId", "episodes", episode_id),
-                            ("skillId", "skills", skill_id)):
-        if rid is None:
-            continue
-        if isinstance(rid, bool) or not isinstance(rid, (int, np.integer)):
-            raise InvalidTypeError(f"{table[:-1]}_id must be an integer, got {rid!r}")
-        if not store.existing(table, [int(rid)]):
-            raise NotFoundError(f"unknown {table[:-1]} id {rid}")
-        props[key] = int(rid)
-
-
-def check_edge(etype: Any, causes: Sequence[int], effects: Sequence[int], confidence: Any,
-               timestamp: Any, props: dict[str, Any]
-               ) -> tuple[list[int], list[int], float, float, dict[str, Any]]:
-    """Validate a hyperedge: ``(tail, head, confidence, timestamp, props)`` or a ValueError /
-    TypeError naming the problem (the timestamp defaults to now)."""
-    if not isinstance(etype, str) or not etype:
-        raise InvalidArgumentError(f"edge type must be a non-empty string, got {etype!r}")
-    tail = [int(x) for x in causes]
-    head = [int(x) for x in effects]
-    if not tail or not head:
-        raise InvalidArgumentError("a causal edge needs at least one cause and one effect")
-    return (tail, head, _check_confidence(confidence),
-            _check_time(time.time() if timestamp is None else timestamp),
-            _check_props(props, "edge"))
 
 
 class CausalMemoryGraph:
@@ -212,7 +145,7 @@ class CausalMemoryGraph:
     def _build_index(self, label: str, prop: str) -> None:
         table: dict[Any, set[int]] = {}
         for nid in self._by_label.get(label, ()):
-            k = _key(self._props[nid].get(prop))
+            k = index_key(self._props[nid].get(prop))
             if k is not None:
                 table.setdefault(k, set()).add(nid)
         self._index[(label, prop)] = table
@@ -221,11 +154,11 @@ class CausalMemoryGraph:
                       new_labels: list[str], new_props: dict[str, Any]) -> None:
         for (label, prop), table in self._index.items():
             if label in old_labels:
-                k = _key(old_props.get(prop))
+                k = index_key(old_props.get(prop))
                 if k is not None:
                     table.get(k, set()).discard(nid)
             if label in new_labels:
-                k = _key(new_props.get(prop))
+                k = index_key(new_props.get(prop))
                 if k is not None:
                     table.setdefault(k, set()).add(nid)
 
@@ -301,8 +234,8 @@ class CausalMemoryGraph:
         write (the same tuple comes back), so a query repeated with the same parameters does
         not re-verify thousands of candidates."""
         ck: Any = None
-        if label is not None and all(_key(v) is not None for v in props.values()):
-            ck = (label, tuple(sorted((k, isinstance(v, bool), _key(v))
+        if label is not None and all(index_key(v) is not None for v in props.values()):
+            ck = (label, tuple(sorted((k, isinstance(v, bool), index_key(v))
                                       for k, v in props.items())))
             with self._lock:
                 hit = self._found.get(ck)
@@ -323,7 +256,7 @@ class CausalMemoryGraph:
             for prop, value in props.items():
                 table = self._index.get((label, prop))
                 if table is not None:
-                    k = _key(value)
+                    k = index_key(value)
                     cands = sorted(table.get(k, ())) if k is not None else None
                     break
         if cands is None:
@@ -333,7 +266,7 @@ class CausalMemoryGraph:
             p = self._props[nid]
             if label is not None and label not in self._labels[nid]:
                 continue
-            if all(k in p and _same(p[k], v) for k, v in props.items()):
+            if all(k in p and same_value(p[k], v) for k, v in props.items()):
                 out.append(nid)
         return out
 
@@ -490,7 +423,7 @@ class CausalMemoryGraph:
         for label in labels:
             if not isinstance(label, str) or not label:
                 raise InvalidArgumentError(f"labels must be non-empty strings, got {label!r}")
-        props = _check_props(props, "node")
+        props = check_props(props, "node")
         with self._lock, self._write() as w:
             nid = self._next_node
             self._store.put_graph_node(w, nid, labels, props)
@@ -511,7 +444,7 @@ class CausalMemoryGraph:
 
     def _set_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
         old_labels, old_props = self._labels[nid], self._props[nid]
-        props = _check_props(props, "node")
+        props = check_props(props, "node")
         with self._lock, self._write() as w:
             self._store.put_graph_node(w, nid, labels, props)
             for label in old_labels:
@@ -547,15 +480,15 @@ class CausalMemoryGraph:
         etype, props = self.relationship(eid)
         _, tail, head, conf, ts = self._g.edge(eid)
         if key == "confidence":
-            conf = _check_confidence(1.0 if value is None else value)
+            conf = check_confidence(1.0 if value is None else value)
         elif key == "timestamp":
-            ts = _check_time(time.time() if value is None else value)
+            ts = check_time(time.time() if value is None else value)
         elif value is None:
             props.pop(key, None)
         else:
             props[key] = value
         extra = {k: v for k, v in props.items() if k not in ("confidence", "timestamp")}
-        extra = _check_props(extra, "edge")
+        extra = check_props(extra, "edge")
         with self._lock, self._write() as w:
             self._store.put_graph_edge(w, eid, etype, tail.tolist(), head.tolist(), conf, ts,
                                        extra)
@@ -781,7 +714,7 @@ class CausalMemoryGraph:
                  else list(confidence))
         if len(confs) != len(ev) - 1:
             raise InvalidArgumentError(f"got {len(confs)} confidences for {len(ev) - 1} links")
-        confs = [_check_confidence(c) for c in confs]
+        confs = [check_confidence(c) for c in confs]
         with self.transaction():
             pairs = [self.add_causal_edge([a], [b], type=type, confidence=c, **props)
                      for a, b, c in zip(ev, ev[1:], confs)]
@@ -893,8 +826,3 @@ class CausalMemoryGraph:
                 "native": _loader.graph_backend().__name__.endswith("_native"),
                 "csr_memory_bytes": int(self._g.memory_usage())}
 
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return bool(a == b)

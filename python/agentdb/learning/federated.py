@@ -155,7 +155,7 @@ class EphemeralLearningAgent:
     def search(self, query: Any, k: int = 5, **filters: Any) -> list[Any]:
         """``db.search_patterns`` with this agent's adapter instead of the store's."""
         db = self._need_db("search")
-        q = db._query_vector(query)
+        q = db.query_vector(query)
         return db.search_patterns(self._learner.apply(q), k, adapt=False, **filters)
 
     def learn(self, query: Any, positive: Any, negatives: Any, reward: float = 1.0
@@ -170,7 +170,7 @@ class EphemeralLearningAgent:
         """Like ``db.feedback`` but learned locally: the negatives are what *this* agent's
         adapter retrieves; the store is only read."""
         db = self._need_db("feedback by pattern id")
-        q, pos, negs = db._feedback_inputs(query, pattern_id, None, self._learner,
+        q, pos, negs = db.feedback_inputs(query, pattern_id, None, self._learner,
                                            reward=reward)
         return self.learn(q, pos, negs, reward)
 

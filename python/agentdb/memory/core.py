@@ -105,7 +105,15 @@ class MemoryCore:
             raise InvalidArgumentError("an embedding or a text to embed is required")
         return check_vector(self.embedder.embed([text])[0], self.dim)
 
-    def _query_vector(self, query: str | Any) -> np.ndarray:
+    def query_vector(self, query: str | Any) -> np.ndarray:
+        """A query as the store searches it: text is embedded with the store's embedder, a
+        vector is checked (dimension, finite values) and returned as float32.
+
+        >>> from agentdb import AgentDB
+        >>> with AgentDB(":memory:", dim=16) as db:
+        ...     db.query_vector("parse ISO dates").shape
+        (16,)
+        """
         if isinstance(query, str):
             if not query.strip():
                 raise InvalidArgumentError("query text is empty")
@@ -244,7 +252,7 @@ class MemoryCore:
                                     session_id=session_id, where=where, adapt=adapt)
         if not hits:
             return {"vector": np.zeros(self.dim, np.float32), "weights": [], "records": []}
-        q = self._query_vector(query)
+        q = self.query_vector(query)
         if adapt:
             q = self.learning.apply(q)
         vecs = self._pattern_vectors([h.id for h in hits])
@@ -271,7 +279,7 @@ class MemoryCore:
         >>> db.feedback([1, 0.2, 0, 0, 0, 0, 0, 0], b, reward=1.0)["updated"]
         True
         """
-        q, pos, negs = self._feedback_inputs(query, pattern_id, None, self.learning,
+        q, pos, negs = self.feedback_inputs(query, pattern_id, None, self.learning,
                                              reward=reward)
         return self.learning.learn(q, pos, negs, reward)
 
@@ -297,20 +305,30 @@ class MemoryCore:
         if not retrieved and used is None:
             raise InvalidArgumentError("retrieved_ids is empty and no used= pattern was given")
         positive = retrieved[0] if used is None else used
-        q, pos, negs = self._feedback_inputs(query, positive, retrieved, self.learning,
+        q, pos, negs = self.feedback_inputs(query, positive, retrieved, self.learning,
                                              reward=outcome_reward)
         return self.learning.learn(q, pos, negs, outcome_reward)
 
-    def _feedback_inputs(self, query: str | Any, pattern_id: int,
+    def feedback_inputs(self, query: str | Any, pattern_id: int,
                          retrieved: Sequence[int] | None, learner: Learner, *, reward: float
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated ``(query, positive vector, negative vectors)`` for one feedback event;
         negatives are ``retrieved`` minus the positive, else what ``learner``'s adapter
-        retrieves now (shared with :class:`agentdb.learning.EphemeralLearningAgent`)."""
+        retrieves now (used by :meth:`feedback` and by
+        :class:`agentdb.learning.EphemeralLearningAgent`, which trains its own learner).
+
+        >>> from agentdb import AgentDB
+        >>> with AgentDB(":memory:", dim=16) as db:
+        ...     a = db.store_pattern("parse ISO dates")
+        ...     b = db.store_pattern("retry HTTP calls")
+        ...     q, pos, negs = db.feedback_inputs("dates", a, [a, b], db.learning, reward=1.0)
+        ...     (q.shape, pos.shape, negs.shape)
+        ((16,), (16,), (1, 16))
+        """
         self._check_open()
         pid = as_id(pattern_id)
         check_feedback_reward(reward)
-        q = self._query_vector(query)
+        q = self.query_vector(query)
         neg_ids = [i for i in dict.fromkeys(retrieved or ()) if i != pid]
         if not neg_ids:
             n = learner.config.negatives

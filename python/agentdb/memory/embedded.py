@@ -259,7 +259,7 @@ class AgentDB(MemoryCore):
         threshold = check_k_threshold(k, threshold)
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
-        q = self._query_vector(vector)
+        q = self.query_vector(vector)
         index = col.index
         n = len(index)
         if n == 0 or (allowed is not None and allowed.size == 0):
@@ -419,7 +419,7 @@ class AgentDB(MemoryCore):
                 ) -> list[SearchResult]:
         self._check_open()
         threshold = check_k_threshold(k, threshold)
-        q = self._query_vector(query)
+        q = self.query_vector(query)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
@@ -545,7 +545,7 @@ class AgentDB(MemoryCore):
             return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
                                 adapt=bool(adapt))
         n = rerank_candidates(rerank, k, candidates)
-        q = self._query_vector(task_or_vector)
+        q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
             if ef is None:

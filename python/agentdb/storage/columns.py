@@ -39,7 +39,7 @@ def _get(doc: dict[str, Any], key: str) -> Any:
     return cur
 
 
-def _norm(value: Any) -> Any:
+def equality_key(value: Any) -> Any:
     """Equality key: numbers compare by exact value (1 == 1.0, True == 1 as in SQLite JSON;
     integers beyond 2**53 stay exact because Python compares int and float exactly)."""
     if isinstance(value, bool):
@@ -67,7 +67,7 @@ def check_where(where: dict[str, Any] | None) -> None:
     >>> check_where({"a": {"$bad": 1}})
     Traceback (most recent call last):
     ...
-    ValueError: where['a']: unknown operator '$bad' (use $eq $ne $gt $gte $lt $lte $in $nin $exists)
+    agentdb.errors.InvalidArgumentError: where['a']: unknown operator '$bad' ...
     """
     from .filters import where_sql
 
@@ -140,10 +140,10 @@ class FilterColumns:
             if old is not None:
                 ov = _get(old, key)
                 if ov is not _MISSING:
-                    table.get(_norm(ov), set()).discard(p)
+                    table.get(equality_key(ov), set()).discard(p)
             nv = _get(new, key)
             if nv is not _MISSING:
-                table.setdefault(_norm(nv), set()).add(p)
+                table.setdefault(equality_key(nv), set()).add(p)
         for key, col in self._num.items():
             nv = _get(new, key)
             col[p] = math.nan if nv is _MISSING else _number(nv)
@@ -166,7 +166,7 @@ class FilterColumns:
             for p, doc in enumerate(self.meta):
                 v = _get(doc, key)
                 if v is not _MISSING:
-                    table.setdefault(_norm(v), set()).add(p)
+                    table.setdefault(equality_key(v), set()).add(p)
             self._eq[key] = table
         return table
 
@@ -193,7 +193,7 @@ class FilterColumns:
     def _positions(self, table: dict[Any, set[int]], values: list[Any]) -> np.ndarray:
         mask = np.zeros(self.n, bool)
         for v in values:
-            ps = table.get(_norm(v))
+            ps = table.get(equality_key(v))
             if ps:
                 mask[np.fromiter(ps, np.int64, len(ps))] = True
         return mask

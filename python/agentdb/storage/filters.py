@@ -70,7 +70,7 @@ def where_sql(where: dict[str, Any] | None, column: str = "metadata") -> tuple[s
     >>> where_sql({"x": {"$bad": 1}})
     Traceback (most recent call last):
     ...
-    ValueError: where['x']: unknown operator '$bad' (use $eq $ne $gt $gte $lt $lte $in $nin $exists)
+    agentdb.errors.InvalidArgumentError: where['x']: unknown operator '$bad' ...
     """
     conds = conditions(where)
     if not conds:

@@ -168,7 +168,7 @@ def check_reward(reward: Any, name: str = "reward") -> float:
     >>> check_reward(2)
     Traceback (most recent call last):
     ...
-    ValueError: reward must be within [-1.0, 1.0], got 2.0
+    agentdb.errors.InvalidArgumentError: reward must be within [-1.0, 1.0], got 2.0
     """
     if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
         raise InvalidTypeError(f"{name} must be a number, got {type(reward).__name__}")
