@@ -120,11 +120,11 @@ def test_get_embedder_resolution():
 
 @pytest.mark.skipif(HAS_ST, reason="sentence-transformers is installed")
 def test_sentence_transformers_missing_names_extra():
-    with pytest.raises(ImportError, match="'embed' extra"):
+    with pytest.raises(ImportError, match="'sentence-transformers' extra"):
         get_embedder("st:all-MiniLM-L6-v2", 384)
-    with pytest.raises(ImportError, match=r"agentdb\[embed\]"):
+    with pytest.raises(ImportError, match=r"agentdb\[sentence-transformers\]"):
         SentenceTransformerEmbedder("all-MiniLM-L6-v2")
-    with pytest.raises(ImportError, match="embed"):
+    with pytest.raises(ImportError, match="sentence-transformers"):
         agentdb.open(":memory:", embedder="st:all-MiniLM-L6-v2")
 
 
@@ -188,9 +188,13 @@ def test_custom_embedder_with_explicit_dim_and_file(tmp_path):
     db.close()
     with pytest.raises(ValueError, match="dimension mismatch"):
         agentdb.open(path, embedder=HashingEmbedder(32))
-    db = agentdb.open(path)  # default hashing embedder at the store's dim
-    assert db.dim == 24 and isinstance(db.embedder, HashingEmbedder)
-    assert db.embedder.dim == 24
+    with pytest.raises(agentdb.errors.EmbedderMismatchError, match="'letters'.*'hashing'"):
+        agentdb.open(path, embedder=HashingEmbedder(24))  # the store remembers its embedder
+    db = agentdb.open(path)  # opens; vectors work, text needs the store's own embedder
+    assert db.dim == 24 and db.embedder.name == "letters"
+    assert db.search_patterns(Letters().embed(["hello"])[0], k=1)[0].id == pid
+    with pytest.raises(agentdb.errors.EmbedderMismatchError, match="embedder="):
+        db.search_patterns("hello", k=1)
     db.close()
 
 

@@ -16,6 +16,7 @@ InvalidTypeError           validation_error  422   INVALID_ARGUMENT     TypeErro
 BadRequestError            bad_request       400   INVALID_ARGUMENT     ValueError
 NotFoundError              not_found         404   NOT_FOUND            KeyError
 ConflictError              conflict          409   ALREADY_EXISTS       ValueError
+EmbedderMismatchError      embedder_mismatch 409   FAILED_PRECONDITION  ValueError
 CypherError                cypher_error      400   INVALID_ARGUMENT
 StoreError                 unavailable       503   FAILED_PRECONDITION  RuntimeError
 StoreClosedError           unavailable       503   UNAVAILABLE          RuntimeError
@@ -51,6 +52,7 @@ __all__ = [
     "ConflictError",
     "CypherError",
     "CypherSyntaxError",
+    "EmbedderMismatchError",
     "ErrorInfo",
     "IntegrityError",
     "InvalidArgumentError",
@@ -132,6 +134,14 @@ class ConflictError(InvalidArgumentError):
     code = "conflict"
     http_status = 409
     grpc_status = "ALREADY_EXISTS"
+
+
+class EmbedderMismatchError(ConflictError):
+    """A store was opened with another embedder than the one its vectors came from (name,
+    dimension or model checksum differ): searching would mix incomparable vectors."""
+
+    code = "embedder_mismatch"
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class CypherError(AgentDBError):
@@ -291,8 +301,8 @@ def describe(exc: BaseException) -> ErrorInfo:
 _BY_CODE: dict[str, type[AgentDBError]] = {
     cls.code: cls
     for cls in (AgentDBError, InvalidArgumentError, BadRequestError, NotFoundError,
-                ConflictError, CypherError, StoreError, MigrationError, UnauthorizedError,
-                RateLimitedError, PayloadTooLargeError)
+                ConflictError, EmbedderMismatchError, CypherError, StoreError, MigrationError,
+                UnauthorizedError, RateLimitedError, PayloadTooLargeError)
 }
 
 

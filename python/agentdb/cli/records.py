@@ -15,11 +15,19 @@ from .common import emit, fail, kind_of, open_db, out, parse_json
 def register(app: typer.Typer) -> None:
     """Add these commands to ``app`` (called by :func:`agentdb.cli._build_app`)."""
     @app.command()
-    def init(db: str = db_opt, dim: int = typer.Option(384, help="Embedding dimension."),
+    def init(db: str = db_opt,
+             dim: int = typer.Option(None, help="Embedding dimension (default: the "
+                                                "embedder's, else 384)."),
+             embedder: str = typer.Option(
+                 None, "--embedder",
+                 help="hashing (default; lexical), minilm / minilm-int8 (all-MiniLM-L6-v2 on "
+                      "onnxruntime: the 'embed' extra), onnx:<model dir>. The store "
+                      "remembers it."),
              as_json: bool = json_opt) -> None:
         """Create an empty store (or check an existing one)."""
-        with open_db(db, dim=dim) as d:
-            emit({"db": db, "dim": d.dim, "patterns": d.count()}, as_json)
+        with open_db(db, dim=dim, embedder=embedder) as d:
+            emit({"db": db, "dim": d.dim, "embedder": d.stats()["embedder"],
+                  "patterns": d.count()}, as_json)
 
     @app.command()
     def store(text: str = typer.Argument(..., help="Task (pattern/episode) or skill name."),

@@ -89,7 +89,13 @@ import numpy as np
 import ray
 from psycopg import sql
 
-from ..embedders import Embedder, get_embedder
+from ..embedders import (
+    Embedder,
+    check_embedder,
+    embedder_identity,
+    get_embedder,
+    recorded_embedder,
+)
 from ..errors import (
     ConflictError,
     InvalidArgumentError,
@@ -111,7 +117,8 @@ from ..memory.validation import (
 )
 from ..storage.events import EventBus
 from ..storage.filters import where_sql
-from ..storage.pg_backend import existing_dim
+from ..storage.mirror import redact_url
+from ..storage.pg_backend import existing_dim, existing_meta
 from ..storage.postgres import PostgresStore
 from ..storage.records import SearchResult, Skill, check_metadata, check_reward
 from .graph import ClusterGraph
@@ -229,6 +236,9 @@ class ClusterDB(MemoryCore):
         self._events = EventBus()
 
         stored_dim = existing_dim(url, schema, table_prefix)
+        recorded = existing_meta(url, "embedder", schema, table_prefix) if stored_dim else None
+        if embedder is None and recorded:  # the embedder the store was built with
+            embedder = recorded_embedder(recorded)
         if dim is None:
             dim = stored_dim or (getattr(embedder, "dim", None) if embedder is not None
                                  and not isinstance(embedder, str) else None) or 384
@@ -240,9 +250,12 @@ class ClusterDB(MemoryCore):
         if self.embedder.dim != self.dim:
             raise InvalidArgumentError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
                                        f"store has dim {self.dim}")
+        identity = check_embedder(recorded, self.embedder, redact_url(url))
         self.store = PostgresStore(url, self.dim, schema=schema, table_prefix=table_prefix,
                                    pool_size=6)
         try:
+            if stored_dim is None and self.store.meta("embedder") is None:
+                self.store.set_meta("embedder", json.dumps(identity, sort_keys=True))
             self.log = ClusterLog(url, schema=schema, table_prefix=table_prefix)
             self.log.ensure()
             if not pgvector_index:
@@ -647,7 +660,7 @@ class ClusterDB(MemoryCore):
         """Counts from PostgreSQL plus the cluster layout."""
         self._check_open()
         return {"store": "postgres+ray", "dim": self.dim,
-                "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+                "embedder": embedder_identity(self.embedder)["name"],
                 **{k: self.store.count(k) for k in _KINDS},
                 "log_seq": self.log.max_seq(), "last_seq": self.last_seq,
                 "shards": list(self.ring.shards), "replicas": self.replicas,

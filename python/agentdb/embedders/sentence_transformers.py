@@ -1,4 +1,5 @@
-"""Embeddings from a local sentence-transformers model (the ``embed`` extra)."""
+"""Embeddings from a local sentence-transformers model (the ``sentence-transformers`` extra;
+it brings PyTorch: :mod:`.onnx_minilm` gives the same all-MiniLM-L6-v2 vectors without it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ __all__ = ["SentenceTransformerEmbedder"]
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model (the ``embed`` extra). Loads only local models.
+    """A sentence-transformers model (the ``sentence-transformers`` extra). Loads only local
+    models.
 
     ``model`` is a name or path; with ``local_files_only=True`` (the default) nothing is
     downloaded at run time, so the model must already be in the local cache or at a path.
@@ -28,13 +30,15 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ImportError(
-                "SentenceTransformerEmbedder needs the 'embed' extra: pip install 'agentdb[embed]'"
+                "SentenceTransformerEmbedder needs the 'sentence-transformers' extra: "
+                "pip install 'agentdb[sentence-transformers]'"
             ) from exc
         kwargs: dict[str, Any] = {"device": device}
         if local_files_only:
             kwargs["local_files_only"] = True
         self._model = SentenceTransformer(model, **kwargs)
         self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.name = f"st:{model}"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts with the model, L2-normalised float32."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embedders import Embedder, get_embedder
+from ..embedders import Embedder, check_embedder, embedder_identity, get_embedder, recorded_embedder
 from ..engines.loader import backend
 from ..errors import (
     ConflictError,
@@ -59,7 +59,7 @@ from .validation import (
     to_record,
 )
 
-__all__ = ["AgentDB", "MemoryCore", "existing_sqlite_dim", "open"]
+__all__ = ["AgentDB", "MemoryCore", "existing_sqlite_dim", "existing_sqlite_meta", "open"]
 
 
 class AgentDB(MemoryCore):
@@ -128,8 +128,14 @@ class AgentDB(MemoryCore):
         self._attention: Any = None
         self._index_params = {"M": M, "ef_construction": ef_construction,
                               "ef_search": ef_search, "threads": threads}
-        existing_dim = (_existing_pg_dim(url, schema, table_prefix) if kind == "postgres"
-                        else existing_sqlite_dim(self.path))
+        def existing(key: str) -> str | None:
+            return (_existing_pg_meta(url, schema, table_prefix, key) if kind == "postgres"
+                    else existing_sqlite_meta(self.path, key))
+
+        existing_dim = int(existing("dim") or 0) or None
+        recorded = existing("embedder") if existing_dim else None
+        if embedder is None and recorded:  # reopen with the embedder the store was built with
+            embedder = recorded_embedder(recorded)
         if dim is None:
             dim = existing_dim or (getattr(embedder, "dim", None) if embedder is not None
                                    and not isinstance(embedder, str) else None) or 384
@@ -142,6 +148,7 @@ class AgentDB(MemoryCore):
         if self.embedder.dim != self.dim:
             raise InvalidArgumentError(f"dimension mismatch: embedder has dim {self.embedder.dim}, "
                                        f"store has dim {self.dim}")
+        identity = check_embedder(recorded, self.embedder, self.path)
         if kind == "postgres":
             from ..storage.postgres import PostgresStore
 
@@ -159,6 +166,10 @@ class AgentDB(MemoryCore):
             self._cols = self._collections.cols
             self.index_status = self._collections.status
             self.learning = Learner.attach(self.store, self.dim, learning, readonly)
+            if existing_dim is None and not readonly and self.store.meta("embedder") is None:
+                # a new store remembers its embedder (older stores have no record: any
+                # embedder of the right dimension opens them, as before)
+                self.store.set_meta("embedder", json.dumps(identity, sort_keys=True))
             if mirror is not None:
                 if readonly:
                     raise InvalidArgumentError("a read-only store cannot feed a mirror")
@@ -724,7 +735,8 @@ class AgentDB(MemoryCore):
             "backend": backend.BACKEND,
             "store": self.backend_name,
             "search": self.search_mode,
-            "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+            "embedder": embedder_identity(self.embedder)["name"],
+            "embedder_checksum": embedder_identity(self.embedder)["checksum"],
             "patterns": self.store.count("patterns"),
             "episodes": self.store.count("episodes"),
             "skills": self.store.count("skills"),
@@ -740,7 +752,22 @@ class AgentDB(MemoryCore):
 # ---- module helpers ---------------------------------------------------------------------------
 def existing_sqlite_dim(path: str) -> int | None:
     """The dim a SQLite store at ``path`` records, or None (no store there yet); a file
-    that is not an AgentDB store raises ``StoreError``."""
+    that is not an AgentDB store raises ``StoreError``.
+
+    >>> existing_sqlite_dim(":memory:") is None
+    True
+    """
+    value = existing_sqlite_meta(path, "dim")
+    return None if value is None else int(value)
+
+
+def existing_sqlite_meta(path: str, key: str) -> str | None:
+    """One meta value of the SQLite store at ``path``, or None (no store, or no such key),
+    read without opening the store for writing.
+
+    >>> existing_sqlite_meta(":memory:", "embedder") is None
+    True
+    """
     if path == ":memory:" or not Path(path).exists() or Path(path).stat().st_size == 0:
         return None  # SQLite treats an empty file as an empty database
     import sqlite3
@@ -748,28 +775,31 @@ def existing_sqlite_dim(path: str) -> int | None:
     try:
         conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"'{path}' is not a readable AgentDB store: {exc}") from None
-    return int(row[0]) if row else None
+    return None if row is None else str(row[0])
 
 
-def _existing_pg_dim(url: str | None, schema: str, prefix: str) -> int | None:
-    """The dim a PostgreSQL store records in its meta table, or None (no store yet)."""
+def _existing_pg_meta(url: str | None, schema: str, prefix: str, key: str) -> str | None:
+    """One meta value of a PostgreSQL store, or None (no store yet)."""
     if not url:
         return None
-    from ..storage.pg_backend import existing_dim
+    from ..storage.pg_backend import existing_meta
 
-    return existing_dim(url, schema, prefix)
+    return existing_meta(url, key, schema, prefix)
 
 
 def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB:  # noqa: A001
     """Open (or create) an agent memory: a SQLite file, or ``":memory:"``.
 
     Options: ``dim`` (default: the store's, else the embedder's, else 384), ``embedder``
-    (an object, ``"hashing"`` or ``"st:<model>"``), ``readonly``, ``durability``
+    (an object, ``"hashing"`` -- lexical, the default --, ``"minilm"`` / ``"minilm-int8"``
+    -- all-MiniLM-L6-v2 on onnxruntime, the ``embed`` extra --, ``"onnx:<model dir>"`` or
+    ``"st:<model>"``; a new store records it and refuses another one later, and reopening
+    without ``embedder=`` uses the recorded one), ``readonly``, ``durability``
     (``"full"``/``"normal"``), ``M``, ``ef_construction``, ``ef_search``, ``threads``,
     ``progress``.
 

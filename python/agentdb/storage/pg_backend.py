@@ -88,6 +88,16 @@ def existing_dim(url: str, schema: str = "public", table_prefix: str = "") -> in
 
     >>> existing_dim("postgresql://localhost/empty")  # doctest: +SKIP
     """
+    value = existing_meta(url, "dim", schema, table_prefix)
+    return None if value is None else int(value)
+
+
+def existing_meta(url: str, key: str, schema: str = "public", table_prefix: str = ""
+                  ) -> str | None:
+    """One value of an AgentDB PostgreSQL store's meta table, or None (no store, no key).
+
+    >>> existing_meta("postgresql://localhost/empty", "embedder")  # doctest: +SKIP
+    """
     try:
         import psycopg
         from psycopg import sql
@@ -102,11 +112,11 @@ def existing_dim(url: str, schema: str = "public", table_prefix: str = "") -> in
                                (f'"{schema}"."{table_prefix}meta"',)).fetchone()
             if reg is None or reg[0] is None:
                 return None
-            row = conn.execute(sql.SQL("SELECT value FROM {} WHERE key = 'dim'").format(
-                sql.Identifier(schema, f"{table_prefix}meta"))).fetchone()
+            row = conn.execute(sql.SQL("SELECT value FROM {} WHERE key = %s").format(
+                sql.Identifier(schema, f"{table_prefix}meta")), (key,)).fetchone()
     except psycopg.Error as exc:
         from .mirror import redact_url
 
         raise StoreError(f"cannot read PostgreSQL store at {redact_url(url)}: "
                          f"{redact_url(str(exc)).strip()}") from None
-    return None if row is None else int(row[0])
+    return None if row is None else str(row[0])
