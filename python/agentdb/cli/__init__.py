@@ -8,11 +8,12 @@
     agentdb get 1 | delete 1 | stats | import FILE | export FILE
     export AGENTDB_POSTGRES_URL=$(agentdb postgres start)   # install | start | stop | status
     AGENTDB_API_KEYS=... agentdb serve --db memory.db --port 8080  # HTTP API (docs/api.md)
+    agentdb mcp --db memory.db                 # MCP server over stdio (--http; docs/mcp.md)
     agentdb cluster up --shards 3 --replicas 2  # status | down (docs/cluster.md)
 
 One module per command group, each with ``register(app)``: :mod:`.records` (init, store, search,
 get, delete, stats, import, export), :mod:`.demo`, :mod:`.serve`, :mod:`.postgres`,
-:mod:`.cluster`, :mod:`.migrate`; :mod:`.common` holds what they share.
+:mod:`.mcp`, :mod:`.cluster`, :mod:`.migrate`; :mod:`.common` holds what they share.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _build_app() -> Any:
     """The typer app with every command (imports typer + rich: the ``cli`` extra)."""
     import typer
 
-    from . import cluster, demo, migrate, postgres, records, serve
+    from . import cluster, demo, mcp, migrate, postgres, records, serve
 
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="AgentDB: memory for AI agents (SQLite + native HNSW).")
@@ -44,7 +45,7 @@ def _build_app() -> Any:
         # `--version` is answered in main() before typer runs (so it works without the cli
         # extra); the option is declared here so that --help lists it.
 
-    for group in (records, demo, serve, postgres, cluster, migrate):  # the order of --help
+    for group in (records, demo, serve, mcp, postgres, cluster, migrate):  # the order of --help
         group.register(app)
     return app
 

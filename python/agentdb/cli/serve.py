@@ -44,7 +44,6 @@ def register(app: typer.Typer) -> None:
 
         API keys come from AGENTDB_API_KEYS (comma-separated) and/or --api-keys-file.
         """
-        import ipaddress
         import signal
 
         from ..server import EXTRA_HINT
@@ -53,7 +52,7 @@ def register(app: typer.Typer) -> None:
             import uvicorn
 
             from ..server.app import create_app
-            from ..server.auth import load_keys
+            from ..server.auth import resolve_auth
         except ImportError as exc:
             fail(f"{EXTRA_HINT} ({exc})")
         levels = ("critical", "error", "warning", "info", "debug", "trace")
@@ -68,23 +67,9 @@ def register(app: typer.Typer) -> None:
         if rate_limit < 0 or heartbeat < 0:
             fail("--rate-limit and --heartbeat must be >= 0")
         try:
-            keys = load_keys(keys_file=api_keys_file)
+            keys = resolve_auth(host, no_auth, api_keys_file) or []
         except ValueError as exc:
             fail(str(exc))
-        if no_auth:
-            if keys:
-                fail("--no-auth cannot be combined with API keys (AGENTDB_API_KEYS or "
-                     "--api-keys-file)")
-            try:
-                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = False
-            if not loopback:
-                fail(f"--no-auth only binds to a loopback host (127.0.0.1, ::1, localhost), "
-                     f"not {host!r}")
-        elif not keys:
-            fail("no API keys: set AGENTDB_API_KEYS or --api-keys-file (or use --no-auth on a "
-                 "loopback host)")
         with open_db(db) as d:
             try:
                 api = create_app(d, api_keys=None if no_auth else keys,

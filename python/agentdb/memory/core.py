@@ -540,6 +540,21 @@ class MemoryCore:
         check_kind(kind)
         return self.store.count(kind)
 
+    def recent(self, kind: str = "patterns", limit: int = 10) -> list[Any]:
+        """The ``limit`` most recently stored records of a kind, newest first.
+
+        >>> from agentdb import AgentDB
+        >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("a"); _ = db.store_pattern("b")
+        >>> [p.task for p in db.recent("patterns", 5)]
+        ['b', 'a']
+        """
+        check_kind(kind)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidArgumentError(f"limit must be an integer in 1..1000, got {limit!r}")
+        self._check_open()
+        ids = self.store.select_ids(kind, "1=1", [])[-limit:][::-1]
+        return [self._get(kind, int(i)) for i in ids]
+
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
         """Every record of a kind, in id order (with embeddings).
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_keys"]
+__all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_keys", "resolve_auth"]
 
 MIN_KEY_LENGTH = 8
 
@@ -65,6 +65,38 @@ def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike
         if key not in out:
             out.append(key)
     return out
+
+
+def resolve_auth(host: str, no_auth: bool, keys_file: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> list[str] | None:
+    """The API keys a server on ``host`` requires (``AGENTDB_API_KEYS`` and ``keys_file``), or
+    None with ``no_auth`` -- allowed on a loopback host only, and never beside keys. Shared by
+    ``agentdb serve`` and ``agentdb mcp --http``; each refusal is an ``InvalidArgumentError``.
+
+    >>> resolve_auth("127.0.0.1", True, env={}) is None
+    True
+    >>> resolve_auth("0.0.0.0", False, env={"AGENTDB_API_KEYS": "alpha-key-1"})
+    ['alpha-key-1']
+    """
+    import ipaddress
+
+    keys = load_keys(env, keys_file=keys_file)
+    if no_auth:
+        if keys:
+            raise InvalidArgumentError("--no-auth cannot be combined with API keys "
+                                       "(AGENTDB_API_KEYS or --api-keys-file)")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise InvalidArgumentError(f"--no-auth only binds to a loopback host (127.0.0.1, "
+                                       f"::1, localhost), not {host!r}")
+        return None
+    if not keys:
+        raise InvalidArgumentError("no API keys: set AGENTDB_API_KEYS or --api-keys-file (or "
+                                   "use --no-auth on a loopback host)")
+    return keys
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:

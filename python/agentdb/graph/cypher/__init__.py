@@ -37,7 +37,7 @@ from .errors import CypherError, CypherSyntaxError
 from .executor import Result, execute, execute_stats
 from .expressions import Stats
 from .graphview import GraphView, MemoryGraphView
-from .parser import parse
+from .parser import is_read_only, parse
 from .values import Node, Path, Relationship
 
 __all__ = [
@@ -52,5 +52,6 @@ __all__ = [
     "Stats",
     "execute",
     "execute_stats",
+    "is_read_only",
     "parse",
 ]

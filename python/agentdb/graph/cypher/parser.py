@@ -89,6 +89,17 @@ def parse(text: str) -> A.Query:
         raise CypherSyntaxError("query nested too deeply") from None
 
 
+def is_read_only(text: str) -> bool:
+    """Whether a Cypher statement only reads (no CREATE, MERGE, SET, REMOVE or DELETE).
+
+    Parses the statement, so a syntax error raises :class:`CypherSyntaxError`.
+
+    >>> is_read_only("MATCH (n) RETURN count(n)"), is_read_only("CREATE (n:Event)")
+    (True, False)
+    """
+    return not any(isinstance(c, _UPDATING) for c in parse(text).clauses)
+
+
 class Parser:
     """One-shot parser over the token list of ``text``."""
 
