@@ -551,9 +551,27 @@ class MemoryCore:
         check_kind(kind)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidArgumentError(f"limit must be an integer in 1..1000, got {limit!r}")
-        self._check_open()
-        ids = self.store.select_ids(kind, "1=1", [])[-limit:][::-1]
+        ids = self.find_ids(kind)[-limit:][::-1]
         return [self._get(kind, int(i)) for i in ids]
+
+    def find_ids(self, kind: str = "patterns", *, min_reward: float | None = None,
+                 success: bool | None = None, session_id: str | None = None,
+                 where: dict[str, Any] | None = None) -> list[int]:
+        """Ids of every record of a kind that passes the filters (ascending), without a
+        search: ``min_reward`` (the success rate for skills), ``success``, ``session_id`` and a
+        metadata ``where`` (the search filters' language).
+
+        >>> from agentdb import AgentDB
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> _ = db.store_pattern("a", metadata={"lang": "py"}); _ = db.store_pattern("b")
+        >>> db.find_ids("patterns", where={"lang": "py"})
+        [1]
+        """
+        check_kind(kind)
+        self._check_open()
+        return [int(i) for i in self.store.filter_ids(kind, min_reward=min_reward,
+                                                      success=success, session_id=session_id,
+                                                      where=where)]
 
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
         """Every record of a kind, in id order (with embeddings).

@@ -32,6 +32,8 @@ from ..errors import (
     StoreError,
     StoreLockedError,
 )
+from .filters import where_sql
+from .postgres_sql import filter_sql
 
 try:  # POSIX advisory locks
     import fcntl
@@ -421,6 +423,30 @@ class SQLiteStore:
         cur = self._reader().execute(f"SELECT id FROM {table} WHERE {where_sql} ORDER BY id",
                                      list(params))
         return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def filter_ids(self, table: str, *, min_reward: float | None = None,
+                   success: bool | None = None, session_id: str | None = None,
+                   where: dict[str, Any] | None = None) -> np.ndarray:
+        """Ids matching the filters (sorted int64): ``min_reward`` (the success rate for
+        skills), ``success``, ``session_id`` and a metadata ``where``; the same contract as
+        ``PostgresStore.filter_ids``.
+
+        >>> s = SQLiteStore(":memory:", dim=3)
+        >>> s.filter_ids("patterns", session_id="s1").tolist()
+        []
+        """
+        parts, params = filter_sql(table, min_reward, success, None, None)
+        conds = [p.replace("%s", "?") for p in parts]
+        if session_id is not None:
+            if table == "skills":
+                raise InvalidArgumentError("skills have no session_id column")
+            conds.append("session_id = ?")
+            params.append(session_id)
+        if where:
+            wsql, wparams = where_sql(where)
+            conds.append(wsql)
+            params += wparams
+        return self.select_ids(table, " AND ".join(f"({c})" for c in conds) or "1", params)
 
     def scalar_columns(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """(id, *columns) for every row — used to build in-memory filter columns."""
