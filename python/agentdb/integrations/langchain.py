@@ -81,11 +81,11 @@ class AgentDBVectorStore(VectorStore):
         self._embedding = embedding
         self._owns_db = db is None
         if db is None:
-            import agentdb
+            from ..memory import open as open_memory
 
             if embedding is not None and "embedder" not in open_kwargs:
                 open_kwargs["embedder"] = LangChainEmbedder(embedding)
-            db = agentdb.open(path, **open_kwargs)
+            db = open_memory(path, **open_kwargs)
         self.db = db
         self.collection = collection
         self.session_id = f"langchain:{collection}"

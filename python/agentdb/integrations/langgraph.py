@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
-
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 try:
@@ -56,20 +54,6 @@ _OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-class _EmbeddingsEmbedder:
-    """LangChain-style ``Embeddings`` as an AgentDB embedder."""
-
-    def __init__(self, embeddings: Any, dims: int) -> None:
-        self.embeddings = embeddings
-        self.dim = int(dims)
-        self.name = f"langgraph:{type(embeddings).__name__}"
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        return np.asarray(self.embeddings.embed_documents(list(texts)), dtype=np.float32)
 
 
 class AgentDBStore(BaseStore):
@@ -101,12 +85,14 @@ class AgentDBStore(BaseStore):
             self._fields = [(f, tokenize_path(f) if f != "$" else "$") for f in fields]
         self._owns_db = db is None
         if db is None:
-            import agentdb
+            from ..memory import open as open_memory
 
-            if self.embeddings is not None:
-                open_kwargs.setdefault("embedder", _EmbeddingsEmbedder(
+            if self.embeddings is not None:  # LangGraph's embeddings are LangChain's
+                from .langchain import LangChainEmbedder
+
+                open_kwargs.setdefault("embedder", LangChainEmbedder(
                     self.embeddings, int(self.index_config["dims"])))  # type: ignore[index]
-            db = agentdb.open(path, **open_kwargs)
+            db = open_memory(path, **open_kwargs)
         self.db = db
         self.session_id = f"langgraph:{collection}"
 
