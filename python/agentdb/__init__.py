@@ -24,6 +24,10 @@ def __getattr__(name: str) -> object:
         from .server import client
 
         return getattr(client, name)
+    if name == "AsyncClient":  # httpx (the 'client' extra) is imported only here
+        from .server.async_client import AsyncClient
+
+        return AsyncClient
     if name == "attention":  # ``from agentdb import attention``, as before the engines folder
         from .engines import attention
 
@@ -38,6 +42,7 @@ exact_search = backend.exact_search
 
 __all__ = [
     "AgentDB",
+    "AsyncClient",
     "Client",
     "ClientError",
     "Embedder",
