@@ -1,0 +1,26 @@
+"""The state :func:`agentdb.server.app.create_app` hands to each route module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class RouteContext:
+    """The store, the auth dependency, the change-feed hub and the helpers over the store
+    that the route modules share (built once per app)."""
+
+    auth: Any
+    authorize: Any
+    check_open: Any
+    db: Any
+    heartbeat_seconds: Any
+    hub: Any
+    query_of: Any
+    rerank_options: Any
+    search_pool: Any
+    search_vectors: Any
+    vector: Any
+    wakeups: Any
+    write_lock: Any
