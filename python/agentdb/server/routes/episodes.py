@@ -76,6 +76,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         """Delete an episode."""
         db.delete_episode(id)
         return Response(status_code=204)
+
     return {
         "episodes_store": episodes_store,
         "episodes_search": episodes_search,

@@ -82,6 +82,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
             ("consolidate", "Mark a task boundary for EWC++ (later learning is pulled "
                             "towards the current adapter); answers the stats.")):
         learning_action(_name, _doc)
+
     return {
         "feedback": feedback,
         "feedback_trajectory": feedback_trajectory,

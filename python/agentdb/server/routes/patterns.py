@@ -167,6 +167,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         """Delete a pattern."""
         db.delete_pattern(id)
         return Response(status_code=204)
+
     return {
         "patterns_store": patterns_store,
         "patterns_search": patterns_search,

@@ -76,6 +76,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         """Delete a skill."""
         db.delete_skill(id)
         return Response(status_code=204)
+
     return {
         "skills_store": skills_store,
         "skills_search": skills_search,

@@ -98,6 +98,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         """Delete a stored vector (its pattern)."""
         db.delete_pattern(id)
         return Response(status_code=204)
+
     return {
         "vectors_search": vectors_search,
         "vectors_upsert": vectors_upsert,
