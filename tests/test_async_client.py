@@ -87,6 +87,10 @@ def test_round_trip_every_family(served) -> None:
             rows = await c.cypher("RETURN $x AS x", x=5)
             assert rows == [{"x": 5}]
             assert (await c.stats())["patterns"] >= 3
+            tmp = await c.store_pattern("temporary", embedding=_vec(9), session_id="tmp")
+            assert await c.delete_patterns(session_id="tmp") == 1
+            with pytest.raises(NotFoundError):
+                await c.get_pattern(tmp)
             await c.delete_pattern(pid)
             with pytest.raises(NotFoundError) as info:
                 await c.get_pattern(pid)

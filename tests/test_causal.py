@@ -139,6 +139,8 @@ def test_causal_chain_projection(g):
     edge = g.get_edge(chain)
     assert edge["causes"] == [a, b] and edge["effects"] == [c]
     assert edge["confidence"] == pytest.approx(0.45)
+    assert edge["properties"]["chain_length"] == 3  # the seed's contract records it
+    assert all("chain_length" not in g.get_edge(p)["properties"] for p in pairs)
     rows = g.query("MATCH (x)-[:CAUSED_BY]->(y) RETURN x.name AS x, y.name AS y ORDER BY x")
     assert rows == [{"x": "a", "y": "b"}, {"x": "b", "y": "c"}]
     rows = g.query("MATCH (x)-[:CAUSAL_CHAIN]->(y) RETURN x.name AS x, y.name AS y ORDER BY x")

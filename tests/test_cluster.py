@@ -660,3 +660,9 @@ def test_close_keeps_or_removes_actors(ray_cluster, postgres_url, pg_schema):
     time.sleep(0.5)
     with pytest.raises(ValueError):
         ray.get_actor(db.actor_name(0, 0), namespace=ns)
+
+
+def test_delete_patterns_by_filter_on_the_cluster(cdb):
+    from test_memory import _delete_by_filter_checks
+
+    _delete_by_filter_checks(cdb)

@@ -1625,3 +1625,38 @@ def test_hashing_search_uses_subprocess_independent_vectors(tmp_path):
     assert out.returncode == 0, out.stderr
     got_id, sim = out.stdout.split()
     assert int(got_id) == pid and math.isclose(float(sim), 1.0, abs_tol=1e-3)
+
+
+def _delete_by_filter_checks(db):
+    """delete_patterns on any engine: by session, metadata, time; events; bad input."""
+    import time as _time
+
+    events = []
+    db.on("pattern:deleted", lambda ev, payload: events.append(payload["id"]))
+    old = [db.store_pattern(f"old {i}", session_id="s-old", metadata={"k": i % 2})
+           for i in range(3)]
+    cut = _time.time()
+    _time.sleep(0.01)
+    keep = db.store_pattern("keep", session_id="s-new", metadata={"k": 1})
+    fresh = db.store_pattern("fresh", session_id="s-old", metadata={"k": 0})
+    assert db.delete_patterns(session_id="s-old", where={"k": 0}, before=cut) == 2
+    assert db.delete_patterns(session_id="nobody") == 0
+    assert sorted(events) == [old[0], old[2]]
+    assert db.delete_patterns(before=cut) == 1  # old[1]
+    assert db.delete_patterns(where={"k": 0}) == 1  # fresh
+    left = {h.id for h in db.search_patterns("keep", k=10)}
+    assert left == {keep} and fresh not in left
+    with pytest.raises(ValueError, match="needs session_id, where or before"):
+        db.delete_patterns()
+    with pytest.raises(TypeError):
+        db.delete_patterns(before="yesterday")
+    with pytest.raises(ValueError):
+        db.delete_patterns(where={"k": {"$bad": 1}})
+    assert db.count() == 1
+
+
+def test_delete_patterns_by_filter(tmp_path):
+    with agentdb.open(tmp_path / "d.db", dim=16) as db:
+        _delete_by_filter_checks(db)
+    with agentdb.open(tmp_path / "d.db", dim=16) as db:  # the deletes were durable
+        assert db.count() == 1

@@ -290,3 +290,9 @@ def test_migrate_command_line(tmp_path, postgres_url, pg_schema):
     res = runner.invoke(_build_app(), ["migrate", "--from", str(tmp_path / "none.db"),
                                        "--to", postgres_url])
     assert res.exit_code == 1 and "no AgentDB store" in res.output
+
+
+def test_delete_patterns_by_filter_on_postgres(pg_db):
+    from test_memory import _delete_by_filter_checks
+
+    _delete_by_filter_checks(pg_db)

@@ -416,6 +416,14 @@ class ClusterDB(MemoryCore):
             self.store.delete(w, name, [rid])
             log_op(name, "delete", [rid])
 
+    def _delete_many(self, name: str, ids: list[int]) -> None:
+        """Delete records in one logged transaction (events come from the log)."""
+        ids = sorted(self.store.existing(name, ids))
+        if ids:
+            with self.transaction() as (w, log_op):
+                self.store.delete(w, name, ids)
+                log_op(name, "delete", ids)
+
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
         with self.transaction() as (w, log_op):

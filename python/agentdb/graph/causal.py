@@ -699,13 +699,16 @@ class CausalMemoryGraph:
         """Record a chain ``e1 -> e2 -> ... -> en``: one hyperedge of ``chain_type`` over all
         events (causes ``e1..e(n-1)``, effect ``en``) and one ``type`` edge between each
         consecutive pair. Returns ``(chain_edge_id, [pair edge ids])``. ``confidence`` is one
-        value or one per pair; the chain edge gets their product.
+        value or one per pair; the chain edge gets their product and, as the seed system's
+        contract has it, ``chain_length`` (the number of events).
 
         >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
         >>> ids = [g.add_event(step=i) for i in range(3)]
         >>> chain, pairs = g.add_causal_chain(ids, confidence=[0.9, 0.5])
         >>> round(g.relationship(chain)[1]["confidence"], 2), len(pairs)
         (0.45, 2)
+        >>> g.relationship(chain)[1]["chain_length"]
+        3
         """
         ev = [int(e) for e in events]
         if len(ev) < 2:
@@ -719,7 +722,8 @@ class CausalMemoryGraph:
             pairs = [self.add_causal_edge([a], [b], type=type, confidence=c, **props)
                      for a, b, c in zip(ev, ev[1:], confs)]
             chain = self.add_causal_edge(ev[:-1], ev[-1:], type=chain_type,
-                                         confidence=float(np.prod(confs)), **props)
+                                         confidence=float(np.prod(confs)),
+                                         **{**props, "chain_length": len(ev)})
         return chain, pairs
 
     def remove_event(self, nid: int) -> None:

@@ -8,6 +8,7 @@ The embedded store (:class:`agentdb.memory.embedded.AgentDB`) and the cluster
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -556,10 +557,12 @@ class MemoryCore:
 
     def find_ids(self, kind: str = "patterns", *, min_reward: float | None = None,
                  success: bool | None = None, session_id: str | None = None,
-                 where: dict[str, Any] | None = None) -> list[int]:
+                 where: dict[str, Any] | None = None, before: float | None = None
+                 ) -> list[int]:
         """Ids of every record of a kind that passes the filters (ascending), without a
-        search: ``min_reward`` (the success rate for skills), ``success``, ``session_id`` and a
-        metadata ``where`` (the search filters' language).
+        search: ``min_reward`` (the success rate for skills), ``success``, ``session_id``, a
+        metadata ``where`` (the search filters' language) and ``before`` (stored before
+        this time, epoch seconds).
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8)
@@ -569,9 +572,46 @@ class MemoryCore:
         """
         check_kind(kind)
         self._check_open()
+        if before is not None:
+            if isinstance(before, bool) or not isinstance(before, (int, float, np.integer,
+                                                                   np.floating)):
+                raise InvalidTypeError(f"before must be a time in epoch seconds, got {before!r}")
+            if not math.isfinite(float(before)):
+                raise InvalidArgumentError(f"before must be finite, got {before}")
+        if session_id is not None and not isinstance(session_id, str):
+            raise InvalidTypeError(f"session_id must be a string, got {type(session_id).__name__}")
         return [int(i) for i in self.store.filter_ids(kind, min_reward=min_reward,
                                                       success=success, session_id=session_id,
-                                                      where=where)]
+                                                      where=where, created_before=before)]
+
+    def delete_patterns(self, *, session_id: str | None = None,
+                        where: dict[str, Any] | None = None,
+                        before: float | None = None) -> int:
+        """Delete every pattern of a session, matching a metadata ``where`` and/or stored
+        ``before`` a time (epoch seconds); the filters combine with AND and at least one is
+        needed. One ``pattern:deleted`` event per pattern; returns how many were deleted.
+
+        >>> from agentdb import AgentDB
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> _ = db.store_pattern("a", session_id="s1"); _ = db.store_pattern("b")
+        >>> db.delete_patterns(session_id="s1"), db.count()
+        (1, 1)
+        """
+        if session_id is None and not where and before is None:
+            raise InvalidArgumentError("delete_patterns needs session_id, where or before "
+                                       "(it never deletes everything by default)")
+        ids = self.find_ids("patterns", session_id=session_id, where=where, before=before)
+        if ids:
+            self._delete_many("patterns", ids)
+        return len(ids)
+
+    def _delete_many(self, name: str, ids: list[int]) -> None:
+        """Delete existing records (an engine may do it in one transaction)."""
+        for rid in ids:
+            try:
+                self._delete(name, rid)
+            except NotFoundError:  # deleted meanwhile by another writer
+                continue
 
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
         """Every record of a kind, in id order (with embeddings).

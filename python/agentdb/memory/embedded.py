@@ -395,6 +395,24 @@ class AgentDB(MemoryCore):
                 col.attrs.remove(rid)
         self._events.emit(f"{KIND[name]}:deleted", {"id": rid})
 
+    def _delete_many(self, name: str, ids: list[int]) -> None:
+        """Delete records in one transaction (ids that vanished meanwhile are skipped)."""
+        self._check_open()
+        col = self._cols[name]
+        with self._lock:
+            ids = sorted(self.store.existing(name, ids))
+            if not ids:
+                return
+            with self.store.write() as w:
+                self.store.delete(w, name, ids)
+            col.index.remove(ids)
+            col.changed_gen = self.store.generation
+            if col.attrs is not None:
+                for rid in ids:
+                    col.attrs.remove(rid)
+        for rid in ids:
+            self._events.emit(f"{KIND[name]}:deleted", {"id": rid})
+
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
         self._check_open()

@@ -155,6 +155,20 @@ class ClientCalls:
         (yield _call("DELETE", f"/patterns/{self._id(id)}"))
 
     @api
+    def delete_patterns(self, *, session_id: str | None = None,
+                        where: dict[str, Any] | None = None,
+                        before: float | None = None) -> int:
+        """Delete every pattern of a session, matching ``where`` and/or stored ``before`` a
+        time (at least one filter); returns how many were deleted.
+
+        >>> c.delete_patterns(session_id="s-old")  # doctest: +SKIP
+        3
+        """
+        query = {"sessionId": session_id, "before": before,
+                 "where": None if where is None else json.dumps(where)}
+        return int((yield _call("DELETE", "/patterns", query=query))["deleted"])
+
+    @api
     def search_patterns(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success_only: bool = False,
                         session_id: str | None = None, where: dict[str, Any] | None = None,

@@ -508,6 +508,12 @@ class PatternStored(_Response):
     pattern: PatternOut
 
 
+class PatternsDeleted(_Response):
+    """``DELETE /patterns``: how many patterns the filter deleted."""
+
+    deleted: int
+
+
 class EpisodeStored(_Response):
     """``POST /episodes/store``."""
 

@@ -466,12 +466,17 @@ class PostgresStore:
     # ---- filters and search -------------------------------------------------------------------
     def filter_ids(self, table: str, *, min_reward: float | None = None,
                    success: bool | None = None, session_id: str | None = None,
-                   where: dict[str, Any] | None = None) -> np.ndarray:
+                   where: dict[str, Any] | None = None,
+                   created_before: float | None = None) -> np.ndarray:
         """Ids matching the filters (sorted int64): ``min_reward`` (the success rate for
-        skills), ``success``, ``session_id`` and a metadata ``where`` (see
-        :func:`pg_where_sql`). The PostgreSQL counterpart of ``SQLiteStore.select_ids``."""
+        skills), ``success``, ``session_id``, a metadata ``where`` (see
+        :func:`pg_where_sql`) and ``created_before`` (epoch seconds). The PostgreSQL
+        counterpart of ``SQLiteStore.filter_ids``."""
         t = self._table(table)
         parts, params = filter_sql(table, min_reward, success, session_id, where)
+        if created_before is not None:
+            parts.append("created_at < %s")
+            params.append(float(created_before))
         cond = sql.SQL(" AND ".join(f"({p})" for p in parts) if parts else "TRUE")
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(t, cond),

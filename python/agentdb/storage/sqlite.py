@@ -426,10 +426,11 @@ class SQLiteStore:
 
     def filter_ids(self, table: str, *, min_reward: float | None = None,
                    success: bool | None = None, session_id: str | None = None,
-                   where: dict[str, Any] | None = None) -> np.ndarray:
+                   where: dict[str, Any] | None = None,
+                   created_before: float | None = None) -> np.ndarray:
         """Ids matching the filters (sorted int64): ``min_reward`` (the success rate for
-        skills), ``success``, ``session_id`` and a metadata ``where``; the same contract as
-        ``PostgresStore.filter_ids``.
+        skills), ``success``, ``session_id``, a metadata ``where`` and ``created_before``
+        (epoch seconds); the same contract as ``PostgresStore.filter_ids``.
 
         >>> s = SQLiteStore(":memory:", dim=3)
         >>> s.filter_ids("patterns", session_id="s1").tolist()
@@ -446,6 +447,9 @@ class SQLiteStore:
             wsql, wparams = where_sql(where)
             conds.append(wsql)
             params += wparams
+        if created_before is not None:
+            conds.append("created_at < ?")
+            params.append(float(created_before))
         return self.select_ids(table, " AND ".join(f"({c})" for c in conds) or "1", params)
 
     def scalar_columns(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:

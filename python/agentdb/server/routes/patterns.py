@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -168,6 +169,29 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         db.delete_pattern(id)
         return Response(status_code=204)
 
+    @app.delete("/patterns", dependencies=auth, tags=["patterns"],
+                response_model=m.PatternsDeleted, responses=error_responses(*AUTHED, 503))
+    def patterns_delete_many(
+        session_id: Annotated[str | None, Query(alias="sessionId", max_length=512,
+                                                description="Only this session.")] = None,
+        before: Annotated[float | None, Query(
+            description="Only patterns stored before this time (epoch seconds).")] = None,
+        where: Annotated[str | None, Query(max_length=16384, description=(
+            'A metadata filter as JSON, e.g. {"lang": "py"} (the where language).'))] = None,
+    ) -> Response:
+        """Delete every pattern matching the filters (AND; at least one is required):
+        ``{"deleted": n}``, one ``pattern:deleted`` event each."""
+        flt = None
+        if where is not None:
+            try:
+                flt = json.loads(where)
+            except ValueError:
+                raise InvalidArgumentError("query.where: not valid JSON") from None
+            if not isinstance(flt, dict):
+                raise InvalidArgumentError("query.where: must be a JSON object")
+        return json_response({"deleted": db.delete_patterns(session_id=session_id, where=flt,
+                                                            before=before)})
+
     return {
         "patterns_store": patterns_store,
         "patterns_search": patterns_search,
@@ -175,4 +199,5 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         "patterns_stream": patterns_stream,
         "patterns_get": patterns_get,
         "patterns_delete": patterns_delete,
+        "patterns_delete_many": patterns_delete_many,
     }
