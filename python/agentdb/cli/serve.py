@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
                                          help="Requests per minute per key (0 = off)."),
         max_body: int = typer.Option(1 << 20, "--max-body", help="Largest request body, bytes."),
         cors_origin: list[str] = typer.Option(None, "--cors-origin",
-                                              help="Allowed CORS origin (repeatable)."),
+                                              help="Allowed CORS origin (repeatable; default: "
+                                                   "$AGENTDB_CORS_ORIGIN, else $CORS_ORIGIN, "
+                                                   "comma-separated)."),
         cors_credentials: bool = typer.Option(False, "--cors-credentials",
                                               help="Allow credentialed CORS requests."),
         heartbeat: float = typer.Option(15.0, help="SSE heartbeat interval, seconds (0 = off)."),
@@ -42,7 +44,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a store over HTTP (and gRPC with --grpc-port); needs the 'server' extra.
 
-        API keys come from AGENTDB_API_KEYS (comma-separated) and/or --api-keys-file.
+        API keys come from AGENTDB_API_KEYS (comma-separated; API_KEYS, the seed system's
+        name, when it is unset) and/or --api-keys-file.
         """
         import signal
 
@@ -70,6 +73,11 @@ def register(app: typer.Typer) -> None:
             keys = resolve_auth(host, no_auth, api_keys_file) or []
         except ValueError as exc:
             fail(str(exc))
+        if not cors_origin:  # the environment, as the seed system configured it
+            import os
+
+            env = os.environ.get("AGENTDB_CORS_ORIGIN") or os.environ.get("CORS_ORIGIN") or ""
+            cors_origin = [o.strip() for o in env.split(",") if o.strip()]
         with open_db(db) as d:
             try:
                 api = create_app(d, api_keys=None if no_auth else keys,

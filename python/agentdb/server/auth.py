@@ -35,19 +35,24 @@ MIN_KEY_LENGTH = 8
 
 def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike[str] | None = None,
               extra: Iterable[str] = ()) -> list[str]:
-    """Keys from ``AGENTDB_API_KEYS``, a keys file and ``extra`` (deduplicated, in order).
+    """Keys from ``AGENTDB_API_KEYS`` (or, when it is unset, ``API_KEYS``: the seed system's
+    variable), a keys file and ``extra`` (deduplicated, in order).
 
     A key shorter than 8 characters or containing whitespace is a ``ValueError`` naming its
     source (never the key itself).
 
     >>> load_keys({"AGENTDB_API_KEYS": "alpha-key-1, beta-key-22"})
     ['alpha-key-1', 'beta-key-22']
+    >>> load_keys({"API_KEYS": "gamma-key-333"})
+    ['gamma-key-333']
     """
     env = os.environ if env is None else env
     found: list[tuple[str, str]] = []
-    for k in (env.get("AGENTDB_API_KEYS") or "").split(","):
+    # AGENTDB_API_KEYS, else API_KEYS: the seed system's name, honoured as a fallback
+    var = "AGENTDB_API_KEYS" if env.get("AGENTDB_API_KEYS") is not None else "API_KEYS"
+    for k in (env.get(var) or "").split(","):
         if k.strip():
-            found.append((k.strip(), "AGENTDB_API_KEYS"))
+            found.append((k.strip(), var))
     if keys_file is not None:
         path = Path(keys_file)
         if not path.is_file():

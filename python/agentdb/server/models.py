@@ -171,17 +171,26 @@ class _TaskQuery(_Request):
 
 # ---- requests -------------------------------------------------------------------------------
 class VectorSearchRequest(_Request):
-    """``POST /vectors/search``: nearest stored vectors (patterns) to ``vector``."""
+    """``POST /vectors/search``: nearest stored vectors (patterns) to ``vector`` (or
+    ``query``, the seed system's name for it: exactly one of the two)."""
 
-    vector: _Vector = Field(..., min_length=1, max_length=MAX_DIM,
-                            description="Query vector of the store's dimension.")
-    k: int = _k(10)
+    vector: _Vector | None = _vector("Query vector of the store's dimension.")
+    query: _Vector | None = _vector("The same as vector (the seed system's contract).")
+    k: int = _k(5)
     ef: int | None = _EF
     min_reward: float | None = _MIN_REWARD
     success_only: bool = False
     session_id: str | None = None
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
+
+    @model_validator(mode="after")
+    def _vector_or_query(self) -> Any:
+        if (self.vector is None) == (self.query is None):
+            raise ValueError("give exactly one of 'vector' or 'query' (the same thing)")
+        if self.vector is None:
+            self.vector = self.query
+        return self
 
 
 class VectorItem(_Request):
@@ -218,7 +227,7 @@ class PatternStoreRequest(_Request):
 class PatternSearchRequest(_TaskQuery):
     """``POST /patterns/search``: exactly one of ``task`` (text) or ``vector``."""
 
-    k: int = _k(10)
+    k: int = _k(5)
     min_reward: float | None = _MIN_REWARD
     success_only: bool = False
     session_id: str | None = None
@@ -448,10 +457,18 @@ class VectorSearchResponse(_Response):
     results: list[VectorHit]
 
 
+class PatternMatch(PatternOut):
+    """A pattern with its similarity to the query (the seed system's ``patterns`` list)."""
+
+    similarity: float
+
+
 class PatternSearchResponse(_Response):
-    """``POST /patterns/search``."""
+    """``POST /patterns/search``: ``results`` (hits with the pattern nested) and, for the seed
+    system's clients, ``patterns`` (the same patterns, flat, each with its similarity)."""
 
     results: list[PatternHit]
+    patterns: list[PatternMatch]
 
 
 class ContextWeight(_Response):
@@ -502,8 +519,9 @@ class UpsertResponse(_Response):
 
 
 class PatternStored(_Response):
-    """``POST /patterns/store``."""
+    """``POST /patterns/store`` (``success``: always true, the seed system's answer)."""
 
+    success: bool = True
     id: int
     pattern: PatternOut
 
@@ -515,15 +533,17 @@ class PatternsDeleted(_Response):
 
 
 class EpisodeStored(_Response):
-    """``POST /episodes/store``."""
+    """``POST /episodes/store`` (``success``: always true, the seed system's answer)."""
 
+    success: bool = True
     id: int
     episode: EpisodeOut
 
 
 class SkillStored(_Response):
-    """``POST /skills/store``."""
+    """``POST /skills/store`` (``success``: always true, the seed system's answer)."""
 
+    success: bool = True
     id: int
     skill: SkillOut
 

@@ -165,8 +165,14 @@ def hit_json(h: Any, kind: str) -> dict[str, Any]:
     return out
 
 
-def hits_json(hits: Iterable[Any], kind: str) -> dict[str, Any]:
-    return {"results": [hit_json(h, kind) for h in hits]}
+def hits_json(hits: Iterable[Any], kind: str, *, flat: bool = False) -> dict[str, Any]:
+    """``{"results": [hit, ...]}``; with ``flat`` also ``{"<kind>s": [record + similarity]}``
+    (the seed system's answer shape)."""
+    hits = list(hits)
+    out: dict[str, Any] = {"results": [hit_json(h, kind) for h in hits]}
+    if flat:
+        out[f"{kind}s"] = [{**record_json(h.record), "similarity": h.similarity} for h in hits]
+    return out
 
 
 # ---- the change feed's wake-ups -------------------------------------------------------------

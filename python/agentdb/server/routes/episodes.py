@@ -50,7 +50,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
                 metadata=body.metadata)
         except KeyError as exc:  # a named skill does not exist: a problem of the body
             raise InvalidArgumentError(f"body.skills: {exc}") from None
-        return json_response({"id": eid, "episode": record_json(db.get_episode(eid))}, 201)
+        return json_response({"success": True, "id": eid,
+                              "episode": record_json(db.get_episode(eid))}, 201)
 
     @app.post("/episodes/search", tags=["episodes"], response_model=m.EpisodeSearchResponse,
               responses=error_responses(*AUTHED), openapi_extra=body_doc(m.EpisodeSearchRequest))

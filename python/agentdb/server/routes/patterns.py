@@ -62,7 +62,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
             body.task, embedding=vector(body.embedding, "body.embedding"), reward=body.reward,
             success=body.success, session_id=body.session_id, input=body.input,
             output=body.output, critique=body.critique, metadata=body.metadata)
-        return json_response({"id": pid, "pattern": record_json(db.get_pattern(pid))}, 201)
+        return json_response({"success": True, "id": pid,
+                              "pattern": record_json(db.get_pattern(pid))}, 201)
 
     @app.post("/patterns/search", tags=["patterns"], response_model=m.PatternSearchResponse,
               responses=error_responses(*AUTHED), openapi_extra=body_doc(m.PatternSearchRequest))
@@ -76,11 +77,11 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
             session_id=body.session_id, where=body.where, threshold=body.threshold,
             ef=body.ef, **rerank_options(body))
         if body.rerank is None or search_pool is None:
-            return json_response(hits_json(search(), "pattern"))
+            return json_response(hits_json(search(), "pattern", flat=True))
         # a re-ranked search walks up to `candidates` (10,000) and runs the attention kernels
         # (both release the GIL): on a worker thread, as /vectors/search
         hits = await asyncio.get_running_loop().run_in_executor(search_pool, search)
-        return json_response(hits_json(hits, "pattern"))
+        return json_response(hits_json(hits, "pattern", flat=True))
 
     @app.post("/patterns/context", dependencies=auth, tags=["patterns"],
               response_model=m.PatternContextResponse, responses=error_responses(*AUTHED))

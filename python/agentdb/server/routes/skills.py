@@ -50,7 +50,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         sid = db.store_skill(body.name, body.description, signature=body.signature,
                              code=body.code, metadata=body.metadata,
                              embedding=vector(body.embedding, "body.embedding"))
-        return json_response({"id": sid, "skill": record_json(db.get_skill(sid))}, 201)
+        return json_response({"success": True, "id": sid,
+                              "skill": record_json(db.get_skill(sid))}, 201)
 
     @app.post("/skills/search", tags=["skills"], response_model=m.SkillSearchResponse,
               responses=error_responses(*AUTHED), openapi_extra=body_doc(m.SkillSearchRequest))

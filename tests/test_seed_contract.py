@@ -1,0 +1,123 @@
+"""The seed system's HTTP contract, as its users' code calls it: the requests and answer keys
+of its Python client and curl examples, against a real ``agentdb serve`` on loopback (auth off,
+the port substituted), configured through the seed's environment variables.
+
+Skipped without the server/cli extras unless ``AGENTDB_REQUIRE_SERVER=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from _child import child_env
+from _requires import unavailable
+from agentdb.server.auth import load_keys
+
+if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "typer")):
+    unavailable("SERVER", "the server and cli extras are missing", module=True)
+
+DIM = 384  # the store's default, as the seed's examples assume
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    db = tmp_path_factory.mktemp("seed") / "memory.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentdb.cli", "serve", "--db", str(db), "--port", str(port),
+         "--no-auth", "--rate-limit", "0"],
+        env=child_env(CORS_ORIGIN="http://app.example.test"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"agentdb serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("agentdb serve did not start")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def test_python_client_examples(url: str) -> None:
+    requests = pytest.importorskip("requests")
+    # store, as the contract's client does: the answer says success
+    r = requests.post(url + '/patterns/store',
+                      json={'task': 'parse ISO dates', 'reward': 0.9, 'success': True})
+    assert r.status_code == 201 and r.json()['success'] is True
+    requests.post(url + '/patterns/store', json={'task': 'resize images', 'reward': 0.2})
+    # search, then read the flat patterns list
+    patterns = requests.post(url + '/patterns/search',
+                             json={'task': 'parse ISO dates', 'k': 5,
+                                   'minReward': 0.8}).json()['patterns']
+    pattern = patterns[0]
+    assert pattern['task'] == 'parse ISO dates' and pattern['reward'] == 0.9
+    assert 0.99 <= pattern['similarity'] <= 1.0 and len(patterns) == 1
+    # the raw vector search takes "query" (and k defaults to 5)
+    vec = [0.0] * DIM
+    vec[0] = 1.0
+    r = requests.post(url + '/vectors/search', json={'query': vec, 'k': 5, 'threshold': 0.5})
+    assert r.status_code == 200 and isinstance(r.json()['results'], list)
+    r = requests.post(url + '/vectors/search', json={'query': vec})
+    assert r.status_code == 200
+    both = requests.post(url + '/vectors/search', json={'query': vec, 'vector': vec})
+    assert both.status_code == 422
+
+
+def test_curl_examples(url: str) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+
+    def curl(*args: str) -> dict:
+        out = subprocess.run(["curl", "-s", "--max-time", "20", *args], check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+        return json.loads(out)
+
+    stored = curl("-X", "POST", url + "/patterns/store", "-H", "Content-Type: application/json",
+                  "-d", '{"task": "retry failed HTTP calls", "reward": 0.95, "success": true}')
+    assert stored["success"] is True
+    found = curl("-X", "POST", url + "/patterns/search", "-H", "Content-Type: application/json",
+                 "-d", '{"task": "retry HTTP calls", "k": 5}')
+    assert found["patterns"][0]["task"] == "retry failed HTTP calls"
+    assert curl(url + "/health")["status"] == "ok"
+
+
+def test_seed_environment_variables(url: str) -> None:
+    requests = pytest.importorskip("requests")
+    pre = requests.options(url + "/patterns/search", headers={
+        "Origin": "http://app.example.test", "Access-Control-Request-Method": "POST"})
+    assert pre.headers.get("access-control-allow-origin") == "http://app.example.test"
+    assert load_keys({"API_KEYS": "seed-key-1234"}) == ["seed-key-1234"]
+    assert load_keys({"AGENTDB_API_KEYS": "ours-key-123", "API_KEYS": "seed-key-1234"}) == \
+        ["ours-key-123"]
+
+
+def test_stores_answer_success_everywhere(url: str) -> None:
+    requests = pytest.importorskip("requests")
+    ep = requests.post(url + "/episodes/store", json={"task": "deploy", "critique": "slow"})
+    sk = requests.post(url + "/skills/store", json={"name": "retry_http"})
+    assert ep.json()["success"] is True and sk.json()["success"] is True
