@@ -100,6 +100,7 @@ def create_app(
     heartbeat_seconds: float = 15.0,
     replay_buffer: int = 1000,
     search_threads: int = 2,
+    auth_failures_per_minute: float = 30,
 ) -> FastAPI:
     """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
 
@@ -110,8 +111,10 @@ def create_app(
     ``heartbeat_seconds`` the SSE comment interval (0 = none), ``replay_buffer`` how many
     events a reconnecting stream can catch up on, ``search_threads`` the worker threads that
     run ``/vectors/search``'s HNSW walk and re-ranked pattern searches (they release the
-    GIL, so the event loop parses other requests meanwhile; 0 = on the loop). ``app.state``
-    holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth) and
+    GIL, so the event loop parses other requests meanwhile; 0 = on the loop).
+    ``auth_failures_per_minute``: failed authentications allowed per client address (after a
+    burst of up to 20), then ``429`` with ``Retry-After``; valid keys are never slowed.
+    ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth) and
     ``limiter``.
 
     >>> import agentdb
@@ -132,6 +135,11 @@ def create_app(
                                    "list the allowed origins instead")
     keys = None if api_keys is None else KeyStore(api_keys)
     limiter = RateLimiter(rate_limit_per_minute)
+    if auth_failures_per_minute <= 0 or not math.isfinite(auth_failures_per_minute):
+        raise InvalidArgumentError(
+            f"auth_failures_per_minute must be > 0, got {auth_failures_per_minute}")
+    auth_failures = RateLimiter(auth_failures_per_minute, burst=min(20.0,
+                                                                   auth_failures_per_minute))
     hub = EventHub(buffer=replay_buffer)
     wakeups = Wakeups()
     limit_header = str(int(limiter.per_minute)).encode()
@@ -165,6 +173,15 @@ def create_app(
         else:
             found = keys.check(key_from_headers(request.headers))
             if found is None:
+                # failed attempts are throttled per client address (valid keys never are):
+                # guessing keys costs a 429 + Retry-After after a short burst
+                addr = request.client.host if request.client else "unknown"
+                ok, wait, _ = auth_failures.acquire(addr)
+                if not ok:
+                    retry = RateLimiter.retry_after_header(wait)
+                    raise RateLimitedError(
+                        f"too many failed authentications from {addr}; retry in {retry} s",
+                        retry_after=wait)
                 raise UnauthorizedError("missing or invalid API key")
             key = found
         allowed, wait, remaining = limiter.acquire(key)

@@ -89,6 +89,16 @@ class EventHub:
         """Id of the newest event (0 before the first)."""
         return self._next - 1
 
+    @property
+    def oldest_buffered(self) -> int | None:
+        """Id of the oldest event still in the replay buffer (None when it is empty).
+
+        >>> EventHub(buffer=2).oldest_buffered is None
+        True
+        """
+        with self._lock:
+            return self._buf[0].id if self._buf else None
+
     def subscriber_count(self) -> int:
         """Live subscriptions."""
         with self._lock:
@@ -122,8 +132,8 @@ class EventHub:
         with self._lock:
             backlog: list[Event] = []
             if last_event_id is not None and last_event_id < self._next - 1:
-                oldest = self._buf[0].id if self._buf else self._next
-                if last_event_id < oldest - 1:
+                oldest = self._buf[0].id if self._buf else None
+                if oldest is None or last_event_id < oldest - 1:
                     backlog.append(Event(self._next - 1, "reset",
                                          {"reason": "events after the given Last-Event-ID are "
                                           "no longer buffered; re-read the store",

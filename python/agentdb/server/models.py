@@ -14,7 +14,7 @@ The response models document the answers; the hot paths serialise records direct
 >>> PatternSearchRequest.model_validate({"task": "x", "min_reward": 0.5}).min_reward
 0.5
 >>> VectorSearchRequest.model_validate({"vector": [1.0, 0.0]}).k
-10
+5
 """
 
 from __future__ import annotations
@@ -105,11 +105,26 @@ def finite_json(value: Any) -> Any:
         if isinstance(v, float):
             if not math.isfinite(v):
                 raise ValueError("NaN and Infinity are not valid JSON numbers")
+        elif isinstance(v, str):
+            _valid_unicode(v)
         elif isinstance(v, dict):
+            for key in v:
+                _valid_unicode(key)
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
     return value
+
+
+def _valid_unicode(text: str) -> None:
+    """The rule for text in free-form JSON, keys included, as for the typed string fields: a
+    lone surrogate (``"\\ud800"``) is not Unicode text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("strings and keys must be valid Unicode text (a lone surrogate was "
+                         f"found in {text.encode('utf-8', 'backslashreplace').decode()!r})"
+                         ) from None
 
 
 #: A free-form JSON object (metadata, ``where`` filters, Cypher parameters).
@@ -117,8 +132,10 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(finite_json)]
 
 
 class _Request(BaseModel):
+    # strict: numbers are numbers, booleans booleans ("5", "0.1" and true are refused where a
+    # number is expected; an int is still a valid float); unknown fields are refused
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, strict=True)
 
 
 class _Response(BaseModel):

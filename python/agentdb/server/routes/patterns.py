@@ -37,7 +37,10 @@ from ..wire import (
 )
 from .context import RouteContext
 
-__all__ = ["register"]
+__all__ = ["MAX_EVENT_ID", "register"]
+
+#: Largest event id a client may resume from (header or query: one rule for both).
+MAX_EVENT_ID = 10**18 - 1
 
 
 def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
@@ -106,7 +109,9 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         kinds: Annotated[str | None, Query(
             description="Comma-separated record kinds: pattern, episode, skill "
                         "(default: pattern).")] = None,
-        last_event_id: Annotated[int | None, Query(alias="lastEventId", ge=0)] = None,
+        last_event_id: Annotated[int | None, Query(
+            alias="lastEventId", ge=0, le=MAX_EVENT_ID,
+            description="The same as the Last-Event-ID header.")] = None,
         last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> Response:
         """The change feed (Server-Sent Events); resumes after ``Last-Event-ID``."""
@@ -114,14 +119,15 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         last = last_event_id
         if last_event_header is not None and last_event_header.strip():
             text = last_event_header.strip()
-            if not text.isdigit() or len(text) > 18:
-                raise InvalidArgumentError("header.Last-Event-ID: expected a non-negative integer")
+            if not text.isdigit() or int(text) > MAX_EVENT_ID:
+                raise InvalidArgumentError("header.Last-Event-ID: expected an integer in "
+                                           f"0..{MAX_EVENT_ID}")
             last = int(text)
         if last is not None and last > hub.last_id:  # an id from an earlier server run
             sub = hub.subscribe(None, wanted)
             backlog = [Event(hub.last_id, "reset", {
                 "reason": "unknown Last-Event-ID (the server restarted?); re-read the store",
-                "oldest_buffered": hub.last_id + 1})]
+                "oldest_buffered": hub.oldest_buffered})]
         else:
             sub = hub.subscribe(last, wanted)
             backlog = list(sub.backlog)

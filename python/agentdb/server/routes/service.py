@@ -46,6 +46,9 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
     @app.get("/stats", dependencies=auth, tags=["service"], responses=error_responses(401, 429),
              response_model=dict[str, Any])
     def stats() -> Response:
-        """``db.stats()``: counts, dimension, sizes, index status."""
-        return json_response(db.stats())
+        """``db.stats()``: counts, dimension, sizes, index status (not the store's file path:
+        that is the server's business, not every key holder's)."""
+        out = dict(db.stats())
+        out.pop("path", None)
+        return json_response(out)
     return {"health": health, "ready": ready, "stats": stats}
