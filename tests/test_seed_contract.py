@@ -121,3 +121,42 @@ def test_stores_answer_success_everywhere(url: str) -> None:
     ep = requests.post(url + "/episodes/store", json={"task": "deploy", "critique": "slow"})
     sk = requests.post(url + "/skills/store", json={"name": "retry_http"})
     assert ep.json()["success"] is True and sk.json()["success"] is True
+
+
+def test_serve_reload_serves_and_stops(tmp_path) -> None:
+    """``agentdb serve --reload`` (the seed's ``server:dev``): a reloading server that answers,
+    and stops with its workers when its process group is terminated."""
+    import os
+    import signal
+
+    requests = pytest.importorskip("requests")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentdb.cli", "serve", "--db", str(tmp_path / "r.db"),
+         "--port", str(port), "--no-auth", "--reload"],
+        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"serve --reload exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if r.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("serve --reload did not answer")
+            time.sleep(0.2)
+        stored = requests.post(f"http://127.0.0.1:{port}/patterns/store",
+                               json={"task": "reloaded"}, timeout=10)
+        assert stored.status_code == 201 and stored.json()["success"] is True
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

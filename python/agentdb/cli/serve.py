@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
                                         help="Log every request."),
+        reload: bool = typer.Option(False, "--reload",
+                                    help="Development: restart when a source file of the "
+                                         "package changes (HTTP only, not with --grpc-port)."),
     ) -> None:
         """Serve a store over HTTP (and gRPC with --grpc-port); needs the 'server' extra.
 
@@ -73,11 +76,20 @@ def register(app: typer.Typer) -> None:
             keys = resolve_auth(host, no_auth, api_keys_file) or []
         except ValueError as exc:
             fail(str(exc))
+        if reload and grpc_port is not None:
+            fail("--reload serves HTTP only: drop --grpc-port")
         if not cors_origin:  # the environment, as the seed system configured it
             import os
 
             env = os.environ.get("AGENTDB_CORS_ORIGIN") or os.environ.get("CORS_ORIGIN") or ""
             cors_origin = [o.strip() for o in env.split(",") if o.strip()]
+        if reload:
+            run_reloading(db, host, port, log_level, access_log, dict(
+                api_keys=None if no_auth else keys, rate_limit_per_minute=rate_limit,
+                max_body_bytes=max_body, cors_origins=list(cors_origin or ()),
+                cors_credentials=cors_credentials, heartbeat_seconds=heartbeat,
+                replay_buffer=replay_buffer, search_threads=search_threads))
+            return
         with open_db(db) as d:
             try:
                 api = create_app(d, api_keys=None if no_auth else keys,
@@ -127,3 +139,30 @@ def register(app: typer.Typer) -> None:
                 signal.signal(signal.SIGTERM, previous)
                 if grpc_server is not None:
                     grpc_server.stop(grace=2).wait()
+
+
+def run_reloading(db: str, host: str, port: int, log_level: str, access_log: bool,
+                  options: dict[str, Any]) -> None:
+    """``agentdb serve --reload``: uvicorn's reloader over
+    :func:`agentdb.server.reload.app_from_environment` (the options travel in the
+    environment to each new worker)."""
+    import json
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from ..server.reload import ENV
+
+    try:
+        memory_path = db if db == ":memory:" or "://" in db else str(Path(db).resolve())
+        open_db(memory_path).close()  # fail here, with one line, if the store cannot open
+        os.environ[ENV] = json.dumps({"db": memory_path, **options})
+    except (TypeError, ValueError) as exc:
+        fail(str(exc))
+    package = str(Path(__file__).resolve().parents[1])
+    err.print(f"agentdb: serving {db} on http://{host}:{port} with --reload (watching "
+              f"{package})", highlight=False, markup=False)
+    uvicorn.run("agentdb.server.reload:app_from_environment", factory=True, reload=True,
+                reload_dirs=[package], host=host, port=port, log_level=log_level.lower(),
+                access_log=access_log, server_header=False)
