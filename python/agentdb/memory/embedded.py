@@ -100,6 +100,15 @@ class AgentDB(MemoryCore):
         if kind not in ("sqlite", "postgres"):
             raise InvalidArgumentError(f"backend must be 'sqlite' or 'postgres', got {kind!r}")
         if kind == "postgres":
+            from_env = backend is None and url is None and not str(path).startswith(
+                ("postgresql://", "postgres://"))
+            if from_env:
+                # AGENTDB_BACKEND=postgres: code written for files runs unchanged; each file
+                # path gets its own tables (a prefix derived from the path) in the schema
+                # $AGENTDB_POSTGRES_SCHEMA (default public), so two paths are two stores
+                schema = os.environ.get("AGENTDB_POSTGRES_SCHEMA", schema) or schema
+                if not table_prefix:
+                    table_prefix = path_table_prefix(path)
             url = url or os.environ.get("AGENTDB_POSTGRES_URL") or (
                 str(path) if str(path).startswith(("postgresql://", "postgres://")) else None)
             if not url:
@@ -648,9 +657,7 @@ class AgentDB(MemoryCore):
         def record_skills(w: Any) -> None:
             now = time.time()
             for s, ok in outcomes:
-                w.execute(
-                    "UPDATE skills SET success_rate = (success_rate * uses + ?) / (uses + 1), "
-                    "uses = uses + 1, updated_at = ? WHERE name = ?", (1.0 if ok else 0.0, now, s))
+                self.store.record_skill_outcome(w, s, ok, now)
 
         ids = self._write_rows("episodes", rows, extra=record_skills if outcomes else None)
         self._emit_rows("episodes", ids)
@@ -768,6 +775,23 @@ class AgentDB(MemoryCore):
 
 
 # ---- module helpers ---------------------------------------------------------------------------
+def path_table_prefix(path: str | os.PathLike[str]) -> str:
+    """The PostgreSQL table prefix that stands for a store file when ``AGENTDB_BACKEND=postgres``
+    runs code written for files: ``s`` + 10 hex digits of the absolute path's SHA-256 + ``_``
+    (``:memory:`` gets a new prefix each time: a fresh, private store).
+
+    >>> path_table_prefix("/tmp/a.db") == path_table_prefix("/tmp/./a.db")
+    True
+    >>> path_table_prefix(":memory:") != path_table_prefix(":memory:")
+    True
+    """
+    import hashlib
+    import uuid
+
+    key = uuid.uuid4().hex if str(path) == ":memory:" else str(Path(path).resolve())
+    return "s" + hashlib.sha256(key.encode()).hexdigest()[:10] + "_"
+
+
 def existing_sqlite_dim(path: str) -> int | None:
     """The dim a SQLite store at ``path`` records, or None (no store there yet); a file
     that is not an AgentDB store raises ``StoreError``.

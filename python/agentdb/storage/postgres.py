@@ -351,6 +351,15 @@ class PostgresStore:
         if cur.rowcount == 0:
             raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
 
+    def record_skill_outcome(self, w: psycopg.Connection, name: str, success: bool,
+                             now: float) -> None:
+        """One more use of a skill: its running success rate and use count (inside
+        :meth:`write`; an unknown name changes nothing)."""
+        w.execute(sql.SQL("UPDATE {} SET success_rate = (success_rate * uses + %s) / (uses + 1), "
+                          "uses = uses + 1, updated_at = %s, gen = %s WHERE name = %s").format(
+                              self._table("skills")),
+                  [1.0 if success else 0.0, now, self.pending_gen, name])
+
     def delete(self, w: psycopg.Connection, table: str, ids: Sequence[int]) -> None:
         """Delete rows and log the deletions (inside :meth:`write`)."""
         t = self._table(table)

@@ -424,6 +424,14 @@ class SQLiteStore:
                                      list(params))
         return np.fromiter((r[0] for r in cur), dtype=np.int64)
 
+    def record_skill_outcome(self, w: sqlite3.Connection, name: str, success: bool,
+                             now: float) -> None:
+        """One more use of a skill: its running success rate and use count (inside
+        :meth:`write`; an unknown name changes nothing)."""
+        w.execute("UPDATE skills SET success_rate = (success_rate * uses + ?) / (uses + 1), "
+                  "uses = uses + 1, updated_at = ? WHERE name = ?",
+                  (1.0 if success else 0.0, now, name))
+
     def filter_ids(self, table: str, *, min_reward: float | None = None,
                    success: bool | None = None, session_id: str | None = None,
                    where: dict[str, Any] | None = None,
