@@ -128,7 +128,7 @@ class AgentDBVectorStore(BasePydanticVectorStore):
     def _ids(self, where: dict[str, Any] | None) -> list[int]:
         if self._db is None:
             from ..memory import open as open_memory
-            from ..memory.embedded import existing_sqlite_dim
+            from ..memory.locations import existing_sqlite_dim
 
             remote = self._path.startswith(("postgresql://", "postgres://"))
             if self._path == ":memory:" or not (remote or existing_sqlite_dim(self._path)):

@@ -42,7 +42,7 @@ def _source_dim(target: str, schema: str, prefix: str) -> int:
 
         dim = existing_dim(target, schema, prefix)
     else:
-        from .embedded import existing_sqlite_dim
+        from .locations import existing_sqlite_dim
 
         dim = existing_sqlite_dim(target)
     if dim is None:
