@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import agentdb
 import pytest
-from _child import child_env
+from _child import child_env, free_port, spawned_server
 from _requires import unavailable
 
 if importlib.util.find_spec("mcp") is None:
@@ -75,39 +72,12 @@ def test_stdio_round_trip(tmp_path: Path) -> None:
         assert db.get_pattern(1).task == "parse ISO 8601 dates"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def http_server(tmp_path: Path) -> Any:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentdb.mcp", "--db", str(tmp_path / "h.db"), "--http",
-         "--port", str(port)],
-        env=child_env(AGENTDB_API_KEYS=API_KEY), cwd=str(tmp_path),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"MCP HTTP server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("MCP HTTP server did not start")
-    yield f"http://127.0.0.1:{port}/mcp"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    port = free_port()
+    with spawned_server(["-m", "agentdb.mcp", "--db", str(tmp_path / "h.db"), "--http",
+                         "--port", str(port)], port, AGENTDB_API_KEYS=API_KEY):
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def test_http_round_trip_and_api_key(http_server: str) -> None:

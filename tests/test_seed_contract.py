@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-from _child import child_env
+from _child import child_env, free_port, spawned_server
 from _requires import unavailable
 from agentdb.server.auth import load_keys
 
@@ -27,40 +26,14 @@ if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "type
 DIM = 384  # the store's default, as the seed's examples assume
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     db = tmp_path_factory.mktemp("seed") / "memory.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentdb.cli", "serve", "--db", str(db), "--port", str(port),
-         "--no-auth", "--rate-limit", "0"],
-        env=child_env(CORS_ORIGIN="http://app.example.test"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"agentdb serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("agentdb serve did not start")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(db), "--port", str(port),
+                         "--no-auth", "--rate-limit", "0"], port,
+                        CORS_ORIGIN="http://app.example.test"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_python_client_examples(url: str) -> None:
@@ -130,7 +103,7 @@ def test_serve_reload_serves_and_stops(tmp_path) -> None:
     import signal
 
     requests = pytest.importorskip("requests")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentdb.cli", "serve", "--db", str(tmp_path / "r.db"),
          "--port", str(port), "--no-auth", "--reload"],
