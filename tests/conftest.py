@@ -125,6 +125,22 @@ def postgres_url(tmp_path_factory):
         srv.cleanup()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_for_backend_env(request):
+    """``AGENTDB_BACKEND=postgres`` (code written for files, run on PostgreSQL) without
+    ``AGENTDB_POSTGRES_URL``: point ``agentdb.open()`` at this session's PostgreSQL, so
+    ``AGENTDB_BACKEND=postgres python -m pytest tests/test_memory.py`` works as it is."""
+    if (os.environ.get("AGENTDB_BACKEND") != "postgres"
+            or os.environ.get("AGENTDB_POSTGRES_URL", "").strip()):
+        yield
+        return
+    os.environ["AGENTDB_POSTGRES_URL"] = request.getfixturevalue("postgres_url")
+    try:
+        yield
+    finally:
+        os.environ.pop("AGENTDB_POSTGRES_URL", None)
+
+
 @pytest.fixture
 def pg_schema(postgres_url):
     """A fresh, empty schema name in the session's PostgreSQL (dropped afterwards)."""

@@ -33,6 +33,24 @@ sys.path.remove(str(TESTS))
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+# ``AGENTDB_BACKEND=postgres AGENTDB_POSTGRES_URL=... pytest tests/test_memory.py`` runs this
+# file on PostgreSQL (each path stands for its own tables). A pgvector store keeps its index in
+# PostgreSQL: it writes no ``.hnsw`` files and its index status is always "pgvector".
+ON_PG = os.environ.get("AGENTDB_BACKEND") == "postgres"
+files_only = pytest.mark.skipif(
+    ON_PG, reason="tests index files (.hnsw) or SQLite files themselves; a PostgreSQL store "
+                  "has neither (AGENTDB_BACKEND=postgres)")
+
+
+def status(file_status: str) -> str:
+    """The index status a store reports where a file store would say ``file_status``."""
+    return "pgvector" if ON_PG else file_status
+
+
+def statuses(file_status: str) -> dict[str, str]:
+    return {kind: status(file_status) for kind in ("patterns", "episodes", "skills")}
+
+
 def vec(seed: int, dim: int = DIM) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
@@ -554,6 +572,8 @@ def test_big_filtered_records_match_filter(big):
     0,
 ], ids=["threads=1", "threads=0"])
 def test_batch_store_every_pattern_is_its_own_top1(threads):
+    if ON_PG and threads == 0:
+        pytest.skip("threads sets the native index's build threads; pgvector builds its own")
     n, batches = 8000, 3
     db = agentdb.open(":memory:", dim=DIM, threads=threads)
     rng = np.random.default_rng(2024)
@@ -881,22 +901,30 @@ def test_events_fire_after_commit(tmp_path):
     seen: list[tuple[str, dict]] = []
     committed: list[tuple[str, object]] = []
 
+    def committed_row(table: str, rid: int) -> dict | None:
+        """The row as another connection sees it (None if absent)."""
+        if ON_PG:  # a pooled connection other than the writer's
+            return db.store.get(table, [rid], with_embedding=False).get(rid)
+        con = sqlite3.connect(str(path))
+        con.row_factory = sqlite3.Row
+        try:
+            row = con.execute(f"SELECT * FROM {table} WHERE id=?", (rid,)).fetchone()
+        finally:
+            con.close()
+        return None if row is None else dict(row)
+
     def check_committed(event, payload):
         # another connection must already see the change: the event comes after COMMIT
         table = event.split(":")[0] + "s"
-        con = sqlite3.connect(str(path))
-        try:
-            row = con.execute(f"SELECT * FROM {table} WHERE id=?", (payload["id"],)).fetchone()
-        finally:
-            con.close()
+        row = committed_row(table, payload["id"])
         if event.endswith("deleted"):
             committed.append((event, row is None))
         elif table == "skills":
-            committed.append((event, row is not None and payload["uses"] == row[6]
-                              and payload["name"] == row[1]))
+            committed.append((event, row is not None and payload["uses"] == row["uses"]
+                              and payload["name"] == row["name"]))
         else:
-            committed.append((event, row is not None and payload["task"] == row[2]
-                              and payload["reward"] == row[3]))
+            committed.append((event, row is not None and payload["task"] == row["task"]
+                              and payload["reward"] == row["reward"]))
 
     offs = {name: db.on(name, lambda e, p, name=name: seen.append((name, e, p)))
             for name in agentdb.storage.events.EVENTS}
@@ -1282,7 +1310,7 @@ def test_context_manager_closes_and_saves(tmp_path):
     with agentdb.open(path, dim=DIM) as db:
         db.store_pattern("t", embedding=vec(1))
     for kind in ("patterns", "episodes", "skills"):
-        assert (tmp_path / f"cm.db.{kind}.hnsw").is_file()
+        assert (tmp_path / f"cm.db.{kind}.hnsw").is_file() != ON_PG
     with pytest.raises(StoreError):
         db.count()
 
@@ -1324,7 +1352,7 @@ def _all_findable(db):
 def test_reopen_everything_present(tmp_path):
     path = tmp_path / "mem.db"
     db = agentdb.open(path, dim=DIM)
-    assert db.index_status == {"patterns": "new", "episodes": "new", "skills": "new"}
+    assert db.index_status == statuses("new")
     _fill(db)
     recs = _records(db)
     q = vec(4242)
@@ -1335,10 +1363,10 @@ def test_reopen_everything_present(tmp_path):
     db.close()
     for kind in ("patterns", "episodes", "skills"):
         f = tmp_path / f"mem.db.{kind}.hnsw"
-        assert f.is_file() and f.stat().st_size > 0
+        assert ON_PG or (f.is_file() and f.stat().st_size > 0)
     db = agentdb.open(path)  # dim comes from the store
     assert db.dim == DIM
-    assert db.index_status == {"patterns": "loaded", "episodes": "loaded", "skills": "loaded"}
+    assert db.index_status == statuses("loaded")
     assert db.stats()["index_status"] == db.index_status
     assert _records(db) == recs
     after = [[(r.id, r.distance) for r in db.search_patterns(q, k=8, **kw)]
@@ -1354,12 +1382,13 @@ def test_reopen_everything_present(tmp_path):
     assert db.search_patterns(vec(7777), k=1)[0].id == pid
     db.close()
     db = agentdb.open(path, dim=DIM)
-    assert db.index_status["patterns"] == "loaded"
+    assert db.index_status["patterns"] == status("loaded")
     assert db.get_pattern(pid).task == "after reopen"
     assert db.count() == 41
     db.close()
 
 
+@files_only
 def test_stale_index_caught_up_after_crash(tmp_path):
     path = tmp_path / "crash.db"
     db = agentdb.open(path, dim=DIM)
@@ -1407,6 +1436,7 @@ def test_stale_index_caught_up_after_crash(tmp_path):
 
 @pytest.mark.parametrize("damage", ["flip-middle", "flip-header", "flip-last", "truncate",
                                     "empty", "garbage", "missing"])
+@files_only
 def test_damaged_index_rebuilt(tmp_path, damage):
     path = tmp_path / "dmg.db"
     db = agentdb.open(path, dim=DIM)
@@ -1461,7 +1491,7 @@ def test_deletes_and_updates_after_checkpoint_replayed_in_process(tmp_path):
     db.update_pattern(pids[1], embedding=vec(8888))
     db.close()
     db = agentdb.open(path)
-    assert db.index_status["patterns"] == "loaded"
+    assert db.index_status["patterns"] == status("loaded")
     assert db.count() == 39 and db.count("episodes") == 11 and db.count("skills") == 4
     assert db.search_patterns(vec(0), k=1)[0].id != pids[0]
     assert db.search_patterns(vec(8888), k=1)[0].id == pids[1]
@@ -1477,7 +1507,7 @@ def test_memory_store(tmp_path, monkeypatch):
     assert a.count() == 1 and b.count() == 0
     assert b.search_patterns(vec(1)) == []
     assert a.search_patterns(vec(1), k=1)[0].id == pa
-    assert a.index_status == {"patterns": "new", "episodes": "new", "skills": "new"}
+    assert a.index_status == statuses("new")
     a.checkpoint()
     a.close()
     b.close()
@@ -1507,6 +1537,7 @@ def test_dim_mismatch_on_reopen(tmp_path):
     db.close()
 
 
+@files_only
 def test_not_a_store(tmp_path):
     p = tmp_path / "junk.db"
     p.write_bytes(b"this is not a sqlite database at all" * 100)
@@ -1563,11 +1594,12 @@ def test_readonly(tmp_path):
     ro.close()
     w.close()
     ro = agentdb.open(path, readonly=True)
-    assert ro.index_status["patterns"] == "loaded"
+    assert ro.index_status["patterns"] == status("loaded")
     assert ro.search_patterns(vec(31337), k=1)[0].id == newp
     ro.close()
 
 
+@files_only
 def test_readonly_with_missing_index_rebuilds_in_memory(tmp_path):
     path = tmp_path / "ro2.db"
     w = agentdb.open(path, dim=DIM)
@@ -1606,7 +1638,7 @@ def test_concurrent_readers_and_writer(tmp_path, where):
     assert rep["not_top1"] == [] and rep["deleted_found"] == []
     if where == "file":
         db = agentdb.open(path)
-        assert db.index_status["patterns"] == "loaded" and db.count() == n - n // 10
+        assert db.index_status["patterns"] == status("loaded") and db.count() == n - n // 10
         db.close()
 
 

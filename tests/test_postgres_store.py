@@ -573,6 +573,10 @@ def test_selective_filters_still_return_k(postgres_url: str, pg_schema: str) -> 
         got_ids, _ = s.search("patterns", q, 6, where={"grp": "rare"})
         want_ids, _ = _brute(x[rare], q, 6, ids[rare])
         assert got_ids.tolist() == want_ids
+        # the same query many times: psycopg prepares it after a few runs, and the exact
+        # fallback must not reuse that plan's HNSW scan (it did: 2 of 6 after the 5th run)
+        for _ in range(12):
+            assert s.search("patterns", q, 6, where={"grp": "rare"})[0].tolist() == want_ids
         # fewer matches than k: all of them
         got_ids, _ = s.search("patterns", q, 10, session_id="needle")
         needle = np.array([r["session_id"] == "needle" for r in rows])

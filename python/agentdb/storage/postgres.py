@@ -95,6 +95,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "IntegrityError", "PostgresStore",
            "pg_where_sql", "sqlite_checksum"]
 
+_FILTERED_EF = 400  # hnsw.ef_search floor of a filtered search
 _MAX_EF = 1000
 
 
@@ -503,7 +504,9 @@ class PostgresStore:
         in the WHERE clause and ``hnsw.ef_search`` set for the transaction (``ef_search`` if
         given, 1..1000, raised to at least ``k``). pgvector 0.6's HNSW scan applies the WHERE
         clause *after* it collected ``ef_search`` candidates, so a selective filter can yield
-        fewer than ``k`` rows although ``k`` match: then the search is retried with
+        fewer than ``k`` rows although ``k`` match, or miss the nearest matches. So a filtered
+        search collects at least ``max(400, 8 k)`` candidates, and when that still yields
+        fewer than ``k`` rows although ``k`` match, the search is retried with
         ``ef_search = 1000`` and, if still short, answered by an exact scan (index scans off),
         so ``k`` results come back whenever ``k`` rows match. ``max_distance`` drops hits
         farther than it afterwards. Results are approximate (HNSW) except on that fallback.
@@ -538,11 +541,16 @@ class PostgresStore:
                 if exact:
                     conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
                 with conn.cursor(binary=True) as cur:
-                    cur.execute(query, args)
+                    # never a prepared statement for the exact scan: psycopg prepares a query
+                    # run often, and a cached plan keeps its HNSW index scan whatever
+                    # enable_indexscan says now
+                    cur.execute(query, args, prepare=False if exact else None)
                     return [(int(a), float(b)) for a, b in cur.fetchall()]
 
         exact_only = k > _MAX_EF
         ef = None if ef_search is None else max(int(ef_search), min(k, _MAX_EF))
+        if parts:  # the filter drops candidates after the scan: collect more of them
+            ef = max(ef or 0, _FILTERED_EF, min(8 * k, _MAX_EF))
         rows = run(ef, exact_only)
         if len(rows) < k and parts and not exact_only:
             if (ef or 0) < _MAX_EF:
