@@ -537,8 +537,12 @@ def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
         g.add_causal_edge([a, b] if rng.random() < 0.3 else [a], [c],
                           type="CAUSED_BY" if rng.random() < 0.8 else "ENABLES",
                           confidence=float(rng.uniform(0.1, 1)))
-    chain = g.add_causal_chain(nodes[:4], type="NEXT")
+    chain_id, chain = g.add_causal_chain(nodes[:4], type="NEXT", confidence=[0.9, 0.5, 1.0])
     assert len(chain) == 3 and g.get_edge(chain[0])["causes"] == [nodes[0]]
+    whole = g.get_edge(chain_id)
+    assert whole["type"] == "CAUSAL_CHAIN" and whole["causes"] == nodes[:3]
+    assert whole["effects"] == [nodes[3]] and whole["properties"]["chain_length"] == 4
+    assert whole["confidence"] == pytest.approx(0.45)
     assert g.get_event(nodes[0])["properties"]["patternId"] == pid
     with pytest.raises(KeyError, match="unknown node"):
         g.add_causal_edge([nodes[0]], [10**9])
@@ -553,7 +557,7 @@ def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
     # the edges of every node are spread over both shards
     st = _wait_converged(cdb)
     slices = [s["replicas"][0]["graph"]["edges"] for s in st["shards"]]
-    assert all(0 < e < 73 for e in slices), slices
+    assert all(0 < e < 74 for e in slices), slices
 
     def compare() -> None:
         with agentdb.open(backend="postgres", url=postgres_url, schema=pg_schema) as emb:

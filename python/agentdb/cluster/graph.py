@@ -30,7 +30,7 @@ import numpy as np
 
 from ..engines.loader import graph_backend
 from ..errors import InvalidArgumentError, NotFoundError
-from ..graph.checks import check_edge, check_props, link_records
+from ..graph.checks import check_confidence, check_edge, check_props, link_records
 
 __all__ = ["ClusterGraph", "GraphSlice"]
 
@@ -145,13 +145,37 @@ class ClusterGraph:
         return eid
 
     def add_causal_chain(self, events: Sequence[int], *, type: str = "CAUSED_BY",  # noqa: A002
-                         confidence: float = 1.0, **props: Any) -> list[int]:
-        """One ``type`` edge between each consecutive pair of events; their ids."""
+                         confidence: float | Sequence[float] = 1.0,
+                         chain_type: str = "CAUSAL_CHAIN", **props: Any) -> tuple[int, list[int]]:
+        """Record a chain ``e1 -> ... -> en`` as the embedded graph does, in one transaction:
+        one ``type`` edge per consecutive pair and one ``chain_type`` hyperedge (causes
+        ``e1..e(n-1)``, effect ``en``) carrying the product of the confidences and, as the
+        seed system's contract has it, ``chain_length``. Returns ``(chain_edge_id, [pair edge
+        ids])``."""
         ev = [int(e) for e in events]
         if len(ev) < 2:
             raise InvalidArgumentError("a causal chain needs at least two events")
-        return [self.add_causal_edge([a], [b], type=type, confidence=confidence, **props)
-                for a, b in zip(ev, ev[1:])]
+        confs = ([confidence] * (len(ev) - 1) if isinstance(confidence, (int, float))
+                 else list(confidence))
+        if len(confs) != len(ev) - 1:
+            raise InvalidArgumentError(f"got {len(confs)} confidences for {len(ev) - 1} links")
+        confs = [check_confidence(c) for c in confs]
+        edges = [(type, *check_edge(type, [a], [b], c, None, props))
+                 for a, b, c in zip(ev, ev[1:], confs)]
+        edges.append((chain_type, *check_edge(chain_type, ev[:-1], ev[-1:],
+                                              float(np.prod(confs)), None,
+                                              {**props, "chain_length": len(ev)})))
+        store = self.db.store
+        missing = sorted(set(ev) - set(store.get_graph_nodes(ev)))
+        if missing:
+            raise NotFoundError(f"unknown node {missing[0]}")
+        with self.db.transaction() as (w, log_op):
+            _, first = store.next_graph_ids(w)
+            ids = list(range(first, first + len(edges)))
+            for eid, (etype, tail, head, conf, ts, eprops) in zip(ids, edges):
+                store.put_graph_edge(w, eid, etype, tail, head, conf, ts, eprops)
+            log_op("graph_edges", "upsert", ids)
+        return ids[-1], ids[:-1]
 
     def remove_edge(self, eid: int) -> None:
         """Remove a hyperedge (``KeyError`` if unknown)."""
