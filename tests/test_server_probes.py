@@ -104,3 +104,67 @@ def test_probes_that_already_passed(served) -> None:
     for path in ("/patterns/..%2f..%2fetc%2fpasswd", "/patterns/%2e%2e", "/patterns/-1"):
         assert c.get(path, headers=H).status_code in (404, 422), path
     assert db.count() == 1  # nothing was stored by any refused request
+
+
+def test_200_concurrent_streams(tmp_path) -> None:
+    """200 SSE clients on one real ``agentdb serve``: all connect, each receives the next
+    store event, and plain requests still answer while they are open."""
+    import asyncio
+    import importlib.util
+
+    from _child import free_port, spawned_server
+
+    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("typer") is None:
+        unavailable("SERVER", "the server and cli extras are missing")
+    port = free_port()
+    n = 200
+
+    async def open_stream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /patterns/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Accept: text/event-stream\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        return reader, writer
+
+    async def until_event(reader: asyncio.StreamReader, task: str) -> bool:
+        buf = b""
+        while task.encode() not in buf:
+            chunk = await reader.read(4096)
+            if not chunk:
+                return False
+            buf += chunk
+        return b"pattern:stored" in buf
+
+    async def http(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        data = b"" if body is None else json.dumps(body).encode()
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                     .encode() + data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(payload or b"{}")
+
+    async def probe() -> None:
+        streams = await asyncio.gather(*(open_stream() for _ in range(n)))
+        try:
+            status, body = await http("GET", "/health")
+            assert status == 200 and body == {"status": "ok"}  # the loop is not starved
+            status, _ = await http("POST", "/patterns/store",
+                                   {"task": "seen by all two hundred"})
+            assert status in (200, 201)
+            got = await asyncio.wait_for(asyncio.gather(
+                *(until_event(r, "seen by all two hundred") for r, _ in streams)), 60)
+            assert all(got) and len(got) == n
+        finally:
+            for _, w in streams:
+                w.close()
+
+    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(tmp_path / "s.db"),
+                         "--port", str(port), "--no-auth",
+                         "--rate-limit", "0"], port):
+        asyncio.run(probe())
