@@ -163,8 +163,8 @@ def kernel_table(agentdb: ModuleType, quick: bool = False, runs: int = 1) -> lis
 
     ``runs > 1`` times the whole table that many times and keeps, per cell, the smallest of
     the medians: on a shared machine a burst of other work spoils whole rows of one pass."""
-    _loader = importlib.import_module(f"{agentdb.__name__}._loader")
-    attention = importlib.import_module(f"{agentdb.__name__}.attention")
+    _loader = importlib.import_module(f"{agentdb.__name__}.engines.loader")
+    attention = importlib.import_module(f"{agentdb.__name__}.engines.attention")
     nat = _loader.attention_backends().get("native")
     repeats, min_time = (3, 0.05) if quick else (7, 0.3)
     keys, queries = load_vectors()
