@@ -338,6 +338,41 @@ def numpy_topk(xn: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return out
 
 
+def machine_yardsticks(threads_list: list[int], repeats: int) -> dict[str, dict[int, float]]:
+    """This machine's measured peaks: float32 GEMM GFLOP/s (numpy's BLAS on a 1536^3
+    product, cache-friendly) and read bandwidth in GB/s (the best of two streaming reads of a
+    512 MiB array: ``np.max`` over the threads' parts -- numpy releases the GIL there -- and
+    BLAS ``sdot`` of its two halves), for each thread count."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1536, 1536), dtype=np.float32)
+    buf = np.ones(128 << 20, dtype=np.float32)  # 512 MiB: far beyond every cache
+    lo, hi = buf[: len(buf) // 2], buf[len(buf) // 2 :]
+    out: dict[str, dict[int, float]] = {"gemm_gflops": {}, "read_gbps": {}}
+    for t in threads_list:
+        with blas_threads(t):
+            a @ a
+            settle()
+            out["gemm_gflops"][t] = 2 * 1536**3 / median_time(lambda: a @ a, repeats) / 1e9
+        parts = np.array_split(buf, t)
+        with concurrent.futures.ThreadPoolExecutor(t) as pool, blas_threads(t):
+
+            def read_max(parts: list[np.ndarray] = parts, pool: Any = pool) -> None:
+                list(pool.map(np.max, parts))
+
+            def read_dot() -> None:
+                np.dot(lo, hi)
+
+            best = 0.0
+            for read in (read_max, read_dot):
+                read()
+                settle()
+                best = max(best, buf.nbytes / median_time(read, repeats) / 1e9)
+            out["read_gbps"][t] = best
+    return out
+
+
 def section_exact(
     agentdb: ModuleType | None,
     faiss: ModuleType | None,
@@ -346,7 +381,12 @@ def section_exact(
     repeats: int,
     min_time: float,
 ) -> list[dict[str, Any]]:
-    """Exact top-10 cosine search: one query, then a batch; 1 thread and all threads."""
+    """Exact top-10 cosine search: one query, then a batch; 1 thread and all threads. Beside
+    the times: GFLOP/s of the batch (2 n d per query-row pair) and GB/s of the single query
+    (the n x d float32 matrix read once), against the BLAS matmul alone and this machine's
+    measured GEMM peak and read bandwidth."""
+    all_threads = os.cpu_count() or 1
+    peaks = machine_yardsticks(sorted({1, all_threads}), repeats)
     xn = normalize_rows(x)
     flat = None
     if faiss is not None:
@@ -354,7 +394,6 @@ def section_exact(
         flat.add(xn)
     # explicit count: simsimd.cdist calls omp_set_num_threads() on the shared OpenMP runtime,
     # so faiss.omp_get_max_threads() may already report 1 here
-    all_threads = os.cpu_count() or 1
     rows = []
     out: list[dict[str, Any]] = []
     for case, qs in (("1 query", queries[0]), (f"{len(queries)} queries", queries)):
@@ -377,7 +416,10 @@ def section_exact(
                     return flat.search(qn2, K)[1]
 
                 funcs["faiss IndexFlatIP"] = run
+            if batch:  # the yardstick: the product alone, no top-k
+                funcs["BLAS matmul alone (Xn @ Q.T)"] = lambda qn2=qn2: (xn @ qn2.T)[:K].T
             t_numpy = None
+            t_matmul = None
             for label, fn in funcs.items():
                 log(f"(c) {case}, {threads} thread(s): {label}")
                 if faiss is not None:
@@ -389,36 +431,62 @@ def section_exact(
                         t = median_time(fn, repeats)
                     else:
                         t = time_per_call(fn, repeats, min_time)
+                matmul = label.startswith("BLAS matmul")
                 if reference is None:
                     reference = ids
                 if t_numpy is None:
                     t_numpy = t
-                agree = overlap(ids, reference)
+                agree = float("nan") if matmul else overlap(ids, reference)
                 shown = "all" if threads == all_threads and threads > 1 else threads
-                rows.append([case, shown, label, ms(t), speedup(t_numpy, t), f"{agree:.3f}"])
+                if batch:
+                    rate = 2.0 * qn2.shape[0] * x.shape[0] * x.shape[1] / t / 1e9
+                    of_peak = rate / peaks["gemm_gflops"][threads]
+                else:
+                    rate = x.nbytes / t / 1e9
+                    of_peak = rate / peaks["read_gbps"][threads]
+                rows.append([case, shown, label, ms(t), speedup(t_numpy, t),
+                             "-" if matmul else f"{agree:.3f}", f"{rate:.1f}",
+                             f"{of_peak:.2f}", "-"])
                 out.append(
                     {
                         "case": case,
                         "threads": threads,
                         "library": label,
                         "seconds": t,
-                        "agree_at_10": agree,
+                        "agree_at_10": None if matmul else agree,
+                        "gflops" if batch else "gbps": rate,
+                        "of_machine_peak": of_peak,
                     }
                 )
+            if batch:  # every row of this thread count against the matmul alone
+                t_matmul = out[-1]["seconds"]
+                for r, o in zip(rows[-len(funcs):], out[-len(funcs):]):
+                    o["vs_matmul"] = t_matmul / o["seconds"]
+                    r[-1] = f"{o['vs_matmul']:.2f}x"
     if faiss is not None:
         faiss.omp_set_num_threads(all_threads)
     print_table(
         f"(c) exact top-{K} cosine over {x.shape[0]} x {x.shape[1]}, ms per call",
-        ["case", "threads", "library", "ms", "vs numpy", "agree@10"],
+        ["case", "threads", "library", "ms", "vs numpy", "agree@10", "GFLOP/s | GB/s",
+         "of peak", "vs matmul"],
         rows,
         note=(
             f"threads: numpy BLAS threads / agentdb threads= (0 for all) / faiss omp threads; "
             f"all = {all_threads}.\n"
             "numpy and faiss get pre-normalised rows; agentdb gets the raw matrix (it has to\n"
             "handle norms itself). 'vs numpy' = numpy time / library time at the same thread\n"
-            "count (>1: faster). agree@10 = overlap with numpy's 1-thread result."
+            "count (>1: faster). agree@10 = overlap with numpy's 1-thread result.\n"
+            "GFLOP/s (batch: 2 n d per query-row pair) or GB/s (1 query: the matrix read once);\n"
+            "'of peak' = that over this machine's measured float32 GEMM peak (batch) or read\n"
+            "bandwidth (1 query): "
+            + "; ".join(f"{t} thread(s): {peaks['gemm_gflops'][t]:.0f} GFLOP/s, "
+                        f"{peaks['read_gbps'][t]:.1f} GB/s" for t in sorted(peaks["gemm_gflops"]))
+            + ".\n'vs matmul' = the BLAS product alone (no top-k) / the library's whole search "
+            "(>1: faster)."
         ),
     )
+    out.append({"case": "machine", "gemm_gflops": peaks["gemm_gflops"],
+                "read_gbps": peaks["read_gbps"]})
     return out
 
 

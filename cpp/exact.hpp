@@ -98,13 +98,109 @@ inline void distance_matrix(const KernelTable& kt, Metric m, const float* Q, std
   });
 }
 
-// Exact top-k. Blocks of X rows are shared by a group of queries so they are read from cache.
+// Squared norms of n rows (cosine needs them once per call, not once per pair).
+inline std::vector<float> row_sqnorms(const KernelTable& kt, const float* X, std::size_t n,
+                                      std::size_t d, std::size_t threads) {
+  std::vector<float> out(n);
+  constexpr std::size_t kBlock = 4096;
+  parallel_for((n + kBlock - 1) / kBlock, threads, [&](std::size_t b, std::size_t) {
+    for (std::size_t j = b * kBlock; j < std::min(n, (b + 1) * kBlock); ++j)
+      out[j] = kt.dot(X + j * d, X + j * d, d);
+  });
+  return out;
+}
+
+// 1 / |row| for cosine (0 for a zero row, so that its distance comes out as 1 - 0 = 1, the
+// kernels' convention), or 1 for inner product: distance = 1 - dot * scale_q * scale_x.
+inline std::vector<float> row_scales(const KernelTable& kt, Metric m, const float* X,
+                                     std::size_t n, std::size_t d, std::size_t threads) {
+  if (m != Metric::Cosine) return std::vector<float>(n, 1.0f);
+  std::vector<float> s = row_sqnorms(kt, X, n, d, threads);
+  for (float& v : s) v = v > 0.0f ? 1.0f / std::sqrt(v) : (v == 0.0f ? 0.0f : v);
+  return s;
+}
+
+// Batch exact top-k for cosine / inner product with the register-blocked tile kernel: groups
+// of up to 64 queries walk X in L2-sized blocks, 4 queries x 4 rows per kernel call, and a
+// distance enters a query's heap only when it beats that heap's current worst (the fused
+// top-k). Large groups matter: every group streams all of X from memory once, so 16-query
+// groups made 1,000 queries over 100k x 384 read 9.7 GB. The distances equal the per-pair
+// kernels' up to float rounding (the sums associate differently).
+inline bool tiled_topk(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
+                       const float* X, std::size_t n, std::size_t d, std::size_t k,
+                       int64_t* out_ids, float* out_d, std::size_t threads) {
+  constexpr std::size_t kTile = 4, kMaxGroup = 128;
+  // as many queries per group as keeps every thread busy, a multiple of the tile, at most 64
+  std::size_t per_thread = (nq + threads - 1) / threads;
+  const std::size_t kGroup =
+      std::min(kMaxGroup, std::max(kTile, (per_thread + kTile - 1) / kTile * kTile));
+  std::atomic<bool> nonfinite{false};
+  const std::vector<float> xs = row_scales(kt, m, X, n, d, threads);
+  const std::vector<float> qs = row_scales(kt, m, Q, nq, d, threads);
+  std::size_t rows_per_block =
+      std::max<std::size_t>(64, (256 * 1024) / (d * sizeof(float))) / kTile * kTile;
+  std::size_t n4 = n / kTile * kTile;  // rows handled by tiles; the rest one pair at a time
+  std::size_t groups = (nq + kGroup - 1) / kGroup;
+  parallel_for(groups, threads, [&](std::size_t g, std::size_t) {
+    bool bad = false;
+    std::size_t q0 = g * kGroup, q1 = std::min(nq, q0 + kGroup), gq = q1 - q0;
+    std::size_t padded = (gq + kTile - 1) / kTile * kTile;
+    std::vector<float> qb(padded * d, 0.0f);  // the group's queries, zero rows to a multiple of 4
+    std::copy(Q + q0 * d, Q + q1 * d, qb.begin());
+    std::vector<TopK> heaps;
+    heaps.reserve(gq);
+    for (std::size_t q = 0; q < gq; ++q) heaps.emplace_back(k);
+    std::vector<float> worst(gq, std::numeric_limits<float>::infinity());
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    auto offer = [&](std::size_t q, std::size_t j, float dot) {
+      float dist = 1.0f - dot * (qs[q0 + q] * xs[j]);
+      if (!(dist < kInf)) bad = true;
+      if (dist <= worst[q]) {
+        heaps[q].push(dist, static_cast<int64_t>(j));
+        worst[q] = heaps[q].worst();
+      }
+    };
+    alignas(64) float tile[kTile * kTile];
+    for (std::size_t lo = 0; lo < n4; lo += rows_per_block) {
+      std::size_t hi = std::min(n4, lo + rows_per_block);
+      for (std::size_t qt = 0; qt < gq; qt += kTile) {
+        std::size_t real = std::min(kTile, gq - qt);
+        for (std::size_t j = lo; j < hi; j += kTile) {
+          kt.dot4x4(qb.data() + qt * d, X + j * d, d, tile);
+          // the fused top-k: 16 distances, one compare each; a heap is touched only when a
+          // distance beats its worst (rare once the heaps are full), or is not finite
+          for (std::size_t a = 0; a < real; ++a) {
+            float sq = qs[q0 + qt + a], w = worst[qt + a];
+            bool any = false;
+            float dist[kTile];
+            for (std::size_t b = 0; b < kTile; ++b) {
+              dist[b] = 1.0f - tile[a * kTile + b] * (sq * xs[j + b]);
+              any |= !(dist[b] > w) || !(dist[b] < kInf);
+            }
+            if (any)
+              for (std::size_t b = 0; b < kTile; ++b) offer(qt + a, j + b, tile[a * kTile + b]);
+          }
+        }
+      }
+    }
+    for (std::size_t j = n4; j < n; ++j)
+      for (std::size_t q = 0; q < gq; ++q) offer(q, j, kt.dot(Q + (q0 + q) * d, X + j * d, d));
+    for (std::size_t q = 0; q < gq; ++q) heaps[q].write(out_ids + (q0 + q) * k, out_d + (q0 + q) * k);
+    if (bad) nonfinite = true;
+  });
+  return nonfinite.load();
+}
+
+// Exact top-k. Blocks of X rows are shared by a group of queries so they are read from cache;
+// batches of 8+ queries under cosine / inner product go through the tile kernel (tiled_topk).
 // Returns true when some distance was NaN or infinite (the caller then checks its input).
 inline bool exact_topk(const KernelTable& kt, Metric m, const float* Q, std::size_t nq,
                        const float* X, std::size_t n, std::size_t d, std::size_t k,
                        int64_t* out_ids, float* out_d, std::size_t threads) {
   threads = resolve_threads(threads);
   std::atomic<bool> nonfinite{false};
+  if (nq >= 8 && m != Metric::L2 && (nq >= threads * 2 || n < 4096))
+    return tiled_topk(kt, m, Q, nq, X, n, d, k, out_ids, out_d, threads);
   if (nq >= threads * 2 || n < 4096) {
     // Parallel over groups of queries; inside a group walk X in L2-sized blocks.
     constexpr std::size_t kGroup = 16;

@@ -114,8 +114,53 @@ void to_f16_avx2(const float* src, uint16_t* dst, std::size_t n) {
   for (; i < n; ++i) dst[i] = float_to_half(src[i]);
 }
 
-const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2, cosine_avx2,
-                         dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2};
+// The four sums of four vectors: {sum a, sum b, sum c, sum d}.
+inline __m128 hsum4x256(__m256 a, __m256 b, __m256 c, __m256 d) {
+  __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// Two query rows against four rows of X (8 accumulators + 4 rows + 1 query = 13 of the 16
+// ymm registers); dot4x4 runs it for query rows 0-1, then 2-3 (X rows come from L1 then).
+inline void dot2x4_avx2(const float* q, const float* x, std::size_t d, float* out) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a02 = _mm256_setzero_ps(),
+         a03 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps(),
+         a12 = _mm256_setzero_ps(), a13 = _mm256_setzero_ps();
+  const float *x0 = x, *x1 = x + d, *x2 = x + 2 * d, *x3 = x + 3 * d, *q0 = q, *q1 = q + d;
+  std::size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    __m256 v0 = _mm256_loadu_ps(x0 + i), v1 = _mm256_loadu_ps(x1 + i);
+    __m256 v2 = _mm256_loadu_ps(x2 + i), v3 = _mm256_loadu_ps(x3 + i);
+    __m256 u = _mm256_loadu_ps(q0 + i);
+    a00 = _mm256_fmadd_ps(u, v0, a00);
+    a01 = _mm256_fmadd_ps(u, v1, a01);
+    a02 = _mm256_fmadd_ps(u, v2, a02);
+    a03 = _mm256_fmadd_ps(u, v3, a03);
+    u = _mm256_loadu_ps(q1 + i);
+    a10 = _mm256_fmadd_ps(u, v0, a10);
+    a11 = _mm256_fmadd_ps(u, v1, a11);
+    a12 = _mm256_fmadd_ps(u, v2, a12);
+    a13 = _mm256_fmadd_ps(u, v3, a13);
+  }
+  __m128 r0 = hsum4x256(a00, a01, a02, a03), r1 = hsum4x256(a10, a11, a12, a13);
+  alignas(16) float t[8];
+  _mm_store_ps(t, r0);
+  _mm_store_ps(t + 4, r1);
+  for (; i < d; ++i)  // the last d % 8 coordinates
+    for (std::size_t j = 0; j < 4; ++j) {
+      t[j] += q0[i] * x[j * d + i];
+      t[4 + j] += q1[i] * x[j * d + i];
+    }
+  for (std::size_t j = 0; j < 8; ++j) out[j] = t[j];
+}
+
+void dot4x4_avx2(const float* q, const float* x, std::size_t d, float* out) {
+  dot2x4_avx2(q, x, d, out);
+  dot2x4_avx2(q + 2 * d, x, d, out + 8);
+}
+
+const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2,   cosine_avx2,
+                         dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2, dot4x4_avx2};
 
 }  // namespace
 

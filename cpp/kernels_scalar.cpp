@@ -76,8 +76,13 @@ void to_f16_scalar(const float* src, uint16_t* dst, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) dst[i] = float_to_half(src[i]);
 }
 
-const KernelTable kTable{"scalar", dot_scalar,      l2sq_scalar,  cosine_scalar,
-                         dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar};
+void dot4x4_scalar(const float* q, const float* x, std::size_t d, float* out) {
+  for (std::size_t i = 0; i < 4; ++i)
+    for (std::size_t j = 0; j < 4; ++j) out[4 * i + j] = dot_scalar(q + i * d, x + j * d, d);
+}
+
+const KernelTable kTable{"scalar",       dot_scalar,      l2sq_scalar,   cosine_scalar,
+                         dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar, dot4x4_scalar};
 
 }  // namespace
 

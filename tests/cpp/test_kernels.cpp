@@ -2,6 +2,7 @@
 // SIMD path this CPU supports is held to a float64 reference and to the scalar path, on many
 // dimensions (1, 3, 17, 384, ... including misaligned starts), plus the binary16 conversions
 // the mixed-precision index relies on.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -138,6 +139,31 @@ TEST_CASE(kernels, f32_paths_match_reference_and_scalar) {
     }
   }
   std::printf("  worst |dot - ref| / sum|a b| over all paths and dims: %.2e\n", worst);
+}
+
+TEST_CASE(kernels, dot4x4_tiles_match_reference_and_scalar) {
+  // 4 query rows x 4 rows of X, each group contiguous with stride d, on every path and dim
+  std::mt19937_64 g(12);
+  const KernelTable& s = scalar_kernels();
+  for (const std::string& p : supported_paths()) {
+    const KernelTable& t = *kernels_for(p.c_str());
+    for (std::size_t d : kDims) {
+      SCOPE("path=", p, " dim=", d);
+      std::vector<float> Q = testutil::normal(g, 4 * d), X = testutil::normal(g, 4 * d, 0.5f);
+      float out[16], ref_out[16];
+      std::fill(out, out + 16, -7.0f);
+      t.dot4x4(Q.data(), X.data(), d, out);
+      s.dot4x4(Q.data(), X.data(), d, ref_out);
+      for (std::size_t i = 0; i < 4; ++i)
+        for (std::size_t j = 0; j < 4; ++j) {
+          Ref r = reference(Q.data() + i * d, X.data() + j * d, d);
+          double tol = kAbs + kRel * r.dot_scale;
+          CHECK_NEAR(out[4 * i + j], r.dot, tol);
+          CHECK_NEAR(out[4 * i + j], ref_out[4 * i + j], 2 * tol);
+          CHECK_NEAR(out[4 * i + j], t.dot(Q.data() + i * d, X.data() + j * d, d), 2 * tol);
+        }
+    }
+  }
 }
 
 TEST_CASE(kernels, cosine_conventions) {
