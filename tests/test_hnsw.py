@@ -885,6 +885,8 @@ def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):
         backend.HNSWIndex.load(_write(tmp_path, "v2.agdb", v2))
     with pytest.raises(FileNotFoundError):
         backend.HNSWIndex.load(str(tmp_path / "does-not-exist.agdb"))
+    with pytest.raises(IsADirectoryError):  # not a file: the OS error, never MemoryError
+        backend.HNSWIndex.load(str(tmp_path))
 
 
 def test_load_never_crashes(backend, saved_file, tmp_path):

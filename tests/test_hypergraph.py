@@ -863,6 +863,8 @@ def test_load_errors(graph_cls, saved_graph, tmp_path):
         graph_cls.load(_write(tmp_path, "long", data + b"\0\0\0\0"))
     with pytest.raises(FileNotFoundError):
         graph_cls.load(str(tmp_path / "missing.agdbg"))
+    with pytest.raises(IsADirectoryError):  # not a file: the OS error, never MemoryError
+        graph_cls.load(str(tmp_path))
 
 
 CORRUPT = [

@@ -11,6 +11,7 @@
 
 #include "common.hpp"
 #include "hypergraph.hpp"
+#include "mapped_file.hpp"
 
 namespace agentdb {
 namespace bindings {
@@ -457,24 +458,20 @@ struct PyGraph {
 
   static PyGraph load(py::handle path_obj) {
     std::string path = fspath(path_obj);
-    FILE* fp = std::fopen(path.c_str(), "rb");
-    if (!fp) {
-      int err = errno;
+    std::unique_ptr<MappedFile> file;
+    {
+      py::gil_scoped_release nogil;
+      file = std::make_unique<MappedFile>(path);  // mapped, not copied (mapped_file.hpp)
+    }
+    if (int err = file->error()) {
+      errno = err;  // what PyErr_SetFromErrnoWithFilename reports
       PyErr_SetFromErrnoWithFilename(err == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError,
                                      path.c_str());
       throw py::error_already_set();
     }
     PyGraph out;
     py::gil_scoped_release nogil;
-    std::vector<unsigned char> buf;
-    std::fseek(fp, 0, SEEK_END);
-    long size = std::ftell(fp);
-    std::fseek(fp, 0, SEEK_SET);
-    buf.resize(size > 0 ? static_cast<std::size_t>(size) : 0);
-    std::size_t got = buf.empty() ? 0 : std::fread(buf.data(), 1, buf.size(), fp);
-    std::fclose(fp);
-    buf.resize(got);
-    out.g = Hypergraph::from_bytes(buf.data(), buf.size(), path);
+    out.g = Hypergraph::from_bytes(file->data(), file->size(), path);
     return out;
   }
 
