@@ -64,6 +64,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
                  "--learning-events", "50"], []),
 }
 
+#: scripts of benchmarks/ that are tools, not benchmarks (never run by ``all``)
+NOT_BENCHMARKS = {"make_1m": "derives the 1M x 384 data set: make_1m.py --out DIR, then "
+                             "--data DIR on ann.py / kernels.py"}
+
 
 @dataclass
 class Run:

@@ -121,6 +121,10 @@ class Adapter:
         """``(bytes reported by the library or None, serialised size in bytes or None)``."""
         return None, None
 
+    def open_seconds(self) -> float | None:
+        """Seconds to open the saved index from a file (page cache warm), or None."""
+        return None
+
     def single_thread(self) -> None:
         """Force single-threaded search from now on."""
 
@@ -135,6 +139,11 @@ class Adapter:
     def ids(self, result: Any) -> np.ndarray:
         """Extract the top-k ids (1-D) from one search call result."""
         return np.asarray(result).reshape(-1)
+
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        """``call(Q) -> ids (m, K)``: every query in one call of the library, on ``threads``
+        threads (the library's own parallel batch search)."""
+        raise NotImplementedError
 
     def free(self) -> None:
         """Drop the index."""
@@ -170,6 +179,15 @@ class AgentDBAdapter(Adapter):
             size = os.path.getsize(path)
         return reported, size
 
+    def open_seconds(self) -> float | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.agdb")
+            self.index.save(path)
+            self.mod.HNSWIndex.load(path)  # warm the page cache
+            t0 = time.perf_counter()
+            self.mod.HNSWIndex.load(path)
+            return time.perf_counter() - t0
+
     def single_thread(self) -> None:
         self.index.threads = 1
 
@@ -183,6 +201,18 @@ class AgentDBAdapter(Adapter):
 
     def ids(self, result: Any) -> np.ndarray:
         return np.asarray(result[0]).reshape(-1)
+
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        index = self.index
+
+        def call(Q: np.ndarray) -> np.ndarray:
+            index.threads = threads
+            try:
+                return index.search(Q, k=K, ef=ef)[0]
+            finally:
+                index.threads = 1
+
+        return call
 
 
 class HnswlibAdapter(Adapter):
@@ -201,6 +231,19 @@ class HnswlibAdapter(Adapter):
     def memory(self) -> tuple[int | None, int | None]:
         return None, int(self.index.index_file_size())
 
+    def open_seconds(self) -> float | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.bin")
+            self.index.save_index(path)
+            dim = self.index.dim
+            for _ in range(2):  # the first warms the page cache
+                other = self.mod.Index(space="cosine", dim=dim)
+                t0 = time.perf_counter()
+                other.load_index(path)
+                took = time.perf_counter() - t0
+                del other
+            return took
+
     def single_thread(self) -> None:
         self.index.set_num_threads(1)
 
@@ -215,6 +258,11 @@ class HnswlibAdapter(Adapter):
 
     def ids(self, result: Any) -> np.ndarray:
         return np.asarray(result[0]).reshape(-1)
+
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        self.index.set_ef(ef)
+        knn_query = self.index.knn_query
+        return lambda Q: knn_query(Q, k=K, num_threads=threads)[0]
 
 
 class UsearchAdapter(Adapter):
@@ -256,6 +304,11 @@ class UsearchAdapter(Adapter):
     def ids(self, result: Any) -> np.ndarray:
         return np.asarray(result.keys).reshape(-1)
 
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        self.index.expansion_search = ef
+        search = self.index.search
+        return lambda Q: np.asarray(search(Q, K, threads=threads).keys)
+
 
 class FaissAdapter(Adapter):
     """``faiss.IndexHNSWFlat`` with inner product on normalised vectors."""
@@ -294,6 +347,19 @@ class FaissAdapter(Adapter):
     def ids(self, result: Any) -> np.ndarray:
         return np.asarray(result[1]).reshape(-1)
 
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        self.index.hnsw.efSearch = ef
+        index, faiss = self.index, self.mod
+
+        def call(Q: np.ndarray) -> np.ndarray:
+            faiss.omp_set_num_threads(threads)
+            try:
+                return index.search(normalize_rows(Q), K)[1]
+            finally:
+                faiss.omp_set_num_threads(1)
+
+        return call
+
 
 class NumpyExactAdapter(Adapter):
     """Exact search: normalised ``X @ q`` + ``argpartition`` + sort of the top k."""
@@ -320,6 +386,18 @@ class NumpyExactAdapter(Adapter):
 
         return call
 
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        xn = self.index
+
+        def call(Q: np.ndarray) -> np.ndarray:
+            with blas_threads(threads):
+                sims = normalize_rows(Q) @ xn.T
+            top = np.argpartition(-sims, K - 1, axis=1)[:, :K]
+            order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1)
+            return np.take_along_axis(top, order, 1)
+
+        return call
+
 
 ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
     "agentdb": ("agentdb", AgentDBAdapter),
@@ -342,6 +420,7 @@ class LibResult:
     build_s: dict[int, float] = field(default_factory=dict)
     mem_reported: int | None = None
     mem_serialized: int | None = None
+    open_s: float | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
 
@@ -360,6 +439,7 @@ def build_library(adapter: Adapter, data: Dataset, build_threads: list[int]) -> 
             res.build_s[threads] = time.perf_counter() - t0
         log(f"{adapter.name}: built in {res.build_s[threads]:.2f} s")
     res.mem_reported, res.mem_serialized = adapter.memory()
+    res.open_s = adapter.open_seconds()
     adapter.single_thread()
     return res
 
@@ -415,6 +495,77 @@ def measure_curves(
             res.curve = [dict(res.curve[0], ef=ef) for ef in efs]
 
 
+def measure_batch(
+    built: list[tuple[Adapter, LibResult]], data: Dataset, efs: list[int], repeats: int,
+    threads_list: list[int],
+) -> list[dict[str, Any]]:
+    """All queries in one call per library, at each ef and thread count: QPS (median of
+    ``repeats``), recall@10 and the scaling from 1 thread. Interleaved like the curves."""
+    out: list[dict[str, Any]] = []
+    Q = np.ascontiguousarray(data.queries)
+    nq = len(Q)
+    for ef in efs:
+        for threads in threads_list:
+            calls = {}
+            for adapter, res in built:
+                if res.error is not None:
+                    continue
+                try:
+                    call = adapter.batch_searcher(ef, threads)
+                    found = np.asarray(call(Q))[:, :K]  # warm-up and recall
+                except Exception as exc:  # noqa: BLE001 - report and continue
+                    print(f"NOTE: {adapter.name} batch search failed: {exc!r} - skipped")
+                    continue
+                calls[adapter.name] = (call, recall_at_k(found, data.gt, K))
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            settle()
+            for _ in range(max(1, repeats)):
+                for name, (call, _r) in calls.items():
+                    t0 = time.perf_counter()
+                    call(Q)
+                    times[name].append(time.perf_counter() - t0)
+            for name, (_c, recall) in calls.items():
+                qps = nq / statistics.median(times[name])
+                out.append({"library": name, "ef": ef, "threads": threads, "recall": recall,
+                            "qps": qps})
+                log(f"{name}: batch ef={ef} threads={threads} recall@10={recall:.4f} "
+                    f"qps={qps:.0f}")
+    return out
+
+
+def report_batch(rows: list[dict[str, Any]], threads_list: list[int]) -> None:
+    """The batch table: QPS per thread count, the scaling, and QPS / hnswlib's."""
+    if not rows:
+        return
+    by = {(r["library"], r["ef"], r["threads"]): r for r in rows}
+    libs = list(dict.fromkeys(r["library"] for r in rows))
+    efs = list(dict.fromkeys(r["ef"] for r in rows))
+    t1, tn = min(threads_list), max(threads_list)
+    table = []
+    for ef in efs:
+        for lib in libs:
+            cells = [by.get((lib, ef, t)) for t in threads_list]
+            if not any(cells):
+                continue
+            first = next(c for c in cells if c)
+            row: list[object] = [ef, lib, fmt_float(first["recall"], 4)]
+            row += [None if c is None else f"{c['qps']:.0f}" for c in cells]
+            a, b = by.get((lib, ef, t1)), by.get((lib, ef, tn))
+            row.append(fmt_ratio(b["qps"] / a["qps"]) if a and b and tn != t1 else "-")
+            h = by.get(("hnswlib", ef, tn))
+            row.append(fmt_ratio(b["qps"] / h["qps"]) if b and h else "-")
+            table.append(row)
+    print_table(
+        "Batch search: every query in one call, QPS by thread count",
+        ["ef", "library", "recall@10"] + [f"QPS {t}T" for t in threads_list]
+        + [f"{tn}T / {t1}T", f"QPS / hnswlib {tn}T"],
+        table,
+        note="each library's own parallel batch search (agentdb HNSWIndex.search on a 2-D array\n"
+             "with index.threads, hnswlib knn_query(num_threads), usearch search(threads),\n"
+             "faiss omp threads, numpy BLAS threads); recall from the same call.",
+    )
+
+
 def best_qps(res: LibResult, target: float) -> dict[str, float] | None:
     """The curve point with the highest QPS among those with recall >= target."""
     ok = [p for p in res.curve if p["recall"] >= target]
@@ -436,19 +587,21 @@ def report(
     for r in ok:
         row: list[object] = [r.name, r.version]
         row += [fmt_float(r.build_s.get(t), 2) for t in threads_sorted]
-        row += [mb(r.mem_reported), mb(r.mem_serialized)]
+        row += [mb(r.mem_reported), mb(r.mem_serialized), fmt_float(r.open_s, 3)]
         rows.append(row)
     print_table(
         "Build (M=16, ef_construction=200, cosine)",
         ["library", "version"]
         + [f"build {t}T s" for t in threads_sorted]
-        + ["reported MB", "serialised MB"],
+        + ["reported MB", "serialised MB", "open s"],
         rows,
         note=(
             "reported = library's own figure (agentdb memory_usage(), usearch memory_usage;\n"
             "numpy = float32 normalised matrix). serialised = saved index size (agentdb save(),\n"
             "hnswlib index_file_size(), usearch serialized_length, faiss serialize_index).\n"
-            "numpy 'build' = normalising the base (single thread, BLAS not involved)."
+            "numpy 'build' = normalising the base (single thread, BLAS not involved).\n"
+            "open s = loading the saved index from a file in the page cache (agentdb\n"
+            "HNSWIndex.load, hnswlib load_index)."
         ),
     )
 
@@ -562,6 +715,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--ef", default=DEFAULT_EFS, help=f"ef_search values (default {DEFAULT_EFS})")
     p.add_argument("--build-threads", default="1,2", help="thread counts for builds (default 1,2)")
+    p.add_argument("--batch-ef", default="64",
+                   help="ef values of the batch-search table ('' skips it; default 64)")
+    p.add_argument("--batch-threads", default="1,2",
+                   help="thread counts of the batch-search table (default 1,2)")
     p.add_argument("--target-recall", type=float, default=0.95, help="summary recall floor (0.95)")
     p.add_argument("--usearch-dtype", default="f32", help="usearch storage dtype (default f32)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
@@ -614,6 +771,9 @@ def main(argv: list[str] | None = None) -> None:
             built.append((adapter, res))
         results.append(res)
     measure_curves(built, data, efs, args.repeats)
+    batch_threads = parse_csv(args.batch_threads, int)
+    batch = (measure_batch(built, data, parse_csv(args.batch_ef, int), args.repeats,
+                           batch_threads) if args.batch_ef else [])
     for adapter, _ in built:
         adapter.free()
     faiss = optional_import("faiss") if "faiss" in libs else None
@@ -621,6 +781,7 @@ def main(argv: list[str] | None = None) -> None:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
 
     summary = report(results, efs, build_threads, args.target_recall)
+    report_batch(batch, batch_threads)
     if args.json:
         write_json(
             args.json,
@@ -647,12 +808,14 @@ def main(argv: list[str] | None = None) -> None:
                         "build_seconds": r.build_s,
                         "memory_reported_bytes": r.mem_reported,
                         "serialized_bytes": r.mem_serialized,
+                        "open_seconds": r.open_s,
                         "curve": r.curve,
                         "error": r.error,
                     }
                     for r in results
                 ],
                 "summary": summary,
+                "batch": batch,
             },
         )
 
