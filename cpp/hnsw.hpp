@@ -395,7 +395,7 @@ class HNSWIndex {
                     " unexpected trailing bytes");
     uint32_t stored;
     std::memcpy(&stored, buf + size - 4, 4);
-    if (crc32_update(0, buf, size - 4) != stored)
+    if (crc32_parallel(buf, size - 4, threads) != stored)
       throw BadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
 
     auto idx = std::make_unique<HNSWIndex>(dim, static_cast<Metric>(metric), M, efc, ef,
@@ -424,8 +424,17 @@ class HNSWIndex {
     idx->n_slots_ = n_slots;
     std::memcpy(idx->labels_.data(), labels, n_slots * 8);
     std::memcpy(idx->deleted_.data(), deleted, n_slots);
-    std::memcpy(idx->vectors_, vectors, n_slots * 4ull * dim);
-    if (idx->use_half_) idx->kernels_->to_f16(idx->vectors_, idx->half_, n_slots * dim);
+    {  // the vectors (and their binary16 copy) in slices over the threads
+      constexpr std::size_t kSlice = 16384;  // slots per task
+      std::size_t slices = (n_slots + kSlice - 1) / kSlice;
+      HNSWIndex* ix = idx.get();
+      parallel_for(slices, threads, [&](std::size_t b, std::size_t) {
+        std::size_t lo = b * kSlice, hi = std::min<std::size_t>(n_slots, lo + kSlice);
+        std::memcpy(ix->vectors_ + lo * dim, vectors + lo * 4ull * dim, (hi - lo) * 4ull * dim);
+        if (ix->use_half_)
+          ix->kernels_->to_f16(ix->vectors_ + lo * dim, ix->half_ + lo * dim, (hi - lo) * dim);
+      });
+    }
     std::memcpy(idx->norms_.data(), norms, n_slots * 4);
     std::memcpy(idx->levels_.data(), levels_p, n_slots * 4);
     const unsigned char* l0 = levels_p + n_slots * 4;

@@ -1069,7 +1069,7 @@ class Hypergraph {
                          " unexpected trailing bytes");
     uint32_t stored;
     std::memcpy(&stored, buf + size - 4, 4);
-    if (crc32_update(0, buf, size - 4) != stored)
+    if (crc32_parallel(buf, size - 4, 0) != stored)
       throw GraphBadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
 
     auto bad = [&](const std::string& what) {

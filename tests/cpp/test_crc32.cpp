@@ -1,7 +1,9 @@
 // CRC-32 (cpp/crc32.hpp): the reflected IEEE 802.3 polynomial 0xEDB88320 (zlib.crc32), checked
 // against published check values and a bitwise reference on every length/alignment the
 // slicing-by-8 loop distinguishes; incremental updates; the atomic CrcFileWriter.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -74,6 +76,31 @@ TEST_CASE(crc32, incremental_equals_one_shot) {
   uint32_t c = 0;  // byte by byte
   for (unsigned char b : buf) c = crc32_update(c, &b, 1);
   CHECK_EQ(c, whole);
+}
+
+TEST_CASE(crc32, combine_and_parallel_equal_one_shot) {
+  std::mt19937_64 g(33);
+  std::vector<unsigned char> buf(1000);
+  for (auto& b : buf) b = static_cast<unsigned char>(g());
+  const uint32_t whole = crc32_update(0, buf.data(), buf.size());
+  for (std::size_t cut : {0, 1, 7, 8, 9, 500, 999, 1000}) {
+    SCOPE("cut=", cut);
+    uint32_t a = crc32_update(0, buf.data(), cut);
+    uint32_t b = crc32_update(0, buf.data() + cut, buf.size() - cut);
+    CHECK_EQ(crc32_combine(a, b, buf.size() - cut), whole);
+  }
+  // pieces of >= 16 MiB over up to 3 threads, with an uneven last piece
+  std::vector<unsigned char> big((std::size_t{50} << 20) + 12345);
+  for (std::size_t i = 0; i < big.size(); i += 8) {
+    uint64_t r = g();
+    std::memcpy(big.data() + i, &r, std::min<std::size_t>(8, big.size() - i));
+  }
+  const uint32_t one = crc32_update(0, big.data(), big.size());
+  for (std::size_t threads : {0, 1, 2, 3, 7}) {
+    SCOPE("threads=", threads);
+    CHECK_EQ(crc32_parallel(big.data(), big.size(), threads), one);
+  }
+  CHECK_EQ(crc32_parallel(big.data(), 5, 3), crc32_update(0, big.data(), 5));
 }
 
 TEST_CASE(crc32, read_le) {
