@@ -14,6 +14,9 @@ All indexes use cosine distance with M=16 and ef_construction=200:
 * faiss    ``IndexHNSWFlat(d, 16, METRIC_INNER_PRODUCT)`` on L2-normalised vectors,
   ``efConstruction=200``, ``omp_set_num_threads(T)``; normalising the base is part of
   its build time, queries are normalised once up front (ranking does not need it)
+* usearch-i8 the same usearch index storing int8 vectors (its quantized mode)
+* faiss-sq8 ``IndexHNSWSQ(d, QT_8bit, 16, METRIC_INNER_PRODUCT)``: 8-bit scalar-quantized
+  vectors (the quantizer trained on the base, part of the build time), walked as codes
 * numpy    exact search: ``Xn @ q`` + ``argpartition`` + sort of the top 10 per query
   (its "build" is normalising the base)
 
@@ -92,7 +95,7 @@ M = 16
 EF_CONSTRUCTION = 200
 K = 10
 DEFAULT_EFS = "16,32,64,128,256,512"
-ALL_LIBS = ("agentdb", "hnswlib", "usearch", "faiss", "numpy")
+ALL_LIBS = ("agentdb", "hnswlib", "usearch", "faiss", "usearch-i8", "faiss-sq8", "numpy")
 
 
 # --------------------------------------------------------------------------- adapters
@@ -361,6 +364,34 @@ class FaissAdapter(Adapter):
         return call
 
 
+class UsearchI8Adapter(UsearchAdapter):
+    """usearch storing int8 vectors (its quantized mode), otherwise as ``usearch``."""
+
+    name = "usearch-i8"
+    dtype = "i8"
+
+
+class FaissSQ8Adapter(FaissAdapter):
+    """``faiss.IndexHNSWSQ`` with 8-bit scalar quantization (trained on the base), inner
+    product on normalised vectors: the graph walks the 8-bit codes."""
+
+    name = "faiss-sq8"
+
+    def version(self) -> str:
+        return f"{module_version(self.mod, self.dist)} (SQ8)"
+
+    def build(self, x: np.ndarray, threads: int) -> None:
+        faiss = self.mod
+        faiss.omp_set_num_threads(threads)
+        xn = normalize_rows(x)
+        index = faiss.IndexHNSWSQ(x.shape[1], faiss.ScalarQuantizer.QT_8bit, M,
+                                  faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        index.train(xn)
+        index.add(xn)
+        self.index = index
+
+
 class NumpyExactAdapter(Adapter):
     """Exact search: normalised ``X @ q`` + ``argpartition`` + sort of the top k."""
 
@@ -404,6 +435,8 @@ ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
     "hnswlib": ("hnswlib", HnswlibAdapter),
     "usearch": ("usearch", UsearchAdapter),
     "faiss": ("faiss", FaissAdapter),
+    "usearch-i8": ("usearch", UsearchI8Adapter),
+    "faiss-sq8": ("faiss", FaissSQ8Adapter),
     "numpy": ("numpy", NumpyExactAdapter),
 }
 
@@ -687,12 +720,12 @@ def make_adapters(libs: list[str], agentdb: ModuleType | None, usearch_dtype: st
         mod = agentdb if name == "agentdb" else optional_import(module_name)
         if mod is None:
             hint = "see header" if name == "agentdb" else f"pip install {module_name}"
-            if name == "faiss":
+            if module_name == "faiss":
                 hint = "pip install faiss-cpu"
             print(f"NOTE: {name} is not installed/importable - skipped ({hint})")
             continue
         adapter = cls(mod)
-        if isinstance(adapter, UsearchAdapter):
+        if type(adapter) is UsearchAdapter:  # usearch-i8 keeps its own dtype
             adapter.dtype = usearch_dtype
         adapters.append(adapter)
     return adapters
@@ -743,7 +776,7 @@ def main(argv: list[str] | None = None) -> None:
             ("usearch", "usearch", "usearch"),
             ("faiss", "faiss", "faiss-cpu"),
         )
-        if name in libs
+        if name in libs or f"{name}-i8" in libs or f"{name}-sq8" in libs
     }
     env = environment(agentdb, note, versions)
     print_header("AgentDB ANN benchmark (benchmarks/ann.py)", env)
@@ -776,7 +809,7 @@ def main(argv: list[str] | None = None) -> None:
                            batch_threads) if args.batch_ef else [])
     for adapter, _ in built:
         adapter.free()
-    faiss = optional_import("faiss") if "faiss" in libs else None
+    faiss = optional_import("faiss") if {"faiss", "faiss-sq8"} & set(libs) else None
     if faiss is not None:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
 
