@@ -95,7 +95,8 @@ M = 16
 EF_CONSTRUCTION = 200
 K = 10
 DEFAULT_EFS = "16,32,64,128,256,512"
-ALL_LIBS = ("agentdb", "hnswlib", "usearch", "faiss", "usearch-i8", "faiss-sq8", "numpy")
+ALL_LIBS = ("agentdb", "agentdb-int8", "hnswlib", "usearch", "faiss", "usearch-i8", "faiss-sq8",
+            "numpy")
 
 
 # --------------------------------------------------------------------------- adapters
@@ -167,10 +168,13 @@ class AgentDBAdapter(Adapter):
         except Exception:  # noqa: BLE001
             return module_version(self.mod)
 
+    precision = "mixed"
+
     def build(self, x: np.ndarray, threads: int) -> None:
         n, d = x.shape
         self.index = self.mod.HNSWIndex(
-            d, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION, capacity=n, threads=threads
+            d, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION, capacity=n,
+            threads=threads, precision=self.precision,
         )
         self.index.add(np.arange(n, dtype=np.int64), x)
 
@@ -216,6 +220,16 @@ class AgentDBAdapter(Adapter):
                 index.threads = 1
 
         return call
+
+
+class AgentDBInt8Adapter(AgentDBAdapter):
+    """``agentdb.HNSWIndex(precision="int8")``: the walk reads int8 codes, float32 re-rank."""
+
+    name = "agentdb-int8"
+    precision = "int8"
+
+    def version(self) -> str:
+        return super().version().replace(")", ", int8)")
 
 
 class HnswlibAdapter(Adapter):
@@ -432,6 +446,7 @@ class NumpyExactAdapter(Adapter):
 
 ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
     "agentdb": ("agentdb", AgentDBAdapter),
+    "agentdb-int8": ("agentdb", AgentDBInt8Adapter),
     "hnswlib": ("hnswlib", HnswlibAdapter),
     "usearch": ("usearch", UsearchAdapter),
     "faiss": ("faiss", FaissAdapter),
@@ -683,7 +698,8 @@ def report(
     )
     by_name = {r.name: r for r in ok}
     lines = []
-    peers = {k: v for k, v in summary["best"].items() if k != "agentdb" and v is not None}
+    peers = {k: v for k, v in summary["best"].items()
+             if not k.startswith("agentdb") and v is not None}
     if agent is not None and peers:
         peer = max(peers, key=lambda k: peers[k]["qps"])
         ratio = agent["qps"] / peers[peer]["qps"]
@@ -717,7 +733,7 @@ def make_adapters(libs: list[str], agentdb: ModuleType | None, usearch_dtype: st
         if name not in ADAPTERS:
             raise SystemExit(f"unknown library {name!r}; choose from {', '.join(ALL_LIBS)}")
         module_name, cls = ADAPTERS[name]
-        mod = agentdb if name == "agentdb" else optional_import(module_name)
+        mod = agentdb if module_name == "agentdb" else optional_import(module_name)
         if mod is None:
             hint = "see header" if name == "agentdb" else f"pip install {module_name}"
             if module_name == "faiss":
@@ -764,9 +780,9 @@ def main(argv: list[str] | None = None) -> None:
     build_threads = parse_csv(args.build_threads, int)
     agentdb: ModuleType | None = None
     note = "agentdb not selected"
-    if "agentdb" in libs:
+    if any(lib.startswith("agentdb") for lib in libs):
         agentdb, note = import_agentdb(args.src)
-        peers = [lib for lib in libs if lib != "agentdb"]
+        peers = [lib for lib in libs if not lib.startswith("agentdb")]
         if peers:
             require_native_for_peers(agentdb, args.allow_fallback, f"agentdb vs {'/'.join(peers)}")
     versions = {

@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -54,6 +55,31 @@ inline void* alloc_block(std::size_t bytes) {
   return p;
 }
 
+// The lock of one node's neighbour lists during construction: one byte, spinning. Critical
+// sections copy or edit one list (tens of nanoseconds), so waiting in the kernel as a
+// std::mutex can do never pays; its lock/unlock calls were 10% of a build's profile, and it
+// took 40 bytes per node.
+class NodeLock {
+ public:
+  void lock() noexcept {
+    while (flag_.exchange(1, std::memory_order_acquire)) {
+      for (int spins = 0; flag_.load(std::memory_order_relaxed); ++spins) {
+        if (spins >= 64) {  // the holder may have been preempted (more threads than cores)
+          std::this_thread::yield();
+          spins = 0;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+    }
+  }
+  void unlock() noexcept { flag_.store(0, std::memory_order_release); }
+
+ private:
+  std::atomic<uint8_t> flag_{0};
+};
+
 // Thrown for an unknown id (bindings map it to KeyError).
 struct UnknownId : std::out_of_range {
   explicit UnknownId(int64_t id) : std::out_of_range("unknown id " + std::to_string(id)) {}
@@ -70,6 +96,11 @@ struct SearchFilter {
   std::function<bool(int64_t)> predicate;  // may be empty
 };
 
+// What the graph walk reads: float32 only; "mixed", a binary16 copy (final ranking exact in
+// float32); "int8", one int8 code per value with a per-vector scale, a quarter of float32's
+// bytes (final ranking exact in float32; cosine and inner product only).
+enum class Precision : uint8_t { F32 = 0, Mixed = 1, Int8 = 2 };
+
 class HNSWIndex {
  public:
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
@@ -77,9 +108,11 @@ class HNSWIndex {
   static constexpr std::size_t kHeaderSize = 128;
 
   HNSWIndex(std::size_t dim, Metric metric, std::size_t M, std::size_t ef_construction,
-            std::size_t ef_search, std::size_t capacity, uint64_t seed, bool mixed = true)
+            std::size_t ef_search, std::size_t capacity, uint64_t seed,
+            Precision precision = Precision::Mixed)
       : dim_(dim),
-        use_half_(mixed),
+        use_half_(precision == Precision::Mixed),
+        use_i8_(precision == Precision::Int8),
         metric_(metric),
         M_(M),
         M0_(2 * M),
@@ -89,6 +122,8 @@ class HNSWIndex {
         rng_(seed),
         level_mult_(1.0 / std::log(static_cast<double>(std::max<std::size_t>(M, 2)))),
         kernels_(&active_kernels()) {
+    if (use_i8_ && metric == Metric::L2)
+      throw std::invalid_argument("precision 'int8' supports the cosine and ip metrics, not l2");
     dist_ = metric == Metric::L2 ? kernels_->l2sq : kernels_->dot;
     grow_to(std::max<std::size_t>(capacity, 1));
   }
@@ -96,6 +131,7 @@ class HNSWIndex {
   ~HNSWIndex() {
     std::free(vectors_);
     std::free(half_);
+    std::free(codes_);
     std::free(links0_);
   }
   HNSWIndex(const HNSWIndex&) = delete;
@@ -117,7 +153,7 @@ class HNSWIndex {
   const char* simd() const { return kernels_->name; }
   // "mixed": graph traversal on a binary16 copy, final ranking exact in float32; "f32": all
   // float32 (half the memory of "mixed", somewhat slower searches).
-  const char* precision() const { return use_half_ ? "mixed" : "f32"; }
+  const char* precision() const { return use_i8_ ? "int8" : use_half_ ? "mixed" : "f32"; }
 
   // ---- writes -----------------------------------------------------------------------------
   // Insert or replace n vectors (already validated: finite, right dim, non-zero for cosine,
@@ -219,11 +255,12 @@ class HNSWIndex {
     std::size_t bytes = sizeof(*this);
     bytes += cap_ * dim_ * sizeof(float);                  // vectors
     if (use_half_) bytes += cap_ * dim_ * sizeof(uint16_t);  // traversal copy
+    if (use_i8_) bytes += cap_ * (dim_ + sizeof(float));     // int8 codes + scales
     bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
     bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
     bytes += cap_ * sizeof(std::vector<uint32_t>);
     for (std::size_t s = 0; s < n_slots_; ++s) bytes += upper_[s].capacity() * sizeof(uint32_t);
-    bytes += cap_ * sizeof(std::mutex);
+    bytes += cap_ * sizeof(NodeLock);
     {
       std::lock_guard<std::mutex> m(map_mu_);
       bytes += id2slot_.bucket_count() * sizeof(void*) + id2slot_.size() * 32;
@@ -342,7 +379,7 @@ class HNSWIndex {
   // Parse a whole file image. Throws BadFile with a message naming the problem.
   static std::unique_ptr<HNSWIndex> from_bytes(const unsigned char* buf, std::size_t size,
                                                const std::string& path, std::size_t threads,
-                                               bool mixed = true) {
+                                               Precision precision = Precision::Mixed) {
     const std::string where = "'" + path + "'";
     if (size >= 8 && std::memcmp(buf, "AGDBHNSW", 8) != 0)
       throw BadFile(where + " is not an AgentDB index file (bad magic)");
@@ -399,7 +436,7 @@ class HNSWIndex {
       throw BadFile(where + " failed its checksum: checksum mismatch (corrupt file)");
 
     auto idx = std::make_unique<HNSWIndex>(dim, static_cast<Metric>(metric), M, efc, ef,
-                                           std::max<uint64_t>(n_slots, 1), seed, mixed);
+                                           std::max<uint64_t>(n_slots, 1), seed, precision);
     if (!has_graph) {
       // A flat file (numpy backend): rebuild the graph from the live vectors.
       std::vector<int64_t> ids;
@@ -433,6 +470,8 @@ class HNSWIndex {
         std::memcpy(ix->vectors_ + lo * dim, vectors + lo * 4ull * dim, (hi - lo) * 4ull * dim);
         if (ix->use_half_)
           ix->kernels_->to_f16(ix->vectors_ + lo * dim, ix->half_ + lo * dim, (hi - lo) * dim);
+        if (ix->use_i8_)
+          for (std::size_t s = lo; s < hi; ++s) ix->quantize(static_cast<uint32_t>(s));
       });
     }
     std::memcpy(idx->norms_.data(), norms, n_slots * 4);
@@ -552,19 +591,39 @@ class HNSWIndex {
     return const_cast<HNSWIndex*>(this)->links(s, level);
   }
   uint16_t* half_vec(uint32_t s) const { return half_ + static_cast<std::size_t>(s) * dim_; }
-  // Distance used while walking the graph at query time (binary16 copy when mixed).
+  int8_t* code(uint32_t s) const { return codes_ + static_cast<std::size_t>(s) * dim_; }
+  // The int8 code of slot s: symmetric, one scale per vector (max |x_i| / 127).
+  void quantize(uint32_t s) {
+    const float* v = vec(s);
+    float mx = 0.0f;
+    for (std::size_t j = 0; j < dim_; ++j) mx = std::max(mx, std::fabs(v[j]));
+    float scale = mx / 127.0f, inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+    int8_t* c = code(s);
+    for (std::size_t j = 0; j < dim_; ++j)
+      c[j] = static_cast<int8_t>(std::lrint(std::min(127.0f, std::max(-127.0f, v[j] * inv))));
+    scales_[s] = scale;
+  }
+  // Distance used while walking the graph at query time (binary16 copy when mixed, int8 codes
+  // when int8: 1 - scale * q.code, the metric being cosine or ip).
   float tdist(const float* q, uint32_t s) const {
+    if (use_i8_) return 1.0f - scales_[s] * kernels_->dot_i8(q, code(s), dim_);
     if (!use_half_) return dist(q, vec(s));
     if (metric_ == Metric::L2) return kernels_->l2sq_f16(q, half_vec(s), dim_);
     return 1.0f - kernels_->dot_f16(q, half_vec(s), dim_);
   }
   const char* traversal_ptr(uint32_t s) const {
+    if (use_i8_) return reinterpret_cast<const char*>(code(s));
     return use_half_ ? reinterpret_cast<const char*>(half_vec(s))
                      : reinterpret_cast<const char*>(vec(s));
   }
+  void prefetch_f32(uint32_t s) const {  // the float32 vector (construction distances)
+    const char* p = reinterpret_cast<const char*>(vec(s));
+    for (std::size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(p + off, 0, 3);
+  }
   void prefetch_vector(uint32_t s) const {
     const char* p = traversal_ptr(s);
-    const std::size_t bytes = dim_ * (use_half_ ? sizeof(uint16_t) : sizeof(float));
+    const std::size_t bytes =
+        dim_ * (use_i8_ ? sizeof(int8_t) : use_half_ ? sizeof(uint16_t) : sizeof(float));
     for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
   }
   float dist(const float* a, const float* b) const {
@@ -588,6 +647,15 @@ class HNSWIndex {
       }
       half_ = nh;
     }
+    if (use_i8_) {
+      auto* nc = static_cast<int8_t*>(alloc_block(cap * dim_));
+      if (codes_) {
+        std::memcpy(nc, codes_, n_slots_ * dim_);
+        std::free(codes_);
+      }
+      codes_ = nc;
+      scales_.resize(cap, 0.0f);
+    }
     auto* nl = static_cast<uint32_t*>(alloc_block(cap * (M0_ + 1) * sizeof(uint32_t)));
     std::memset(nl, 0, cap * (M0_ + 1) * sizeof(uint32_t));
     if (links0_) {
@@ -602,7 +670,7 @@ class HNSWIndex {
     levels_.resize(cap, 0);
     recycle_.resize(cap, 0);
     building_.resize(cap, 0);
-    node_locks_.reset(new std::mutex[cap]);
+    node_locks_.reset(new NodeLock[cap]);
     cap_ = cap;
   }
 
@@ -646,7 +714,7 @@ class HNSWIndex {
     for (int l = levels_[s]; l >= 0; --l) {
       std::vector<uint32_t> old;
       {
-        std::lock_guard<std::mutex> g(node_locks_[s]);
+        std::lock_guard<NodeLock> g(node_locks_[s]);
         const uint32_t* ls = links(s, l);
         old.assign(ls + 1, ls + 1 + ls[0]);
         const_cast<uint32_t*>(ls)[0] = 0;
@@ -654,7 +722,7 @@ class HNSWIndex {
       std::size_t maxc = l == 0 ? M0_ : M_;
       for (uint32_t nb : old) {
         if (nb == s) continue;
-        std::lock_guard<std::mutex> g(node_locks_[nb]);
+        std::lock_guard<NodeLock> g(node_locks_[nb]);
         uint32_t* ln = links(nb, l);
         auto& cand = ctx.tmp;
         cand.clear();
@@ -692,8 +760,9 @@ class HNSWIndex {
     }
     norms_[s] = nrm;
     if (use_half_) kernels_->to_f16(dst, half_vec(s), dim_);
+    if (use_i8_) quantize(s);
     {
-      std::lock_guard<std::mutex> g(node_locks_[s]);
+      std::lock_guard<NodeLock> g(node_locks_[s]);
       for (int l = 0; l <= levels_[s]; ++l) links(s, l)[0] = 0;
     }
     int level = levels_[s];
@@ -732,7 +801,7 @@ class HNSWIndex {
   void greedy_step(const float* q, uint32_t& cur, float& curd, int l) const {
     for (bool changed = true; changed;) {
       changed = false;
-      std::lock_guard<std::mutex> g(node_locks_[cur]);
+      std::lock_guard<NodeLock> g(node_locks_[cur]);
       const uint32_t* ls = links(cur, l);
       uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
       for (uint32_t j = 1; j <= cnt; ++j) {
@@ -768,13 +837,21 @@ class HNSWIndex {
       auto& nb = ctx.buf;
       nb.clear();
       {
-        std::lock_guard<std::mutex> g(node_locks_[c.second]);
+        std::lock_guard<NodeLock> g(node_locks_[c.second]);
         const uint32_t* ls = links(c.second, l);
         uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(maxc));
         nb.assign(ls + 1, ls + 1 + cnt);
       }
-      for (uint32_t n : nb) {
-        if (ctx.visited.test_and_set(n) || is_building(n)) continue;
+      // the unvisited neighbours, their vectors fetched ahead as in graph_search
+      std::size_t todo = 0;
+      for (uint32_t n : nb)
+        if (!ctx.visited.test_and_set(n) && !is_building(n)) nb[todo++] = n;
+      nb.resize(todo);
+      for (uint32_t x : nb) __builtin_prefetch(vec(x), 0, 3);
+      if (!nb.empty()) prefetch_f32(nb[0]);
+      for (std::size_t j = 0; j < nb.size(); ++j) {
+        uint32_t n = nb[j];
+        if (j + 1 < nb.size()) prefetch_f32(nb[j + 1]);
         float d = dist(q, vec(n));
         if (res.size() < efc_ || d < lower) {
           cand.emplace_back(-d, n);
@@ -826,7 +903,7 @@ class HNSWIndex {
       // Concurrent inserts may already have linked themselves into s's list at this level
       // (s became reachable through a higher level): keep those links, or the node that made
       // them could end up with no way in.
-      std::lock_guard<std::mutex> g(node_locks_[s]);
+      std::lock_guard<NodeLock> g(node_locks_[s]);
       uint32_t* ls = links(s, l);
       std::vector<uint32_t> merged(chosen);
       for (uint32_t j = 1; j <= ls[0]; ++j)
@@ -845,7 +922,7 @@ class HNSWIndex {
       for (std::size_t j = 0; j < merged.size(); ++j) ls[1 + j] = merged[j];
     }
     for (uint32_t nb : chosen) {
-      std::lock_guard<std::mutex> g(node_locks_[nb]);
+      std::lock_guard<NodeLock> g(node_locks_[nb]);
       uint32_t* ln = links(nb, l);
       uint32_t cnt = ln[0];
       bool present = false;
@@ -957,7 +1034,7 @@ class HNSWIndex {
         }
       }
     }
-    if (use_half_)  // exact float32 distances for the final ranking
+    if (use_half_ || use_i8_)  // exact float32 distances for the final ranking
       for (auto& r : res) r.first = dist(q, vec(r.second));
     std::sort(res.begin(), res.end());
     std::size_t got = std::min(k, res.size());
@@ -984,7 +1061,10 @@ class HNSWIndex {
   // ---- state -----------------------------------------------------------------------------
   std::size_t dim_;
   bool use_half_;
+  bool use_i8_;
   uint16_t* half_ = nullptr;  // binary16 copy of vectors_ (when use_half_)
+  int8_t* codes_ = nullptr;   // int8 codes of vectors_ (when use_i8_)
+  std::vector<float> scales_;  // their per-vector scales
   Metric metric_;
   std::size_t M_, M0_, efc_;
   std::atomic<std::size_t> ef_;
@@ -1003,7 +1083,7 @@ class HNSWIndex {
   std::vector<uint8_t> deleted_;
   std::vector<float> norms_;
   std::vector<int32_t> levels_;
-  std::unique_ptr<std::mutex[]> node_locks_;
+  std::unique_ptr<NodeLock[]> node_locks_;
 
   std::unordered_map<int64_t, uint32_t> id2slot_;
   std::vector<uint32_t> free_slots_;

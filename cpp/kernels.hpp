@@ -16,6 +16,8 @@ using kernel_fn = float (*)(const float*, const float*, std::size_t);
 // Mixed precision: a float32 query against an IEEE half-precision (binary16) stored vector.
 using half_kernel_fn = float (*)(const float*, const uint16_t*, std::size_t);
 using to_half_fn = void (*)(const float*, uint16_t*, std::size_t);
+// A float32 query against int8 codes: sum q_i * c_i (the caller applies the code's scale).
+using i8_kernel_fn = float (*)(const float*, const int8_t*, std::size_t);
 // Register-blocked tile of dot products: out[4 i + j] = dot(q + i d, x + j d) for 4 query rows
 // and 4 rows of X (each group of 4 rows contiguous with stride d). The inner loop of the batch
 // exact search: 8 loads feed 16 FMAs, where one dot at a time needs 2 loads per FMA.
@@ -30,6 +32,7 @@ struct KernelTable {
   half_kernel_fn l2sq_f16;  // sum (q_i - half(x_i))^2
   to_half_fn to_f16;        // float32 -> binary16, round to nearest even, saturating
   tile_fn dot4x4;           // 4 x 4 dot products (see tile_fn)
+  i8_kernel_fn dot_i8;      // sum q_i * c_i over int8 codes
 };
 
 // Portable conversions (scalar reference; also used by tests through the bindings).

@@ -159,8 +159,28 @@ void dot4x4_avx2(const float* q, const float* x, std::size_t d, float* out) {
   dot2x4_avx2(q + 2 * d, x, d, out + 8);
 }
 
+// 8 int8 codes -> 8 floats.
+inline __m256 load_i8x8(const int8_t* c) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c))));
+}
+
+float dot_i8_avx2(const float* q, const int8_t* c, std::size_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_i8x8(c + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_i8x8(c + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_i8x8(c + i), s0);
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += q[i] * c[i];
+  return s;
+}
+
 const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2,   cosine_avx2,
-                         dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2, dot4x4_avx2};
+                         dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2, dot4x4_avx2,
+                         dot_i8_avx2};
 
 }  // namespace
 

@@ -195,8 +195,34 @@ void dot4x4_avx512(const float* q, const float* x, std::size_t d, float* out) {
   _mm512_storeu_ps(out, hsum16x512(acc));
 }
 
+// 16 int8 codes -> 16 floats (masked: the first r codes, zeros after).
+inline __m512 load_i8x16(const int8_t* c) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))));
+}
+inline __m512 load_i8x16_masked(const int8_t* c, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, c)));
+}
+
+float dot_i8_avx512(const float* q, const int8_t* c, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_i8x16(c + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), load_i8x16(c + i + 16), s1);
+  }
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_i8x16(c + i), s0);
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load_i8x16_masked(c + i, m), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
 const KernelTable kTable{"avx512",       dot_avx512,      l2sq_avx512,   cosine_avx512,
-                         dot_f16_avx512, l2sq_f16_avx512, to_f16_avx512, dot4x4_avx512};
+                         dot_f16_avx512, l2sq_f16_avx512, to_f16_avx512, dot4x4_avx512,
+                         dot_i8_avx512};
 
 }  // namespace
 

@@ -81,8 +81,22 @@ void dot4x4_scalar(const float* q, const float* x, std::size_t d, float* out) {
     for (std::size_t j = 0; j < 4; ++j) out[4 * i + j] = dot_scalar(q + i * d, x + j * d, d);
 }
 
+float dot_i8_scalar(const float* q, const int8_t* c, std::size_t n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += q[i] * c[i];
+    s1 += q[i + 1] * c[i + 1];
+    s2 += q[i + 2] * c[i + 2];
+    s3 += q[i + 3] * c[i + 3];
+  }
+  for (; i < n; ++i) s0 += q[i] * c[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
 const KernelTable kTable{"scalar",       dot_scalar,      l2sq_scalar,   cosine_scalar,
-                         dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar, dot4x4_scalar};
+                         dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar, dot4x4_scalar,
+                         dot_i8_scalar};
 
 }  // namespace
 

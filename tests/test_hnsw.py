@@ -1183,10 +1183,14 @@ def test_memory_usage_grows(backend):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("precision", ["mixed", "f32"])
+@pytest.mark.parametrize("precision", ["mixed", "f32", "int8"])
 def test_precision_modes_exact_distances(backend, metric, precision):
-    """Both precisions reach the recall target, and the distances returned are the exact
-    float32 distances of the returned ids (mixed precision re-ranks in float32)."""
+    """Every precision reaches the recall target, and the distances returned are the exact
+    float32 distances of the returned ids (mixed and int8 walks re-rank in float32)."""
+    if precision == "int8" and metric == "l2":
+        with pytest.raises(ValueError, match="'int8' supports the cosine and ip metrics"):
+            backend.HNSWIndex(48, metric=metric, precision=precision)
+        return
     rng = np.random.default_rng(77)
     X = clustered(rng, 3000, dim=48, normalise=metric == "ip")
     Q = clustered(np.random.default_rng(78), 50, dim=48, normalise=metric == "ip")
@@ -1214,6 +1218,11 @@ def test_precision_survives_load_choice(backend, tmp_path):
     a = backend.HNSWIndex.load(tmp_path / "p.agdb", precision="f32")
     b = backend.HNSWIndex.load(tmp_path / "p.agdb")
     assert a.precision == "f32" and b.precision == "mixed"
+    c = backend.HNSWIndex.load(tmp_path / "p.agdb", precision="int8")  # codes made on load
+    assert c.precision == "int8"
+    assert (c.search(X[:20], k=5)[0][:, 0] == np.arange(20)).all()
+    with pytest.raises(ValueError, match="precision must be 'mixed', 'f32' or 'int8'"):
+        backend.HNSWIndex.load(tmp_path / "p.agdb", precision="i4")
     ia, da = a.search(X[:20], k=5)
     ib, db = b.search(X[:20], k=5)
     assert (ia[:, 0] == np.arange(20)).all() and (ib[:, 0] == np.arange(20)).all()

@@ -18,10 +18,11 @@ namespace agentdb {
 namespace bindings {
 namespace {
 
-bool parse_precision(const std::string& p) {
-  if (p == "mixed") return true;
-  if (p == "f32") return false;
-  throw py::value_error("precision must be 'mixed' or 'f32', got '" + p + "'");
+Precision parse_precision(const std::string& p) {
+  if (p == "mixed") return Precision::Mixed;
+  if (p == "f32") return Precision::F32;
+  if (p == "int8") return Precision::Int8;
+  throw py::value_error("precision must be 'mixed', 'f32' or 'int8', got '" + p + "'");
 }
 
 // ---- the index -----------------------------------------------------------------------------
@@ -164,7 +165,7 @@ struct PyIndex {
   }
 
   static PyIndex load(py::handle path_obj, std::size_t threads, const std::string& precision) {
-    bool mixed = parse_precision(precision);
+    Precision prec = parse_precision(precision);
     std::string path = fspath(path_obj);
     std::unique_ptr<MappedFile> file;
     {
@@ -181,7 +182,7 @@ struct PyIndex {
     out.threads = threads;
     {
       py::gil_scoped_release nogil;
-      out.idx = HNSWIndex::from_bytes(file->data(), file->size(), path, threads, mixed);
+      out.idx = HNSWIndex::from_bytes(file->data(), file->size(), path, threads, prec);
     }
     return out;
   }
@@ -196,7 +197,7 @@ struct PyIndex {
 
 PyIndex make_index(long dim, const std::string& metric, long M, long efc, long ef, long capacity,
                    long threads, uint64_t seed, const std::string& precision) {
-  bool mixed = parse_precision(precision);
+  Precision prec = parse_precision(precision);
   Metric m = parse_metric(metric);
   if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
   if (M < 2 || M > 2048) throw py::value_error("M must be in [2, 2048], got " + std::to_string(M));
@@ -205,8 +206,10 @@ PyIndex make_index(long dim, const std::string& metric, long M, long efc, long e
   if (ef < 1) throw py::value_error("ef_search must be >= 1, got " + std::to_string(ef));
   if (capacity < 1) throw py::value_error("capacity must be >= 1, got " + std::to_string(capacity));
   if (threads < 0) throw py::value_error("threads must be >= 0, got " + std::to_string(threads));
+  if (prec == Precision::Int8 && m == Metric::L2)
+    throw py::value_error("precision 'int8' supports the cosine and ip metrics, not l2");
   PyIndex p;
-  p.idx = std::make_unique<HNSWIndex>(dim, m, M, efc, ef, capacity, seed, mixed);
+  p.idx = std::make_unique<HNSWIndex>(dim, m, M, efc, ef, capacity, seed, prec);
   p.threads = static_cast<std::size_t>(threads);
   return p;
 }

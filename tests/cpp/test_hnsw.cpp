@@ -47,9 +47,9 @@ Data clustered(std::mt19937_64& g, std::size_t n, std::size_t d) {
   return out;
 }
 
-std::unique_ptr<HNSWIndex> build(const Data& data, Metric m, bool mixed = true,
+std::unique_ptr<HNSWIndex> build(const Data& data, Metric m, Precision p = Precision::Mixed,
                                  std::size_t threads = 2, std::size_t capacity = 64) {
-  auto idx = std::make_unique<HNSWIndex>(data.d, m, 16, 100, 64, capacity, 42, mixed);
+  auto idx = std::make_unique<HNSWIndex>(data.d, m, 16, 100, 64, capacity, 42, p);
   idx->add(data.ids.data(), data.X.data(), data.n, threads);
   return idx;
 }
@@ -125,14 +125,17 @@ TEST_CASE(hnsw, recall_at_10_vs_exact) {
   Data data = clustered(g, 3000, 32);
   std::vector<float> Q = queries(g, data, 100);
   for (Metric m : kMetrics)
-    for (bool mixed : {true, false}) {
-      SCOPE("metric=", metric_name(m), " precision=", mixed ? "mixed" : "f32");
-      auto idx = build(data, m, mixed);
+    for (Precision prec : {Precision::Mixed, Precision::F32, Precision::Int8}) {
+      if (prec == Precision::Int8 && m == Metric::L2) continue;  // int8: cosine and ip only
+      const char* name = prec == Precision::Mixed ? "mixed" : prec == Precision::F32 ? "f32"
+                                                                                     : "int8";
+      SCOPE("metric=", metric_name(m), " precision=", name);
+      auto idx = build(data, m, prec);
       CHECK_EQ(idx->size(), data.n);
-      CHECK_EQ(std::string(idx->precision()), mixed ? "mixed" : "f32");
+      CHECK_EQ(std::string(idx->precision()), name);
       Results r = search(*idx, Q, 10);
       double rc = recall(r, exact_ids(data, m, Q, 10), 10);
-      std::printf("  %s %s: recall@10 = %.4f\n", metric_name(m), mixed ? "mixed" : "f32", rc);
+      std::printf("  %s %s: recall@10 = %.4f\n", metric_name(m), name, rc);
       CHECK(rc >= kRecallFloor);
       // results: ascending, exact float32 distances of the stored vectors, no padding
       std::vector<float> v(data.d);
@@ -168,7 +171,7 @@ TEST_CASE(hnsw, recall_on_every_simd_path) {
 TEST_CASE(hnsw, upsert_remove_and_slot_reuse) {
   std::mt19937_64 g(43);
   Data data = clustered(g, 2000, 24);
-  auto idx = build(data, Metric::Cosine, true, 2, 16);  // grows from capacity 16
+  auto idx = build(data, Metric::Cosine, Precision::Mixed, 2, 16);  // grows from capacity 16
   CHECK(idx->capacity() >= data.n);
   CHECK_EQ(idx->ids(), [&] {
     std::vector<int64_t> s(data.ids);
@@ -299,7 +302,7 @@ TEST_CASE(hnsw, sparse_ids_and_padding) {
   CHECK(recall(r, truth, 10) >= 0.9);
   for (int64_t id : r.ids) CHECK(id != -1 && ((id + (int64_t{1} << 50)) >> 40) % 7 != 0);
   // k larger than the index: every id once, then (-1, +inf)
-  HNSWIndex tiny(3, Metric::L2, 8, 50, 10, 4, 7, true);
+  HNSWIndex tiny(3, Metric::L2, 8, 50, 10, 4, 7, Precision::Mixed);
   std::vector<float> empty_q = {0, 0, 0};
   Results e = search(tiny, empty_q, 4);
   for (std::size_t i = 0; i < 4; ++i) CHECK(e.ids[i] == -1 && e.dists[i] == kInf);
@@ -334,8 +337,14 @@ TEST_CASE(hnsw, save_load_round_trip) {
              read_le<uint32_t>(bytes.data(), bytes.size() - 4));
     CHECK(testutil::read_bytes(path + ".tmp").empty());
     std::remove(path.c_str());
-    for (bool mixed : {true, false}) {
-      auto back = HNSWIndex::from_bytes(bytes.data(), bytes.size(), path, 2, mixed);
+    for (Precision prec : {Precision::Mixed, Precision::F32, Precision::Int8}) {
+      if (prec == Precision::Int8 && m == Metric::L2) {  // refused, with the reason
+        CHECK_THROWS(HNSWIndex::from_bytes(bytes.data(), bytes.size(), path, 2, prec),
+                     std::invalid_argument);
+        continue;
+      }
+      bool mixed = prec == Precision::Mixed;
+      auto back = HNSWIndex::from_bytes(bytes.data(), bytes.size(), path, 2, prec);
       CHECK_EQ(back->dim(), idx->dim());
       CHECK(back->metric() == m);
       CHECK_EQ(back->M(), idx->M());

@@ -166,6 +166,32 @@ TEST_CASE(kernels, dot4x4_tiles_match_reference_and_scalar) {
   }
 }
 
+TEST_CASE(kernels, int8_codes_match_reference_and_scalar) {
+  // sum q_i * c_i over int8 codes, every path and dim (codes over the whole int8 range)
+  std::mt19937_64 g(13);
+  std::uniform_int_distribution<int> code(-128, 127);
+  const KernelTable& s = scalar_kernels();
+  for (const std::string& p : supported_paths()) {
+    const KernelTable& t = *kernels_for(p.c_str());
+    for (std::size_t d : kDims) {
+      SCOPE("path=", p, " dim=", d);
+      std::vector<float> q = testutil::normal(g, d + 3);
+      std::vector<int8_t> c(d + 3);
+      for (auto& x : c) x = static_cast<int8_t>(code(g));
+      const float* qa = q.data() + d % 3;  // unaligned starts
+      const int8_t* ca = c.data() + 3 - d % 3;
+      double ref = 0, scale = 0;
+      for (std::size_t i = 0; i < d; ++i) {
+        ref += static_cast<double>(qa[i]) * ca[i];
+        scale += std::fabs(static_cast<double>(qa[i]) * ca[i]);
+      }
+      double tol = kAbs + kRel * scale;
+      CHECK_NEAR(t.dot_i8(qa, ca, d), ref, tol);
+      CHECK_NEAR(t.dot_i8(qa, ca, d), s.dot_i8(qa, ca, d), 2 * tol);
+    }
+  }
+}
+
 TEST_CASE(kernels, cosine_conventions) {
   std::mt19937_64 g(12);
   for (const std::string& p : supported_paths()) {

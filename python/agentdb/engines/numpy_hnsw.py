@@ -73,6 +73,21 @@ _M_MIN: Final = 2
 _M_MAX: Final = 2048
 
 
+def _check_precision(precision: str, metric: str | None) -> None:
+    """The precisions of the native index: "mixed", "f32", "int8" (cosine and ip only).
+
+    Example:
+        >>> _check_precision("int8", "l2")
+        Traceback (most recent call last):
+        ...
+        ValueError: precision 'int8' supports the cosine and ip metrics, not l2
+    """
+    if precision not in ("mixed", "f32", "int8"):
+        raise ValueError(f"precision must be 'mixed', 'f32' or 'int8', got '{precision}'")
+    if precision == "int8" and metric == "l2":
+        raise ValueError("precision 'int8' supports the cosine and ip metrics, not l2")
+
+
 class HNSWIndex:
     """Exact vector index with the ``HNSWIndex`` API of the native backend.
 
@@ -119,8 +134,7 @@ class HNSWIndex:
         cap = check_range(capacity, "capacity", 1, INT64_MAX, ">= 1")
         self._threads = check_threads(threads)
         self._seed = check_range(seed, "seed", 0, U64_MAX, "in [0, 2**64)")
-        if precision not in ("mixed", "f32"):
-            raise ValueError(f"precision must be 'mixed' or 'f32', got {precision!r}")
+        _check_precision(precision, self._metric)
         self._precision = precision
         self._lock = threading.RLock()
         self._cap = cap
@@ -218,7 +232,8 @@ class HNSWIndex:
 
     @property
     def precision(self) -> str:
-        """Search precision setting (stored for parity; numpy always computes exactly).
+        """Search precision setting: "mixed", "f32" or "int8" (stored for parity; numpy
+        always computes exactly).
 
         Example:
             >>> HNSWIndex(8, precision="f32").precision
@@ -577,11 +592,11 @@ class HNSWIndex:
             ...     print("not an AgentDB index file" in str(exc))
             True
         """
-        if precision not in ("mixed", "f32"):
-            raise ValueError(f"precision must be 'mixed' or 'f32', got {precision!r}")
+        _check_precision(precision, None)
         target = Path(os.fspath(path))
         data = target.read_bytes()
         index = cls._from_bytes(data, f"'{target}'")
+        _check_precision(precision, index._metric)
         index.threads = threads
         index._precision = precision
         return index
