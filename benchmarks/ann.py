@@ -7,6 +7,9 @@ rows (ground truth is then recomputed exactly with numpy), ``--queries`` the fir
 All indexes use cosine distance with M=16 and ef_construction=200:
 
 * agentdb  ``HNSWIndex(dim, metric="cosine", M=16, ef_construction=200, threads=T)``
+  (``precision="mixed"``, its default); ``agentdb-int8`` and ``agentdb-f32`` the same index
+  with ``precision="int8"`` / ``"f32"``, so the curve and memory of every precision print
+  side by side
 * hnswlib  ``Index(space="cosine")``, ``num_threads=T``
 * usearch  ``Index(metric="cos", connectivity=16, expansion_add=200, dtype="f32")``;
   usearch would default to bf16 storage for "cos", f32 is forced so every index stores the
@@ -95,8 +98,8 @@ M = 16
 EF_CONSTRUCTION = 200
 K = 10
 DEFAULT_EFS = "16,32,64,128,256,512"
-ALL_LIBS = ("agentdb", "agentdb-int8", "hnswlib", "usearch", "faiss", "usearch-i8", "faiss-sq8",
-            "numpy")
+ALL_LIBS = ("agentdb", "agentdb-int8", "agentdb-f32", "hnswlib", "usearch", "faiss", "usearch-i8",
+            "faiss-sq8", "numpy")
 
 
 # --------------------------------------------------------------------------- adapters
@@ -230,6 +233,16 @@ class AgentDBInt8Adapter(AgentDBAdapter):
 
     def version(self) -> str:
         return super().version().replace(")", ", int8)")
+
+
+class AgentDBF32Adapter(AgentDBAdapter):
+    """``agentdb.HNSWIndex(precision="f32")``: the walk reads the float32 vectors."""
+
+    name = "agentdb-f32"
+    precision = "f32"
+
+    def version(self) -> str:
+        return super().version().replace(")", ", f32)")
 
 
 class HnswlibAdapter(Adapter):
@@ -447,6 +460,7 @@ class NumpyExactAdapter(Adapter):
 ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
     "agentdb": ("agentdb", AgentDBAdapter),
     "agentdb-int8": ("agentdb", AgentDBInt8Adapter),
+    "agentdb-f32": ("agentdb", AgentDBF32Adapter),
     "hnswlib": ("hnswlib", HnswlibAdapter),
     "usearch": ("usearch", UsearchAdapter),
     "faiss": ("faiss", FaissAdapter),
