@@ -616,10 +616,6 @@ class HNSWIndex {
     return use_half_ ? reinterpret_cast<const char*>(half_vec(s))
                      : reinterpret_cast<const char*>(vec(s));
   }
-  void prefetch_f32(uint32_t s) const {  // the float32 vector (construction distances)
-    const char* p = reinterpret_cast<const char*>(vec(s));
-    for (std::size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(p + off, 0, 3);
-  }
   void prefetch_vector(uint32_t s) const {
     const char* p = traversal_ptr(s);
     const std::size_t bytes =
@@ -817,13 +813,16 @@ class HNSWIndex {
   }
 
   // ef_construction search at one level with per-node locks; result in ctx.res (max-heap).
+  // It measures with the walk's own precision (binary16 or int8 copy; float32 for "f32"), as
+  // searches do: half or a quarter of the bytes per candidate, and the same recall on the
+  // shared data (neighbour selection below still compares float32 vectors).
   void search_layer_build(const float* q, uint32_t ep, int l, Context& ctx) const {
     ctx.visited.reset(cap_);
     auto& cand = ctx.cand;
     auto& res = ctx.res;
     cand.clear();
     res.clear();
-    float d0 = dist(q, vec(ep));
+    float d0 = tdist(q, ep);
     ctx.visited.test_and_set(ep);
     cand.emplace_back(-d0, ep);
     res.emplace_back(d0, ep);
@@ -847,12 +846,12 @@ class HNSWIndex {
       for (uint32_t n : nb)
         if (!ctx.visited.test_and_set(n) && !is_building(n)) nb[todo++] = n;
       nb.resize(todo);
-      for (uint32_t x : nb) __builtin_prefetch(vec(x), 0, 3);
-      if (!nb.empty()) prefetch_f32(nb[0]);
+      for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x), 0, 3);
+      if (!nb.empty()) prefetch_vector(nb[0]);
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
-        if (j + 1 < nb.size()) prefetch_f32(nb[j + 1]);
-        float d = dist(q, vec(n));
+        if (j + 1 < nb.size()) prefetch_vector(nb[j + 1]);
+        float d = tdist(q, n);
         if (res.size() < efc_ || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
