@@ -152,8 +152,10 @@ inline bool tiled_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
     for (std::size_t q = 0; q < gq; ++q) heaps.emplace_back(k);
     std::vector<float> worst(gq, std::numeric_limits<float>::infinity());
     constexpr float kInf = std::numeric_limits<float>::infinity();
-    auto offer = [&](std::size_t q, std::size_t j, float dot) {
-      float dist = 1.0f - dot * (qs[q0 + q] * xs[j]);
+    auto distance = [&](std::size_t q, std::size_t j, float dot) {
+      return 1.0f - dot * (qs[q0 + q] * xs[j]);
+    };
+    auto offer = [&](std::size_t q, std::size_t j, float dist) {
       if (!(dist < kInf)) bad = true;
       if (dist <= worst[q]) {
         heaps[q].push(dist, static_cast<int64_t>(j));
@@ -170,21 +172,22 @@ inline bool tiled_topk(const KernelTable& kt, Metric m, const float* Q, std::siz
           // the fused top-k: 16 distances, one compare each; a heap is touched only when a
           // distance beats its worst (rare once the heaps are full), or is not finite
           for (std::size_t a = 0; a < real; ++a) {
-            float sq = qs[q0 + qt + a], w = worst[qt + a];
+            float w = worst[qt + a];
             bool any = false;
             float dist[kTile];
             for (std::size_t b = 0; b < kTile; ++b) {
-              dist[b] = 1.0f - tile[a * kTile + b] * (sq * xs[j + b]);
+              dist[b] = distance(qt + a, j + b, tile[a * kTile + b]);
               any |= !(dist[b] > w) || !(dist[b] < kInf);
             }
             if (any)
-              for (std::size_t b = 0; b < kTile; ++b) offer(qt + a, j + b, tile[a * kTile + b]);
+              for (std::size_t b = 0; b < kTile; ++b) offer(qt + a, j + b, dist[b]);
           }
         }
       }
     }
     for (std::size_t j = n4; j < n; ++j)
-      for (std::size_t q = 0; q < gq; ++q) offer(q, j, kt.dot(Q + (q0 + q) * d, X + j * d, d));
+      for (std::size_t q = 0; q < gq; ++q)
+        offer(q, j, distance(q, j, kt.dot(Q + (q0 + q) * d, X + j * d, d)));
     for (std::size_t q = 0; q < gq; ++q) heaps[q].write(out_ids + (q0 + q) * k, out_d + (q0 + q) * k);
     if (bad) nonfinite = true;
   });
