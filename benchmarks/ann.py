@@ -93,6 +93,7 @@ from _common import (
     settle,
     write_json,
 )
+from _serving import recipe_for, serve
 
 M = 16
 EF_CONSTRUCTION = 200
@@ -131,6 +132,10 @@ class Adapter:
     def open_seconds(self) -> float | None:
         """Seconds to open the saved index from a file (page cache warm), or None."""
         return None
+
+    def save_file(self, path: str) -> bool:
+        """Save the index to ``path`` for the serving measurement; False if not supported."""
+        return False
 
     def single_thread(self) -> None:
         """Force single-threaded search from now on."""
@@ -188,6 +193,10 @@ class AgentDBAdapter(Adapter):
             self.index.save(path)
             size = os.path.getsize(path)
         return reported, size
+
+    def save_file(self, path: str) -> bool:
+        self.index.save(path)
+        return True
 
     def open_seconds(self) -> float | None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -261,6 +270,10 @@ class HnswlibAdapter(Adapter):
     def memory(self) -> tuple[int | None, int | None]:
         return None, int(self.index.index_file_size())
 
+    def save_file(self, path: str) -> bool:
+        self.index.save_index(path)
+        return True
+
     def open_seconds(self) -> float | None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "index.bin")
@@ -322,6 +335,10 @@ class UsearchAdapter(Adapter):
     def memory(self) -> tuple[int | None, int | None]:
         return int(self.index.memory_usage), int(self.index.serialized_length)
 
+    def save_file(self, path: str) -> bool:
+        self.index.save(path)
+        return True
+
     def searcher(self, ef: int) -> Callable[[Any], Any]:
         self.index.expansion_search = ef
         search = self.index.search
@@ -357,6 +374,10 @@ class FaissAdapter(Adapter):
 
     def memory(self) -> tuple[int | None, int | None]:
         return None, int(self.mod.serialize_index(self.index).nbytes)
+
+    def save_file(self, path: str) -> bool:
+        self.mod.write_index(self.index, path)
+        return True
 
     def single_thread(self) -> None:
         self.mod.omp_set_num_threads(1)
@@ -595,6 +616,53 @@ def measure_batch(
     return out
 
 
+def measure_serving(
+    built: list[tuple[Adapter, LibResult]], data: Dataset, ef: int
+) -> list[dict[str, Any]]:
+    """Each saved index opened and searched by a fresh process (``_serving.py``)."""
+    rows: list[dict[str, Any]] = []
+    for adapter, res in built:
+        if res.error is not None or recipe_for(adapter.name) is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.bin")
+            try:
+                if not adapter.save_file(path):
+                    continue
+                log(f"{adapter.name}: serving from a fresh process (ef={ef})")
+                row = serve(adapter.name, path, data.queries, data.gt, ef, [])
+            except Exception as exc:  # noqa: BLE001 - report and continue
+                print(f"NOTE: {adapter.name} serving measurement failed: {exc!r} - skipped")
+                continue
+        row.update(library=adapter.name)
+        rows.append(row)
+    return rows
+
+
+def report_serving(rows: list[dict[str, Any]], ef: int) -> None:
+    """The serving table: a fresh process's resident-set growth, open time and QPS."""
+    if not rows:
+        return
+    hnsw = next((r for r in rows if r["library"] == "hnswlib"), None)
+    table = []
+    for r in rows:
+        ratio = fmt_ratio(r["rss_served"] / hnsw["rss_served"]) if hnsw else "-"
+        qps_ratio = fmt_ratio(r["qps"] / hnsw["qps"]) if hnsw else "-"
+        table.append([r["library"], fmt_float(r["open_s"], 3), mb(r["rss_open"]),
+                      mb(r["rss_served"]), ratio, f"{r['qps']:.0f}", qps_ratio,
+                      fmt_float(r["recall"], 4)])
+    print_table(
+        f"Serving: a fresh process opens the saved index and runs the queries (ef={ef}, 1 thread)",
+        ["library", "open s", "RSS after open MB", "RSS served MB", "RSS / hnswlib", "QPS",
+         "QPS / hnswlib", "recall@10"],
+        table,
+        note="RSS = growth of the child's VmRSS over its baseline (library imported, queries\n"
+             "loaded): heap and touched file pages alike. agentdb opens its file in place and\n"
+             "reads the float32 vectors for the re-rank with pread (page cache, not RSS).\n"
+             "One warm-up pass, then one timed pass; recall from the warm-up pass.",
+    )
+
+
 def report_batch(rows: list[dict[str, Any]], threads_list: list[int]) -> None:
     """The batch table: QPS per thread count, the scaling, and QPS / hnswlib's."""
     if not rows:
@@ -782,6 +850,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="ef values of the batch-search table ('' skips it; default 64)")
     p.add_argument("--batch-threads", default="1,2",
                    help="thread counts of the batch-search table (default 1,2)")
+    p.add_argument("--serve-ef", type=int, default=64,
+                   help="ef of the serving table (a fresh process opens each saved index); "
+                        "0 skips it (default 64)")
     p.add_argument("--target-recall", type=float, default=0.95, help="summary recall floor (0.95)")
     p.add_argument("--usearch-dtype", default="f32", help="usearch storage dtype (default f32)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
@@ -837,6 +908,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_threads = parse_csv(args.batch_threads, int)
     batch = (measure_batch(built, data, parse_csv(args.batch_ef, int), args.repeats,
                            batch_threads) if args.batch_ef else [])
+    serving = measure_serving(built, data, args.serve_ef) if args.serve_ef else []
     for adapter, _ in built:
         adapter.free()
     faiss = optional_import("faiss") if {"faiss", "faiss-sq8"} & set(libs) else None
@@ -845,6 +917,7 @@ def main(argv: list[str] | None = None) -> None:
 
     summary = report(results, efs, build_threads, args.target_recall)
     report_batch(batch, batch_threads)
+    report_serving(serving, args.serve_ef)
     if args.json:
         write_json(
             args.json,
@@ -878,6 +951,7 @@ def main(argv: list[str] | None = None) -> None:
                     for r in results
                 ],
                 "summary": summary,
+                "serving": serving,
                 "batch": batch,
             },
         )

@@ -10,6 +10,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
 #include "parallel.hpp"
 
 namespace agentdb {
@@ -115,6 +120,36 @@ inline T read_le(const unsigned char* buf, std::size_t off) {
   return v;
 }
 
+// Finishes an atomic write: flushes `fp`, syncs it to disk, closes it, renames `tmp` over
+// `path` and syncs the directory (so the rename survives a power loss too). `ok` is false
+// when an earlier write failed. On any failure `tmp` is removed and runtime_error thrown.
+inline void commit_temp_file(FILE*& fp, bool ok, const std::string& tmp,
+                             const std::string& path) {
+  ok = (std::fflush(fp) == 0) && ok;
+#if defined(__unix__) || defined(__APPLE__)
+  ok = ok && ::fsync(fileno(fp)) == 0;
+#endif
+  ok = (std::fclose(fp) == 0) && ok;
+  fp = nullptr;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("failed writing '" + path + "' (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
+  }
+#if defined(__unix__) || defined(__APPLE__)
+  std::size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+#endif
+}
+
 // Writes a file atomically with a CRC-32 trailer: bytes go to `<path>.tmp`, `commit()` appends
 // the CRC of everything written, flushes and renames over `path`. Destroying an uncommitted
 // writer removes the temp file, so a failed save never leaves a half-written file behind.
@@ -140,17 +175,7 @@ class CrcFileWriter {
   void commit() {
     uint32_t final_crc = crc_;
     if (ok_) ok_ = std::fwrite(&final_crc, 1, 4, fp_) == 4;
-    ok_ = (std::fflush(fp_) == 0) && ok_;
-    ok_ = (std::fclose(fp_) == 0) && ok_;
-    fp_ = nullptr;
-    if (!ok_) {
-      std::remove(tmp_.c_str());
-      throw std::runtime_error("failed writing '" + path_ + "' (disk full?)");
-    }
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      std::remove(tmp_.c_str());
-      throw std::runtime_error("cannot rename '" + tmp_ + "' to '" + path_ + "'");
-    }
+    commit_temp_file(fp_, ok_, tmp_, path_);
   }
 
  private:

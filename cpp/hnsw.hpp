@@ -36,7 +36,9 @@
 
 #include "crc32.hpp"
 #include "exact.hpp"
+#include "index_file.hpp"
 #include "kernels.hpp"
+#include "mapped_file.hpp"
 #include "parallel.hpp"
 
 namespace agentdb {
@@ -104,12 +106,12 @@ enum class Precision : uint8_t { F32 = 0, Mixed = 1, Int8 = 2 };
 class HNSWIndex {
  public:
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
-  static constexpr uint32_t kFormatVersion = 1;
-  static constexpr std::size_t kHeaderSize = 128;
+  static constexpr uint32_t kFormatVersion = 2;  // writes 2; reads 1 and 2
+  static constexpr std::size_t kHeaderSize = 128;  // of version 1 files
 
   HNSWIndex(std::size_t dim, Metric metric, std::size_t M, std::size_t ef_construction,
             std::size_t ef_search, std::size_t capacity, uint64_t seed,
-            Precision precision = Precision::Mixed)
+            Precision precision = Precision::Mixed, bool allocate = true)
       : dim_(dim),
         use_half_(precision == Precision::Mixed),
         use_i8_(precision == Precision::Int8),
@@ -125,10 +127,11 @@ class HNSWIndex {
     if (use_i8_ && metric == Metric::L2)
       throw std::invalid_argument("precision 'int8' supports the cosine and ip metrics, not l2");
     dist_ = metric == Metric::L2 ? kernels_->l2sq : kernels_->dot;
-    grow_to(std::max<std::size_t>(capacity, 1));
+    if (allocate) grow_to(std::max<std::size_t>(capacity, 1));
   }
 
   ~HNSWIndex() {
+    if (!owned_) return;  // views of a mapped file
     std::free(vectors_);
     std::free(half_);
     std::free(codes_);
@@ -154,6 +157,9 @@ class HNSWIndex {
   // "mixed": graph traversal on a binary16 copy, final ranking exact in float32; "f32": all
   // float32 (half the memory of "mixed", somewhat slower searches).
   const char* precision() const { return use_i8_ ? "int8" : use_half_ ? "mixed" : "f32"; }
+  int precision_code() const {
+    return static_cast<int>(use_i8_ ? Precision::Int8 : use_half_ ? Precision::Mixed : Precision::F32);
+  }
 
   // ---- writes -----------------------------------------------------------------------------
   // Insert or replace n vectors (already validated: finite, right dim, non-zero for cosine,
@@ -165,6 +171,7 @@ class HNSWIndex {
     {
       std::unique_lock<std::shared_mutex> g(resize_mu_);
       std::lock_guard<std::mutex> m(map_mu_);
+      materialize_locked(static_cast<Precision>(precision_code()), threads);
       std::size_t upserts = 0;
       bool entry_freed = entry_ != kNone && deleted_[entry_];
       for (std::size_t i = 0; i < n; ++i) {
@@ -206,6 +213,13 @@ class HNSWIndex {
 
   // Tombstone ids; all ids are checked before anything changes.
   void remove(const int64_t* ids, std::size_t n) {
+    {
+      std::unique_lock<std::shared_mutex> g(resize_mu_);
+      if (!owned_) {
+        std::lock_guard<std::mutex> m(map_mu_);
+        materialize_locked(static_cast<Precision>(precision_code()), 0);
+      }
+    }
     std::shared_lock<std::shared_mutex> g(resize_mu_);
     std::lock_guard<std::mutex> m(map_mu_);
     for (std::size_t i = 0; i < n; ++i)
@@ -223,6 +237,7 @@ class HNSWIndex {
   // ---- reads ------------------------------------------------------------------------------
   bool contains(int64_t id) const {
     std::lock_guard<std::mutex> m(map_mu_);
+    ensure_idmap_locked();
     return id2slot_.count(id) != 0;
   }
 
@@ -232,17 +247,19 @@ class HNSWIndex {
     uint32_t s;
     {
       std::lock_guard<std::mutex> m(map_mu_);
+      ensure_idmap_locked();
       auto it = id2slot_.find(id);
       if (it == id2slot_.end()) throw UnknownId(id);
       s = it->second;
     }
     const float* v = vec(s);
-    float nrm = norms_[s];
+    float nrm = nrm_[s];
     for (std::size_t j = 0; j < dim_; ++j) out[j] = v[j] * nrm;
   }
 
   std::vector<int64_t> ids() const {
     std::lock_guard<std::mutex> m(map_mu_);
+    ensure_idmap_locked();
     std::vector<int64_t> out;
     out.reserve(id2slot_.size());
     for (auto& kv : id2slot_) out.push_back(kv.first);
@@ -250,17 +267,12 @@ class HNSWIndex {
     return out;
   }
 
+  // Bytes the index holds in RAM: its own blocks, or, while it reads a mapped file, the pages
+  // of that file resident in memory (counted whoever else shares them) plus the id map and
+  // search contexts.
   std::size_t memory_usage() const {
     std::shared_lock<std::shared_mutex> g(resize_mu_);
-    std::size_t bytes = sizeof(*this);
-    bytes += cap_ * dim_ * sizeof(float);                  // vectors
-    if (use_half_) bytes += cap_ * dim_ * sizeof(uint16_t);  // traversal copy
-    if (use_i8_) bytes += cap_ * (dim_ + sizeof(float));     // int8 codes + scales
-    bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
-    bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
-    bytes += cap_ * sizeof(std::vector<uint32_t>);
-    for (std::size_t s = 0; s < n_slots_; ++s) bytes += upper_[s].capacity() * sizeof(uint32_t);
-    bytes += cap_ * sizeof(NodeLock);
+    std::size_t bytes = sizeof(*this) + (owned_ ? owned_bytes() : map_->resident_bytes());
     {
       std::lock_guard<std::mutex> m(map_mu_);
       bytes += id2slot_.bucket_count() * sizeof(void*) + id2slot_.size() * 32;
@@ -270,6 +282,18 @@ class HNSWIndex {
       std::lock_guard<std::mutex> p(pool_mu_);
       for (auto& c : pool_) bytes += c->visited.tags.capacity() * sizeof(uint16_t);
     }
+    return bytes;
+  }
+  // The blocks and per-slot arrays of an index in memory. Caller holds resize_mu_.
+  std::size_t owned_bytes() const {
+    std::size_t bytes = cap_ * dim_ * sizeof(float);       // vectors
+    if (use_half_) bytes += cap_ * dim_ * sizeof(uint16_t);  // traversal copy
+    if (use_i8_) bytes += cap_ * (dim_ + sizeof(float));     // int8 codes + scales
+    bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
+    bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
+    bytes += cap_ * sizeof(std::vector<uint32_t>);
+    for (std::size_t s = 0; s < n_slots_; ++s) bytes += upper_[s].capacity() * sizeof(uint32_t);
+    bytes += cap_ * sizeof(NodeLock);
     return bytes;
   }
 
@@ -289,6 +313,7 @@ class HNSWIndex {
       brute = al.size() <= 2048 || al.size() * 16 < n_live_.load();
       if (brute) {
         std::lock_guard<std::mutex> m(map_mu_);
+        ensure_idmap_locked();
         allowed_slots.reserve(al.size());
         for (int64_t id : al) {
           auto it = id2slot_.find(id);
@@ -340,40 +365,102 @@ class HNSWIndex {
   }
 
   // ---- persistence -----------------------------------------------------------------------
+  // Writes format version 2 (index_file.hpp): the parameters and precision in the header, each
+  // array a page-aligned section with its own CRC, the walk's copy (binary16 or int8 codes)
+  // stored so that an open can use the file in place.
   void save(const std::string& path) const {
     std::unique_lock<std::shared_mutex> g(resize_mu_);  // a consistent snapshot
     std::lock_guard<std::mutex> m(map_mu_);
-    CrcFileWriter out(path);
-    auto put = [&](const void* p, std::size_t bytes) { out.put(p, bytes); };
-    unsigned char h[kHeaderSize] = {0};
+    SectionFileWriter out(path);
+    const std::size_t n = n_slots_;
+    out.section(kSecLabels, lab_, n * sizeof(int64_t));
+    out.section(kSecDeleted, del_, n);
+    out.section(kSecNorms, nrm_, n * sizeof(float));
+    out.section(kSecLevels, lvl_, n * sizeof(int32_t));
+    out.section(kSecLinks0, links0_, n * (M0_ + 1) * sizeof(uint32_t));
+    {
+      std::vector<uint64_t> offsets(n + 1, 0);
+      for (std::size_t s = 0; s < n; ++s)
+        offsets[s + 1] = offsets[s] + static_cast<uint64_t>(lvl_[s]) * (M_ + 1);
+      out.section(kSecUpperOffsets, offsets.data(), offsets.size() * sizeof(uint64_t));
+      out.begin(kSecUpperWords);
+      for (std::size_t s = 0; s < n; ++s)
+        if (lvl_[s] > 0)
+          out.put(links(static_cast<uint32_t>(s), 1),
+                  static_cast<std::size_t>(lvl_[s]) * (M_ + 1) * sizeof(uint32_t));
+      out.end();
+    }
+    out.section(kSecVectors, vectors_, n * dim_ * sizeof(float));
+    if (use_half_) out.section(kSecHalf, half_, n * dim_ * sizeof(uint16_t));
+    if (use_i8_) {
+      out.section(kSecCodes, codes_, n * dim_);
+      out.section(kSecScales, scl_, n * sizeof(float));
+    }
+    unsigned char h[kPage] = {0};
     std::memcpy(h, "AGDBHNSW", 8);
     auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(h + off, &v, 4); };
     auto w64 = [&](std::size_t off, uint64_t v) { std::memcpy(h + off, &v, 8); };
     w32(8, kFormatVersion);
-    w32(12, kHeaderSize);
+    w32(12, static_cast<uint32_t>(kPage));
     w32(16, static_cast<uint32_t>(dim_));
     w32(20, static_cast<uint32_t>(metric_));
     w32(24, static_cast<uint32_t>(M_));
     w32(28, static_cast<uint32_t>(efc_));
     w32(32, static_cast<uint32_t>(ef_.load()));
     w32(36, 1u);  // has_graph
-    w64(40, n_slots_);
+    w64(40, n);
     w64(48, n_live_.load());
     int32_t ml = max_level_;
     std::memcpy(h + 56, &ml, 4);
     w32(60, entry_);
     w32(64, static_cast<uint32_t>(M0_));
     w64(68, seed_);
-    put(h, kHeaderSize);
-    put(labels_.data(), n_slots_ * sizeof(int64_t));
-    put(deleted_.data(), n_slots_);
-    put(vectors_, n_slots_ * dim_ * sizeof(float));
-    put(norms_.data(), n_slots_ * sizeof(float));
-    put(levels_.data(), n_slots_ * sizeof(int32_t));
-    put(links0_, n_slots_ * (M0_ + 1) * sizeof(uint32_t));
-    for (std::size_t s = 0; s < n_slots_; ++s)
-      put(upper_[s].data(), static_cast<std::size_t>(levels_[s]) * (M_ + 1) * sizeof(uint32_t));
-    out.commit();
+    w32(76, static_cast<uint32_t>(precision_code()));
+    out.commit(h);
+  }
+
+  // Opens an index file. Version 2 files are used in place when `mapped` (the sections stay in
+  // the mapping, shared with other processes, until the first write copies them); otherwise,
+  // and for version 1 files, everything is read into memory. `precision` -1 keeps the saved
+  // one (version 1 files: mixed). `verify` checks every section's CRC now; by default only the
+  // header and the small sections are checked at open, the large ones when they are first
+  // copied or by verify() (a search never reads outside the file whatever they hold).
+  static std::unique_ptr<HNSWIndex> open_file(std::shared_ptr<const MappedFile> file,
+                                              const std::string& path, std::size_t threads,
+                                              int precision, bool mapped, bool verify) {
+    const unsigned char* buf = file->data();
+    const std::size_t size = file->size();
+    const std::string where = "'" + path + "'";
+    if (size >= 8 && std::memcmp(buf, "AGDBHNSW", 8) != 0)
+      throw BadFile(where + " is not an AgentDB index file (bad magic)");
+    if (size >= 12 && read_le<uint32_t>(buf, 8) == 1)
+      return from_bytes(buf, size, path, threads,
+                        precision < 0 ? Precision::Mixed : static_cast<Precision>(precision));
+    auto idx = open_v2(std::move(file), path);
+    Precision stored = static_cast<Precision>(idx->precision_code());
+    Precision want = precision < 0 ? stored : static_cast<Precision>(precision);
+    if (want == Precision::Int8 && idx->metric() == Metric::L2)
+      throw std::invalid_argument("precision 'int8' supports the cosine and ip metrics, not l2");
+    if (verify) idx->verify(threads);
+    if (!mapped || want != stored) {
+      std::unique_lock<std::shared_mutex> g(idx->resize_mu_);
+      std::lock_guard<std::mutex> m(idx->map_mu_);
+      idx->materialize_locked(want, threads);
+    }
+    return idx;
+  }
+
+  // Checks the CRC of every section of a mapped file (BadFile naming the first bad one). An
+  // index in memory has nothing to check.
+  void verify(std::size_t threads = 0) const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    verify_sections(sections_, threads);
+  }
+
+  // True while the index reads its file in place (until the first write).
+  bool mapped() const {
+    std::shared_lock<std::shared_mutex> g(resize_mu_);
+    return !owned_;
   }
 
   // Parse a whole file image. Throws BadFile with a message naming the problem.
@@ -388,9 +475,9 @@ class HNSWIndex {
     auto r32 = [&](std::size_t off) { return read_le<uint32_t>(buf, off); };
     auto r64 = [&](std::size_t off) { return read_le<uint64_t>(buf, off); };
     uint32_t version = r32(8);
-    if (version != kFormatVersion)
+    if (version != 1)
       throw BadFile(where + " has unsupported format version " + std::to_string(version) +
-                    " (this build reads version " + std::to_string(kFormatVersion) + ")");
+                    " (this build reads versions 1 and " + std::to_string(kFormatVersion) + ")");
     uint32_t header = r32(12), dim = r32(16), metric = r32(20), M = r32(24), efc = r32(28);
     uint32_t ef = r32(32), flags = r32(36), entry = r32(60), M0 = r32(64);
     uint64_t n_slots = r64(40), n_live = r64(48), seed = r64(68);
@@ -540,6 +627,9 @@ class HNSWIndex {
     Visited visited;
     std::vector<Pair> cand, res, tmp;
     std::vector<uint32_t> buf;
+    std::vector<float> vbuf;  // one vector read from a mapped file
+    std::vector<int16_t> q16;  // the query as int16 for an int8 walk (prepare_walk_query)
+    float q16_inv = 0.0f;      // 1 / its scale
   };
   struct Filter {
     const SearchFilter* spec;
@@ -556,9 +646,9 @@ class HNSWIndex {
       return std::binary_search(allowed->begin(), allowed->end(), id);
     }
     bool pass(uint32_t s) const {
-      if (index->deleted_[s]) return false;
-      if (allowed && !allowed_id(index->labels_[s])) return false;
-      if (spec && spec->predicate && !spec->predicate(index->labels_[s])) return false;
+      if (index->del_[s]) return false;
+      if (allowed && !allowed_id(index->lab_[s])) return false;
+      if (spec && spec->predicate && !spec->predicate(index->lab_[s])) return false;
       return true;
     }
   };
@@ -581,11 +671,222 @@ class HNSWIndex {
     Context* operator->() { return ctx.get(); }
   };
 
+  // ---- mapped files ----------------------------------------------------------------------
+  static const char* section_name(uint32_t id) {
+    switch (id) {
+      case kSecLabels: return "labels";
+      case kSecDeleted: return "deleted";
+      case kSecNorms: return "norms";
+      case kSecLevels: return "levels";
+      case kSecLinks0: return "links0";
+      case kSecUpperOffsets: return "upper_offsets";
+      case kSecUpperWords: return "upper_words";
+      case kSecVectors: return "vectors";
+      case kSecHalf: return "half";
+      case kSecCodes: return "codes";
+      case kSecScales: return "scales";
+      default: return "unknown";
+    }
+  }
+
+  void check_section(const FileSection& sec, std::size_t threads) const {
+    if (crc32_parallel(map_->data() + sec.offset, sec.bytes, threads) != sec.crc)
+      throw BadFile("'" + map_path_ + "' failed its checksum: section '" +
+                    section_name(sec.id) + "' checksum mismatch (corrupt file)");
+  }
+  void verify_sections(const std::vector<FileSection>& secs, std::size_t threads) const {
+    for (const auto& sec : secs) check_section(sec, threads);
+  }
+
+  // Parses a version-2 file and points the index's views into it. Checks the header, the
+  // section table, and the CRC and consistency of the small sections (ids, tombstones, norms,
+  // levels, upper lists: about 1/20 of a 384-d file); the neighbour lists and vectors are
+  // checked when copied or by verify(), and searches bound-check every neighbour they follow.
+  static std::unique_ptr<HNSWIndex> open_v2(std::shared_ptr<const MappedFile> file,
+                                            const std::string& path) {
+    const unsigned char* buf = file->data();
+    const std::size_t size = file->size();
+    const std::string where = "'" + path + "'";
+    if (size < kPage)
+      throw BadFile(where + " is truncated: " + std::to_string(size) + " bytes");
+    auto r32 = [&](std::size_t off) { return read_le<uint32_t>(buf, off); };
+    auto r64 = [&](std::size_t off) { return read_le<uint64_t>(buf, off); };
+    uint32_t version = r32(8);
+    if (version != kFormatVersion)
+      throw BadFile(where + " has unsupported format version " + std::to_string(version) +
+                    " (this build reads versions 1 and " + std::to_string(kFormatVersion) + ")");
+    auto secs = read_section_table<BadFile>(buf, size, where);
+    uint32_t header = r32(12), dim = r32(16), metric = r32(20), M = r32(24), efc = r32(28);
+    uint32_t ef = r32(32), flags = r32(36), entry = r32(60), M0 = r32(64), prec = r32(76);
+    uint64_t n = r64(40), n_live = r64(48), seed = r64(68);
+    int32_t max_level;
+    std::memcpy(&max_level, buf + 56, 4);
+    if (header != kPage || dim == 0 || dim > (1u << 20) || metric > 2 || M < 2 || M > 2048 ||
+        M0 != 2 * M || efc == 0 || ef == 0 || n_live > n || n > (uint64_t{1} << 32) - 2 ||
+        prec > 2 || (flags & 1u) == 0 ||
+        (prec == static_cast<uint32_t>(Precision::Int8) && metric == static_cast<uint32_t>(Metric::L2)))
+      throw BadFile(where + " has a corrupt header");
+    auto find = [&](uint32_t id, uint64_t bytes) -> const FileSection& {
+      for (const auto& sec : secs)
+        if (sec.id == id) {
+          if (sec.bytes != bytes)
+            throw BadFile(where + " has a corrupt section table (section '" + section_name(id) +
+                          "' has " + std::to_string(sec.bytes) + " bytes, expected " +
+                          std::to_string(bytes) + ")");
+          return sec;
+        }
+      throw BadFile(where + " is missing its '" + std::string(section_name(id)) + "' section");
+    };
+    auto idx = std::make_unique<HNSWIndex>(dim, static_cast<Metric>(metric), M, efc, ef, 0, seed,
+                                           static_cast<Precision>(prec), /*allocate=*/false);
+    idx->map_ = file;
+    idx->map_path_ = path;
+    idx->owned_ = false;
+    auto at = [&](const FileSection& sec) { return buf + sec.offset; };
+    auto small = [&](uint32_t id, uint64_t bytes) {
+      const FileSection& sec = find(id, bytes);
+      idx->check_section(sec, 1);
+      return at(sec);
+    };
+    idx->lab_ = reinterpret_cast<const int64_t*>(small(kSecLabels, n * 8));
+    idx->del_ = small(kSecDeleted, n);
+    idx->nrm_ = reinterpret_cast<const float*>(small(kSecNorms, n * 4));
+    idx->lvl_ = reinterpret_cast<const int32_t*>(small(kSecLevels, n * 4));
+    idx->up_off_ = reinterpret_cast<const uint64_t*>(small(kSecUpperOffsets, (n + 1) * 8));
+    uint64_t live = 0;
+    for (uint64_t s = 0; s < n; ++s) {
+      int32_t L = idx->lvl_[s];
+      if (L < 0 || L > 64 || L > max_level) throw BadFile(where + " has a corrupt level table");
+      if (idx->up_off_[s + 1] - idx->up_off_[s] != static_cast<uint64_t>(L) * (M + 1) ||
+          idx->up_off_[s + 1] < idx->up_off_[s])
+        throw BadFile(where + " has corrupt upper neighbour lists");
+      live += idx->del_[s] == 0;
+    }
+    if (idx->up_off_[0] != 0) throw BadFile(where + " has corrupt upper neighbour lists");
+    if (live != n_live) throw BadFile(where + " is corrupt: live count mismatch");
+    idx->up_words_ = reinterpret_cast<const uint32_t*>(small(kSecUpperWords, idx->up_off_[n] * 4));
+    if (n > 0 && (entry >= n || max_level < 0 || idx->lvl_[entry] != max_level))
+      throw BadFile(where + " has a corrupt entry point");
+    std::vector<FileSection> later;
+    auto big = [&](uint32_t id, uint64_t bytes) {
+      const FileSection& sec = find(id, bytes);
+      later.push_back(sec);
+      return at(sec);
+    };
+    idx->links0_ = reinterpret_cast<uint32_t*>(const_cast<unsigned char*>(
+        big(kSecLinks0, n * 4ull * (M0 + 1))));
+    idx->vectors_ =
+        reinterpret_cast<float*>(const_cast<unsigned char*>(big(kSecVectors, n * 4ull * dim)));
+    if (idx->use_half_)
+      idx->half_ = reinterpret_cast<uint16_t*>(
+          const_cast<unsigned char*>(big(kSecHalf, n * 2ull * dim)));
+    if (idx->use_i8_) {
+      idx->codes_ = reinterpret_cast<int8_t*>(const_cast<unsigned char*>(big(kSecCodes, n * dim)));
+      idx->scl_ = reinterpret_cast<const float*>(small(kSecScales, n * 4));
+    }
+    idx->sections_ = later;
+    idx->n_slots_ = n;
+    idx->cap_ = n;
+    idx->n_live_ = n_live;
+    idx->max_level_ = n ? max_level : -1;
+    idx->entry_ = n ? entry : kNone;
+    idx->idmap_ready_ = false;
+    // The walk reads the neighbour lists and its copy at random: fetch them now, in the
+    // background; the float32 vectors of a quantized walk are read only to re-rank.
+    file->advise(buf, size, MappedFile::Advice::Normal);  // undo the loader's "sequential"
+    file->advise(at(find(kSecLinks0, n * 4ull * (M0 + 1))), n * 4ull * (M0 + 1),
+                 MappedFile::Advice::WillNeed);
+    if (idx->use_half_)
+      file->advise(reinterpret_cast<const unsigned char*>(idx->half_), n * 2ull * dim,
+                   MappedFile::Advice::WillNeed);
+    if (idx->use_i8_)
+      file->advise(reinterpret_cast<const unsigned char*>(idx->codes_), n * dim,
+                   MappedFile::Advice::WillNeed);
+    file->advise(reinterpret_cast<const unsigned char*>(idx->vectors_), n * 4ull * dim,
+                 prec == static_cast<uint32_t>(Precision::F32) ? MappedFile::Advice::WillNeed
+                                                               : MappedFile::Advice::Random);
+    return idx;
+  }
+
+  // Builds id -> slot and the free-slot list from the views (a mapped file defers this until
+  // something looks an id up). Caller holds map_mu_.
+  void ensure_idmap_locked() const {
+    if (idmap_ready_) return;
+    std::unordered_map<int64_t, uint32_t> m;
+    m.reserve(n_live_.load());
+    std::vector<uint32_t> fr;
+    for (std::size_t s = 0; s < n_slots_; ++s) {
+      if (del_[s]) {
+        if (s != entry_) fr.push_back(static_cast<uint32_t>(s));
+        continue;
+      }
+      if (!m.emplace(lab_[s], static_cast<uint32_t>(s)).second)
+        throw BadFile("'" + map_path_ + "' is corrupt: duplicate id " + std::to_string(lab_[s]));
+    }
+    id2slot_.swap(m);
+    free_slots_.swap(fr);
+    idmap_ready_ = true;
+  }
+
+  // The first write to a mapped index copies it into memory (checking every section's CRC and
+  // every neighbour list first, so a bad file fails here, with the index unchanged), in
+  // precision `want`. Caller holds resize_mu_ exclusively and map_mu_.
+  void materialize_locked(Precision want, std::size_t threads) {
+    if (owned_) return;
+    verify_sections(sections_, threads);
+    ensure_idmap_locked();
+    const std::size_t n = n_slots_;
+    const uint32_t* uw = up_words_;
+    const uint64_t* uo = up_off_;
+    for (std::size_t s = 0; s < n; ++s) {
+      const uint32_t* l0 = links0_ + s * (M0_ + 1);
+      bool bad = l0[0] > M0_;
+      for (uint32_t j = 1; !bad && j <= l0[0]; ++j) bad = l0[j] >= n;
+      for (int32_t l = 1; !bad && l <= lvl_[s]; ++l) {
+        const uint32_t* ls = uw + uo[s] + static_cast<std::size_t>(l - 1) * (M_ + 1);
+        bad = ls[0] > M_;
+        for (uint32_t j = 1; !bad && j <= ls[0]; ++j) bad = ls[j] >= n || lvl_[ls[j]] < l;
+      }
+      if (bad) throw BadFile("'" + map_path_ + "' has a corrupt neighbour list");
+    }
+    const int64_t* lab = lab_;
+    const uint8_t* del = del_;
+    const float* nrm = nrm_;
+    const int32_t* lvl = lvl_;
+    const float* scl = scl_;
+    bool had_half = use_half_, had_i8 = use_i8_;
+    use_half_ = want == Precision::Mixed;
+    use_i8_ = want == Precision::Int8;
+    if (!use_half_ || !had_half) half_ = nullptr;  // views are never freed, only dropped
+    if (!use_i8_ || !had_i8) codes_ = nullptr;
+    cap_ = 0;
+    grow_to(std::max<std::size_t>(n, 1));  // copies vectors, links and a kept walk copy
+    std::memcpy(labels_.data(), lab, n * sizeof(int64_t));
+    std::memcpy(deleted_.data(), del, n);
+    std::memcpy(norms_.data(), nrm, n * sizeof(float));
+    std::memcpy(levels_.data(), lvl, n * sizeof(int32_t));
+    for (std::size_t s = 0; s < n; ++s) upper_[s].assign(uw + uo[s], uw + uo[s + 1]);
+    constexpr std::size_t kSlice = 16384;
+    std::size_t slices = (n + kSlice - 1) / kSlice;
+    if (use_i8_ && had_i8) std::memcpy(scales_.data(), scl, n * sizeof(float));
+    if ((use_i8_ && !had_i8) || (use_half_ && !had_half))
+      parallel_for(slices, threads, [&](std::size_t b, std::size_t) {
+        std::size_t lo = b * kSlice, hi = std::min<std::size_t>(n, lo + kSlice);
+        if (use_half_) kernels_->to_f16(vec(lo), half_vec(lo), (hi - lo) * dim_);
+        if (use_i8_)
+          for (std::size_t s = lo; s < hi; ++s) quantize(static_cast<uint32_t>(s));
+      });
+    point_views();
+    map_.reset();
+    sections_.clear();
+  }
+
   // ---- storage ---------------------------------------------------------------------------
   float* vec(uint32_t s) const { return vectors_ + static_cast<std::size_t>(s) * dim_; }
   uint32_t* links(uint32_t s, int level) {
-    return level == 0 ? links0_ + static_cast<std::size_t>(s) * (M0_ + 1)
-                      : upper_[s].data() + static_cast<std::size_t>(level - 1) * (M_ + 1);
+    if (level == 0) return links0_ + static_cast<std::size_t>(s) * (M0_ + 1);
+    std::size_t off = static_cast<std::size_t>(level - 1) * (M_ + 1);
+    return up_off_ ? const_cast<uint32_t*>(up_words_) + up_off_[s] + off : upper_[s].data() + off;
   }
   const uint32_t* links(uint32_t s, int level) const {
     return const_cast<HNSWIndex*>(this)->links(s, level);
@@ -606,10 +907,30 @@ class HNSWIndex {
   // Distance used while walking the graph at query time (binary16 copy when mixed, int8 codes
   // when int8: 1 - scale * q.code, the metric being cosine or ip).
   float tdist(const float* q, uint32_t s) const {
-    if (use_i8_) return 1.0f - scales_[s] * kernels_->dot_i8(q, code(s), dim_);
+    if (use_i8_) return 1.0f - scl_[s] * kernels_->dot_i8(q, code(s), dim_);
     if (!use_half_) return dist(q, vec(s));
     if (metric_ == Metric::L2) return kernels_->l2sq_f16(q, half_vec(s), dim_);
     return 1.0f - kernels_->dot_f16(q, half_vec(s), dim_);
+  }
+  // An int8 walk measures with an int16 copy of the query and the integer kernel (exact sums,
+  // no float conversion per code): the query keeps 15 bits (to 2^31 / (127 dim) levels, so
+  // the int32 sum cannot overflow), the codes' error is unchanged.
+  void prepare_walk_query(const float* q, Context& ctx) const {
+    if (!use_i8_) return;
+    float mx = 0.0f;
+    for (std::size_t j = 0; j < dim_; ++j) mx = std::max(mx, std::fabs(q[j]));
+    double cap = std::min(32767.0, std::floor(2147483647.0 / (127.0 * static_cast<double>(dim_))));
+    float scale = mx > 0.0f ? static_cast<float>(cap / mx) : 0.0f;
+    ctx.q16.resize(dim_);
+    for (std::size_t j = 0; j < dim_; ++j)
+      ctx.q16[j] = static_cast<int16_t>(std::lrint(q[j] * scale));
+    ctx.q16_inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+  }
+  float tdist_q(const Context& ctx, const float* q, uint32_t s) const {
+    if (use_i8_)
+      return 1.0f - scl_[s] * ctx.q16_inv *
+                        static_cast<float>(kernels_->dot_i16i8(ctx.q16.data(), code(s), dim_));
+    return tdist(q, s);
   }
   const char* traversal_ptr(uint32_t s) const {
     if (use_i8_) return reinterpret_cast<const char*>(code(s));
@@ -627,38 +948,36 @@ class HNSWIndex {
     return metric_ == Metric::L2 ? d : 1.0f - d;
   }
 
-  // Caller holds resize_mu_ exclusively (or is the constructor).
+  // Caller holds resize_mu_ exclusively (or is the constructor). Copies the first n_slots_
+  // entries of every array; the old blocks are freed when this index owns them (not when
+  // they are views of a mapped file, see materialize()).
   void grow_to(std::size_t cap) {
-    float* nv = static_cast<float*>(alloc_block(cap * dim_ * sizeof(float)));
-    if (vectors_) {
-      std::memcpy(nv, vectors_, n_slots_ * dim_ * sizeof(float));
-      std::free(vectors_);
-    }
-    vectors_ = nv;
-    if (use_half_) {
-      auto* nh = static_cast<uint16_t*>(alloc_block(cap * dim_ * sizeof(uint16_t)));
-      if (half_) {
-        std::memcpy(nh, half_, n_slots_ * dim_ * sizeof(uint16_t));
-        std::free(half_);
+    auto regrow = [&](auto*& block, std::size_t per_slot) {
+      using T = std::remove_pointer_t<std::remove_reference_t<decltype(block)>>;
+      auto* nb = static_cast<T*>(alloc_block(cap * per_slot * sizeof(T)));
+      if (block) {
+        // large copies in 16 MiB pieces over the cores (a mapped file's first write)
+        const std::size_t bytes = n_slots_ * per_slot * sizeof(T), piece = std::size_t{16} << 20;
+        parallel_for((bytes + piece - 1) / piece, bytes > 4 * piece ? 0 : 1,
+                     [&](std::size_t i, std::size_t) {
+                       std::size_t lo = i * piece, len = std::min(piece, bytes - lo);
+                       std::memcpy(reinterpret_cast<char*>(nb) + lo,
+                                   reinterpret_cast<const char*>(block) + lo, len);
+                     });
+        if (owned_) std::free(block);
       }
-      half_ = nh;
-    }
+      block = nb;
+    };
+    regrow(vectors_, dim_);
+    if (use_half_) regrow(half_, dim_);
     if (use_i8_) {
-      auto* nc = static_cast<int8_t*>(alloc_block(cap * dim_));
-      if (codes_) {
-        std::memcpy(nc, codes_, n_slots_ * dim_);
-        std::free(codes_);
-      }
-      codes_ = nc;
+      regrow(codes_, dim_);
       scales_.resize(cap, 0.0f);
     }
-    auto* nl = static_cast<uint32_t*>(alloc_block(cap * (M0_ + 1) * sizeof(uint32_t)));
-    std::memset(nl, 0, cap * (M0_ + 1) * sizeof(uint32_t));
-    if (links0_) {
-      std::memcpy(nl, links0_, n_slots_ * (M0_ + 1) * sizeof(uint32_t));
-      std::free(links0_);
-    }
-    links0_ = nl;
+    bool had_links = links0_ != nullptr;
+    regrow(links0_, M0_ + 1);
+    std::memset(links0_ + (had_links ? n_slots_ : 0) * (M0_ + 1), 0,
+                (cap - (had_links ? n_slots_ : 0)) * (M0_ + 1) * sizeof(uint32_t));
     upper_.resize(cap);
     labels_.resize(cap, -1);
     deleted_.resize(cap, 1);
@@ -668,6 +987,18 @@ class HNSWIndex {
     building_.resize(cap, 0);
     node_locks_.reset(new NodeLock[cap]);
     cap_ = cap;
+    owned_ = true;
+    point_views();
+  }
+  // The read views at the owned arrays.
+  void point_views() {
+    lab_ = labels_.data();
+    del_ = deleted_.data();
+    nrm_ = norms_.data();
+    lvl_ = levels_.data();
+    scl_ = scales_.data();
+    up_off_ = nullptr;
+    up_words_ = nullptr;
   }
 
   // Caller holds map_mu_ and resize_mu_ exclusively; capacity has room.
@@ -774,6 +1105,7 @@ class HNSWIndex {
     }
     if (level <= maxl) glock.unlock();
     const float* q = dst;
+    prepare_walk_query(q, *ctx.ctx);
     uint32_t cur = ep;
     float curd = dist(q, vec(cur));
     for (int l = maxl; l > level; --l) greedy_step(q, cur, curd, l);
@@ -822,7 +1154,7 @@ class HNSWIndex {
     auto& res = ctx.res;
     cand.clear();
     res.clear();
-    float d0 = tdist(q, ep);
+    float d0 = tdist_q(ctx, q, ep);
     ctx.visited.test_and_set(ep);
     cand.emplace_back(-d0, ep);
     res.emplace_back(d0, ep);
@@ -851,7 +1183,7 @@ class HNSWIndex {
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
         if (j + 1 < nb.size()) prefetch_vector(nb[j + 1]);
-        float d = tdist(q, n);
+        float d = tdist_q(ctx, q, n);
         if (res.size() < efc_ || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
@@ -959,7 +1291,10 @@ class HNSWIndex {
       for (std::size_t i = 0; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
       return 0;
     }
-    float curd = tdist(q, cur);
+    ContextLease lease(this);
+    Context& ctx = *lease.ctx;
+    prepare_walk_query(q, ctx);
+    float curd = tdist_q(ctx, q, cur);
     for (int l = maxl; l > 0; --l) {
       for (bool changed = true; changed;) {
         changed = false;
@@ -967,7 +1302,9 @@ class HNSWIndex {
         uint32_t cnt = std::min<uint32_t>(ls[0], static_cast<uint32_t>(M_));
         for (uint32_t j = 1; j <= cnt; ++j) {
           uint32_t n = ls[j];
-          float d = tdist(q, n);
+          // bounds: a mapped file's lists are not checksummed before use (see open_mapped)
+          if (n >= n_slots_ || lvl_[n] < l) continue;
+          float d = tdist_q(ctx, q, n);
           if (d < curd) {
             curd = d;
             cur = n;
@@ -976,8 +1313,6 @@ class HNSWIndex {
         }
       }
     }
-    ContextLease lease(this);
-    Context& ctx = *lease.ctx;
     ctx.visited.reset(cap_);
     auto& cand = ctx.cand;
     auto& res = ctx.res;
@@ -1005,7 +1340,7 @@ class HNSWIndex {
       nb.clear();
       for (uint32_t j = 1; j <= cnt; ++j) {
         uint32_t n = ls[j];
-        if (ctx.visited.test_and_set(n)) continue;
+        if (n >= n_slots_ || ctx.visited.test_and_set(n)) continue;
         nb.push_back(n);
       }
       // Pull whole vectors kPrefetchAhead neighbours ahead of the one being measured.
@@ -1017,7 +1352,7 @@ class HNSWIndex {
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
         if (j + kPrefetchAhead < nb.size()) prefetch_vector(nb[j + kPrefetchAhead]);
-        float d = tdist(q, n);
+        float d = tdist_q(ctx, q, n);
         if (res.size() < ef || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
@@ -1033,12 +1368,31 @@ class HNSWIndex {
         }
       }
     }
-    if (use_half_ || use_i8_)  // exact float32 distances for the final ranking
-      for (auto& r : res) r.first = dist(q, vec(r.second));
     std::sort(res.begin(), res.end());
+    if (use_half_ || use_i8_) {
+      // Exact float32 distances for the final ranking of the best candidates by the walk's
+      // distance (its error is about 1e-3; on the shared 100k data re-ranking k + 2 gives the
+      // recall of re-ranking all ef candidates, k + max(k/4, 4) are taken). A mapped file's vectors are read with pread, not through the mapping, so
+      // re-ranking never grows the resident set: the walk's copy is what a search holds.
+      std::size_t keep = std::min(res.size(), k + std::max<std::size_t>(k / 4, 4));
+      res.resize(keep);
+      if (owned_) {
+        for (auto& r : res) r.first = dist(q, vec(r.second));
+      } else {
+        ctx.vbuf.resize(dim_);
+        const std::size_t base = static_cast<std::size_t>(
+            reinterpret_cast<const unsigned char*>(vectors_) - map_->data());
+        for (auto& r : res) {
+          map_->read_at(ctx.vbuf.data(), dim_ * sizeof(float),
+                        base + static_cast<std::size_t>(r.second) * dim_ * sizeof(float));
+          r.first = dist(q, ctx.vbuf.data());
+        }
+      }
+      std::sort(res.begin(), res.end());
+    }
     std::size_t got = std::min(k, res.size());
     for (std::size_t i = 0; i < got; ++i) {
-      oi[i] = labels_[res[i].second];
+      oi[i] = lab_[res[i].second];
       od[i] = res[i].first;
     }
     for (std::size_t i = got; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
@@ -1052,7 +1406,7 @@ class HNSWIndex {
     for (std::size_t i = 0; i < n; ++i) {
       uint32_t s = slots ? slots[i] : static_cast<uint32_t>(i);
       if (!f.pass(s)) continue;
-      top.push(dist(q, vec(s)), labels_[s]);
+      top.push(dist(q, vec(s)), lab_[s]);
     }
     top.write(oi, od);
   }
@@ -1084,8 +1438,23 @@ class HNSWIndex {
   std::vector<int32_t> levels_;
   std::unique_ptr<NodeLock[]> node_locks_;
 
-  std::unordered_map<int64_t, uint32_t> id2slot_;
-  std::vector<uint32_t> free_slots_;
+  // What reads go through: the arrays above, or a mapped file's sections until the first
+  // write copies them (materialize). Searches use only these and the blocks above.
+  bool owned_ = true;
+  const int64_t* lab_ = nullptr;
+  const uint8_t* del_ = nullptr;
+  const float* nrm_ = nullptr;
+  const int32_t* lvl_ = nullptr;
+  const float* scl_ = nullptr;
+  const uint64_t* up_off_ = nullptr;   // mapped upper lists: first word of each slot's lists
+  const uint32_t* up_words_ = nullptr;
+  std::shared_ptr<const MappedFile> map_;
+  std::string map_path_;
+  std::vector<FileSection> sections_;  // of the mapped file, for verify() and materialize()
+  mutable bool idmap_ready_ = true;            // false until a mapped index first needs id -> slot
+
+  mutable std::unordered_map<int64_t, uint32_t> id2slot_;  // built lazily for a mapped file
+  mutable std::vector<uint32_t> free_slots_;
   std::vector<uint8_t> recycle_;
   std::vector<uint8_t> building_;  // 1 while a slot's insert is in progress  // slot is being recycled by a pending insert
   int max_level_ = -1;

@@ -18,6 +18,10 @@ using half_kernel_fn = float (*)(const float*, const uint16_t*, std::size_t);
 using to_half_fn = void (*)(const float*, uint16_t*, std::size_t);
 // A float32 query against int8 codes: sum q_i * c_i (the caller applies the code's scale).
 using i8_kernel_fn = float (*)(const float*, const int8_t*, std::size_t);
+// An int16 query against int8 codes: the exact integer sum q_i * c_i. The caller keeps the
+// sum inside int32 (|q_i| <= 2^31 / (127 n)); the int8 walk's kernel: one widening and one
+// multiply-add per 32 values on AVX-512, no float conversion.
+using i16i8_kernel_fn = int32_t (*)(const int16_t*, const int8_t*, std::size_t);
 // Register-blocked tile of dot products: out[4 i + j] = dot(q + i d, x + j d) for 4 query rows
 // and 4 rows of X (each group of 4 rows contiguous with stride d). The inner loop of the batch
 // exact search: 8 loads feed 16 FMAs, where one dot at a time needs 2 loads per FMA.
@@ -33,6 +37,7 @@ struct KernelTable {
   to_half_fn to_f16;        // float32 -> binary16, round to nearest even, saturating
   tile_fn dot4x4;           // 4 x 4 dot products (see tile_fn)
   i8_kernel_fn dot_i8;      // sum q_i * c_i over int8 codes
+  i16i8_kernel_fn dot_i16i8;  // exact integer sum q_i * c_i, int16 query, int8 codes
 };
 
 // Portable conversions (scalar reference; also used by tests through the bindings).

@@ -178,9 +178,31 @@ float dot_i8_avx2(const float* q, const int8_t* c, std::size_t n) {
   return s;
 }
 
+int32_t dot_i16i8_avx2(const int16_t* q, const int8_t* c, std::size_t n) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {  // 16 codes widened to int16, pairs multiplied and added
+    __m256i c0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+    __m256i c1 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i + 16)));
+    s0 = _mm256_add_epi32(
+        s0, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i)), c0));
+    s1 = _mm256_add_epi32(
+        s1,
+        _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i + 16)), c1));
+  }
+  __m256i s = _mm256_add_epi32(s0, s1);
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+  int32_t total = _mm_cvtsi128_si32(h);
+  for (; i < n; ++i) total += static_cast<int32_t>(q[i]) * c[i];
+  return total;
+}
+
 const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2,   cosine_avx2,
                          dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2, dot4x4_avx2,
-                         dot_i8_avx2};
+                         dot_i8_avx2,  dot_i16i8_avx2};
 
 }  // namespace
 

@@ -220,9 +220,31 @@ float dot_i8_avx512(const float* q, const int8_t* c, std::size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+int32_t dot_i16i8_avx512(const int16_t* q, const int8_t* c, std::size_t n) {
+  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {  // 32 codes widened to int16, pairs multiplied and added
+    __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i)));
+    __m512i c1 =
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i + 32)));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(_mm512_loadu_si512(q + i), c0));
+    s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(_mm512_loadu_si512(q + i + 32), c1));
+  }
+  for (; i + 32 <= n; i += 32) {
+    __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i)));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(_mm512_loadu_si512(q + i), c0));
+  }
+  if (i < n) {  // the last < 32 values, masked (zeros past n)
+    __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (n - i)) - 1);
+    __m512i c0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, c + i));
+    s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(_mm512_maskz_loadu_epi16(m, q + i), c0));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+}
+
 const KernelTable kTable{"avx512",       dot_avx512,      l2sq_avx512,   cosine_avx512,
                          dot_f16_avx512, l2sq_f16_avx512, to_f16_avx512, dot4x4_avx512,
-                         dot_i8_avx512};
+                         dot_i8_avx512,  dot_i16i8_avx512};
 
 }  // namespace
 

@@ -94,9 +94,15 @@ float dot_i8_scalar(const float* q, const int8_t* c, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+int32_t dot_i16i8_scalar(const int16_t* q, const int8_t* c, std::size_t n) {
+  int32_t s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += static_cast<int32_t>(q[i]) * c[i];
+  return s;
+}
+
 const KernelTable kTable{"scalar",       dot_scalar,      l2sq_scalar,   cosine_scalar,
                          dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar, dot4x4_scalar,
-                         dot_i8_scalar};
+                         dot_i8_scalar,  dot_i16i8_scalar};
 
 }  // namespace
 

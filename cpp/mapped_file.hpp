@@ -1,11 +1,15 @@
 // A whole file as read-only bytes: memory-mapped where the OS allows (no copy, no zero-filled
 // buffer the size of the file, pages shared with the page cache), else read into memory.
-// Loaders parse and validate these bytes and copy what they keep, so the mapping lives only
-// for the duration of a load.
+// Version-1 loaders copy what they keep, so the mapping lives only for the duration of a load;
+// a version-2 index keeps it (shared_ptr) and reads its sections in place until its first write.
 #pragma once
 #include <cerrno>
 #include <cstddef>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -50,7 +54,7 @@ class MappedFile {
 #if defined(MADV_SEQUENTIAL)
         ::madvise(p, size_, MADV_SEQUENTIAL);  // read ahead: the loader walks it in order
 #endif
-        ::close(fd);
+        fd_ = fd;  // kept for read_at()
         return;
       }
     }
@@ -62,10 +66,79 @@ class MappedFile {
   ~MappedFile() {
 #if defined(AGENTDB_HAVE_MMAP)
     if (map_) ::munmap(map_, size_);
+    if (fd_ >= 0) ::close(fd_);
 #endif
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
+
+  enum class Advice { Normal, Random, WillNeed };
+  // Tells the kernel how a range will be read (no-op without mmap); `p` points into data().
+  void advise(const unsigned char* p, std::size_t bytes, Advice advice) const {
+#if defined(AGENTDB_HAVE_MMAP)
+    if (!map_ || bytes == 0) return;
+    constexpr std::size_t kPageSize = 4096;
+    auto lo = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
+    auto hi = reinterpret_cast<std::uintptr_t>(p) + bytes;
+    int how = advice == Advice::Random     ? MADV_RANDOM
+              : advice == Advice::WillNeed ? MADV_WILLNEED
+                                           : MADV_NORMAL;
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, how);
+#else
+    (void)p, (void)bytes, (void)advice;
+#endif
+  }
+  // Bytes of the mapping in this process's resident set (the Rss of its /proc/self/smaps
+  // entry: pages this process has touched, wherever else they are shared); the whole size
+  // when the file was read into memory instead of mapped.
+  std::size_t resident_bytes() const {
+#if defined(AGENTDB_HAVE_MMAP) && defined(__linux__)
+    if (!map_) return buf_.size();
+    FILE* fp = std::fopen("/proc/self/smaps", "r");
+    if (!fp) return size_;
+    // madvise on parts of the mapping splits it into several entries: add up each one
+    // inside [map_, map_ + size_)
+    const auto lo = reinterpret_cast<unsigned long>(map_), hi = lo + ((size_ + 4095) & ~4095ul);
+    char line[512];
+    bool in = false;
+    std::size_t kb = 0;
+    while (std::fgets(line, sizeof line, fp)) {
+      unsigned long a = 0, b = 0;
+      if (std::sscanf(line, "%lx-%lx ", &a, &b) == 2 && std::strchr(line, ' ') &&
+          std::strchr(line, '-') < std::strchr(line, ' ')) {
+        in = a >= lo && b <= hi;
+      } else if (in && std::strncmp(line, "Rss:", 4) == 0) {
+        kb += std::strtoull(line + 4, nullptr, 10);
+      }
+    }
+    std::fclose(fp);
+    return std::min(size_, kb * 1024);
+#else
+    return size_;
+#endif
+  }
+
+  // Copies bytes [offset, offset + bytes) of the file into `dst` without touching the mapping
+  // (pread: the page cache serves it, this process's resident set does not grow).
+  void read_at(void* dst, std::size_t bytes, std::size_t offset) const {
+#if defined(AGENTDB_HAVE_MMAP)
+    if (fd_ >= 0) {
+      auto* out = static_cast<unsigned char*>(dst);
+      while (bytes > 0) {
+        ssize_t got = ::pread(fd_, out, bytes, static_cast<off_t>(offset));
+        if (got <= 0) {
+          if (got < 0 && errno == EINTR) continue;
+          break;  // the file shrank under us: fall back to the mapping (same bytes)
+        }
+        out += got, bytes -= static_cast<std::size_t>(got), offset += static_cast<std::size_t>(got);
+      }
+      if (bytes == 0) return;
+      std::memcpy(out, data_ + offset, bytes);
+      return;
+    }
+#endif
+    std::memcpy(dst, data_ + offset, bytes);
+  }
 
   int error() const { return err_; }
   const unsigned char* data() const { return data_; }
@@ -95,6 +168,7 @@ class MappedFile {
   }
 
   void* map_ = nullptr;
+  int fd_ = -1;
   const unsigned char* data_ = nullptr;
   std::size_t size_ = 0;
   int err_ = 0;

@@ -627,8 +627,35 @@ def test_recall_after_removal_and_readd(backend, metric):
 # ---------------------------------------------------------------------------- persistence
 
 
+SECTION_IDS = {"labels": 1, "deleted": 2, "norms": 3, "levels": 4, "links0": 5,
+               "upper_offsets": 6, "upper_words": 7, "vectors": 8, "half": 9, "codes": 10,
+               "scales": 11}
+
+
+def _parse_sections(data):
+    """Version 2: a 4096-byte header with a section table, page-aligned sections, each with
+    its own CRC-32, zero padding; asserts every rule of the documented format."""
+    assert len(data) >= 4096 and len(data) % 4096 == 0
+    assert struct.unpack_from("<I", data, 4092)[0] == zlib.crc32(data[:4092]) & 0xFFFFFFFF
+    count, size = struct.unpack_from("<IQ", data, 80)
+    assert size == len(data)
+    out, cursor = {}, 4096
+    for i in range(count):
+        sid, crc, off, nbytes = struct.unpack_from("<IIQQ", data, 128 + 32 * i)
+        assert off % 4096 == 0 and off == -(-cursor // 4096) * 4096
+        assert data[cursor:off] == bytes(off - cursor), "padding must be zero"
+        body = data[off : off + nbytes]
+        assert zlib.crc32(body) & 0xFFFFFFFF == crc, f"section {sid} CRC mismatch"
+        out[sid] = body
+        cursor = off + nbytes
+    assert data[cursor:] == bytes(len(data) - cursor)
+    assert data[128 + 32 * count : 4092] == bytes(4092 - 128 - 32 * count)
+    return out
+
+
 def parse_index_file(path):
-    """Parse the documented file format strictly; asserts size and CRC consistency."""
+    """Parse the documented file format strictly (version 1: flat, CRC trailer; version 2:
+    sectioned); asserts size and CRC consistency."""
     data = open(path, "rb").read()
     assert len(data) >= 132
     (
@@ -648,26 +675,46 @@ def parse_index_file(path):
         M0,
         seed,
     ) = struct.unpack_from("<8sIIIIIIIIQQiIIQ", data, 0)
-    assert data[76:128] == bytes(52), "header padding must be zero"
-    off = 128
-    ids = np.frombuffer(data, "<i8", n_slots, off)
-    off += 8 * n_slots
-    deleted = np.frombuffer(data, "u1", n_slots, off)
-    off += n_slots
-    vectors = np.frombuffer(data, "<f4", n_slots * dim, off).reshape(n_slots, dim)
-    off += 4 * n_slots * dim
-    norms = np.frombuffer(data, "<f4", n_slots, off)
-    off += 4 * n_slots
     levels = level0 = None
-    if flags & 1:
-        levels = np.frombuffer(data, "<i4", n_slots, off)
+    precision = None
+    if version == 2:
+        assert header_size == 4096
+        precision = struct.unpack_from("<I", data, 76)[0]
+        sec = _parse_sections(data)
+        ids = np.frombuffer(sec[1], "<i8")
+        deleted = np.frombuffer(sec[2], "u1")
+        norms = np.frombuffer(sec[3], "<f4")
+        vectors = np.frombuffer(sec[8], "<f4").reshape(n_slots, dim)
+        levels = np.frombuffer(sec[4], "<i4")
+        level0 = np.frombuffer(sec[5], "<u4").reshape(n_slots, M0 + 1)
+        offsets = np.frombuffer(sec[6], "<u8")
+        assert offsets[0] == 0 and len(offsets) == n_slots + 1
+        np.testing.assert_array_equal(np.diff(offsets), levels.astype(np.uint64) * (M + 1))
+        assert len(sec[7]) == 4 * int(offsets[-1])
+        assert (9 in sec) == (precision == 1) and (10 in sec) == (11 in sec) == (precision == 2)
+        for arr in (ids, deleted, norms, levels):
+            assert len(arr) == n_slots
+    else:
+        assert header_size == 128
+        assert data[76:128] == bytes(52), "header padding must be zero"
+        off = 128
+        ids = np.frombuffer(data, "<i8", n_slots, off)
+        off += 8 * n_slots
+        deleted = np.frombuffer(data, "u1", n_slots, off)
+        off += n_slots
+        vectors = np.frombuffer(data, "<f4", n_slots * dim, off).reshape(n_slots, dim)
+        off += 4 * n_slots * dim
+        norms = np.frombuffer(data, "<f4", n_slots, off)
         off += 4 * n_slots
-        level0 = np.frombuffer(data, "<u4", n_slots * (M0 + 1), off).reshape(n_slots, M0 + 1)
-        off += 4 * n_slots * (M0 + 1)
-        off += 4 * int(sum(int(L) * (M + 1) for L in levels if L > 0))
-    assert len(data) == off + 4, f"file size {len(data)} != expected {off + 4}"
-    (crc,) = struct.unpack_from("<I", data, off)
-    assert crc == (zlib.crc32(data[:off]) & 0xFFFFFFFF), "trailer CRC mismatch"
+        if flags & 1:
+            levels = np.frombuffer(data, "<i4", n_slots, off)
+            off += 4 * n_slots
+            level0 = np.frombuffer(data, "<u4", n_slots * (M0 + 1), off).reshape(n_slots, M0 + 1)
+            off += 4 * n_slots * (M0 + 1)
+            off += 4 * int(sum(int(L) * (M + 1) for L in levels if L > 0))
+        assert len(data) == off + 4, f"file size {len(data)} != expected {off + 4}"
+        (crc,) = struct.unpack_from("<I", data, off)
+        assert crc == (zlib.crc32(data[:off]) & 0xFFFFFFFF), "trailer CRC mismatch"
     return dict(
         header=dict(
             magic=magic,
@@ -685,6 +732,7 @@ def parse_index_file(path):
             entry=entry,
             M0=M0,
             seed=seed,
+            precision=precision,
         ),
         ids=ids,
         deleted=deleted,
@@ -707,7 +755,12 @@ def test_file_format(backend, metric, tmp_path):
     idx.save(path)
     f = parse_index_file(path)
     h = f["header"]
-    assert h["magic"] == b"AGDBHNSW" and h["version"] == 1 and h["header_size"] == 128
+    assert h["magic"] == b"AGDBHNSW"
+    # native files are sectioned (version 2, usable in place); numpy writes flat version 1
+    if backend_name(backend) == "native":
+        assert h["version"] == 2 and h["header_size"] == 4096 and h["precision"] == 1
+    else:
+        assert h["version"] == 1 and h["header_size"] == 128
     assert (h["dim"], h["metric"], h["M"], h["ef_construction"], h["ef_search"]) == (
         12,
         METRIC_CODE[metric],
@@ -849,21 +902,75 @@ def _write(tmp_path, name, data):
 def test_load_truncated(backend, saved_file, tmp_path):
     path, data = saved_file
     n = len(data)
-    for cut in (8, 20, 100, 127, 128, 136, n // 2, n - 200, n - 5, n - 4, n - 1):
+    for cut in (8, 20, 100, 127, 128, 136, 4095, 4096, n // 2, n - 200, n - 5, n - 4, n - 1):
+        if cut >= n:
+            continue
         p = _write(tmp_path, f"t{cut}.agdb", data[:cut])
         with pytest.raises(ValueError, match="truncated"):
             backend.HNSWIndex.load(p)
+    p = _write(tmp_path, "long.agdb", data + bytes(4096))
+    with pytest.raises(ValueError, match="trailing bytes"):
+        backend.HNSWIndex.load(p)
+
+
+def _section_spans(data):
+    """(name, offset, bytes) of every section of a version-2 file (empty for version 1)."""
+    if struct.unpack_from("<I", data, 8)[0] != 2:
+        return []
+    names = {v: k for k, v in SECTION_IDS.items()}
+    count = struct.unpack_from("<I", data, 80)[0]
+    spans = []
+    for i in range(count):
+        sid, _crc, off, nbytes = struct.unpack_from("<IIQQ", data, 128 + 32 * i)
+        spans.append((names[sid], off, nbytes))
+    return spans
 
 
 def test_load_checksum(backend, saved_file, tmp_path):
     path, data = saved_file
     n = len(data)
-    for pos in (32, 130, 128 + 8 * 40 + 3, n // 2, n - 10, n - 1):
+    spans = _section_spans(data)
+    positions = [32, 130, 128 + 8 * 40 + 3] + [off + nbytes // 2 for _, off, nbytes in spans]
+    if not spans:
+        positions += [n // 2, n - 10, n - 1]
+    for pos in positions:
         bad = bytearray(data)
         bad[pos] ^= 0x5A
         p = _write(tmp_path, f"c{pos}.agdb", bytes(bad))
         with pytest.raises(ValueError, match="checksum"):
-            backend.HNSWIndex.load(p)
+            backend.HNSWIndex.load(p, verify=True)
+
+
+def test_lazy_open_checks_big_sections_later(native, tmp_path):
+    """A mapped open checks the header and the small sections; a flipped byte in the
+    neighbour lists or vectors is found by verify() or by the first write (which leaves the
+    index as it was), and searches on such a file never read outside it."""
+    rng = np.random.default_rng(24)
+    for precision in ("mixed", "int8", "f32"):
+        idx = native.HNSWIndex(8, metric="cosine", M=4, precision=precision)
+        X = rand(rng, 300, 8)
+        idx.add(np.arange(300), X)
+        path = tmp_path / f"lazy-{precision}.agdb"
+        idx.save(str(path))
+        data = path.read_bytes()
+        for name, off, nbytes in _section_spans(data):
+            bad = bytearray(data)
+            bad[off + nbytes // 2] ^= 0xFF
+            p = _write(tmp_path, f"lazy-{precision}-{name}.agdb", bytes(bad))
+            if name not in ("links0", "vectors", "half", "codes"):
+                with pytest.raises(ValueError, match=f"section '{name}' checksum"):
+                    native.HNSWIndex.load(p)
+                continue
+            back = native.HNSWIndex.load(p)
+            assert back.mapped
+            back.search(X[:20], k=5)  # whatever it returns, it returns
+            with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
+                back.verify()
+            with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
+                back.add([1000], X[:1])
+            assert back.mapped and len(back) == 300 and 1000 not in back
+            with pytest.raises(ValueError, match="checksum"):
+                native.HNSWIndex.load(p, mmap=False)
 
 
 def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):
@@ -879,10 +986,9 @@ def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):
         backend.HNSWIndex.load(
             _write(tmp_path, "text.agdb", b"hello world, definitely not an index\n" * 10)
         )
-    v2 = data[:8] + struct.pack("<I", 2) + data[12:-4]
-    v2 = v2 + struct.pack("<I", zlib.crc32(v2) & 0xFFFFFFFF)
-    with pytest.raises(ValueError, match="version"):
-        backend.HNSWIndex.load(_write(tmp_path, "v2.agdb", v2))
+    v3 = data[:8] + struct.pack("<I", 3) + data[12:]
+    with pytest.raises(ValueError, match="unsupported format version 3"):
+        backend.HNSWIndex.load(_write(tmp_path, "v3.agdb", v3))
     with pytest.raises(FileNotFoundError):
         backend.HNSWIndex.load(str(tmp_path / "does-not-exist.agdb"))
     with pytest.raises(IsADirectoryError):  # not a file: the OS error, never MemoryError
@@ -890,22 +996,36 @@ def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):
 
 
 def test_load_never_crashes(backend, saved_file, tmp_path):
-    """Every truncation and every single-byte corruption is a ValueError, never a crash or a
-    silently loaded index."""
+    """Every truncation and every single-byte corruption is a ValueError on a verified load,
+    never a crash or a silently loaded index; a lazy (mapped) open of the same bytes either
+    refuses or gives an index whose searches run and whose verify() refuses."""
     path, data = saved_file
     p = str(tmp_path / "fuzz.agdb")
-    for cut in range(0, len(data), 3):
+    q = np.ones(8, np.float32)
+    for cut in range(0, len(data), 3 if len(data) < 8192 else 97):
         with open(p, "wb") as fh:
             fh.write(data[:cut])
         with pytest.raises(ValueError):
             backend.HNSWIndex.load(p)
-    for pos in range(0, len(data), 2):
+    positions = range(0, len(data), 2)
+    spans = _section_spans(data)
+    if spans:  # every byte of header and sections, and a sample of the zero padding
+        inside = [range(0, 4096, 2)] + [range(off, off + nb) for _, off, nb in spans]
+        positions = sorted({i for r in inside for i in r} | set(range(0, len(data), 61)))
+    for pos in positions:
         bad = bytearray(data)
         bad[pos] ^= 0xFF
         with open(p, "wb") as fh:
             fh.write(bytes(bad))
         with pytest.raises(ValueError):
-            backend.HNSWIndex.load(p)
+            backend.HNSWIndex.load(p, verify=True)
+        try:
+            lazy = backend.HNSWIndex.load(p)
+        except ValueError:
+            continue
+        lazy.search(q, k=3)
+        with pytest.raises(ValueError):
+            lazy.verify()
 
 
 # ------------------------------------------------------------------- bad inputs leave no trace

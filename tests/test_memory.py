@@ -1389,6 +1389,35 @@ def test_reopen_everything_present(tmp_path):
 
 
 @files_only
+def test_index_precision_option(tmp_path):
+    """agentdb.open(precision=...) picks what the index walk reads; the saved file keeps it,
+    opens in place when reopened with the same precision and is converted otherwise."""
+    path = tmp_path / "prec.db"
+    with pytest.raises(ValueError, match="precision must be"):
+        agentdb.open(path, dim=DIM, precision="int4")
+    db = agentdb.open(path, dim=DIM, precision="int8")
+    _fill(db)
+    assert db._collections.cols["patterns"].index.precision == "int8"
+    q = vec(4242)
+    before = [(r.id, r.distance) for r in db.search_patterns(q, k=8)]
+    db.close()
+    for precision, mapped in (("int8", True), ("mixed", False)):
+        db = agentdb.open(path, precision=precision)
+        index = db._collections.cols["patterns"].index
+        assert db.index_status["patterns"] == "loaded"
+        assert index.precision == precision and index.mapped is mapped
+        after = [(r.id, r.distance) for r in db.search_patterns(q, k=8)]
+        assert [i for i, _ in after] == [i for i, _ in before]
+        assert [d for _, d in after] == pytest.approx([d for _, d in before], abs=1e-6)
+        _all_findable(db)
+        pid = db.store_pattern("written after open", embedding=vec(9191))
+        assert not index.mapped  # the first write copied the file into memory
+        assert db.search_patterns(vec(9191), k=1)[0].id == pid
+        db.delete_pattern(pid)
+        db.close()
+
+
+@files_only
 def test_stale_index_caught_up_after_crash(tmp_path):
     path = tmp_path / "crash.db"
     db = agentdb.open(path, dim=DIM)

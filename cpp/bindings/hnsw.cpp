@@ -164,13 +164,15 @@ struct PyIndex {
     idx->save(p);
   }
 
-  static PyIndex load(py::handle path_obj, std::size_t threads, const std::string& precision) {
-    Precision prec = parse_precision(precision);
+  static PyIndex load(py::handle path_obj, std::size_t threads, py::object precision, bool mmap,
+                      bool verify) {
+    int prec = precision.is_none() ? -1
+                                   : static_cast<int>(parse_precision(precision.cast<std::string>()));
     std::string path = fspath(path_obj);
-    std::unique_ptr<MappedFile> file;
+    std::shared_ptr<MappedFile> file;
     {
       py::gil_scoped_release nogil;
-      file = std::make_unique<MappedFile>(path);  // mapped, not copied (mapped_file.hpp)
+      file = std::make_shared<MappedFile>(path);  // mapped, not copied (mapped_file.hpp)
     }
     if (int err = file->error()) {
       errno = err;  // what PyErr_SetFromErrnoWithFilename reports
@@ -182,7 +184,7 @@ struct PyIndex {
     out.threads = threads;
     {
       py::gil_scoped_release nogil;
-      out.idx = HNSWIndex::from_bytes(file->data(), file->size(), path, threads, prec);
+      out.idx = HNSWIndex::open_file(std::move(file), path, threads, prec, mmap, verify);
     }
     return out;
   }
@@ -270,8 +272,17 @@ void bind_hnsw(py::module_& mod) {
            "Bytes held by the index.")
       .def("save", &PyIndex::save, py::arg("path"), "Write the index to one file (atomic).")
       .def_static("load", &PyIndex::load, py::arg("path"), py::arg("threads") = 0,
-                  py::arg("precision") = "mixed",
-                  "Read an index file written by either backend.")
+                  py::arg("precision") = py::none(), py::kw_only(), py::arg("mmap") = true,
+                  py::arg("verify") = false,
+                  "Open an index file written by either backend (in place when mmap).")
+      .def_property_readonly("mapped", [](const PyIndex& p) { return p.idx->mapped(); })
+      .def(
+          "verify",
+          [](const PyIndex& p) {
+            py::gil_scoped_release nogil;
+            p.idx->verify(p.threads);
+          },
+          "Check the CRC of every section of a mapped file (ValueError if one is bad).")
       .def("__repr__", &PyIndex::repr);
 }
 

@@ -319,6 +319,18 @@ TEST_CASE(hnsw, sparse_ids_and_padding) {
   CHECK(p.ids[3] == -1 && p.ids[4] == -1 && p.dists[4] == kInf);
 }
 
+// Writes bytes to a temp file and opens it as the bindings do (MappedFile + open_file).
+std::unique_ptr<HNSWIndex> open_bytes(const std::vector<unsigned char>& bytes, bool mapped,
+                                      bool verify, int precision = -1) {
+  const std::string path = testutil::temp_path("opened.agdb");
+  FILE* fp = std::fopen(path.c_str(), "wb");
+  if (!bytes.empty()) std::fwrite(bytes.data(), 1, bytes.size(), fp);
+  std::fclose(fp);
+  auto file = std::make_shared<MappedFile>(path);
+  std::remove(path.c_str());  // the mapping outlives the name
+  return HNSWIndex::open_file(file, "x.agdb", 2, precision, mapped, verify);
+}
+
 TEST_CASE(hnsw, save_load_round_trip) {
   std::mt19937_64 g(46);
   Data data = clustered(g, 1500, 20);
@@ -331,20 +343,24 @@ TEST_CASE(hnsw, save_load_round_trip) {
     const std::string path = testutil::temp_path("index.agdb");
     idx->save(path);
     std::vector<unsigned char> bytes = testutil::read_bytes(path);
-    REQUIRE(bytes.size() > HNSWIndex::kHeaderSize + 4);
+    REQUIRE(bytes.size() >= kPage && bytes.size() % kPage == 0);
     CHECK_EQ(std::memcmp(bytes.data(), "AGDBHNSW", 8), 0);
-    CHECK_EQ(crc32_update(0, bytes.data(), bytes.size() - 4),
-             read_le<uint32_t>(bytes.data(), bytes.size() - 4));
+    CHECK_EQ(read_le<uint32_t>(bytes.data(), 8), 2u);
+    CHECK_EQ(read_section_table<BadFile>(bytes.data(), bytes.size(), "x").size(), 9u);
     CHECK(testutil::read_bytes(path + ".tmp").empty());
     std::remove(path.c_str());
-    for (Precision prec : {Precision::Mixed, Precision::F32, Precision::Int8}) {
+    for (int how = 0; how < 6; ++how) {
+      Precision prec = static_cast<Precision>(how % 3);
+      bool mapped_open = how < 3;
+      SCOPE("precision=", static_cast<int>(prec), " mapped=", mapped_open);
       if (prec == Precision::Int8 && m == Metric::L2) {  // refused, with the reason
-        CHECK_THROWS(HNSWIndex::from_bytes(bytes.data(), bytes.size(), path, 2, prec),
+        CHECK_THROWS(open_bytes(bytes, mapped_open, false, static_cast<int>(prec)),
                      std::invalid_argument);
         continue;
       }
       bool mixed = prec == Precision::Mixed;
-      auto back = HNSWIndex::from_bytes(bytes.data(), bytes.size(), path, 2, prec);
+      auto back = open_bytes(bytes, mapped_open, false, static_cast<int>(prec));
+      CHECK_EQ(back->mapped(), mapped_open && mixed);  // saved mixed: other precisions copy
       CHECK_EQ(back->dim(), idx->dim());
       CHECK(back->metric() == m);
       CHECK_EQ(back->M(), idx->M());
@@ -381,9 +397,7 @@ TEST_CASE(hnsw, corrupt_files_are_rejected) {
   const std::vector<unsigned char> good = testutil::read_bytes(path);
   std::remove(path.c_str());
   REQUIRE(!good.empty());
-  auto load = [&](const std::vector<unsigned char>& b) {
-    return HNSWIndex::from_bytes(b.data(), b.size(), "x.agdb", 1);
-  };
+  auto load = [&](const std::vector<unsigned char>& b) { return open_bytes(b, true, true); };
   CHECK(load(good)->size() == data.n);
   std::vector<unsigned char> b = good;
   b[good.size() / 2] ^= 0x10;  // one flipped bit: checksum mismatch
@@ -408,6 +422,56 @@ TEST_CASE(hnsw, corrupt_files_are_rejected) {
   }
 }
 
+// A mapped open reads the file in place; its neighbour lists are not checksummed before use,
+// so a search on garbage lists must stay inside the file (the sanitizer build checks this),
+// and verify() / the first write must refuse them, leaving the index as it was.
+TEST_CASE(hnsw, mapped_open_is_bounded_and_copies_on_write) {
+  std::mt19937_64 g(49);
+  Data data = clustered(g, 600, 16);
+  for (Precision prec : {Precision::Mixed, Precision::Int8, Precision::F32}) {
+    SCOPE("precision=", static_cast<int>(prec));
+    auto idx = build(data, Metric::Cosine, prec);
+    const std::string path = testutil::temp_path("mapped.agdb");
+    idx->save(path);
+    std::vector<unsigned char> good = testutil::read_bytes(path);
+    std::remove(path.c_str());
+    std::vector<float> Q = queries(g, data, 25);
+    auto back = open_bytes(good, true, false);
+    CHECK(back->mapped());
+    CHECK(std::string(back->precision()) == idx->precision());
+    Results r1 = search(*idx, Q, 10), r2 = search(*back, Q, 10);
+    CHECK(r1.ids == r2.ids);
+    CHECK(r1.dists == r2.dists);
+    CHECK(back->memory_usage() < good.size() + (std::size_t{1} << 20));
+    back->verify(1);
+    int64_t extra_id = 1 << 30;
+    back->add(&extra_id, data.X.data(), 1, 1);  // the first write copies the file
+    CHECK(!back->mapped());
+    CHECK(back->contains(extra_id));
+    CHECK_EQ(back->size(), data.n + 1);
+
+    // garbage neighbour lists: every count at its maximum, every id far outside the file
+    auto secs = read_section_table<BadFile>(good.data(), good.size(), "x");
+    std::vector<unsigned char> bad = good;
+    for (const auto& sec : secs) {
+      if (sec.id != kSecLinks0) continue;
+      for (std::size_t w = 0; w < sec.bytes / 4; ++w) {
+        uint32_t v = (w % 3 == 0) ? 0xFFFFu : 0xFFFFFF00u + static_cast<uint32_t>(w % 200);
+        std::memcpy(&bad[sec.offset + 4 * w], &v, 4);
+      }
+    }
+    auto lazy = open_bytes(bad, true, false);
+    Results r3 = search(*lazy, Q, 10);  // whatever it finds, it stays inside the file
+    CHECK_EQ(r3.ids.size(), Q.size() / data.d * 10);
+    CHECK_THROWS(lazy->verify(1), BadFile);
+    CHECK_THROWS(lazy->add(&extra_id, data.X.data(), 1, 1), BadFile);
+    CHECK(lazy->mapped());
+    CHECK(!lazy->contains(extra_id));
+    CHECK_THROWS(open_bytes(bad, true, true), BadFile);
+    CHECK_THROWS(open_bytes(bad, false, false), BadFile);
+  }
+}
+
 // A file without a graph (what the numpy backend writes) is rebuilt into an index on load.
 TEST_CASE(hnsw, flat_file_is_rebuilt) {
   std::mt19937_64 g(48);
@@ -417,7 +481,7 @@ TEST_CASE(hnsw, flat_file_is_rebuilt) {
   auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(&f[off], &v, 4); };
   auto w64 = [&](std::size_t off, uint64_t v) { std::memcpy(&f[off], &v, 8); };
   std::memcpy(f.data(), "AGDBHNSW", 8);
-  w32(8, HNSWIndex::kFormatVersion);
+  w32(8, 1);  // the flat layout of version 1
   w32(12, HNSWIndex::kHeaderSize);
   w32(16, static_cast<uint32_t>(d));
   w32(20, static_cast<uint32_t>(Metric::L2));

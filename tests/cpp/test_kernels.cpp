@@ -192,6 +192,39 @@ TEST_CASE(kernels, int8_codes_match_reference_and_scalar) {
   }
 }
 
+TEST_CASE(kernels, int16_query_int8_codes_exact) {
+  // the exact integer sum, every path and dim, at the extremes the walk allows (|q| at the
+  // int32-safe cap, codes over the whole int8 range)
+  std::mt19937_64 g(14);
+  std::uniform_int_distribution<int> code(-128, 127);
+  const KernelTable& s = scalar_kernels();
+  std::vector<std::size_t> dims(std::begin(kDims), std::end(kDims));
+  dims.push_back(384);
+  dims.push_back(1000);
+  for (const std::string& p : supported_paths()) {
+    const KernelTable& t = *kernels_for(p.c_str());
+    for (std::size_t d : dims) {
+      SCOPE("path=", p, " dim=", d);
+      int cap = static_cast<int>(std::min<double>(32767.0, 2147483647.0 / (128.0 * d)));
+      std::uniform_int_distribution<int> qv(-cap, cap);
+      std::vector<int16_t> q(d + 5);
+      std::vector<int8_t> c(d + 5);
+      for (auto& x : q) x = static_cast<int16_t>(qv(g));
+      for (auto& x : c) x = static_cast<int8_t>(code(g));
+      const int16_t* qa = q.data() + d % 5;  // unaligned starts
+      const int8_t* ca = c.data() + 5 - d % 5;
+      int64_t ref = 0;
+      for (std::size_t i = 0; i < d; ++i) ref += static_cast<int64_t>(qa[i]) * ca[i];
+      CHECK_EQ(static_cast<int64_t>(t.dot_i16i8(qa, ca, d)), ref);
+      CHECK_EQ(t.dot_i16i8(qa, ca, d), s.dot_i16i8(qa, ca, d));
+      std::vector<int16_t> qmax(d, static_cast<int16_t>(cap));
+      std::vector<int8_t> cmin(d, -128);  // the largest magnitude the sum can reach
+      CHECK_EQ(static_cast<int64_t>(t.dot_i16i8(qmax.data(), cmin.data(), d)),
+               -128 * static_cast<int64_t>(cap) * static_cast<int64_t>(d));
+    }
+  }
+}
+
 TEST_CASE(kernels, cosine_conventions) {
   std::mt19937_64 g(12);
   for (const std::string& p : supported_paths()) {

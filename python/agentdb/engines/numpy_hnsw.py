@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .fileio import write_crc_file
+from .fileio import read_sections, write_crc_file
 from .numpy_checks import (
     F32,
     F64,
@@ -574,9 +574,19 @@ class HNSWIndex:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], threads: int = 0, precision: str = "mixed"
+        cls,
+        path: str | os.PathLike[str],
+        threads: int = 0,
+        precision: str | None = None,
+        *,
+        mmap: bool = True,
+        verify: bool = False,
     ) -> HNSWIndex:
         """Read an index file written by either backend (a graph section is skipped).
+
+        ``precision`` None keeps the saved one (version 1 files: "mixed"). This backend always
+        reads the whole file and checks every checksum, so ``mmap`` and ``verify`` (the native
+        index's open-in-place options) change nothing here.
 
         Raises FileNotFoundError for a missing file and ValueError for a file that is not
         an AgentDB index, has an unsupported version, is truncated or corrupt.
@@ -592,14 +602,34 @@ class HNSWIndex:
             ...     print("not an AgentDB index file" in str(exc))
             True
         """
-        _check_precision(precision, None)
+        if precision is not None:
+            _check_precision(precision, None)
         target = Path(os.fspath(path))
         data = target.read_bytes()
         index = cls._from_bytes(data, f"'{target}'")
-        _check_precision(precision, index._metric)
+        if precision is not None:
+            _check_precision(precision, index._metric)
+            index._precision = precision
         index.threads = threads
-        index._precision = precision
         return index
+
+    @property
+    def mapped(self) -> bool:
+        """False: this backend holds its rows in memory (the native index can read its file
+        in place).
+
+        Example:
+            >>> HNSWIndex(2).mapped
+            False
+        """
+        return False
+
+    def verify(self) -> None:
+        """Nothing to check: this backend verified every checksum when it read the file.
+
+        Example:
+            >>> HNSWIndex(2).verify()
+        """
 
     @classmethod
     def _from_bytes(cls, data: bytes, where: str) -> HNSWIndex:
@@ -628,11 +658,13 @@ class HNSWIndex:
             m0,
             seed,
         ) = _HEADER.unpack_from(data, 0)
-        if version != _FORMAT_VERSION:
+        if version not in (_FORMAT_VERSION, 2):
             raise ValueError(
                 f"{where} has unsupported format version {version} "
-                f"(this build reads version {_FORMAT_VERSION})"
+                f"(this build reads versions {_FORMAT_VERSION} and 2)"
             )
+        if version == 2:
+            return cls._from_sections(data, where)
         if (
             header_size != _HEADER_SIZE
             or not 1 <= dim <= _MAX_DIM_IN_FILE
@@ -677,6 +709,60 @@ class HNSWIndex:
         deleted_raw = np.frombuffer(data, dtype=np.uint8, count=n_slots, offset=off_deleted)
         vectors = np.frombuffer(data, dtype="<f4", count=n_slots * dim, offset=off_vectors)
         norms = np.frombuffer(data, dtype="<f4", count=n_slots, offset=off_norms)
+        return cls._from_arrays(
+            where, (dim, metric_code, m, efc, efs, n_slots, n_live, seed),
+            ids, deleted_raw, vectors, norms,
+        )
+
+    @classmethod
+    def _from_sections(cls, data: bytes, where: str) -> HNSWIndex:
+        """A version-2 (sectioned) file: every section's CRC is checked; the graph and the
+        walk copies are skipped (this index is exact)."""
+        if len(data) < 4096:
+            raise ValueError(f"{where} is truncated: {len(data)} bytes")
+        (_m, _v, header_size, dim, metric_code, m, efc, efs, flags, n_slots, n_live, _ml,
+         _entry, m0, seed) = _HEADER.unpack_from(data, 0)
+        sections = read_sections(data, where)
+        if (
+            header_size != 4096
+            or not 1 <= dim <= _MAX_DIM_IN_FILE
+            or metric_code not in METRIC_NAMES
+            or not _M_MIN <= m <= _M_MAX
+            or m0 != 2 * m
+            or efc == 0
+            or efs == 0
+            or n_live > n_slots
+            or n_slots > _MAX_SLOTS_IN_FILE
+        ):
+            raise ValueError(f"{where} has a corrupt header")
+        expect = {"labels": 8 * n_slots, "deleted": n_slots, "vectors": 4 * n_slots * dim,
+                  "norms": 4 * n_slots}
+        for name, nbytes in expect.items():
+            if name not in sections:
+                raise ValueError(f"{where} is missing its '{name}' section")
+            if len(sections[name]) != nbytes:
+                raise ValueError(
+                    f"{where} has a corrupt section table (section '{name}' has "
+                    f"{len(sections[name])} bytes, expected {nbytes})")
+        stored = {0: "f32", 1: "mixed", 2: "int8"}.get(int.from_bytes(data[76:80], "little"))
+        if stored is None:
+            raise ValueError(f"{where} has a corrupt header")
+        index = cls._from_arrays(
+            where, (dim, metric_code, m, efc, efs, n_slots, n_live, seed),
+            np.frombuffer(sections["labels"], dtype="<i8"),
+            np.frombuffer(sections["deleted"], dtype=np.uint8),
+            np.frombuffer(sections["vectors"], dtype="<f4"),
+            np.frombuffer(sections["norms"], dtype="<f4"),
+        )
+        index._precision = stored
+        return index
+
+    @classmethod
+    def _from_arrays(
+        cls, where: str, params: tuple[int, ...], ids: np.ndarray, deleted_raw: np.ndarray,
+        vectors: np.ndarray, norms: np.ndarray,
+    ) -> HNSWIndex:
+        dim, metric_code, m, efc, efs, n_slots, n_live, seed = params
         deleted = deleted_raw != 0
         live = np.flatnonzero(~deleted)
         if len(live) != n_live:

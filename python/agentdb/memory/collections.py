@@ -80,7 +80,8 @@ class Collections:
         p = self._index_params
         return backend.HNSWIndex(self.dim, metric="cosine", M=p["M"],
                                  ef_construction=p["ef_construction"],
-                                 ef_search=p["ef_search"], threads=p["threads"])
+                                 ef_search=p["ef_search"], threads=p["threads"],
+                                 precision=p.get("precision", "mixed"))
 
     def _open_pg(self, name: str) -> Collection:
         """PostgreSQL: pgvector answers searches, or a native index is rebuilt from the table
@@ -123,7 +124,10 @@ class Collections:
         status = "new"
         if not self.store.memory and os.path.exists(path) and saved is not None:
             try:
-                index = backend.HNSWIndex.load(path)
+                # in place (mapped) when the saved precision is the one asked for, every
+                # section's checksum checked first
+                index = backend.HNSWIndex.load(
+                    path, precision=self._index_params.get("precision", "mixed"), verify=True)
                 if index.dim != self.dim or index.metric != "cosine":
                     raise InvalidArgumentError("index parameters do not match the store")
                 index.ef_search = self._index_params["ef_search"]

@@ -86,6 +86,7 @@ class AgentDB(MemoryCore):
         ef_construction: int = 200,
         ef_search: int = 64,
         threads: int = 0,
+        precision: str = "mixed",
         progress: bool | None = None,
         backend: str | None = None,
         url: str | None = None,
@@ -139,8 +140,12 @@ class AgentDB(MemoryCore):
         self._closed = False
         self._graph: Any = None
         self._attention: Any = None
+        if precision not in ("mixed", "f32", "int8"):
+            raise InvalidArgumentError(
+                f"precision must be 'mixed', 'f32' or 'int8', got {precision!r}")
         self._index_params = {"M": M, "ef_construction": ef_construction,
-                              "ef_search": ef_search, "threads": threads}
+                              "ef_search": ef_search, "threads": threads,
+                              "precision": precision}
         def existing(key: str) -> str | None:
             return (existing_pg_meta(url, schema, table_prefix, key) if kind == "postgres"
                     else existing_sqlite_meta(self.path, key))
@@ -788,7 +793,9 @@ def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB: 
     ``"st:<model>"``; a new store records it and refuses another one later, and reopening
     without ``embedder=`` uses the recorded one), ``readonly``, ``durability``
     (``"full"``/``"normal"``), ``M``, ``ef_construction``, ``ef_search``, ``threads``,
-    ``progress``.
+    ``precision`` (what the index walk reads: ``"mixed"`` -- binary16, the default --,
+    ``"int8"`` -- a quarter of float32's bytes -- or ``"f32"``; results are re-ranked in
+    float32 either way), ``progress``.
 
     PostgreSQL (the ``postgres`` extra): ``backend="postgres"`` with ``url=`` (or the
     environment: ``AGENTDB_BACKEND=postgres`` and ``AGENTDB_POSTGRES_URL``; a
