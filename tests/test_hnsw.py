@@ -6,10 +6,15 @@ checked as recall against a float64 brute-force reference.  No timing assertions
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 
+import agentdb
 import numpy as np
 import pytest
 
@@ -971,6 +976,51 @@ def test_lazy_open_checks_big_sections_later(native, tmp_path):
             assert back.mapped and len(back) == 300 and 1000 not in back
             with pytest.raises(ValueError, match="checksum"):
                 native.HNSWIndex.load(p, mmap=False)
+
+
+_SHARE_CHILD = """
+import sys, json
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from agentdb import _native
+path = sys.argv[2]
+index = _native.HNSWIndex.load(path)
+Q = np.random.default_rng(5).standard_normal((200, 32)).astype(np.float32)
+index.search(Q, k=10)
+shared = rss = 0
+inside = False
+with open("/proc/self/smaps") as fh:
+    for line in fh:
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+            inside = head[-1] == path
+        elif inside and head[0] == "Shared_Clean:":
+            shared += int(head[1])
+        elif inside and head[0] == "Rss:":
+            rss += int(head[1])
+print(json.dumps({"mapped": index.mapped, "shared_kb": shared, "rss_kb": rss}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_processes_share_a_mapped_index(native, tmp_path):
+    """Two processes that open one index file share its pages: the second process's mapping
+    of the file is Shared_Clean (the same page-cache pages the first one mapped)."""
+    rng = np.random.default_rng(4)
+    idx = native.HNSWIndex(32, metric="cosine", precision="int8")
+    idx.add(np.arange(5000), rand(rng, 5000, 32))
+    path = str(tmp_path / "shared.agdb")
+    idx.save(path)
+    mine = native.HNSWIndex.load(path)
+    assert mine.mapped
+    mine.search(rand(rng, 200, 32), k=10)  # this process maps the walk's pages too
+    src = os.path.dirname(os.path.dirname(os.path.abspath(agentdb.__file__)))
+    out = subprocess.run([sys.executable, "-c", _SHARE_CHILD, src, os.path.realpath(path)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["mapped"] is True
+    assert info["rss_kb"] > 0 and info["shared_kb"] > 0, info
+    assert info["shared_kb"] >= info["rss_kb"] // 2, info
 
 
 def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):

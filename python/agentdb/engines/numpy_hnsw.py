@@ -5,7 +5,8 @@ whose slots are reused by later adds, and a search is one :class:`~.numpy_kernel
 over the stored rows (exact; ties: ascending distance, then ascending id).  Files written by
 :meth:`HNSWIndex.save` use the shared binary format (``AGDBHNSW`` version 1, CRC-32 trailer)
 without a graph section, so the native backend can load them (it rebuilds its graph) and
-:meth:`HNSWIndex.load` reads the native backend's files (skipping their graph section).
+:meth:`HNSWIndex.load` reads the native backend's files (version 2: sectioned, every section's
+CRC checked; the graph and walk copies are skipped).
 
 Example:
     >>> index = HNSWIndex(dim=2, metric="l2")
