@@ -617,13 +617,20 @@ def measure_batch(
 
 
 def measure_serving(
-    built: list[tuple[Adapter, LibResult]], data: Dataset, ef: int
+    built: list[tuple[Adapter, LibResult]], data: Dataset, serve_ef: str, target: float
 ) -> list[dict[str, Any]]:
-    """Each saved index opened and searched by a fresh process (``_serving.py``)."""
+    """Each saved index opened and searched by a fresh process (``_serving.py``), at
+    ``serve_ef`` or ("auto") at the smallest ef of the library's curve reaching ``target``
+    (its largest ef when none did)."""
     rows: list[dict[str, Any]] = []
     for adapter, res in built:
         if res.error is not None or recipe_for(adapter.name) is None:
             continue
+        if serve_ef == "auto":
+            ok = [p["ef"] for p in res.curve if p["recall"] >= target]
+            ef = int(min(ok)) if ok else int(max((p["ef"] for p in res.curve), default=64))
+        else:
+            ef = int(serve_ef)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "index.bin")
             try:
@@ -634,12 +641,12 @@ def measure_serving(
             except Exception as exc:  # noqa: BLE001 - report and continue
                 print(f"NOTE: {adapter.name} serving measurement failed: {exc!r} - skipped")
                 continue
-        row.update(library=adapter.name)
+        row.update(library=adapter.name, ef=ef)
         rows.append(row)
     return rows
 
 
-def report_serving(rows: list[dict[str, Any]], ef: int) -> None:
+def report_serving(rows: list[dict[str, Any]], serve_ef: str) -> None:
     """The serving table: a fresh process's resident-set growth, open time and QPS."""
     if not rows:
         return
@@ -648,18 +655,20 @@ def report_serving(rows: list[dict[str, Any]], ef: int) -> None:
     for r in rows:
         ratio = fmt_ratio(r["rss_served"] / hnsw["rss_served"]) if hnsw else "-"
         qps_ratio = fmt_ratio(r["qps"] / hnsw["qps"]) if hnsw else "-"
-        table.append([r["library"], fmt_float(r["open_s"], 3), mb(r["rss_open"]),
+        table.append([r["library"], r["ef"], fmt_float(r["open_s"], 3), mb(r["rss_open"]),
                       mb(r["rss_served"]), ratio, f"{r['qps']:.0f}", qps_ratio,
                       fmt_float(r["recall"], 4)])
     print_table(
-        f"Serving: a fresh process opens the saved index and runs the queries (ef={ef}, 1 thread)",
-        ["library", "open s", "RSS after open MB", "RSS served MB", "RSS / hnswlib", "QPS",
+        "Serving: a fresh process opens the saved index and runs the queries (1 thread)",
+        ["library", "ef", "open s", "RSS after open MB", "RSS served MB", "RSS / hnswlib", "QPS",
          "QPS / hnswlib", "recall@10"],
         table,
         note="RSS = growth of the child's VmRSS over its baseline (library imported, queries\n"
              "loaded): heap and touched file pages alike. agentdb opens its file in place and\n"
              "reads the float32 vectors for the re-rank with pread (page cache, not RSS).\n"
-             "One warm-up pass, then one timed pass; recall from the warm-up pass.",
+             "One warm-up pass, then one timed pass; recall from the warm-up pass. ef: "
+             + ("each library's smallest ef reaching the target recall in the curves above."
+                if serve_ef == "auto" else f"{serve_ef} for every library."),
     )
 
 
@@ -850,9 +859,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="ef values of the batch-search table ('' skips it; default 64)")
     p.add_argument("--batch-threads", default="1,2",
                    help="thread counts of the batch-search table (default 1,2)")
-    p.add_argument("--serve-ef", type=int, default=64,
-                   help="ef of the serving table (a fresh process opens each saved index); "
-                        "0 skips it (default 64)")
+    p.add_argument("--serve-ef", default="auto",
+                   help="ef of the serving table (a fresh process opens each saved index): a "
+                        "number, 'auto' (each library at the smallest ef of its curve that "
+                        "reached --target-recall; default) or 0 to skip it")
     p.add_argument("--target-recall", type=float, default=0.95, help="summary recall floor (0.95)")
     p.add_argument("--usearch-dtype", default="f32", help="usearch storage dtype (default f32)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
@@ -908,7 +918,8 @@ def main(argv: list[str] | None = None) -> None:
     batch_threads = parse_csv(args.batch_threads, int)
     batch = (measure_batch(built, data, parse_csv(args.batch_ef, int), args.repeats,
                            batch_threads) if args.batch_ef else [])
-    serving = measure_serving(built, data, args.serve_ef) if args.serve_ef else []
+    serving = (measure_serving(built, data, args.serve_ef, args.target_recall)
+               if args.serve_ef not in ("0", "") else [])
     for adapter, _ in built:
         adapter.free()
     faiss = optional_import("faiss") if {"faiss", "faiss-sq8"} & set(libs) else None
