@@ -2,9 +2,10 @@
 
 Index memory is what a process that serves the index holds, so it is measured where nothing
 else is: a child Python process imports the library and loads the queries (the baseline), opens
-the saved file with the library's own loader, runs every query once to warm up and once timed
-(one query per call, one thread, at one ef), and reports its resident set (``VmRSS``) growth
-after opening and after the queries, the open time, QPS and recall@10. The growth counts every
+the saved file with the library's own loader, runs every query once to warm up and then in
+timed passes (one query per call, one thread, at one ef; QPS is the median pass), and reports
+its resident set (``VmRSS``) growth after opening and after the queries, the open time, QPS
+and recall@10. The growth counts every
 page the process touched: heap, and mapped file pages alike (an agentdb index opened in place
 counts the neighbour lists and walk copy it read; its float32 vectors are read for the re-rank
 with ``pread``, through the kernel's page cache, and do not count).
@@ -83,10 +84,13 @@ open_s = time.perf_counter() - t0
 r1 = rss()
 {search}
 found = np.stack([np.asarray(search(q)).reshape(-1)[:10] for q in Q])
-t0 = time.perf_counter()
-for q in Q:
-    search(q)
-elapsed = time.perf_counter() - t0
+passes = []
+for _ in range({repeats}):
+    t0 = time.perf_counter()
+    for q in Q:
+        search(q)
+    passes.append(time.perf_counter() - t0)
+elapsed = sorted(passes)[len(passes) // 2]
 r2 = rss()
 hits = sum(len(set(map(int, f)) & set(map(int, g))) for f, g in zip(found, gt))
 print(json.dumps(dict(open_s=open_s, rss_open=r1 - r0, rss_served=r2 - r0,
@@ -107,9 +111,10 @@ def recipe_for(name: str) -> Recipe | None:
 
 
 def serve(name: str, path: str, queries: np.ndarray, gt: np.ndarray, ef: int,
-          extra_path: list[str], timeout: float = 1800.0) -> dict[str, Any]:
-    """Run the child for one saved index; returns its numbers (raises RuntimeError with the
-    child's stderr if it failed)."""
+          extra_path: list[str], repeats: int = 3, timeout: float = 1800.0) -> dict[str, Any]:
+    """Run the child for one saved index; returns its numbers (QPS: the median of
+    ``repeats`` timed passes after the warm-up; raises RuntimeError with the child's stderr
+    if it failed)."""
     recipe = recipe_for(name)
     if recipe is None:
         raise ValueError(f"no serving recipe for {name!r}")
@@ -121,6 +126,7 @@ def serve(name: str, path: str, queries: np.ndarray, gt: np.ndarray, ef: int,
         fill = dict(path=path, dim=dim, ef=ef)
         code = _CHILD.format(
             extra_path=extra_path, qpath=qpath, gtpath=gtpath, imports=recipe.imports,
+            repeats=max(1, repeats),
             open=recipe.open.format(**fill), search=recipe.search.format(**fill),
         )
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")

@@ -617,7 +617,8 @@ def measure_batch(
 
 
 def measure_serving(
-    built: list[tuple[Adapter, LibResult]], data: Dataset, serve_ef: str, target: float
+    built: list[tuple[Adapter, LibResult]], data: Dataset, serve_ef: str, target: float,
+    repeats: int,
 ) -> list[dict[str, Any]]:
     """Each saved index opened and searched by a fresh process (``_serving.py``), at
     ``serve_ef`` or ("auto") at the smallest ef of the library's curve reaching ``target``
@@ -637,7 +638,7 @@ def measure_serving(
                 if not adapter.save_file(path):
                     continue
                 log(f"{adapter.name}: serving from a fresh process (ef={ef})")
-                row = serve(adapter.name, path, data.queries, data.gt, ef, [])
+                row = serve(adapter.name, path, data.queries, data.gt, ef, [], repeats)
             except Exception as exc:  # noqa: BLE001 - report and continue
                 print(f"NOTE: {adapter.name} serving measurement failed: {exc!r} - skipped")
                 continue
@@ -666,7 +667,8 @@ def report_serving(rows: list[dict[str, Any]], serve_ef: str) -> None:
         note="RSS = growth of the child's VmRSS over its baseline (library imported, queries\n"
              "loaded): heap and touched file pages alike. agentdb opens its file in place and\n"
              "reads the float32 vectors for the re-rank with pread (page cache, not RSS).\n"
-             "One warm-up pass, then one timed pass; recall from the warm-up pass. ef: "
+             "One warm-up pass, then --repeats timed passes (median); recall from the warm-up\n"
+             "pass. ef: "
              + ("each library's smallest ef reaching the target recall in the curves above."
                 if serve_ef == "auto" else f"{serve_ef} for every library."),
     )
@@ -918,7 +920,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_threads = parse_csv(args.batch_threads, int)
     batch = (measure_batch(built, data, parse_csv(args.batch_ef, int), args.repeats,
                            batch_threads) if args.batch_ef else [])
-    serving = (measure_serving(built, data, args.serve_ef, args.target_recall)
+    serving = (measure_serving(built, data, args.serve_ef, args.target_recall, args.repeats)
                if args.serve_ef not in ("0", "") else [])
     for adapter, _ in built:
         adapter.free()
