@@ -1023,6 +1023,34 @@ def test_processes_share_a_mapped_index(native, tmp_path):
     assert info["shared_kb"] >= info["rss_kb"] // 2, info
 
 
+V1_FILE = os.path.join(os.path.dirname(__file__), "data", "index_v1_graph.agdb")
+
+
+def test_version_1_file_still_opens(backend, tmp_path):
+    """A version-1 file with a graph, written by agentdb 0.1.0 before the sectioned format
+    (300 vectors of dim 8, ids 3 i + 1, ids 4 and 7 removed; M=6, ef_construction=50,
+    ef_search=30, seed=3): both backends open it, search it, write to it and re-save it in
+    the current format."""
+    X = np.random.default_rng(7).standard_normal((300, 8)).astype(np.float32)
+    ids = np.arange(300) * 3 + 1
+    back = backend.HNSWIndex.load(V1_FILE)
+    assert (back.dim, back.metric, back.M, back.ef_construction, back.ef_search) == (
+        8, "cosine", 6, 50, 30)
+    assert len(back) == 298 and 4 not in back and 7 not in back and 10 in back
+    assert back.precision == "mixed" and back.mapped is False
+    found, _ = back.search(X[3:], k=1)
+    np.testing.assert_array_equal(found[:, 0], ids[3:])
+    np.testing.assert_allclose(back.get_vector(10), X[3], rtol=1e-5, atol=1e-6)
+    assert backend.HNSWIndex.load(V1_FILE, precision="f32").precision == "f32"
+    back.add(4, X[1])
+    path = tmp_path / "again.agdb"
+    back.save(str(path))
+    again = backend.HNSWIndex.load(str(path))
+    assert len(again) == 299 and 4 in again
+    assert parse_index_file(str(path))["header"]["version"] == (
+        2 if backend_name(backend) == "native" else 1)
+
+
 def test_load_bad_magic_version_missing(backend, saved_file, tmp_path):
     path, data = saved_file
     bad = b"NOTAGDB!" + data[8:]
