@@ -20,6 +20,8 @@ All indexes use cosine distance with M=16 and ef_construction=200:
 * usearch-i8 the same usearch index storing int8 vectors (its quantized mode)
 * faiss-sq8 ``IndexHNSWSQ(d, QT_8bit, 16, METRIC_INNER_PRODUCT)``: 8-bit scalar-quantized
   vectors (the quantizer trained on the base, part of the build time), walked as codes
+* agentdb-exact  (opt-in) ``search(q, exact=True)`` on an int8 index: every item measured,
+  int8 codes first, float32 for the candidates within their error bound
 * numpy    exact search: ``Xn @ q`` + ``argpartition`` + sort of the top 10 per query
   (its "build" is normalising the base)
 
@@ -254,6 +256,39 @@ class AgentDBF32Adapter(AgentDBAdapter):
         return super().version().replace(")", ", f32)")
 
 
+class AgentDBExactAdapter(AgentDBAdapter):
+    """``HNSWIndex(precision="int8").search(q, exact=True)``: every item measured, through
+    the int8 codes first and float32 for the candidates within their error bound (the float32
+    scan's answer). Not in the default set: ``--libs agentdb-exact,numpy``."""
+
+    name = "agentdb-exact"
+    precision = "int8"
+    uses_ef = False
+
+    def version(self) -> str:
+        return super().version().replace(")", ", int8, exact=True)")
+
+    def searcher(self, ef: int) -> Callable[[Any], Any]:
+        search = self.index.search
+
+        def call(q: np.ndarray) -> Any:
+            return search(q, k=K, exact=True)
+
+        return call
+
+    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        index = self.index
+
+        def call(Q: np.ndarray) -> np.ndarray:
+            index.threads = threads
+            try:
+                return index.search(Q, k=K, exact=True)[0]
+            finally:
+                index.threads = 1
+
+        return call
+
+
 class HnswlibAdapter(Adapter):
     """``hnswlib.Index(space="cosine")``."""
 
@@ -482,6 +517,7 @@ ADAPTERS: dict[str, tuple[str, type[Adapter]]] = {
     "agentdb": ("agentdb", AgentDBAdapter),
     "agentdb-int8": ("agentdb", AgentDBInt8Adapter),
     "agentdb-f32": ("agentdb", AgentDBF32Adapter),
+    "agentdb-exact": ("agentdb", AgentDBExactAdapter),
     "hnswlib": ("hnswlib", HnswlibAdapter),
     "usearch": ("usearch", UsearchAdapter),
     "faiss": ("faiss", FaissAdapter),
@@ -824,7 +860,7 @@ def make_adapters(libs: list[str], agentdb: ModuleType | None, usearch_dtype: st
     adapters: list[Adapter] = []
     for name in libs:
         if name not in ADAPTERS:
-            raise SystemExit(f"unknown library {name!r}; choose from {', '.join(ALL_LIBS)}")
+            raise SystemExit(f"unknown library {name!r}; choose from {', '.join(ADAPTERS)}")
         module_name, cls = ADAPTERS[name]
         mod = agentdb if module_name == "agentdb" else optional_import(module_name)
         if mod is None:
@@ -853,7 +889,8 @@ def main(argv: list[str] | None = None) -> None:
         "--repeats", type=int, default=3, help="timed query loops per ef; median (default 3)"
     )
     p.add_argument(
-        "--libs", default=",".join(ALL_LIBS), help=f"comma list from {','.join(ALL_LIBS)}"
+        "--libs", default=",".join(ALL_LIBS),
+        help=f"comma list from {','.join(ADAPTERS)} (default: all but agentdb-exact)"
     )
     p.add_argument("--ef", default=DEFAULT_EFS, help=f"ef_search values (default {DEFAULT_EFS})")
     p.add_argument("--build-threads", default="1,2", help="thread counts for builds (default 1,2)")

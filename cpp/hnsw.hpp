@@ -298,9 +298,10 @@ class HNSWIndex {
   }
 
   // Search nq queries (already validated). Writes k results per query (padded with -1/+inf).
+  // With `exact`, every live (and passing) item is measured: exact_scan().
   void search(const float* queries, std::size_t nq, std::size_t k, std::size_t ef,
               const SearchFilter* filter, int64_t* out_ids, float* out_d,
-              std::size_t threads) const {
+              std::size_t threads, bool exact = false) const {
     std::shared_lock<std::shared_mutex> g(resize_mu_);
     ef = std::max(ef, k);
     // Small allow-lists are resolved to slots and answered exactly (cheaper than walking the
@@ -356,6 +357,10 @@ class HNSWIndex {
       float* od = out_d + qi * k;
       if (brute) {
         brute_force(q, k, allowed_slots.data(), allowed_slots.size(), f, oi, od);
+        return;
+      }
+      if (exact) {
+        exact_scan(q, k, f, oi, od);
         return;
       }
       std::size_t got = graph_search(q, k, ef, filtered ? &f : nullptr, oi, od);
@@ -1376,18 +1381,7 @@ class HNSWIndex {
       // re-ranking never grows the resident set: the walk's copy is what a search holds.
       std::size_t keep = std::min(res.size(), k + std::max<std::size_t>(k / 4, 4));
       res.resize(keep);
-      if (owned_) {
-        for (auto& r : res) r.first = dist(q, vec(r.second));
-      } else {
-        ctx.vbuf.resize(dim_);
-        const std::size_t base = static_cast<std::size_t>(
-            reinterpret_cast<const unsigned char*>(vectors_) - map_->data());
-        for (auto& r : res) {
-          map_->read_at(ctx.vbuf.data(), dim_ * sizeof(float),
-                        base + static_cast<std::size_t>(r.second) * dim_ * sizeof(float));
-          r.first = dist(q, ctx.vbuf.data());
-        }
-      }
+      for (auto& r : res) r.first = dist(q, vector_for_rerank(r.second, ctx.vbuf));
       std::sort(res.begin(), res.end());
     }
     std::size_t got = std::min(k, res.size());
@@ -1397,6 +1391,78 @@ class HNSWIndex {
     }
     for (std::size_t i = got; i < k; ++i) oi[i] = -1, od[i] = INFINITY;
     return got;
+  }
+
+  // Exact top k over every slot that passes `f`. A quantized index reads its walk copy
+  // (int8 codes: a quarter of float32's bytes; binary16 for cosine: half) for approximate
+  // distances a_s, then measures in float32 every slot with a_s <= A_k + 2 B, where A_k is the
+  // k-th smallest a_s and B bounds |a_s - d_s| (below): a superset of the true top k (each of
+  // its k items has d <= A_k + B, so a_s <= A_k + 2 B), hence the float32 scan's answer.
+  // Other precisions and metrics scan float32.
+  //   int8: |q.x - q16.c / qs * scale| <= scale (|q|_1 / 2 + 127 dim / (2 qs))  (code and
+  //         query rounding), with the largest scale of the index;
+  //   binary16, cosine (unit q and x): 2^-11 sum |q_i x_i| <= 2^-11, plus subnormal and
+  //         summation terms.
+  void exact_scan(const float* q, std::size_t k, const Filter& f, int64_t* oi, float* od) const {
+    bool half_cos = use_half_ && metric_ == Metric::Cosine;
+    if (!use_i8_ && !half_cos) {
+      brute_force(q, k, nullptr, n_slots_, f, oi, od);
+      return;
+    }
+    ContextLease lease(this);
+    Context& ctx = *lease.ctx;
+    prepare_walk_query(q, ctx);
+    auto& approx = ctx.vbuf;  // one value per slot, +inf where the filter says no
+    approx.assign(n_slots_, INFINITY);
+    std::vector<float> kth;  // max-heap of the k smallest approximate distances
+    kth.reserve(k + 1);
+    float max_scale = 0.0f;
+    for (std::size_t s = 0; s < n_slots_; ++s) {
+      auto slot = static_cast<uint32_t>(s);
+      if (!f.pass(slot)) continue;
+      float a = tdist_q(ctx, q, slot);
+      if (use_i8_) max_scale = std::max(max_scale, scl_[s]);
+      approx[s] = a;
+      if (kth.size() < k) {
+        kth.push_back(a);
+        std::push_heap(kth.begin(), kth.end());
+      } else if (a < kth.front()) {
+        std::pop_heap(kth.begin(), kth.end());
+        kth.back() = a;
+        std::push_heap(kth.begin(), kth.end());
+      }
+    }
+    // B, plus float32 summation error (dim 2^-23 of sum |q_i x_i|) on either side
+    double bound, eps;
+    if (use_i8_) {
+      double l1 = 0.0;
+      for (std::size_t j = 0; j < dim_; ++j) l1 += std::fabs(q[j]);
+      double q_step = ctx.q16_inv;  // one int16 level of the query
+      bound = max_scale * (0.5 * l1 + 0.5 * 127.0 * static_cast<double>(dim_) * q_step);
+      eps = static_cast<double>(dim_) * 1.2e-7 * std::max(1.0, l1 * 127.0 * max_scale);
+    } else {
+      bound = std::ldexp(1.0, -11) + static_cast<double>(dim_) * 3e-8;
+      eps = static_cast<double>(dim_) * 1.2e-7;
+    }
+    float limit = kth.size() < k ? INFINITY
+                                 : static_cast<float>(kth.front() + 2.0 * (bound + eps) * 1.01);
+    TopK top(k);
+    std::vector<float> buf;
+    for (std::size_t s = 0; s < n_slots_; ++s) {
+      if (!(approx[s] <= limit)) continue;
+      top.push(dist(q, vector_for_rerank(static_cast<uint32_t>(s), buf)), lab_[s]);
+    }
+    top.write(oi, od);
+  }
+  // The float32 vector of slot s: in memory, or read from the mapped file into `buf` (pread:
+  // the resident set does not grow).
+  const float* vector_for_rerank(uint32_t s, std::vector<float>& buf) const {
+    if (owned_) return vec(s);
+    buf.resize(dim_);
+    const std::size_t base =
+        static_cast<std::size_t>(reinterpret_cast<const unsigned char*>(vectors_) - map_->data());
+    map_->read_at(buf.data(), dim_ * sizeof(float), base + static_cast<std::size_t>(s) * dim_ * sizeof(float));
+    return buf.data();
   }
 
   // Exact scan over the given slots (or all slots when `slots` is null).

@@ -65,7 +65,7 @@ struct PyIndex {
   }
 
   py::tuple search(py::handle q, long k, py::object ef_obj, py::object allowed,
-                   py::object predicate) {
+                   py::object predicate, bool exact) {
     if (k <= 0) throw py::value_error("k must be >= 1, got " + std::to_string(k));
     std::size_t ef = idx->ef_search();
     if (!ef_obj.is_none()) {
@@ -112,7 +112,7 @@ struct PyIndex {
     {
       py::gil_scoped_release nogil;
       std::size_t t = (Q.rows < 4 || filter.predicate) ? 1 : threads;
-      idx->search(Q.data(), Q.rows, kk, ef, use_filter ? &filter : nullptr, oi, od, t);
+      idx->search(Q.data(), Q.rows, kk, ef, use_filter ? &filter : nullptr, oi, od, t, exact);
     }
     if (state.err) throw *state.err;
     return py::make_tuple(ids, dists);
@@ -260,8 +260,10 @@ void bind_hnsw(py::module_& mod) {
            "Insert or replace vectors (upsert by id).")
       .def("search", &PyIndex::search, py::arg("queries"), py::arg("k") = 10, py::kw_only(),
            py::arg("ef") = py::none(), py::arg("allowed") = py::none(),
-           py::arg("predicate") = py::none(),
-           "k nearest neighbours: (ids, distances), padded with -1/+inf.")
+           py::arg("predicate") = py::none(), py::arg("exact") = false,
+           "k nearest neighbours: (ids, distances), padded with -1/+inf. exact=True measures "
+           "every item (an int8 or cosine binary16 index reads its codes first, then float32 "
+           "for the candidates that can still be in the top k).")
       .def("remove", &PyIndex::remove, py::arg("ids"), "Tombstone ids (KeyError if unknown).")
       .def("get_vector", &PyIndex::get_vector, py::arg("id"), "The stored vector of an id.")
       .def("contains", &PyIndex::contains, py::arg("id"))

@@ -382,8 +382,12 @@ class HNSWIndex:
         ef: int | None = None,
         allowed: ArrayLike | None = None,
         predicate: Predicate | None = None,
+        exact: bool = False,
     ) -> tuple[I64, F32]:
         """Exact k nearest live items: ``(ids int64, dists float32)``, ascending.
+
+        Every search here is exact, so ``exact`` (the native index's full-scan switch)
+        changes nothing.
 
         1-D ``queries`` give shape ``(k,)``, 2-D give ``(m, k)``; padded with -1 / +inf when
         fewer than k items match. ``allowed`` (ids) and ``predicate`` (``id -> bool``)
