@@ -60,10 +60,11 @@ struct Results {
 };
 
 Results search(const HNSWIndex& idx, const std::vector<float>& Q, std::size_t k,
-               const SearchFilter* f = nullptr, std::size_t ef = 64, std::size_t threads = 2) {
+               const SearchFilter* f = nullptr, std::size_t ef = 64, std::size_t threads = 2,
+               bool exact = false) {
   std::size_t nq = Q.size() / idx.dim();
   Results r{std::vector<int64_t>(nq * k, 12345), std::vector<float>(nq * k, -1.0f)};
-  idx.search(Q.data(), nq, k, ef, f, r.ids.data(), r.dists.data(), threads);
+  idx.search(Q.data(), nq, k, ef, f, r.ids.data(), r.dists.data(), threads, exact);
   return r;
 }
 
@@ -469,6 +470,33 @@ TEST_CASE(hnsw, mapped_open_is_bounded_and_copies_on_write) {
     CHECK(!lazy->contains(extra_id));
     CHECK_THROWS(open_bytes(bad, true, true), BadFile);
     CHECK_THROWS(open_bytes(bad, false, false), BadFile);
+  }
+}
+
+// exact=True on a quantized index reads codes first, then float32 within the error bound:
+// the answer must be the float32 scan's, ids and distances, in memory and mapped.
+TEST_CASE(hnsw, exact_search_through_codes_equals_float32_scan) {
+  std::mt19937_64 g(50);
+  Data data = clustered(g, 900, 24);
+  std::vector<float> Q = queries(g, data, 30);
+  for (Metric m : {Metric::Cosine, Metric::IP}) {
+    auto ref = build(data, m, Precision::F32);
+    for (Precision p : {Precision::Int8, Precision::Mixed}) {
+      SCOPE("metric=", metric_name(m), " precision=", static_cast<int>(p));
+      auto idx = build(data, m, p);
+      const std::string path = testutil::temp_path("exact.agdb");
+      idx->save(path);
+      auto mapped = open_bytes(testutil::read_bytes(path), true, false);
+      std::remove(path.c_str());
+      for (std::size_t k : {1, 7, 40}) {
+        Results want = search(*ref, Q, k, nullptr, 64, 2, true);
+        for (const HNSWIndex* ix : {idx.get(), mapped.get()}) {
+          Results got = search(*ix, Q, k, nullptr, 64, 2, true);
+          CHECK(got.ids == want.ids);
+          CHECK(got.dists == want.dists);
+        }
+      }
+    }
   }
 }
 
