@@ -22,6 +22,15 @@ using i8_kernel_fn = float (*)(const float*, const int8_t*, std::size_t);
 // sum inside int32 (|q_i| <= 2^31 / (127 n)); the int8 walk's kernel: one widening and one
 // multiply-add per 32 values on AVX-512, no float conversion.
 using i16i8_kernel_fn = int32_t (*)(const int16_t*, const int8_t*, std::size_t);
+// The same sum for several stored vectors at once: out[i] = sum_j q_j * codes[slots[i] * n + j]
+// (one call per neighbour list in the int8 walk: the query stays in registers or L1 and the
+// loads of the next codes overlap the arithmetic of the current ones).
+using i16i8_gather_fn = void (*)(const int16_t* q, const int8_t* codes, const uint32_t* slots,
+                                 std::size_t count, std::size_t n, int32_t* out);
+// The binary16 kernels for several stored vectors at once (the "mixed" walk):
+// out[i] = kernel(q, half + slots[i] * n, n).
+using half_gather_fn = void (*)(const float* q, const uint16_t* half, const uint32_t* slots,
+                                std::size_t count, std::size_t n, float* out);
 // Register-blocked tile of dot products: out[4 i + j] = dot(q + i d, x + j d) for 4 query rows
 // and 4 rows of X (each group of 4 rows contiguous with stride d). The inner loop of the batch
 // exact search: 8 loads feed 16 FMAs, where one dot at a time needs 2 loads per FMA.
@@ -38,6 +47,9 @@ struct KernelTable {
   tile_fn dot4x4;           // 4 x 4 dot products (see tile_fn)
   i8_kernel_fn dot_i8;      // sum q_i * c_i over int8 codes
   i16i8_kernel_fn dot_i16i8;  // exact integer sum q_i * c_i, int16 query, int8 codes
+  i16i8_gather_fn dot_i16i8_gather;  // dot_i16i8 for codes[slots[i]], i < count
+  half_gather_fn dot_f16_gather;     // dot_f16 for half[slots[i]]
+  half_gather_fn l2sq_f16_gather;    // l2sq_f16 for half[slots[i]]
 };
 
 // Portable conversions (scalar reference; also used by tests through the bindings).

@@ -200,9 +200,25 @@ int32_t dot_i16i8_avx2(const int16_t* q, const int8_t* c, std::size_t n) {
   return total;
 }
 
+#include "gather.hpp"  // gather_rows, this file's own copy (anonymous namespace)
+
+void dot_i16i8_gather_avx2(const int16_t* q, const int8_t* codes, const uint32_t* slots,
+                           std::size_t count, std::size_t n, int32_t* out) {
+  gather_rows(dot_i16i8_avx2, q, codes, slots, count, n, out);
+}
+void dot_f16_gather_avx2(const float* q, const uint16_t* v, const uint32_t* slots,
+                         std::size_t count, std::size_t n, float* out) {
+  gather_rows(dot_f16_avx2, q, v, slots, count, n, out);
+}
+void l2sq_f16_gather_avx2(const float* q, const uint16_t* v, const uint32_t* slots,
+                          std::size_t count, std::size_t n, float* out) {
+  gather_rows(l2sq_f16_avx2, q, v, slots, count, n, out);
+}
+
 const KernelTable kTable{"avx2",       dot_avx2,      l2sq_avx2,   cosine_avx2,
                          dot_f16_avx2, l2sq_f16_avx2, to_f16_avx2, dot4x4_avx2,
-                         dot_i8_avx2,  dot_i16i8_avx2};
+                         dot_i8_avx2,  dot_i16i8_avx2, dot_i16i8_gather_avx2,
+                         dot_f16_gather_avx2, l2sq_f16_gather_avx2};
 
 }  // namespace
 

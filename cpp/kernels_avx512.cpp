@@ -242,9 +242,25 @@ int32_t dot_i16i8_avx512(const int16_t* q, const int8_t* c, std::size_t n) {
   return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
 }
 
+#include "gather.hpp"  // gather_rows, this file's own copy (anonymous namespace)
+
+void dot_i16i8_gather_avx512(const int16_t* q, const int8_t* codes, const uint32_t* slots,
+                             std::size_t count, std::size_t n, int32_t* out) {
+  gather_rows(dot_i16i8_avx512, q, codes, slots, count, n, out);
+}
+void dot_f16_gather_avx512(const float* q, const uint16_t* v, const uint32_t* slots,
+                           std::size_t count, std::size_t n, float* out) {
+  gather_rows(dot_f16_avx512, q, v, slots, count, n, out);
+}
+void l2sq_f16_gather_avx512(const float* q, const uint16_t* v, const uint32_t* slots,
+                            std::size_t count, std::size_t n, float* out) {
+  gather_rows(l2sq_f16_avx512, q, v, slots, count, n, out);
+}
+
 const KernelTable kTable{"avx512",       dot_avx512,      l2sq_avx512,   cosine_avx512,
                          dot_f16_avx512, l2sq_f16_avx512, to_f16_avx512, dot4x4_avx512,
-                         dot_i8_avx512,  dot_i16i8_avx512};
+                         dot_i8_avx512,  dot_i16i8_avx512, dot_i16i8_gather_avx512,
+                         dot_f16_gather_avx512, l2sq_f16_gather_avx512};
 
 }  // namespace
 

@@ -100,9 +100,25 @@ int32_t dot_i16i8_scalar(const int16_t* q, const int8_t* c, std::size_t n) {
   return s;
 }
 
+#include "gather.hpp"  // gather_rows, this file's own copy (anonymous namespace)
+
+void dot_i16i8_gather_scalar(const int16_t* q, const int8_t* codes, const uint32_t* slots,
+                             std::size_t count, std::size_t n, int32_t* out) {
+  gather_rows(dot_i16i8_scalar, q, codes, slots, count, n, out);
+}
+void dot_f16_gather_scalar(const float* q, const uint16_t* v, const uint32_t* slots,
+                           std::size_t count, std::size_t n, float* out) {
+  gather_rows(dot_f16_scalar, q, v, slots, count, n, out);
+}
+void l2sq_f16_gather_scalar(const float* q, const uint16_t* v, const uint32_t* slots,
+                            std::size_t count, std::size_t n, float* out) {
+  gather_rows(l2sq_f16_scalar, q, v, slots, count, n, out);
+}
+
 const KernelTable kTable{"scalar",       dot_scalar,      l2sq_scalar,   cosine_scalar,
                          dot_f16_scalar, l2sq_f16_scalar, to_f16_scalar, dot4x4_scalar,
-                         dot_i8_scalar,  dot_i16i8_scalar};
+                         dot_i8_scalar,  dot_i16i8_scalar, dot_i16i8_gather_scalar,
+                         dot_f16_gather_scalar, l2sq_f16_gather_scalar};
 
 }  // namespace
 

@@ -225,6 +225,38 @@ TEST_CASE(kernels, int16_query_int8_codes_exact) {
   }
 }
 
+TEST_CASE(kernels, gather_kernels_equal_one_by_one) {
+  // the list kernels of the walk give exactly what the one-vector kernels give, per slot
+  std::mt19937_64 g(15);
+  std::uniform_int_distribution<int> code(-127, 127), qv(-32767, 32767);
+  for (const std::string& p : supported_paths()) {
+    const KernelTable& t = *kernels_for(p.c_str());
+    for (std::size_t d : {1, 7, 31, 32, 33, 64, 100, 384}) {
+      SCOPE("path=", p, " dim=", d);
+      const std::size_t rows = 40;
+      std::vector<int8_t> codes(rows * d);
+      for (auto& c : codes) c = static_cast<int8_t>(code(g));
+      std::vector<int16_t> q16(d);
+      for (auto& x : q16) x = static_cast<int16_t>(qv(g) / static_cast<int>(d));
+      std::vector<float> qf = testutil::normal(g, d), xf = testutil::normal(g, rows * d);
+      std::vector<uint16_t> half(rows * d);
+      t.to_f16(xf.data(), half.data(), rows * d);
+      std::vector<uint32_t> slots = {3, 0, 39, 17, 17, 5, 22, 1, 38, 9, 11};
+      std::vector<int32_t> sums(slots.size());
+      std::vector<float> dots(slots.size()), l2s(slots.size());
+      t.dot_i16i8_gather(q16.data(), codes.data(), slots.data(), slots.size(), d, sums.data());
+      t.dot_f16_gather(qf.data(), half.data(), slots.data(), slots.size(), d, dots.data());
+      t.l2sq_f16_gather(qf.data(), half.data(), slots.data(), slots.size(), d, l2s.data());
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        CHECK_EQ(sums[i], t.dot_i16i8(q16.data(), codes.data() + slots[i] * d, d));
+        CHECK_EQ(dots[i], t.dot_f16(qf.data(), half.data() + slots[i] * d, d));
+        CHECK_EQ(l2s[i], t.l2sq_f16(qf.data(), half.data() + slots[i] * d, d));
+      }
+      t.dot_i16i8_gather(q16.data(), codes.data(), slots.data(), 0, d, sums.data());  // empty
+    }
+  }
+}
+
 TEST_CASE(kernels, cosine_conventions) {
   std::mt19937_64 g(12);
   for (const std::string& p : supported_paths()) {
