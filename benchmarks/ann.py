@@ -212,11 +212,15 @@ class AgentDBAdapter(Adapter):
     def single_thread(self) -> None:
         self.index.threads = 1
 
+    def search_options(self, ef: int) -> dict[str, Any]:
+        """Keyword arguments of ``HNSWIndex.search`` besides ``k``."""
+        return {"ef": ef}
+
     def searcher(self, ef: int) -> Callable[[Any], Any]:
-        search = self.index.search
+        search, options = self.index.search, self.search_options(ef)
 
         def call(q: np.ndarray) -> Any:
-            return search(q, k=K, ef=ef)
+            return search(q, k=K, **options)
 
         return call
 
@@ -224,12 +228,12 @@ class AgentDBAdapter(Adapter):
         return np.asarray(result[0]).reshape(-1)
 
     def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-        index = self.index
+        index, options = self.index, self.search_options(ef)
 
         def call(Q: np.ndarray) -> np.ndarray:
             index.threads = threads
             try:
-                return index.search(Q, k=K, ef=ef)[0]
+                return index.search(Q, k=K, **options)[0]
             finally:
                 index.threads = 1
 
@@ -268,25 +272,8 @@ class AgentDBExactAdapter(AgentDBAdapter):
     def version(self) -> str:
         return super().version().replace(")", ", int8, exact=True)")
 
-    def searcher(self, ef: int) -> Callable[[Any], Any]:
-        search = self.index.search
-
-        def call(q: np.ndarray) -> Any:
-            return search(q, k=K, exact=True)
-
-        return call
-
-    def batch_searcher(self, ef: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-        index = self.index
-
-        def call(Q: np.ndarray) -> np.ndarray:
-            index.threads = threads
-            try:
-                return index.search(Q, k=K, exact=True)[0]
-            finally:
-                index.threads = 1
-
-        return call
+    def search_options(self, ef: int) -> dict[str, Any]:
+        return {"exact": True}
 
 
 class HnswlibAdapter(Adapter):

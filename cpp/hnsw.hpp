@@ -939,29 +939,29 @@ class HNSWIndex {
                         static_cast<float>(kernels_->dot_i16i8(ctx.q16.data(), code(s), dim_));
     return tdist(q, s);
   }
-  // The walk's distances from q to every slot of `list` into ctx.dists, by one gather
-  // kernel call (int8 and binary16 copies); false for float32 walks (measured one by one).
-  bool list_distances(Context& ctx, const float* q, const std::vector<uint32_t>& list) const {
+  // The walk's distances from q to every slot of `list`, into ctx.dists: one list ("gather")
+  // kernel call for the int8 and binary16 copies; float32 one by one, the next vector
+  // fetched ahead.
+  void list_distances(Context& ctx, const float* q, const std::vector<uint32_t>& list) const {
     const std::size_t m = list.size();
+    ctx.dists.resize(m);
     if (use_i8_) {
       ctx.sums.resize(m);
-      ctx.dists.resize(m);
       kernels_->dot_i16i8_gather(ctx.q16.data(), codes_, list.data(), m, dim_, ctx.sums.data());
       for (std::size_t j = 0; j < m; ++j)
         ctx.dists[j] = 1.0f - scl_[list[j]] * ctx.q16_inv * static_cast<float>(ctx.sums[j]);
-      return true;
-    }
-    if (use_half_) {
-      ctx.dists.resize(m);
-      if (metric_ == Metric::L2) {
-        kernels_->l2sq_f16_gather(q, half_, list.data(), m, dim_, ctx.dists.data());
-      } else {
-        kernels_->dot_f16_gather(q, half_, list.data(), m, dim_, ctx.dists.data());
-        for (float& d : ctx.dists) d = 1.0f - d;
+    } else if (use_half_ && metric_ == Metric::L2) {
+      kernels_->l2sq_f16_gather(q, half_, list.data(), m, dim_, ctx.dists.data());
+    } else if (use_half_) {
+      kernels_->dot_f16_gather(q, half_, list.data(), m, dim_, ctx.dists.data());
+      for (float& d : ctx.dists) d = 1.0f - d;
+    } else {
+      if (m) prefetch_vector(list[0]);
+      for (std::size_t j = 0; j < m; ++j) {
+        if (j + 1 < m) prefetch_vector(list[j + 1]);
+        ctx.dists[j] = dist(q, vec(list[j]));
       }
-      return true;
     }
-    return false;
   }
   const char* traversal_ptr(uint32_t s) const {
     if (use_i8_) return reinterpret_cast<const char*>(code(s));
@@ -1210,17 +1210,10 @@ class HNSWIndex {
         if (!ctx.visited.test_and_set(n) && !is_building(n)) nb[todo++] = n;
       nb.resize(todo);
       for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x), 0, 3);
-      bool gathered = list_distances(ctx, q, nb);
-      if (!gathered && !nb.empty()) prefetch_vector(nb[0]);
+      list_distances(ctx, q, nb);
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
-        float d;
-        if (gathered) {
-          d = ctx.dists[j];
-        } else {
-          if (j + 1 < nb.size()) prefetch_vector(nb[j + 1]);
-          d = tdist_q(ctx, q, n);
-        }
+        float d = ctx.dists[j];
         if (res.size() < efc_ || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
@@ -1380,24 +1373,13 @@ class HNSWIndex {
         if (n >= n_slots_ || ctx.visited.test_and_set(n)) continue;
         nb.push_back(n);
       }
-      // Pull whole vectors kPrefetchAhead neighbours ahead of the one being measured.
       // Touch the first line of every unvisited neighbour now (starts the page walks and the
-      // hardware's adjacent-line fetches early), then pull whole vectors one step ahead.
-      constexpr std::size_t kPrefetchAhead = 1;
+      // hardware's adjacent-line fetches early); list_distances pulls whole vectors ahead.
       for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x), 0, 3);
-      bool gathered = list_distances(ctx, q, nb);  // the whole list in one kernel call
-      if (!gathered)
-        for (std::size_t j = 0; j < std::min(kPrefetchAhead, nb.size()); ++j)
-          prefetch_vector(nb[j]);
+      list_distances(ctx, q, nb);
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
-        float d;
-        if (gathered) {
-          d = ctx.dists[j];
-        } else {
-          if (j + kPrefetchAhead < nb.size()) prefetch_vector(nb[j + kPrefetchAhead]);
-          d = tdist_q(ctx, q, n);
-        }
+        float d = ctx.dists[j];
         if (res.size() < ef || d < lower) {
           cand.emplace_back(-d, n);
           std::push_heap(cand.begin(), cand.end());
