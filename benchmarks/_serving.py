@@ -8,7 +8,10 @@ its resident set (``VmRSS``) growth after opening and after the queries, the ope
 and recall@10. The growth counts every
 page the process touched: heap, and mapped file pages alike (an agentdb index opened in place
 counts the neighbour lists and walk copy it read; its float32 vectors are read for the re-rank
-with ``pread``, through the kernel's page cache, and do not count).
+with ``pread``, through the kernel's page cache, and do not count). agentdb is measured in two
+open modes: ``mmap=True`` (the whole file mapped, its pages shared between processes) and
+``mmap="vectors"`` (the walk's lists and copy read into private huge pages, the float32
+vectors left in the file).
 
 Example (a library without a serving recipe is skipped):
     >>> recipe_for("numpy") is None
@@ -43,7 +46,7 @@ class Recipe:
 _RECIPES = {
     "agentdb": Recipe(
         "import agentdb",
-        "index = agentdb.HNSWIndex.load({path!r}); index.threads = 1",
+        "index = agentdb.HNSWIndex.load({path!r}, mmap={mmap!r}); index.threads = 1",
         "def search(q):\n    return index.search(q, k=10, ef={ef})[0]",
     ),
     "hnswlib": Recipe(
@@ -111,10 +114,12 @@ def recipe_for(name: str) -> Recipe | None:
 
 
 def serve(name: str, path: str, queries: np.ndarray, gt: np.ndarray, ef: int,
-          extra_path: list[str], repeats: int = 3, timeout: float = 1800.0) -> dict[str, Any]:
+          extra_path: list[str], repeats: int = 3, timeout: float = 1800.0,
+          mmap: bool | str = True) -> dict[str, Any]:
     """Run the child for one saved index; returns its numbers (QPS: the median of
     ``repeats`` timed passes after the warm-up; raises RuntimeError with the child's stderr
-    if it failed)."""
+    if it failed). ``mmap`` is agentdb's open mode (``HNSWIndex.load(mmap=...)``); the other
+    libraries have one way to open."""
     recipe = recipe_for(name)
     if recipe is None:
         raise ValueError(f"no serving recipe for {name!r}")
@@ -123,7 +128,7 @@ def serve(name: str, path: str, queries: np.ndarray, gt: np.ndarray, ef: int,
         qpath, gtpath = os.path.join(tmp, "q.npy"), os.path.join(tmp, "gt.npy")
         np.save(qpath, np.ascontiguousarray(queries, dtype=np.float32))
         np.save(gtpath, np.ascontiguousarray(gt[:, :10]))
-        fill = dict(path=path, dim=dim, ef=ef)
+        fill = dict(path=path, dim=dim, ef=ef, mmap=mmap)
         code = _CHILD.format(
             extra_path=extra_path, qpath=qpath, gtpath=gtpath, imports=recipe.imports,
             repeats=max(1, repeats),

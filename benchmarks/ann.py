@@ -655,18 +655,27 @@ def measure_serving(
             ef = int(min(ok)) if ok else int(max((p["ef"] for p in res.curve), default=64))
         else:
             ef = int(serve_ef)
+        modes: list[bool | str] = (
+            [True, "vectors"] if adapter.name.startswith("agentdb") else [True])
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "index.bin")
             try:
                 if not adapter.save_file(path):
                     continue
-                log(f"{adapter.name}: serving from a fresh process (ef={ef})")
-                row = serve(adapter.name, path, data.queries, data.gt, ef, [], repeats)
             except Exception as exc:  # noqa: BLE001 - report and continue
-                print(f"NOTE: {adapter.name} serving measurement failed: {exc!r} - skipped")
+                print(f"NOTE: {adapter.name} could not save its index: {exc!r} - skipped")
                 continue
-        row.update(library=adapter.name, ef=ef)
-        rows.append(row)
+            for mode in modes:
+                label = adapter.name if len(modes) == 1 else f"{adapter.name} (mmap={mode!r})"
+                try:
+                    log(f"{label}: serving from a fresh process (ef={ef})")
+                    row = serve(adapter.name, path, data.queries, data.gt, ef, [], repeats,
+                                mmap=mode)
+                except Exception as exc:  # noqa: BLE001 - report and continue
+                    print(f"NOTE: {label} serving measurement failed: {exc!r} - skipped")
+                    continue
+                row.update(library=label, ef=ef)
+                rows.append(row)
     return rows
 
 
@@ -688,8 +697,10 @@ def report_serving(rows: list[dict[str, Any]], serve_ef: str) -> None:
          "QPS / hnswlib", "recall@10"],
         table,
         note="RSS = growth of the child's VmRSS over its baseline (library imported, queries\n"
-             "loaded): heap and touched file pages alike. agentdb opens its file in place and\n"
-             "reads the float32 vectors for the re-rank with pread (page cache, not RSS).\n"
+             "loaded): heap and touched file pages alike. agentdb reads the float32 vectors\n"
+             "for the re-rank with pread (page cache, not RSS); mmap=True maps the whole file\n"
+             "(pages shared between processes), mmap='vectors' reads the walk's lists and\n"
+             "copy into private huge pages and leaves only the float32 vectors in the file.\n"
              "One warm-up pass, then --repeats timed passes (median); recall from the warm-up\n"
              "pass. ef: "
              + ("each library's smallest ef reaching the target recall in the curves above."

@@ -72,7 +72,7 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
-  enum class Advice { Normal, Random, WillNeed };
+  enum class Advice { Normal, Random, WillNeed, DontNeed };
   // Tells the kernel how a range will be read (no-op without mmap); `p` points into data().
   void advise(const unsigned char* p, std::size_t bytes, Advice advice) const {
 #if defined(AGENTDB_HAVE_MMAP)
@@ -80,8 +80,11 @@ class MappedFile {
     constexpr std::size_t kPageSize = 4096;
     auto lo = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
     auto hi = reinterpret_cast<std::uintptr_t>(p) + bytes;
+    // DontNeed on a read-only file mapping only unmaps this process's pages (the page cache
+    // keeps them; the next read faults them back in): its resident set shrinks
     int how = advice == Advice::Random     ? MADV_RANDOM
               : advice == Advice::WillNeed ? MADV_WILLNEED
+              : advice == Advice::DontNeed ? MADV_DONTNEED
                                            : MADV_NORMAL;
     ::madvise(reinterpret_cast<void*>(lo), hi - lo, how);
 #else

@@ -966,16 +966,90 @@ def test_lazy_open_checks_big_sections_later(native, tmp_path):
                 with pytest.raises(ValueError, match=f"section '{name}' checksum"):
                     native.HNSWIndex.load(p)
                 continue
-            back = native.HNSWIndex.load(p)
-            assert back.mapped
-            back.search(X[:20], k=5)  # whatever it returns, it returns
-            with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
-                back.verify()
-            with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
-                back.add([1000], X[:1])
-            assert back.mapped and len(back) == 300 and 1000 not in back
+            for mode in (True, "vectors"):
+                back = native.HNSWIndex.load(p, mmap=mode)
+                assert back.mapped
+                back.search(X[:20], k=5)  # whatever it returns, it returns
+                with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
+                    back.verify()
+                with pytest.raises(ValueError, match=f"section '{name}' checksum mismatch"):
+                    back.add([1000], X[:1])
+                assert back.mapped and len(back) == 300 and 1000 not in back
             with pytest.raises(ValueError, match="checksum"):
                 native.HNSWIndex.load(p, mmap=False)
+
+
+def test_open_modes_answer_alike(native, tmp_path):
+    """mmap=True (the file mapped), mmap="vectors" (the walk's lists and copy read into
+    memory, the float32 vectors left in the file) and mmap=False (all in memory) give the same
+    ids and distances; a write copies the index into memory in every mode."""
+    rng = np.random.default_rng(31)
+    X, Q = rand(rng, 3000, 32), rand(rng, 50, 32)
+    for precision in ("mixed", "int8", "f32"):
+        idx = native.HNSWIndex(32, metric="cosine", M=8, precision=precision, seed=5)
+        idx.add(np.arange(3000), X)
+        path = str(tmp_path / f"modes-{precision}.agdb")
+        idx.save(path)
+        opened = {mode: native.HNSWIndex.load(path, mmap=mode) for mode in (True, "vectors", False)}
+        assert [o.mapped for o in opened.values()] == [True, True, False]
+        ref_i, ref_d = opened[False].search(Q, k=10, ef=40)
+        for mode in (True, "vectors"):
+            got_i, got_d = opened[mode].search(Q, k=10, ef=40)
+            np.testing.assert_array_equal(got_i, ref_i)
+            np.testing.assert_array_equal(got_d, ref_d)
+            assert opened[mode].memory_usage() > 0
+        ex_i, _ = opened["vectors"].search(Q, k=10, exact=True)
+        np.testing.assert_array_equal(ex_i, idx.search(Q, k=10, exact=True)[0])
+        back = opened["vectors"]
+        back.add([5000], X[:1] * -1)
+        assert not back.mapped and 5000 in back
+        assert back.search(X[0] * -1, k=1)[0][0] == 5000
+    with pytest.raises(ValueError, match="mmap must be True, False or 'vectors'"):
+        native.HNSWIndex.load(path, mmap="yes")
+
+
+def test_save_writes_a_locality_order_that_is_stable(native, tmp_path):
+    """A saved file lists the slots in breadth-first order of the graph (neighbours near each
+    other); the graph is the same, so the reopened index answers as the one that was saved,
+    and saving a reopened index again writes the same bytes."""
+    rng = np.random.default_rng(32)
+    X, Q = rand(rng, 2000, 16), rand(rng, 40, 16)
+    idx = native.HNSWIndex(16, metric="cosine", M=6, precision="int8", seed=9)
+    idx.add(np.arange(2000) * 7, X)
+    idx.remove([7, 70, 700])
+    first, second = str(tmp_path / "a.agdb"), str(tmp_path / "b.agdb")
+    idx.save(first)
+    back = native.HNSWIndex.load(first)
+    for exact in (True, False):
+        want_i, want_d = idx.search(Q, k=8, ef=30, exact=exact)
+        got_i, got_d = back.search(Q, k=8, ef=30, exact=exact)
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_d, want_d, rtol=1e-6, atol=1e-6)
+    assert sorted(back.ids()) == sorted(idx.ids()) and 70 not in back
+    back.save(second)
+    with open(first, "rb") as a, open(second, "rb") as b:
+        assert a.read() == b.read()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_verify_leaves_the_rerank_vectors_out_of_memory(native, tmp_path):
+    """verify() reads every page of a mapped file; afterwards the pages that searches read
+    only by pread (a quantized walk's float32 vectors) are given back, so an index opened with
+    verify=True holds about what a plain open holds."""
+    rng = np.random.default_rng(33)
+    idx = native.HNSWIndex(64, metric="cosine", precision="int8")
+    idx.add(np.arange(20000), rand(rng, 20000, 64))
+    path = str(tmp_path / "v.agdb")
+    idx.save(path)
+    Q = rand(rng, 100, 64)
+    for mode in (True, "vectors"):
+        plain = native.HNSWIndex.load(path, mmap=mode)
+        plain.search(Q, k=10)
+        checked = native.HNSWIndex.load(path, mmap=mode, verify=True)
+        checked.search(Q, k=10)
+        vectors_bytes = 20000 * 64 * 4
+        assert checked.memory_usage() < plain.memory_usage() + vectors_bytes // 4, mode
+        assert checked.memory_usage() < os.path.getsize(path) - vectors_bytes // 2, mode
 
 
 _SHARE_CHILD = """

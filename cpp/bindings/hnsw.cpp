@@ -164,8 +164,16 @@ struct PyIndex {
     idx->save(p);
   }
 
-  static PyIndex load(py::handle path_obj, std::size_t threads, py::object precision, bool mmap,
-                      bool verify) {
+  static PyIndex load(py::handle path_obj, std::size_t threads, py::object precision,
+                      py::object mmap_obj, bool verify) {
+    HNSWIndex::OpenMode mode;
+    if (py::isinstance<py::bool_>(mmap_obj))
+      mode = mmap_obj.cast<bool>() ? HNSWIndex::OpenMode::Mapped : HNSWIndex::OpenMode::Copy;
+    else if (py::isinstance<py::str>(mmap_obj) && mmap_obj.cast<std::string>() == "vectors")
+      mode = HNSWIndex::OpenMode::VectorsMapped;
+    else
+      throw py::value_error("mmap must be True, False or 'vectors', got " +
+                            py::repr(mmap_obj).cast<std::string>());
     int prec = precision.is_none() ? -1
                                    : static_cast<int>(parse_precision(precision.cast<std::string>()));
     std::string path = fspath(path_obj);
@@ -184,7 +192,7 @@ struct PyIndex {
     out.threads = threads;
     {
       py::gil_scoped_release nogil;
-      out.idx = HNSWIndex::open_file(std::move(file), path, threads, prec, mmap, verify);
+      out.idx = HNSWIndex::open_file(std::move(file), path, threads, prec, mode, verify);
     }
     return out;
   }
@@ -274,7 +282,7 @@ void bind_hnsw(py::module_& mod) {
            "Bytes held by the index.")
       .def("save", &PyIndex::save, py::arg("path"), "Write the index to one file (atomic).")
       .def_static("load", &PyIndex::load, py::arg("path"), py::arg("threads") = 0,
-                  py::arg("precision") = py::none(), py::kw_only(), py::arg("mmap") = true,
+                  py::arg("precision") = py::none(), py::kw_only(), py::arg("mmap") = py::bool_(true),
                   py::arg("verify") = false,
                   "Open an index file written by either backend (in place when mmap).")
       .def_property_readonly("mapped", [](const PyIndex& p) { return p.idx->mapped(); })

@@ -584,14 +584,15 @@ class HNSWIndex:
         threads: int = 0,
         precision: str | None = None,
         *,
-        mmap: bool = True,
+        mmap: bool | str = True,
         verify: bool = False,
     ) -> HNSWIndex:
         """Read an index file written by either backend (a graph section is skipped).
 
         ``precision`` None keeps the saved one (version 1 files: "mixed"). This backend always
-        reads the whole file and checks every checksum, so ``mmap`` and ``verify`` (the native
-        index's open-in-place options) change nothing here.
+        reads the whole file and checks every checksum, so ``mmap`` (True, False or
+        ``"vectors"``) and ``verify`` (the native index's open-in-place options) change nothing
+        here beyond being checked.
 
         Raises FileNotFoundError for a missing file and ValueError for a file that is not
         an AgentDB index, has an unsupported version, is truncated or corrupt.
@@ -607,6 +608,8 @@ class HNSWIndex:
             ...     print("not an AgentDB index file" in str(exc))
             True
         """
+        if not isinstance(mmap, bool) and mmap != "vectors":
+            raise ValueError(f"mmap must be True, False or 'vectors', got {mmap!r}")
         if precision is not None:
             _check_precision(precision, None)
         target = Path(os.fspath(path))
