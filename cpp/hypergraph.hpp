@@ -63,6 +63,7 @@
 //   trailer: u32 CRC-32 (zlib.crc32) of every preceding byte.
 // Both backends write byte-identical files for the same graph (tail/head keep caller order).
 #pragma once
+#include "budget.hpp"
 #include <algorithm>
 #include <iterator>
 #include <cmath>
@@ -638,6 +639,7 @@ class Hypergraph {
         if (j + 4 < nf) prefetch_pairs(s.frontier[j + 4], dir);
         const uint32_t u = s.frontier[j];
         for_each_nbr(u, dir, tf, [&](uint32_t b, uint32_t) {
+          budget_tick();
           GraphScratch::Mark& m = s.mark[b];
           if (m.stamp != ep) {  // first visit (seeds are marked from the start)
             m = {ep, h};
@@ -841,6 +843,9 @@ class Hypergraph {
 
   // Fixed-length label chains: every (n0, e1, n1, ...) with n_{i-1} -[e_i]-> n_i in dirs[i-1],
   // label(n_i) matching labels[i] (-1 = any), type(e_i) passing types[i-1], distinct edges.
+  // Rows match_chain may materialise before it refuses (GraphValueError): 16.7M rows of
+  // 4 nodes and 3 edges are ~940 MB.
+  static constexpr std::size_t kMaxChainRows = std::size_t{1} << 24;
   ChainResult match_chain(const ChainQuery& q) const {
     const std::size_t L = q.labels.size();
     if (L < 2 || L > 4)
@@ -921,11 +926,15 @@ class Hypergraph {
     // Recursion depth is at most 3.
     auto rec = [&](auto&& self, std::size_t i) -> void {
       if (i == L) {
+        if (re.size() >= kMaxChainRows * (L - 1))
+          throw GraphValueError("the pattern matches more than " + std::to_string(kMaxChainRows) +
+                                " rows; narrow it (labels, properties, LIMIT)");
         rn.insert(rn.end(), bn, bn + L);
         re.insert(re.end(), be, be + L - 1);
         return;
       }
       for_each_nbr(bn[i - 1], q.dirs[i - 1], q.types[i - 1], [&](uint32_t b, uint32_t e) {
+        budget_tick();
         if (!label_ok(i, b)) return;
         if (q.distinct_relationships) {
           const auto mine = rel_ends(i - 1, bn[i - 1], b);
@@ -941,6 +950,7 @@ class Hypergraph {
       });
     };
     for (uint32_t v : starts) {
+      budget_tick();
       if (!label_ok(0, v)) continue;
       bn[0] = v;
       rec(rec, 1);
@@ -1401,6 +1411,7 @@ class Hypergraph {
       const uint32_t* pe = s.path_edges.data();
       const std::size_t nn = s.path_nodes.size(), ne = s.path_edges.size();
       for_each_nbr(v, dir, tf, [&](uint32_t b, uint32_t e) {
+        budget_tick();
         for (std::size_t i = 0; i < nn; ++i)
           if (pn[i] == b) return;
         for (std::size_t i = 0; i < ne; ++i)
@@ -1422,6 +1433,7 @@ class Hypergraph {
         }
         continue;
       }
+      budget_tick();
       const auto be = s.pool[f.cur++];
       const int len = static_cast<int>(s.frames.size());
       s.path_nodes.push_back(be.first);

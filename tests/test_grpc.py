@@ -379,3 +379,23 @@ def test_dropped_slow_subscriber_ends_with_aborted():
         list(servicer._stream(sub, ctx))
     assert ctx.status[0] == grpc.StatusCode.ABORTED and "last_event_id" in ctx.status[1]
     assert len(ctx.callbacks) == 1
+
+
+def test_cypher_is_bounded_by_the_call_deadline(start):
+    """A Cypher call stops at its deadline (DEADLINE_EXCEEDED) and the service answers the
+    next call at once; the server's row cap is RESOURCE_EXHAUSTED."""
+    s = start()
+    s.stub.Cypher(pb.CypherRequest(query="UNWIND range(1, 200) AS i CREATE (:Event {i: i})"),
+                  metadata=BEARER)
+    t0 = time.monotonic()
+    err = call_error(s.stub.Cypher, pb.CypherRequest(
+        query="MATCH (a), (b), (c), (d) RETURN count(*) AS n"), metadata=BEARER, timeout=0.5)
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    out = s.stub.Cypher(pb.CypherRequest(query="MATCH (e:Event) RETURN count(e) AS n"),
+                        metadata=BEARER, timeout=20)
+    assert json.loads(out.rows) == [{"n": 200}]
+    assert time.monotonic() - t0 < 15  # the abandoned query did not run on for minutes
+    s.server.agentdb_queries.max_rows = 10
+    err = call_error(s.stub.Cypher, pb.CypherRequest(query="MATCH (e:Event) RETURN e.i AS i"),
+                     metadata=BEARER)
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_rows=10" in err.details()

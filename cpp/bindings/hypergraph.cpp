@@ -3,6 +3,7 @@
 // duplicates) happen in cpp/hypergraph.hpp under its lock. GraphKeyError -> KeyError,
 // GraphBadFile / GraphValueError -> ValueError.
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -308,26 +309,61 @@ struct PyGraph {
     return py::make_tuple(to_array(nodes), to_array(edges));
   }
 
-  py::tuple khop(py::handle seeds, py::handle k, py::handle direction, py::handle types) {
+  py::tuple khop(py::handle seeds, py::handle k, py::handle direction, py::handle types,
+                 py::handle timeout, py::handle cancel) {
     Dir d = parse_dir(direction);
     TypeFilter tf = parse_types(types);
     int64_t kk = graph_int(k, "k");
     std::vector<int64_t> s = as_ids(seeds, "seeds");
+    auto bud = budget_arg(timeout, cancel);
     std::vector<int64_t> nodes;
     std::vector<int32_t> hops;
-    {
-      py::gil_scoped_release nogil;
+    nogil_budget(bud, [&] {
       g->khop(s.data(), s.size(), kk, d, tf, nodes, hops);
-    }
+      return 0;
+    });
     return py::make_tuple(to_array(nodes), to_array(hops));
   }
 
   static int64_t hops_arg(py::handle h, const char* what) { return graph_int(h, what); }
 
+  // A walk's budget from its `timeout` (seconds, <= 0 or None: none) and `cancel` (None, or a
+  // one-byte uint8 numpy array another thread may set to 1; read in place, so it must not be
+  // a converted copy).
+  static std::optional<Budget> budget_arg(py::handle timeout, py::handle cancel) {
+    double t = 0.0;
+    if (!timeout.is_none()) {
+      if (py::isinstance<py::bool_>(timeout) ||
+          !(py::isinstance<py::float_>(timeout) || py::isinstance<py::int_>(timeout)))
+        throw py::type_error("timeout must be a number of seconds, got " +
+                             py::repr(timeout).cast<std::string>());
+      t = timeout.cast<double>();
+      if (std::isnan(t)) throw py::value_error("timeout must not be NaN");
+    }
+    const volatile uint8_t* flag = nullptr;
+    if (!cancel.is_none()) {
+      if (!py::isinstance<py::array>(cancel) ||
+          !py::array::ensure(cancel).dtype().is(py::dtype::of<uint8_t>()) ||
+          py::reinterpret_borrow<py::array>(cancel).size() < 1)
+        throw py::type_error("cancel must be a uint8 numpy array of at least one element");
+      flag = static_cast<const volatile uint8_t*>(
+          py::reinterpret_borrow<py::array>(cancel).data());
+    }
+    if (t <= 0.0 && !flag) return std::nullopt;
+    return Budget::after(t, flag);
+  }
+  template <class Fn>
+  static auto nogil_budget(std::optional<Budget>& b, Fn&& fn) -> decltype(fn()) {
+    py::gil_scoped_release nogil;
+    BudgetScope scope(b ? &*b : nullptr);
+    return fn();
+  }
+
   py::object paths(py::handle src, py::handle min_hops, py::handle max_hops,
                    py::handle direction, py::handle types, py::handle dst, py::handle dst_label,
                    py::handle src_label, py::handle limit, py::handle ends,
-                   py::handle as_arrays) {
+                   py::handle as_arrays, py::handle timeout, py::handle cancel) {
+    auto bud = budget_arg(timeout, cancel);
     PathQuery q;
     q.dir = parse_dir(direction);
     q.types = parse_types(types);
@@ -351,20 +387,22 @@ struct PyGraph {
       q.has_ends = true;
       q.ends = std::move(*e);
     }
-    PathSet ps = nogil([&] { return g->paths(q); });
+    PathSet ps = nogil_budget(bud, [&] { return g->paths(q); });
     return path_result(ps, as_arrays);
   }
 
   py::object paths_to(py::handle dst, py::handle min_hops, py::handle max_hops,
                       py::handle types, py::handle src_label, py::handle limit,
-                      py::handle sources, py::handle as_arrays) {
+                      py::handle sources, py::handle as_arrays, py::handle timeout,
+                      py::handle cancel) {
+    auto bud = budget_arg(timeout, cancel);
     TypeFilter tf = parse_types(types);
     int64_t mn = hops_arg(min_hops, "min_hops"), mx = hops_arg(max_hops, "max_hops");
     int64_t lim = graph_int(limit, "limit");
     int64_t d = graph_int(dst, "dst");
     auto sl = opt_label(src_label, "src_label");
     auto srcs = opt_ids(sources, "sources");
-    PathSet ps = nogil([&] {
+    PathSet ps = nogil_budget(bud, [&] {
       return g->paths_to(d, mn, mx, tf, sl.has_value(), sl.value_or(-1), lim,
                          srcs ? &*srcs : nullptr);
     });
@@ -373,7 +411,9 @@ struct PyGraph {
 
   py::object top_paths(py::handle src, py::handle min_hops, py::handle max_hops,
                        py::handle direction, py::handle types, py::handle n, py::handle score,
-                       py::handle dst, py::handle ends, py::handle as_arrays) {
+                       py::handle dst, py::handle ends, py::handle as_arrays,
+                       py::handle timeout, py::handle cancel) {
+    auto bud = budget_arg(timeout, cancel);
     Dir d = parse_dir(direction);
     TypeFilter tf = parse_types(types);
     int64_t mn = hops_arg(min_hops, "min_hops"), mx = hops_arg(max_hops, "max_hops");
@@ -391,14 +431,16 @@ struct PyGraph {
     bool has_dst = !dst.is_none();
     int64_t dd = has_dst ? graph_int(dst, "dst") : 0;
     auto en = opt_ids(ends, "ends");
-    PathSet ps = nogil([&] {
+    PathSet ps = nogil_budget(bud, [&] {
       return g->top_paths(s, mn, mx, d, tf, nn, ps_score, has_dst, dd, en ? &*en : nullptr);
     });
     return path_result(ps, as_arrays);
   }
 
   py::tuple match_chain(py::handle labels, py::handle types, py::handle directions,
-                        py::handle start, py::handle allowed, py::handle distinct) {
+                        py::handle start, py::handle allowed, py::handle distinct,
+                        py::handle timeout, py::handle cancel) {
+    auto bud = budget_arg(timeout, cancel);
     ChainQuery q;
     for (int64_t l : as_ids(labels, "labels")) {
       if (l < -1 || l > INT32_MAX)
@@ -442,7 +484,7 @@ struct PyGraph {
     if (dm == "relationships") q.distinct_relationships = true;
     else if (dm != "edges")
       throw py::value_error("distinct must be 'edges' or 'relationships', got '" + dm + "'");
-    ChainResult r = nogil([&] { return g->match_chain(q); });
+    ChainResult r = nogil_budget(bud, [&] { return g->match_chain(q); });
     py::array_t<int64_t> nodes(std::vector<std::size_t>{r.rows, r.width});
     py::array_t<int64_t> edges(std::vector<std::size_t>{r.rows, r.width - 1});
     if (!r.nodes.empty()) std::memcpy(nodes.mutable_data(), r.nodes.data(), r.nodes.size() * 8);
@@ -493,6 +535,8 @@ void bind_hypergraph(py::module_& mod) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const GraphValueError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const Interrupted& e) {
+      PyErr_SetString(PyExc_TimeoutError, e.what());
     }
   });
   py::none none;
@@ -533,24 +577,29 @@ void bind_hypergraph(py::module_& mod) {
       .def("neighbors", &PyGraph::neighbors, py::arg("id"), py::arg("direction") = "out",
            py::arg("types") = none, "One hop: (node ids, edge ids) sorted by (node, edge).")
       .def("khop", &PyGraph::khop, py::arg("seeds"), py::arg("k"), py::arg("direction") = "out",
-           py::arg("types") = none, "k-hop neighbourhood: (node ids, min hops) by node id.")
+           py::arg("types") = none, py::kw_only(), py::arg("timeout") = none,
+           py::arg("cancel") = none, "k-hop neighbourhood: (node ids, min hops) by node id.")
       .def("paths", &PyGraph::paths, py::arg("src"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("dst") = none, py::arg("dst_label") = none, py::arg("src_label") = none,
            py::arg("limit") = 100000, py::arg("ends") = none, py::arg("as_arrays") = false,
+           py::kw_only(), py::arg("timeout") = none, py::arg("cancel") = none,
            "Simple paths from src: [(nodes, edges, product, min, sum)] (or flat arrays).")
       .def("paths_to", &PyGraph::paths_to, py::arg("dst"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("types") = none, py::arg("src_label") = none,
            py::arg("limit") = 100000, py::arg("sources") = none, py::arg("as_arrays") = false,
+           py::kw_only(), py::arg("timeout") = none, py::arg("cancel") = none,
            "Simple paths ending at dst, enumerated backwards.")
       .def("top_paths", &PyGraph::top_paths, py::arg("src"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("n") = 10, py::arg("score") = "product", py::arg("dst") = none,
-           py::arg("ends") = none, py::arg("as_arrays") = false,
+           py::arg("ends") = none, py::arg("as_arrays") = false, py::kw_only(),
+           py::arg("timeout") = none, py::arg("cancel") = none,
            "The n best paths by score (branch-and-bound).")
       .def("match_chain", &PyGraph::match_chain, py::arg("labels"), py::arg("types") = none,
            py::arg("directions") = none, py::arg("start") = none, py::arg("allowed") = none,
-           py::arg("distinct") = "edges",
+           py::arg("distinct") = "edges", py::kw_only(), py::arg("timeout") = none,
+           py::arg("cancel") = none,
            "Label chain pattern: (node table (n, L), edge table (n, L-1)).")
       .def("save", &PyGraph::save, py::arg("path"), "Write the graph to one file (atomic).")
       .def_static("load", &PyGraph::load, py::arg("path"),

@@ -18,6 +18,9 @@ NotFoundError              not_found         404   NOT_FOUND            KeyError
 ConflictError              conflict          409   ALREADY_EXISTS       ValueError
 EmbedderMismatchError      embedder_mismatch 409   FAILED_PRECONDITION  ValueError
 CypherError                cypher_error      400   INVALID_ARGUMENT
+QueryTimeoutError          query_timeout     408   DEADLINE_EXCEEDED    TimeoutError
+QueryCancelledError        query_cancelled   499   CANCELLED
+QueryLimitError            query_limit       400   RESOURCE_EXHAUSTED
 StoreError                 unavailable       503   FAILED_PRECONDITION  RuntimeError
 StoreClosedError           unavailable       503   UNAVAILABLE          RuntimeError
 StoreLockedError           unavailable       503   FAILED_PRECONDITION  RuntimeError
@@ -61,6 +64,9 @@ __all__ = [
     "MigrationError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "QueryCancelledError",
+    "QueryLimitError",
+    "QueryTimeoutError",
     "RateLimitedError",
     "StoreClosedError",
     "StoreError",
@@ -179,6 +185,39 @@ class CypherError(AgentDBError):
 
 class CypherSyntaxError(CypherError):
     """The query text is malformed, or uses syntax this engine does not support."""
+
+
+class QueryTimeoutError(CypherError, TimeoutError):
+    """A query ran past its ``timeout`` (or the server's default) and was stopped; a write
+    query that is stopped keeps none of its writes.
+
+    >>> e = QueryTimeoutError("query exceeded its timeout of 2 s")
+    >>> isinstance(e, TimeoutError), e.code, e.http_status, e.grpc_status
+    (True, 'query_timeout', 408, 'DEADLINE_EXCEEDED')
+    """
+
+    code = "query_timeout"
+    http_status = 408
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class QueryCancelledError(CypherError):
+    """A query was cancelled while it ran (its client went away, or the server is stopping);
+    a write query that is cancelled keeps none of its writes. HTTP 499 is the de-facto
+    "client closed request" status: the client that would read it is usually gone."""
+
+    code = "query_cancelled"
+    http_status = 499
+    grpc_status = "CANCELLED"
+
+
+class QueryLimitError(CypherError):
+    """A query produced more rows than its ``max_rows`` allows (add ``LIMIT``, aggregate, or
+    raise the cap)."""
+
+    code = "query_limit"
+    http_status = 400
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 # ---- the store ------------------------------------------------------------------------------
@@ -301,7 +340,8 @@ def describe(exc: BaseException) -> ErrorInfo:
 _BY_CODE: dict[str, type[AgentDBError]] = {
     cls.code: cls
     for cls in (AgentDBError, InvalidArgumentError, BadRequestError, NotFoundError,
-                ConflictError, EmbedderMismatchError, CypherError, StoreError, MigrationError,
+                ConflictError, EmbedderMismatchError, CypherError, QueryTimeoutError,
+                QueryCancelledError, QueryLimitError, StoreError, MigrationError,
                 UnauthorizedError, RateLimitedError, PayloadTooLargeError)
 }
 

@@ -37,6 +37,12 @@ def register(app: typer.Typer) -> None:
         search_threads: int = typer.Option(2, "--search-threads",
                                            help="Threads running vector searches (0 = on "
                                                 "the event loop)."),
+        cypher_timeout: float = typer.Option(30.0, "--cypher-timeout",
+                                             help="Seconds a Cypher query may run (a request "
+                                                  "may ask for less; 0 = no limit)."),
+        cypher_max_rows: int = typer.Option(100_000, "--cypher-max-rows",
+                                            help="Rows a Cypher query may return (0 = no "
+                                                 "limit)."),
         log_level: str = typer.Option("info", "--log-level",
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
@@ -72,6 +78,10 @@ def register(app: typer.Typer) -> None:
             fail("ports must be within 0..65535")
         if rate_limit < 0 or heartbeat < 0:
             fail("--rate-limit and --heartbeat must be >= 0")
+        if not cypher_timeout >= 0 or cypher_timeout == float("inf") or cypher_max_rows < 0:
+            fail("--cypher-timeout and --cypher-max-rows must be finite and >= 0")
+        cypher_limits = dict(cypher_timeout=cypher_timeout or None,
+                             cypher_max_rows=cypher_max_rows or None)
         try:
             keys = resolve_auth(host, no_auth, api_keys_file) or []
         except ValueError as exc:
@@ -88,7 +98,7 @@ def register(app: typer.Typer) -> None:
                 api_keys=None if no_auth else keys, rate_limit_per_minute=rate_limit,
                 max_body_bytes=max_body, cors_origins=list(cors_origin or ()),
                 cors_credentials=cors_credentials, heartbeat_seconds=heartbeat,
-                replay_buffer=replay_buffer, search_threads=search_threads))
+                replay_buffer=replay_buffer, search_threads=search_threads, **cypher_limits))
             return
         with open_db(db) as d:
             try:
@@ -97,7 +107,7 @@ def register(app: typer.Typer) -> None:
                                  cors_origins=tuple(cors_origin or ()),
                                  cors_credentials=cors_credentials,
                                  heartbeat_seconds=heartbeat, replay_buffer=replay_buffer,
-                                 search_threads=search_threads)
+                                 search_threads=search_threads, **cypher_limits)
             except ValueError as exc:
                 fail(str(exc))
             grpc_server = None
@@ -109,7 +119,8 @@ def register(app: typer.Typer) -> None:
                 try:
                     grpc_server = grpc_service.serve_grpc(
                         d, host=host, port=grpc_port, keys=api.state.keys,
-                        limiter=api.state.limiter, hub=api.state.hub)
+                        limiter=api.state.limiter, hub=api.state.hub,
+                        queries=api.state.queries)
                 except Exception as exc:  # e.g. the port is taken: one clear line
                     fail(f"cannot start gRPC on {host}:{grpc_port}: {exc}")
             # The store's in-memory columns and caches are long-lived: move them out of the
@@ -125,7 +136,15 @@ def register(app: typer.Typer) -> None:
                       + ")", highlight=False, markup=False)
             config = uvicorn.Config(api, host=host, port=port, log_level=log_level.lower(),
                                     access_log=access_log, server_header=False,
-                                    timeout_graceful_shutdown=10)
+                                    timeout_graceful_shutdown=5)
+            queries = api.state.queries
+
+            class Server(uvicorn.Server):
+                def handle_exit(self, sig: int, frame: Any) -> None:
+                    # stopping: cancel the running Cypher queries first, so their requests
+                    # end (499) and the graceful shutdown does not wait for them
+                    queries.cancel_all()
+                    super().handle_exit(sig, frame)
 
             def on_sigterm(signum: int, frame: Any) -> None:
                 # uvicorn shuts down gracefully, then re-raises SIGTERM: end with exit code 0
@@ -134,7 +153,7 @@ def register(app: typer.Typer) -> None:
 
             previous = signal.signal(signal.SIGTERM, on_sigterm)
             try:
-                uvicorn.Server(config).run()
+                Server(config).run()
             finally:
                 signal.signal(signal.SIGTERM, previous)
                 if grpc_server is not None:

@@ -329,7 +329,8 @@ class Hypergraph:
         )
 
     def khop(
-        self, seeds: Any, k: int, direction: str = "out", types: Any = None
+        self, seeds: Any, k: int, direction: str = "out", types: Any = None, *,
+        timeout: float | None = None, cancel: Any = None,
     ) -> tuple[I64, I32]:
         """Nodes within 1..k hops with their minimum hop count, sorted by id.
 
@@ -350,7 +351,7 @@ class Hypergraph:
         seed_list = ids_arg(seeds, "seeds")
         if kk < 1:
             raise ValueError(f"k must be >= 1, got {kk}")
-        with self._lock:
+        with self._lock, walks.budget(timeout, cancel):
             return walks.khop(self._g, seed_list, kk, d, tf)
 
     def paths(
@@ -366,6 +367,9 @@ class Hypergraph:
         limit: int = 100000,
         ends: Any = None,
         as_arrays: bool = False,
+        *,
+        timeout: float | None = None,
+        cancel: Any = None,
     ) -> Any:
         """Simple paths from ``src`` with ``min_hops..max_hops`` relationships.
 
@@ -402,7 +406,7 @@ class Hypergraph:
         check_hops(mn, mx)
         if lim < 1:
             raise ValueError(f"limit must be >= 1, got {lim}")
-        with self._lock:
+        with self._lock, walks.budget(timeout, cancel):
             out = walks.paths(self._g, s, mn, mx, d, tf, dv, dl, sl, lim, allowed)
         return path_arrays(out) if arrays else out
 
@@ -416,6 +420,9 @@ class Hypergraph:
         limit: int = 100000,
         sources: Any = None,
         as_arrays: bool = False,
+        *,
+        timeout: float | None = None,
+        cancel: Any = None,
     ) -> Any:
         """Simple paths ``a -> ... -> dst`` ("out" semantics), enumerated backwards.
 
@@ -442,7 +449,7 @@ class Hypergraph:
         check_hops(mn, mx)
         if lim < 1:
             raise ValueError(f"limit must be >= 1, got {lim}")
-        with self._lock:
+        with self._lock, walks.budget(timeout, cancel):
             out = walks.paths_to(self._g, t, mn, mx, tf, sl, lim, allowed)
         return path_arrays(out) if arrays else out
 
@@ -458,6 +465,9 @@ class Hypergraph:
         dst: int | None = None,
         ends: Any = None,
         as_arrays: bool = False,
+        *,
+        timeout: float | None = None,
+        cancel: Any = None,
     ) -> Any:
         """The ``n`` best simple paths by ``score`` ("product", "min" or "sum"), best first.
 
@@ -493,7 +503,7 @@ class Hypergraph:
         if nn < 1:
             raise ValueError(f"n must be >= 1, got {nn}")
         which = SCORES.index(score)
-        with self._lock:
+        with self._lock, walks.budget(timeout, cancel):
             out = walks.top_paths(self._g, s, mn, mx, d, tf, nn, which, dv, allowed)
         return path_arrays(out) if arrays else out
 
@@ -505,6 +515,9 @@ class Hypergraph:
         start: Any = None,
         allowed: Any = None,
         distinct: str = "edges",
+        *,
+        timeout: float | None = None,
+        cancel: Any = None,
     ) -> tuple[I64, I64]:
         """Every binding of a 2-4 node label chain ``(n0)-[e1]->(n1)-...``.
 
@@ -559,7 +572,7 @@ class Hypergraph:
         by_rel = distinct == "relationships"
         if by_rel and "both" in dirs:
             raise ValueError("distinct='relationships' needs 'out' or 'in' directions")
-        with self._lock:
+        with self._lock, walks.budget(timeout, cancel):
             return walks.match_chain(self._g, lab, tfs, dirs, start_ids, allow, by_rel)
 
     # -- persistence --------------------------------------------------------------------

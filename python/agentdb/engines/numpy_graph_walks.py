@@ -18,8 +18,12 @@ Example:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
-from typing import Final
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from .numpy_graph_args import I32, I64, PathTuple
 from .numpy_graph_state import GraphState
 
 __all__ = [
+    "budget",
     "dist_to",
     "khop",
     "match_chain",
@@ -38,9 +43,66 @@ __all__ = [
 ]
 
 _INF: Final = float("inf")
+#: Rows match_chain may materialise before it refuses (the native core's limit too).
+MAX_CHAIN_ROWS: Final = 1 << 24
 
 Admit = Callable[[int, int, int, list[int], list[int]], bool]
 Step = Callable[[int, int, list[int], list[int]], bool]
+
+_current = threading.local()
+
+
+def _check_budget_args(timeout: Any, cancel: Any) -> tuple[float, Any]:
+    t = 0.0
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        t = float(timeout)
+        if math.isnan(t):
+            raise ValueError("timeout must not be NaN")
+    if cancel is not None and not (isinstance(cancel, np.ndarray) and cancel.dtype == np.uint8
+                                   and cancel.size >= 1):
+        raise TypeError("cancel must be a uint8 numpy array of at least one element")
+    return t, cancel
+
+
+@contextlib.contextmanager
+def budget(timeout: Any = None, cancel: Any = None) -> Iterator[None]:
+    """Bound the walks run in the block (this thread): ``timeout`` seconds (<= 0 or None:
+    none) and a ``cancel`` flag (a uint8 numpy array another thread sets to 1). A walk past
+    either raises ``TimeoutError`` ("query timed out" / "query cancelled"), as the native
+    walks do.
+
+    >>> flag = np.ones(1, np.uint8)
+    >>> try:
+    ...     with budget(cancel=flag):
+    ...         pass
+    ... except TimeoutError as exc:
+    ...     print(exc)
+    query cancelled
+    """
+    t, flag = _check_budget_args(timeout, cancel)
+    prev = getattr(_current, "b", None)
+    _current.b = None if t <= 0 and flag is None else [
+        time.monotonic() + t if t > 0 else _INF, flag, 0]
+    try:
+        _tick(force=True)
+        yield
+    finally:
+        _current.b = prev
+
+
+def _tick(force: bool = False) -> None:
+    b = getattr(_current, "b", None)
+    if b is None:
+        return
+    b[2] += 1
+    if not force and b[2] & 1023:
+        return
+    if b[1] is not None and b[1][0]:
+        raise TimeoutError("query cancelled")
+    if time.monotonic() > b[0]:
+        raise TimeoutError("query timed out")
 
 
 def _path_scores(confs: list[float]) -> tuple[float, float, float]:
@@ -95,12 +157,14 @@ def walk(
     on_edge: set[int] = set()
 
     def rec(v: int, depth: int) -> None:
+        _tick()
         cands = [
             (b, e)
             for b, e in g.neighbours(v, direction, tf)
             if b not in on_node and e not in on_edge and admit(depth + 1, b, e, nodes, edges)
         ]
         for b, e in cands:
+            _tick()
             nodes.append(b)
             edges.append(e)
             if step(depth + 1, b, nodes, edges) and depth + 1 < max_hops:
@@ -146,6 +210,7 @@ def khop(
     while depth < kk and frontier:
         nxt: list[int] = []
         for u in frontier:
+            _tick()
             for b, _e in g.neighbours(u, d, tf):
                 if b in seeds_set:
                     seed_hop.setdefault(b, depth + 1)
@@ -355,9 +420,13 @@ def match_chain(
 
     def rec(i: int, nodes: list[int], edges: list[int]) -> None:
         if i == width:
+            if len(rows) >= MAX_CHAIN_ROWS:
+                raise ValueError(f"the pattern matches more than {MAX_CHAIN_ROWS} rows; "
+                                 "narrow it (labels, properties, LIMIT)")
             rows.append((tuple(nodes), tuple(edges)))
             return
         for b, e in g.neighbours(nodes[-1], dirs[i - 1], tfs[i - 1]):
+            _tick()
             if ok(i, b) and fresh(i, nodes, edges, b, e):
                 nodes.append(b)
                 edges.append(e)
@@ -366,6 +435,7 @@ def match_chain(
                 edges.pop()
 
     for v in starts:
+        _tick()
         if ok(0, v):
             rec(1, [v], [])
     rows.sort()

@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..engines import loader as _loader
-from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
+from ..errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    NotFoundError,
+    QueryCancelledError,
+    QueryTimeoutError,
+)
 from ..storage import SQLiteStore
 from ..storage.events import EventBus
 from .checks import (
@@ -45,7 +51,10 @@ from .checks import (
     same_value,
 )
 from .cypher import CypherError, execute_stats
+from .cypher.budget import QueryBudget, check_limits
+from .cypher.budget import active as active_budget
 from .cypher.graphview import UNBOUNDED_HOPS
+from .locks import SharedLock
 
 __all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
 
@@ -64,8 +73,12 @@ class CausalMemoryGraph:
     def __init__(self, store: SQLiteStore, events: EventBus | None = None) -> None:
         self._store = store
         self._events = events
-        self._lock = threading.RLock()
+        # writes hold it alone, Cypher reads share it (agentdb.graph.locks)
+        self._lock = SharedLock()
+        self._cache_lock = threading.Lock()  # the indexed-lookup cache (_found)
         self._tx: Any = None
+        self._query_timeout: float | None = None
+        self._query_max_rows: int | None = None
         self._load()
 
     # ---- loading ------------------------------------------------------------------------------
@@ -237,14 +250,15 @@ class CausalMemoryGraph:
         if label is not None and all(index_key(v) is not None for v in props.values()):
             ck = (label, tuple(sorted((k, isinstance(v, bool), index_key(v))
                                       for k, v in props.items())))
-            with self._lock:
+            with self._cache_lock:
                 hit = self._found.get(ck)
                 if hit is not None and hit[0] == self._gen:
                     return hit[1]
-        with self._lock:
+        with self._lock.shared():
             gen = self._gen
             out = tuple(self._find_nodes(label, props))
-            if ck is not None and any((label, k) in self._index for k in props):
+        if ck is not None and any((label, k) in self._index for k in props):
+            with self._cache_lock:
                 if len(self._found) >= 256:
                     self._found.clear()
                 self._found[ck] = (gen, out)
@@ -331,9 +345,9 @@ class CausalMemoryGraph:
                 yield [src], []
             min_hops = 1
         try:
-            nodes_a, noff_a, edges_a, eoff_a, *_ = self._g.paths(
-                src, min_hops=min_hops, max_hops=max_hops, direction=direction, types=codes,
-                dst=dst, limit=_PATH_LIMIT, ends=end_ids, as_arrays=True)
+            nodes_a, noff_a, edges_a, eoff_a, *_ = self._native_call(
+                self._g.paths, src, min_hops=min_hops, max_hops=max_hops, direction=direction,
+                types=codes, dst=dst, limit=_PATH_LIMIT, ends=end_ids, as_arrays=True)
         except ValueError as exc:
             raise CypherError(f"variable-length pattern from node {src}: {exc}") from None
         all_nodes = nodes_a.tolist()
@@ -408,9 +422,13 @@ class CausalMemoryGraph:
                 if isinstance(ids, tuple) and len(ids) > 64:
                     self._ends_arr = (ids, arr)
                 arrays.append(arr)
-        with self._lock:
-            nodes, edges = self._g.match_chain(codes_l, codes, list(directions), None, arrays,
-                                               "relationships")
+        with self._lock.shared():
+            try:
+                nodes, edges = self._native_call(self._g.match_chain, codes_l, codes,
+                                                 list(directions), None, arrays,
+                                                 "relationships")
+            except ValueError as exc:
+                raise CypherError(str(exc)) from None
         return nodes, edges, exact
 
     def _forward(self, eid: int, a: int, b: int) -> bool:
@@ -658,15 +676,50 @@ class CausalMemoryGraph:
              "WHERE a.type = $type1 AND b.type = $type2 RETURN a, b, c" + tail)
         return self.query(q, {"type1": start_type, "type2": middle_type})
 
-    def cypher(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+    def cypher(self, query: str, /, *, timeout: float | None = None,
+               max_rows: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Run a Cypher query with keyword parameters; rows of plain Python values.
+
+        ``timeout`` and ``max_rows`` are the query's limits (see :meth:`query`), not
+        parameters; pass a ``$timeout`` or ``$max_rows`` parameter through :meth:`query`.
 
         >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
         >>> _ = g.add_event(type="x", n=2)
         >>> g.cypher("MATCH (e:Event) WHERE e.n >= $min RETURN e.type AS t", min=1)
         [{'t': 'x'}]
+        >>> g.cypher("MATCH (e:Event) RETURN e.n AS n", timeout=5)
+        [{'n': 2}]
         """
-        return self.query(query, params)
+        return self.query(query, params, timeout=timeout, max_rows=max_rows)
+
+    @property
+    def query_timeout(self) -> float | None:
+        """Seconds a Cypher query may run when it gives no ``timeout`` (None, the default: no
+        limit; ``agentdb serve`` bounds its requests with ``--cypher-timeout`` instead).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.query_timeout = 30; g.query_timeout
+        30.0
+        """
+        return self._query_timeout
+
+    @query_timeout.setter
+    def query_timeout(self, value: float | None) -> None:
+        self._query_timeout = check_limits(value, None)[0]
+
+    @property
+    def query_max_rows(self) -> int | None:
+        """Rows a Cypher query may return when it gives no ``max_rows`` (None: no limit).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> g.query_max_rows = 1000; g.query_max_rows
+        1000
+        """
+        return self._query_max_rows
+
+    @query_max_rows.setter
+    def query_max_rows(self, value: int | None) -> None:
+        self._query_max_rows = check_limits(None, value)[1]
 
     def add_causal_edge(self, causes: Sequence[int], effects: Sequence[int], *,
                         type: str = "CAUSED_BY", confidence: float = 1.0,  # noqa: A002
@@ -796,27 +849,81 @@ class CausalMemoryGraph:
                  "confidence": {"product": float(p), "min": float(m), "sum": float(s)}}
                 for nodes, edges, p, m, s in found]
 
-    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query(self, cypher: str, params: dict[str, Any] | None = None, *,
+              timeout: float | None = None, max_rows: int | None = None,
+              budget: QueryBudget | None = None) -> list[dict[str, Any]]:
         """Run a Cypher query; returns rows as dicts. Writes run in one transaction.
+
+        ``timeout`` (seconds; default :attr:`query_timeout`) bounds the whole query, the wait
+        for another query or write included, and the native walks check it too: past it the
+        query stops with :class:`~agentdb.errors.QueryTimeoutError` (a ``TimeoutError``), and a
+        write query keeps none of its writes. ``max_rows`` (default :attr:`query_max_rows`)
+        caps the rows returned (:class:`~agentdb.errors.QueryLimitError`). ``budget`` (a
+        :class:`~agentdb.graph.cypher.budget.QueryBudget`) gives both and a cancel flag that
+        another thread may raise (:class:`~agentdb.errors.QueryCancelledError`); it replaces
+        ``timeout`` and ``max_rows``.
 
         >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
         >>> g.query("CREATE (a:Event {type: 'x'})-[:CAUSED_BY {confidence: 0.5}]->(b:Event)")
         []
         >>> g.query("MATCH (a)-[r]->(b) RETURN r.confidence AS c")
         [{'c': 0.5}]
+        >>> try:
+        ...     g.query("UNWIND range(1, 10) AS x RETURN x", max_rows=5)
+        ... except agentdb.errors.QueryLimitError as exc:
+        ...     print(exc)
+        query returned more than max_rows=5 rows (add LIMIT or aggregate, or raise max_rows)
         """
-        return self.query_stats(cypher, params).rows
+        return self.query_stats(cypher, params, timeout=timeout, max_rows=max_rows,
+                                budget=budget).rows
 
-    def query_stats(self, cypher: str, params: dict[str, Any] | None = None) -> Any:
+    def query_stats(self, cypher: str, params: dict[str, Any] | None = None, *,
+                    timeout: float | None = None, max_rows: int | None = None,
+                    budget: QueryBudget | None = None) -> Any:
         """Like :meth:`query` but returns the result object with ``rows``, ``columns`` and
         ``stats`` (write counters)."""
         if not isinstance(cypher, str):
             raise InvalidTypeError(f"query must be a string, got {type(cypher).__name__}")
+        if budget is None:
+            timeout, max_rows = check_limits(timeout, max_rows)
+            budget = QueryBudget(self._query_timeout if timeout is None else timeout,
+                                 self._query_max_rows if max_rows is None else max_rows)
         if _WRITES.search(cypher):
-            with self.transaction():
-                return execute_stats(self, cypher, params)
-        with self._lock:
-            return execute_stats(self, cypher, params)
+            with self._locked(budget, shared=False), self.transaction():
+                return execute_stats(self, cypher, params, budget=budget)
+        with self._locked(budget, shared=True):
+            return execute_stats(self, cypher, params, budget=budget)
+
+    @contextmanager
+    def _locked(self, budget: QueryBudget, shared: bool) -> Iterator[None]:
+        """Hold the graph lock (shared for a read query, alone for a write), waiting no longer
+        than the budget allows (in slices, so a cancel is seen while waiting)."""
+        take = self._lock.acquire_shared if shared else self._lock.acquire
+        while not take(timeout=min(0.05, max(budget.remaining(), 0.0))):
+            if budget.cancelled:
+                budget.check()
+            if budget.remaining() <= 0:
+                raise QueryTimeoutError(
+                    f"query exceeded its timeout of {budget.timeout:g} s waiting for "
+                    + ("a graph write" if shared else "other graph queries and writes")
+                    + " to finish")
+        try:
+            yield
+        finally:
+            (self._lock.release_shared if shared else self._lock.release)()
+
+    def _native_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A native walk under the running query's budget (deadline and cancel flag); its
+        TimeoutError becomes the typed error."""
+        budget = active_budget()
+        if budget is None:
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs, **budget.native_args())
+        except (QueryTimeoutError, QueryCancelledError):
+            raise
+        except TimeoutError as exc:
+            raise budget.interrupted(exc) from None
 
     def stats(self) -> dict[str, Any]:
         """Counts and memory.

@@ -69,6 +69,7 @@ from ..errors import (
 from . import models as m
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import EventHub
+from .queries import RunningQueries
 
 __all__ = ["create_app"]
 
@@ -101,6 +102,8 @@ def create_app(
     replay_buffer: int = 1000,
     search_threads: int = 2,
     auth_failures_per_minute: float = 30,
+    cypher_timeout: float | None = 30.0,
+    cypher_max_rows: int | None = 100_000,
 ) -> FastAPI:
     """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
 
@@ -114,8 +117,11 @@ def create_app(
     GIL, so the event loop parses other requests meanwhile; 0 = on the loop).
     ``auth_failures_per_minute``: failed authentications allowed per client address (after a
     burst of up to 20), then ``429`` with ``Retry-After``; valid keys are never slowed.
-    ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth) and
-    ``limiter``.
+    ``cypher_timeout`` (seconds) and ``cypher_max_rows`` bound every ``/graph/cypher`` query
+    (None: no limit; a request may ask for less, never more).
+    ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth),
+    ``limiter`` and ``queries`` (the running Cypher queries:
+    ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
 
     >>> import agentdb
     >>> app = create_app(agentdb.open(":memory:", dim=8), api_keys=None)
@@ -134,6 +140,7 @@ def create_app(
         raise InvalidArgumentError("CORS: the origin '*' cannot be combined with credentials; "
                                    "list the allowed origins instead")
     keys = None if api_keys is None else KeyStore(api_keys)
+    queries = RunningQueries(cypher_timeout, cypher_max_rows)
     limiter = RateLimiter(rate_limit_per_minute)
     if auth_failures_per_minute <= 0 or not math.isfinite(auth_failures_per_minute):
         raise InvalidArgumentError(
@@ -164,6 +171,7 @@ def create_app(
     app.state.hub = hub
     app.state.keys = keys
     app.state.limiter = limiter
+    app.state.queries = queries
     app.state.unsubscribe_events = unsubscribe
 
     # ---- auth + rate limit --------------------------------------------------------------
@@ -298,7 +306,7 @@ def create_app(
                        heartbeat_seconds=heartbeat_seconds, hub=hub, query_of=query_of,
                        rerank_options=rerank_options, search_pool=search_pool,
                        search_vectors=search_vectors, vector=vector, wakeups=wakeups,
-                       write_lock=write_lock)
+                       write_lock=write_lock, queries=queries)
     handlers_by_name: dict[str, Any] = {}
     for group in GROUPS:
         handlers_by_name.update(group.register(app, ctx))

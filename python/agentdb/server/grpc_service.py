@@ -60,6 +60,7 @@ from . import agentdb_pb2 as pb
 from . import agentdb_pb2_grpc as pb_grpc
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import Event, EventHub, Subscription
+from .queries import RunningQueries
 
 __all__ = ["AgentDBServicer", "hub_for", "serve_grpc"]
 
@@ -102,7 +103,8 @@ def hub_for(db: Any, *, buffer: int = 1000) -> EventHub:
 
 def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | None,
                limiter: RateLimiter, hub: EventHub, max_workers: int = 16,
-               max_message_bytes: int = 1 << 20) -> grpc.Server:
+               max_message_bytes: int = 1 << 20,
+               queries: RunningQueries | None = None) -> grpc.Server:
     """Start the gRPC service for ``db`` on ``host:port`` (plaintext) and return the started
     server; its bound port (``port=0`` picks a free one) is ``server.agentdb_port``.
 
@@ -110,7 +112,9 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
     serve calls; an open ``StreamPatterns`` holds one, so at most ``max_workers // 2`` streams
     are open at once (more are ``RESOURCE_EXHAUSTED``). Requests over ``max_message_bytes``
     are refused by gRPC with ``RESOURCE_EXHAUSTED``. Stop it with ``server.stop(grace)``:
-    open streams are cancelled and their subscriptions removed.
+    open streams are cancelled and their subscriptions removed. ``queries`` (shared with the
+    HTTP app: ``app.state.queries``) holds the Cypher limits; a ``Cypher`` call is bounded by
+    its deadline and those limits (``DEADLINE_EXCEEDED`` / ``RESOURCE_EXHAUSTED``).
     """
     if keys is not None and len(keys) == 0:
         raise InvalidArgumentError("no API keys configured: give at least one key, or keys=None to "
@@ -120,7 +124,7 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
     if max_workers < 2:
         raise InvalidArgumentError(f"max_workers must be >= 2, got {max_workers}")
     servicer = AgentDBServicer(db, keys=keys, limiter=limiter, hub=hub,
-                               max_streams=max_workers // 2)
+                               max_streams=max_workers // 2, queries=queries)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agentdb-grpc"),
         options=[("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
@@ -135,6 +139,7 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
         raise OSError(f"cannot bind the gRPC server to {address}")
     server.start()
     server.agentdb_port = bound  # type: ignore[attr-defined]
+    server.agentdb_queries = servicer.queries  # type: ignore[attr-defined]
     server.agentdb_servicer = servicer  # type: ignore[attr-defined]
     return server
 
@@ -168,8 +173,9 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     """The service implementation; use :func:`serve_grpc` to run it."""
 
     def __init__(self, db: Any, *, keys: KeyStore | None, limiter: RateLimiter, hub: EventHub,
-                 max_streams: int = 8) -> None:
+                 max_streams: int = 8, queries: RunningQueries | None = None) -> None:
         self.db = db
+        self.queries = queries if queries is not None else RunningQueries()
         self.keys = keys
         self.limiter = limiter
         self.hub = hub
@@ -254,8 +260,16 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     def Cypher(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if not request.query.strip():
             raise InvalidArgumentError("query is empty")
-        result = self.db.graph.query_stats(request.query,
-                                           _json_object(request.params, "params"))
+        # the call's deadline bounds the query (capped by the server's --cypher-timeout);
+        # the callback runs when the call ends, so a client that cancels stops its query
+        left = context.time_remaining()
+        timeout = None if left is None or left > 86400 else max(left, 1e-3)
+        budget = self.queries.budget(timeout, None)
+        context.add_callback(budget.cancel)
+        with self.queries.running(budget):
+            result = self.db.graph.query_stats(request.query,
+                                               _json_object(request.params, "params"),
+                                               budget=budget)
         rows = [{k: _cypher_value(v) for k, v in row.items()} for row in result.rows]
         return pb.CypherResponse(columns=[str(c) for c in result.columns],
                                  rows=json.dumps(rows, allow_nan=False, default=str))

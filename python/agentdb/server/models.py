@@ -367,6 +367,14 @@ class CypherRequest(_Request):
 
     query: str = Field(..., min_length=1)
     params: JsonObject | None = None
+    timeout: float | None = Field(
+        None, gt=0, le=86400,
+        description="Seconds the query may run (at most the server's --cypher-timeout, "
+                    "which also applies when this is absent); past it: 408 query_timeout.")
+    max_rows: int | None = Field(
+        None, ge=1, le=10**9,
+        description="Rows the query may return (at most the server's --cypher-max-rows); "
+                    "more: 400 query_limit.")
 
 
 # ---- responses ------------------------------------------------------------------------------

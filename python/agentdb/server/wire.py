@@ -376,8 +376,9 @@ ERROR_MODEL = {"model": m.ErrorResponse}
 def error_responses(*statuses: int) -> dict[int | str, Any]:
     descriptions = {400: "Bad request", 401: "Missing or invalid API key",
                     404: "Unknown id", 409: "Conflict", 413: "Body too large",
-                    422: "Validation error", 429: "Rate limited",
-                    503: "Store unavailable"}
+                    408: "The query ran past its timeout", 422: "Validation error",
+                    429: "Rate limited", 499: "The query was cancelled (client gone, or "
+                    "the server is stopping)", 503: "Store unavailable"}
     return {s: {**ERROR_MODEL, "description": descriptions[s]} for s in statuses}
 
 

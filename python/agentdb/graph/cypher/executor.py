@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ast as A
+from .budget import QueryBudget, running
 from .errors import CypherError, CypherSyntaxError
 from .expressions import (
     Context,
@@ -77,28 +78,62 @@ class Result:
 
 
 def execute(
-    graph: GraphView, query: str, params: Mapping[str, Any] | None = None
+    graph: GraphView, query: str, params: Mapping[str, Any] | None = None, *,
+    budget: QueryBudget | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``query`` on ``graph`` (a :class:`~.graphview.GraphView`); return rows.
 
     Nodes, relationships and paths in the rows are :class:`~.values.Node`,
     :class:`~.values.Relationship` and :class:`~.values.Path`.
-    A query without RETURN returns ``[]``. Raises :class:`CypherError` for any query problem.
+    A query without RETURN returns ``[]``. Raises :class:`CypherError` for any query problem,
+    and, with a ``budget`` (:class:`~.budget.QueryBudget`), its subclasses
+    ``QueryTimeoutError``, ``QueryCancelledError`` and ``QueryLimitError`` when the query
+    runs past the budget's deadline, is cancelled, or returns more than its ``max_rows``.
+
+    >>> from agentdb.graph.cypher import MemoryGraphView
+    >>> from agentdb.graph.cypher.budget import QueryBudget
+    >>> g = MemoryGraphView()
+    >>> for i in range(30):
+    ...     _ = g.add_node(["N"], {"i": i})
+    >>> try:
+    ...     execute(g, "MATCH (a), (b), (c), (d), (e) RETURN count(*)",
+    ...             budget=QueryBudget(timeout=0.2))
+    ... except TimeoutError as exc:
+    ...     print(exc)
+    query exceeded its timeout of 0.2 s
     """
-    return execute_stats(graph, query, params).rows
+    return execute_stats(graph, query, params, budget=budget).rows
+
+
+def _ticking(rows: Iterable[Row], budget: QueryBudget) -> Iterator[Row]:
+    tick = budget.tick
+    for row in rows:
+        tick()
+        yield row
 
 
 def execute_stats(
-    graph: GraphView, query: str, params: Mapping[str, Any] | None = None
+    graph: GraphView, query: str, params: Mapping[str, Any] | None = None, *,
+    budget: QueryBudget | None = None,
 ) -> Result:
     """Like :func:`execute`, but return a :class:`Result` carrying columns and write counters."""
+    with running(budget):
+        return _execute(graph, query, params, budget)
+
+
+def _execute(graph: GraphView, query: str, params: Mapping[str, Any] | None,
+             budget: QueryBudget | None) -> Result:
     try:
         ast = parse(query)
         ctx = Context(graph, params)
         ops, columns, returns = _QueryCompiler(ctx).compile(ast)
+        if budget is not None:
+            budget.check()
         rows: Iterable[Row] = [{}]
         for op in ops:
             rows = op(rows)
+            if budget is not None:
+                rows = _ticking(rows, budget)
         out: list[dict[str, Any]] = []
         # Results are acyclic (dicts, lists, Node/Relationship/Path snapshots): pause the
         # cyclic collector while they are built, or each collection re-walks the growing
@@ -110,6 +145,8 @@ def execute_stats(
             if returns:
                 conv = _Publisher(ctx)
                 for row in rows:
+                    if budget is not None:
+                        budget.count_row()
                     out.append({name: conv.value(row[name]) for name in columns})
             else:
                 for _ in rows:

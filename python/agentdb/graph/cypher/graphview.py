@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ...errors import InvalidArgumentError
+from .budget import active
 from .errors import CypherError
 
 __all__ = ["GraphView", "MemoryGraphView", "UNBOUNDED_HOPS"]
@@ -396,7 +397,10 @@ class MemoryGraphView:
             return
         # iterative DFS: a stack of expansion iterators, one per depth
         stack: list[Iterator[tuple[int, int, int]]] = [iter(self.expand(src, direction, types))]
+        budget = active()
         while stack:
+            if budget is not None:
+                budget.tick()
             rel = next(stack[-1], None)
             if rel is None:
                 stack.pop()

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import ast as A
+from .budget import active
 from .errors import CypherSyntaxError
 from .expressions import Compiler, Fn, Row, err, free_vars
 from .planner import FLIP, PartPlan, as_dict, conjuncts, equality, storable
@@ -175,7 +176,11 @@ class _Chain:
         # relationships are needed for bindings and for uniqueness against other parts
         need_rels = bool(rel_vars) or path_var is not None or len(pp.mp.parts) > 1
         rels: list[tuple[int, int, int]] = []
+        budget = active()
+        tick = budget.tick if budget is not None else None
         for ns, es in zip(node_rows, edge_rows):
+            if tick is not None:
+                tick()
             if need_rels:
                 rels = [
                     (e, ns[k], ns[k + 1]) if outs[k] else (e, ns[k + 1], ns[k])

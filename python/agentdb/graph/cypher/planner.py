@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import ast as A
+from .budget import active
 from .expressions import Fn, Row, err, free_vars
 from .graphview import UNBOUNDED_HOPS
 from .values import NodeRef, PathRef, RelRef, equals, type_name
@@ -251,7 +252,10 @@ class PartPlan:
         aslot = self.nodes[a]
         n = len(self.nodes)
         k = len(self.rels)
+        budget = active()
         for nid in self._candidates(row, reqs[a]):
+            if budget is not None:
+                budget.tick()
             if not self.node_ok(aslot, nid, row, reqs[a]):
                 continue
             r = row
@@ -381,7 +385,10 @@ class PartPlan:
                         f"variable `{rslot.var}` is a {type_name(bound_rel)}, not a Relationship",
                         rslot.pattern,
                     )
+            budget = active()
             for t in graph.expand(cur, st.direction, rslot.types):
+                if budget is not None:
+                    budget.tick()
                 if type(t) is not tuple:
                     t = tuple(t)
                 if t in used:
@@ -438,7 +445,10 @@ class PartPlan:
             found = graph.var_paths(cur, lo, hi_n, st.direction, rslot.types, dst)
         else:
             found = graph.var_paths(cur, lo, hi_n, st.direction, rslot.types, dst, ends=ends)
+        budget = active()
         for nodes_l, rels_l in found:
+            if budget is not None:
+                budget.tick()
             rel_t = [t if type(t) is tuple else tuple(t) for t in rels_l]
             if len(nodes_l) != len(rel_t) + 1 or not lo <= len(rel_t) <= hi_n:
                 continue

@@ -24,3 +24,4 @@ class RouteContext:
     vector: Any
     wakeups: Any
     write_lock: Any
+    queries: Any = None  # agentdb.server.queries.RunningQueries: Cypher limits and cancelling

@@ -1,0 +1,232 @@
+"""Bounded Cypher queries: timeouts, cancellation and row caps, in the engine, the native
+walks and the store's graph (issue 18). Bounds on elapsed time here are generous (the
+timeouts fire within a fraction of a second; the tests allow seconds): they check that a
+query stops, not how fast anything runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import agentdb
+import numpy as np
+import pytest
+from agentdb.engines import loader, numpy_graph
+from agentdb.errors import (
+    InvalidArgumentError,
+    QueryCancelledError,
+    QueryLimitError,
+    QueryTimeoutError,
+)
+from agentdb.graph.cypher import MemoryGraphView, execute
+from agentdb.graph.cypher.budget import QueryBudget
+
+CARTESIAN = "MATCH (a), (b), (c), (d) RETURN count(*) AS n"
+DEEP = "MATCH p = (a:Event)-[:CAUSED_BY*1..15]->(b:Event) RETURN count(p) AS n"
+
+
+@pytest.fixture(params=["native", "numpy"])
+def graph(request, monkeypatch):
+    """A store's causal graph on either graph backend."""
+    if request.param == "numpy":
+        monkeypatch.setattr(loader, "graph_backend", lambda: numpy_graph)
+    elif not hasattr(loader.backend, "Hypergraph"):
+        pytest.skip("native core not built")
+    db = agentdb.open(":memory:", dim=8)
+    yield db.graph
+    db.close()
+
+
+def _nodes(g, n: int) -> list[int]:
+    with g.transaction():
+        return [g.add_event(type="e", i=i) for i in range(n)]
+
+
+def _ring_with_chords(g, n: int) -> None:
+    """i -> i+1 and i -> i+2 (mod n): every node starts 2^1 + ... + 2^15 simple paths of up
+    to 15 hops (fewer than the per-source path limit), n times that in all."""
+    ids = _nodes(g, n)
+    with g.transaction():
+        for i in range(n):
+            g.add_causal_edge([ids[i]], [ids[(i + 1) % n]])
+            g.add_causal_edge([ids[i]], [ids[(i + 2) % n]])
+
+
+def test_cartesian_product_times_out(graph):
+    _nodes(graph, 200)
+    t0 = time.monotonic()
+    with pytest.raises(QueryTimeoutError, match="timeout of 0.5 s"):
+        graph.query(CARTESIAN, timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    assert graph.query("MATCH (a) RETURN count(*) AS n", timeout=5) == [{"n": 200}]
+
+
+def test_deep_walk_on_a_cyclic_graph_times_out(graph):
+    _ring_with_chords(graph, 400)
+    t0 = time.monotonic()
+    with pytest.raises(QueryTimeoutError):
+        graph.query(DEEP, timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    # the same walk from one node, bounded, is answered
+    rows = graph.query("MATCH p = (a:Event {i: 0})-[:CAUSED_BY*1..3]->(b) RETURN count(p) AS n",
+                       timeout=10)
+    assert rows == [{"n": 2 + 4 + 8}]
+
+
+def test_a_query_can_be_cancelled_from_another_thread(graph):
+    _nodes(graph, 200)
+    budget = QueryBudget(timeout=60)
+    timer = threading.Timer(0.3, budget.cancel)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(QueryCancelledError, match="query cancelled"):
+            graph.query(CARTESIAN, budget=budget)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_slow_query_holds_back_no_read_and_a_write_no_longer_than_its_timeout(graph):
+    """Read queries share the graph: while a slow one runs, another is answered. A write
+    waits for the readers, at most its own timeout (then an error naming the wait), and
+    goes through once the slow query is stopped."""
+    _nodes(graph, 200)
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def slow() -> None:
+        started.set()
+        try:
+            graph.query(CARTESIAN, timeout=3)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    started.wait(10)
+    time.sleep(0.3)
+    try:
+        assert graph.query("MATCH (e:Event) RETURN count(e) AS n", timeout=2) == [{"n": 200}]
+        assert t.is_alive()  # answered while the slow query was still running
+        with pytest.raises(QueryTimeoutError, match="waiting for other graph queries"):
+            graph.query("CREATE (:Late)", timeout=0.2)
+        graph.query("CREATE (:Late)", timeout=20)
+    finally:
+        t.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], QueryTimeoutError)
+    assert graph.query("MATCH (x:Late) RETURN count(x) AS n") == [{"n": 1}]
+
+
+def test_a_stopped_write_query_keeps_nothing(graph):
+    _nodes(graph, 3)
+    with pytest.raises(QueryTimeoutError):
+        graph.query("UNWIND range(1, 3000000) AS x CREATE (:Tmp {x: x})", timeout=0.5)
+    assert graph.query("MATCH (t:Tmp) RETURN count(t) AS n") == [{"n": 0}]
+    assert graph.query("MATCH (e:Event) RETURN count(e) AS n") == [{"n": 3}]
+    graph.query("CREATE (:Tmp {x: 1})", timeout=5)  # the graph still takes writes
+    assert graph.query("MATCH (t:Tmp) RETURN count(t) AS n") == [{"n": 1}]
+
+
+def test_row_cap_and_defaults(graph):
+    _nodes(graph, 50)
+    with pytest.raises(QueryLimitError, match="max_rows=10"):
+        graph.query("MATCH (a) RETURN a.i AS i", max_rows=10)
+    assert len(graph.query("MATCH (a) RETURN a.i AS i LIMIT 10", max_rows=10)) == 10
+    graph.query_max_rows = 20
+    with pytest.raises(QueryLimitError, match="max_rows=20"):
+        graph.query("MATCH (a) RETURN a.i AS i")
+    assert len(graph.query("MATCH (a) RETURN a.i AS i", max_rows=100)) == 50
+    graph.query_max_rows = None
+    graph.query_timeout = 0.3
+    with pytest.raises(QueryTimeoutError, match="timeout of 0.3 s"):
+        graph.query(CARTESIAN)
+    graph.query_timeout = None
+
+
+def test_limits_are_keywords_not_parameters(graph):
+    _nodes(graph, 2)
+    assert graph.cypher("MATCH (e:Event) RETURN count(e) AS n", timeout=5) == [{"n": 2}]
+    assert graph.query("RETURN $timeout AS t", {"timeout": 7}) == [{"t": 7}]
+    for bad in (0, -1, float("nan"), float("inf"), "5", True):
+        with pytest.raises(InvalidArgumentError, match="timeout must be"):
+            graph.query("RETURN 1", timeout=bad)
+    for bad in (0, -3, 2.5, "x", True):
+        with pytest.raises(InvalidArgumentError, match="max_rows must be"):
+            graph.query("RETURN 1", max_rows=bad)
+    with pytest.raises(InvalidArgumentError):
+        graph.query_timeout = -1
+
+
+def test_engine_budget_on_the_pure_python_view():
+    g = MemoryGraphView()
+    for i in range(40):
+        g.add_node(["N"], {"i": i})
+    with pytest.raises(QueryTimeoutError):
+        execute(g, CARTESIAN, budget=QueryBudget(timeout=0.3))
+    assert execute(g, "MATCH (a) RETURN count(a) AS n", budget=QueryBudget(timeout=5)) == [
+        {"n": 40}]
+
+
+@pytest.mark.parametrize("name", ["native", "numpy"])
+def test_walk_budget_arguments(name):
+    mod = numpy_graph if name == "numpy" else loader.backend
+    if not hasattr(mod, "Hypergraph"):
+        pytest.skip("native core not built")
+    g = mod.Hypergraph()
+    g.add_nodes(list(range(1, 301)))
+    eid = 0
+    for a in range(1, 301):
+        for step in (1, 2):
+            eid += 1
+            g.add_edge(eid, 0, [a], [(a - 1 + step) % 300 + 1])
+    flag = np.zeros(1, np.uint8)
+    found = g.paths(1, max_hops=3, timeout=5.0, cancel=flag)
+    assert len(found) == 2 + 4 + 8
+    flag[0] = 1
+    for call in (lambda: g.paths(1, max_hops=3, cancel=flag),
+                 lambda: g.khop([1], 3, cancel=flag),
+                 lambda: g.top_paths(1, max_hops=3, cancel=flag),
+                 lambda: g.paths_to(5, max_hops=3, cancel=flag),
+                 lambda: g.match_chain([-1, -1], cancel=flag)):
+        with pytest.raises(TimeoutError, match="query cancelled"):
+            call()
+    # 2^25 simple paths to walk, none kept (no end qualifies): the walk itself must stop
+    with pytest.raises(TimeoutError, match="query timed out"):
+        g.paths(1, max_hops=25, ends=[10**6], timeout=0.2)
+    with pytest.raises(TypeError, match="cancel must be a uint8 numpy array"):
+        g.paths(1, cancel=np.zeros(1, np.int32))
+    with pytest.raises(TypeError, match="timeout must be a number"):
+        g.paths(1, timeout="1")
+
+
+def test_shared_lock_semantics():
+    from agentdb.graph.locks import SharedLock
+
+    lock = SharedLock()
+    assert lock.acquire_shared(timeout=1)
+    other: list[bool] = []
+    t = threading.Thread(target=lambda: other.append(lock.acquire_shared(timeout=1)
+                                                     and (lock.release_shared() or True)))
+    t.start()
+    t.join(5)
+    assert other == [True]  # readers share
+    w = threading.Thread(target=lambda: other.append(lock.acquire(timeout=0.2)))
+    w.start()
+    w.join(5)
+    assert other[-1] is False  # a writer waits for the reader (and gives up)
+    with pytest.raises(RuntimeError, match="while holding it shared"):
+        lock.acquire(timeout=0.1)  # no upgrade
+    lock.release_shared()
+    assert lock.acquire(timeout=1)
+    r = threading.Thread(target=lambda: other.append(lock.acquire_shared(timeout=0.2)))
+    r.start()
+    r.join(5)
+    assert other[-1] is False  # a reader waits for the writer
+    with lock.shared():  # the writer may read
+        pass
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release_shared()
