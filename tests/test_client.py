@@ -561,6 +561,13 @@ def test_cypher(served, client) -> None:
     with pytest.raises(ClientError) as info:
         client.cypher("MATCH (e RETURN e")
     assert info.value.status == 400 and info.value.code == "cypher_error"
+    with pytest.raises(ClientError) as info:
+        client.cypher("MATCH (e:Event) RETURN e.n AS n", max_rows=1, timeout=10)
+    assert info.value.status == 400 and info.value.code == "query_limit"
+    with pytest.raises(ClientError) as info:
+        client.cypher("UNWIND range(1, 60) AS a UNWIND range(1, 60) AS b UNWIND range(1, 60) "
+                      "AS c UNWIND range(1, 60) AS d RETURN count(*) AS n", timeout=0.2)
+    assert info.value.status == 408 and info.value.code == "query_timeout"
 
 
 def test_error_mapping(served, client) -> None:

@@ -177,6 +177,9 @@ def test_causal_graph_and_cypher(client_db: Any) -> None:
                                                               "RETURN n.name AS name"})],
                        allow_writes=True)
     assert created.structured_content["rows"] == [{"name": "x"}]
+    (capped,) = _call(client_db, [("cypher_query", {"query": "MATCH (n) RETURN n.name AS n",
+                                                    "max_rows": 1})])
+    assert capped.is_error and "max_rows=1" in text(capped)
 
 
 def test_updates_feedback_and_bad_arguments(client_db: Any) -> None:

@@ -239,15 +239,19 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
         return {"paths": _jsonable(paths), "count": len(paths)}
 
     @tool(read_only if not allow_writes else writes)
-    def cypher_query(query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def cypher_query(query: str, params: dict[str, Any] | None = None,
+                     timeout: float = 30.0, max_rows: int = 10_000) -> dict[str, Any]:
         """Run a Cypher query over the causal graph and return its rows, e.g.
         MATCH (a:Event)-[:CAUSED_BY*1..3]->(b:Event {name: $n}) RETURN a.name. Read-only
-        unless the server was started with --allow-writes."""
+        unless the server was started with --allow-writes. Bounded: past ``timeout`` seconds
+        (at most 300) the query stops with a timeout error; more than ``max_rows`` rows (at
+        most 100000) is an error too (add LIMIT or aggregate)."""
         if not allow_writes and not is_read_only(query):
             raise InvalidArgumentError(
                 "this MCP server runs read-only Cypher (no CREATE, MERGE, SET, DELETE or "
                 "REMOVE); start it with --allow-writes to change the graph with Cypher")
-        rows = db.graph.query(query, params or {})
+        rows = db.graph.query(query, params or {}, timeout=min(timeout, 300.0),
+                              max_rows=min(max_rows, 100_000))
         return {"rows": json.loads(json.dumps(_jsonable(rows), default=str)),
                 "count": len(rows)}
 

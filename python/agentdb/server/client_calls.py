@@ -426,10 +426,13 @@ class ClientCalls:
 
     # ---- graph ----------------------------------------------------------------------------
     @api
-    def cypher(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+    def cypher(self, query: str, /, *, timeout: float | None = None,
+               max_rows: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Run a Cypher query; returns the rows as dicts keyed by column. Parameters are
         passed as keywords (``$name`` in the query). A syntax error raises ``ClientError``
-        400 (code ``cypher_error``) with the line and column in its message.
+        400 (code ``cypher_error``) with the line and column in its message. ``timeout``
+        (seconds) and ``max_rows`` bound the query on the server (at most the server's own
+        limits): past them ``QueryTimeoutError`` / ``QueryLimitError``.
 
         >>> c.cypher("MATCH (n) RETURN count(n) AS n")          # doctest: +SKIP
         [{'n': 0}]
@@ -439,6 +442,10 @@ class ClientCalls:
         body: dict[str, Any] = {"query": query}
         if params:
             body["params"] = params
+        if timeout is not None:
+            body["timeout"] = timeout
+        if max_rows is not None:
+            body["maxRows"] = max_rows
         answer = (yield _call("POST", "/graph/cypher", body))
         columns = answer.get("columns") or []
         rows = answer.get("rows") or []
