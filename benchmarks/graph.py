@@ -510,6 +510,53 @@ def time_high_level_api(agentdb: ModuleType, g: TraceGraph, items: int) -> dict[
     }
 
 
+def measure_khop_batch(h: Any, inputs_by_nid: dict[str, list[Any]],
+                       cells: dict[tuple[str, str], Cell], repeats: int,
+                       mismatches: list[str], hard: list[str]) -> list[dict[str, Any]]:
+    """k-hop for every start in one ``khop_batch`` call (1 and 2 threads): ms per seed
+    (median of ``repeats`` calls) beside the per-call API and networkx cells; the per-seed
+    counts must equal networkx's (else a hard mismatch)."""
+    out: list[dict[str, Any]] = []
+    rows = []
+    for k in (1, 2, 3, 5):
+        key = f"khop{k}"
+        seeds = list(inputs_by_nid[key])
+        if not seeds:
+            continue
+        row: dict[str, Any] = {"k": k, "seeds": len(seeds)}
+        for threads in (1, 2):
+            times = []
+            for _ in range(max(1, repeats)):
+                t0 = time.perf_counter()
+                off, _nodes, _hops = h.khop_batch(seeds, k, "out", None, threads=threads)
+                times.append(time.perf_counter() - t0)
+            row[f"ms_per_seed_{threads}t"] = statistics.median(times) * 1e3 / len(seeds)
+        counts = np.diff(off).tolist()
+        ref = cells.get((key, "networkx"))
+        if ref is not None and ref.results is not None and list(ref.results) != counts:
+            msg = f"k-hop k={k} batch: counts differ from networkx"
+            mismatches.append(msg)
+            hard.append(msg)
+        api = cells.get((key, "agentdb API"))
+        row["api_ms"] = api.ms if api else None
+        row["networkx_ms"] = ref.ms if ref else None
+        out.append(row)
+        nx_ms = row["networkx_ms"]
+        rows.append([k, len(seeds), fmt_float(row["ms_per_seed_1t"], 4),
+                     fmt_float(row["ms_per_seed_2t"], 4),
+                     fmt_float(row["api_ms"], 4) if row["api_ms"] else None,
+                     fmt_float(nx_ms, 4) if nx_ms else None,
+                     fmt_ratio(nx_ms / row["ms_per_seed_1t"]) if nx_ms else "-",
+                     fmt_ratio(nx_ms / row["ms_per_seed_2t"]) if nx_ms else "-"])
+    print_table("k-hop for all starts in one khop_batch call: ms per seed",
+                ["k", "seeds", "batch 1T", "batch 2T", "API per call", "networkx",
+                 "nx/batch 1T", "nx/batch 2T"], rows,
+                note="batch = h.khop_batch(starts, k, threads=T) timed whole, divided by the "
+                     "seeds (median of --repeats calls);\nAPI per call and networkx: the "
+                     "per-start cells above. Per-seed counts checked against networkx.")
+    return out
+
+
 def native_runners(h: Any, g: TraceGraph, id_to_nid: dict[str, int]) -> dict[str, Callable]:
     """Per-input callables for the low-level API."""
     types = g.types
@@ -1168,6 +1215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: skipped ({why})")
     print(flush=True)
 
+    batch = measure_khop_batch(h, inputs_by_nid, cells, args.repeats, mismatches, hard)
+
     fallback = run_fallback(agentdb, args, n_starts) if args.fallback else None
     total = time.perf_counter() - t_start
     print(f"total time: {total:.0f} s", flush=True)
@@ -1185,6 +1234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mismatches": mismatches,
             "skipped": skipped,
             "fallback": fallback,
+            "khop_batch": batch,
             "total_s": total,
         })
     shutil.rmtree(tmp, ignore_errors=True)

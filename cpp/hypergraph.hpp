@@ -64,6 +64,7 @@
 // Both backends write byte-identical files for the same graph (tail/head keep caller order).
 #pragma once
 #include "budget.hpp"
+#include "parallel.hpp"
 #include <algorithm>
 #include <iterator>
 #include <cmath>
@@ -616,6 +617,43 @@ class Hypergraph {
             std::vector<int64_t>& nodes, std::vector<int32_t>& hops) const {
     if (k < 1) throw GraphValueError("k must be >= 1, got " + std::to_string(k));
     std::shared_lock<std::shared_mutex> g(mu_);
+    khop_locked(seeds, n_seeds, k, dir, tf, nodes, hops);
+  }
+
+  // One k-hop per seed, each what khop({seed}) gives, in one call: seed i's nodes and hops
+  // are [offsets[i], offsets[i + 1]) of `nodes` / `hops`. Seeds are spread over `threads`
+  // (0 = all cores; one thread below 64 seeds); the calling thread's budget (budget.hpp)
+  // bounds every worker.
+  void khop_batch(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir,
+                  const TypeFilter& tf, std::size_t threads, std::vector<int64_t>& offsets,
+                  std::vector<int64_t>& nodes, std::vector<int32_t>& hops) const {
+    if (k < 1) throw GraphValueError("k must be >= 1, got " + std::to_string(k));
+    std::shared_lock<std::shared_mutex> g(mu_);
+    for (std::size_t i = 0; i < n_seeds; ++i) node_slot(seeds[i]);  // KeyError before work
+    std::vector<std::vector<int64_t>> pn(n_seeds);
+    std::vector<std::vector<int32_t>> ph(n_seeds);
+    const Budget* parent = current_budget();
+    parallel_for(n_seeds, n_seeds < 64 ? 1 : threads, [&](std::size_t i, std::size_t) {
+      Budget local = parent ? *parent : Budget{};
+      BudgetScope scope(parent ? &local : nullptr);
+      khop_locked(seeds + i, 1, k, dir, tf, pn[i], ph[i]);
+    });
+    offsets.assign(n_seeds + 1, 0);
+    for (std::size_t i = 0; i < n_seeds; ++i)
+      offsets[i + 1] = offsets[i] + static_cast<int64_t>(pn[i].size());
+    nodes.resize(static_cast<std::size_t>(offsets[n_seeds]));
+    hops.resize(nodes.size());
+    for (std::size_t i = 0; i < n_seeds; ++i) {
+      std::copy(pn[i].begin(), pn[i].end(), nodes.begin() + offsets[i]);
+      std::copy(ph[i].begin(), ph[i].end(), hops.begin() + offsets[i]);
+    }
+  }
+
+ private:
+  // khop's walk; caller holds mu_ (shared).
+  void khop_locked(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir,
+                   const TypeFilter& tf, std::vector<int64_t>& nodes,
+                   std::vector<int32_t>& hops) const {
     GraphScratch& s = graph_scratch();
     s.begin(node_id_.size());
     const uint32_t ep = s.epoch;
@@ -668,6 +706,7 @@ class Hypergraph {
     }
   }
 
+ public:
   // Simple paths from q.src (see the header comment), sorted by (length, node ids, edge ids).
   PathSet paths(const PathQuery& q) const {
     check_hops(q.min_hops, q.max_hops);

@@ -1352,3 +1352,30 @@ def test_match_chain_allowed_sets_and_relationship_uniqueness(graph_cls, diamond
         diamond.match_chain([-1, -1], distinct="nodes")
     with pytest.raises(ValueError, match="allowed must have len\\(labels\\) = 2 entries"):
         diamond.match_chain([-1, -1], allowed=[None])
+
+
+def test_khop_batch_equals_khop_per_seed(graph_cls):
+    """khop_batch gives, for every seed, exactly khop([seed]) -- on one thread and spread over
+    several, with type filters and directions -- and refuses unknown seeds before any work."""
+    nodes, labels, edges = random_graph(61, n_nodes=300, n_edges=900, wide=0.05)
+    g = build(graph_cls, nodes, labels, edges, bulk_from=400)
+    seeds = nodes[:150] + nodes[:3]  # repeats allowed
+    for k, direction, types in ((1, "out", None), (2, "in", [0, 2]), (3, "both", None)):
+        for threads in (1, 2, 0):
+            off, got_n, got_h = g.khop_batch(seeds, k, direction, types, threads=threads)
+            assert off.shape == (len(seeds) + 1,) and off[0] == 0 and off[-1] == len(got_n)
+            for i, s in enumerate(seeds):
+                want_n, want_h = g.khop([s], k, direction, types)
+                np.testing.assert_array_equal(got_n[off[i]:off[i + 1]], want_n)
+                np.testing.assert_array_equal(got_h[off[i]:off[i + 1]], want_h)
+    off, got_n, got_h = g.khop_batch([], 2)
+    assert off.tolist() == [0] and len(got_n) == 0 and len(got_h) == 0
+    with pytest.raises(KeyError):
+        g.khop_batch([nodes[0], 10**9], 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        g.khop_batch([nodes[0]], 0)
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        g.khop_batch([nodes[0]], 1, threads=-1)
+    flag = np.ones(1, np.uint8)
+    with pytest.raises(TimeoutError, match="query cancelled"):
+        g.khop_batch(nodes[:100], 2, threads=2, cancel=flag)

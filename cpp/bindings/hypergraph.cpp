@@ -325,6 +325,25 @@ struct PyGraph {
     return py::make_tuple(to_array(nodes), to_array(hops));
   }
 
+  py::tuple khop_batch(py::handle seeds, py::handle k, py::handle direction, py::handle types,
+                       py::handle threads, py::handle timeout, py::handle cancel) {
+    Dir d = parse_dir(direction);
+    TypeFilter tf = parse_types(types);
+    int64_t kk = graph_int(k, "k");
+    int64_t th = graph_int(threads, "threads");
+    if (th < 0) throw py::value_error("threads must be >= 0, got " + std::to_string(th));
+    std::vector<int64_t> s = as_ids(seeds, "seeds");
+    auto bud = budget_arg(timeout, cancel);
+    std::vector<int64_t> offsets, nodes;
+    std::vector<int32_t> hops;
+    nogil_budget(bud, [&] {
+      g->khop_batch(s.data(), s.size(), kk, d, tf, static_cast<std::size_t>(th), offsets,
+                    nodes, hops);
+      return 0;
+    });
+    return py::make_tuple(to_array(offsets), to_array(nodes), to_array(hops));
+  }
+
   static int64_t hops_arg(py::handle h, const char* what) { return graph_int(h, what); }
 
   // A walk's budget from its `timeout` (seconds, <= 0 or None: none) and `cancel` (None, or a
@@ -579,6 +598,11 @@ void bind_hypergraph(py::module_& mod) {
       .def("khop", &PyGraph::khop, py::arg("seeds"), py::arg("k"), py::arg("direction") = "out",
            py::arg("types") = none, py::kw_only(), py::arg("timeout") = none,
            py::arg("cancel") = none, "k-hop neighbourhood: (node ids, min hops) by node id.")
+      .def("khop_batch", &PyGraph::khop_batch, py::arg("seeds"), py::arg("k"),
+           py::arg("direction") = "out", py::arg("types") = none, py::kw_only(),
+           py::arg("threads") = 0, py::arg("timeout") = none, py::arg("cancel") = none,
+           "One k-hop per seed: (offsets, node ids, min hops); seed i's are "
+           "[offsets[i], offsets[i+1]).")
       .def("paths", &PyGraph::paths, py::arg("src"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("dst") = none, py::arg("dst_label") = none, py::arg("src_label") = none,

@@ -354,6 +354,45 @@ class Hypergraph:
         with self._lock, walks.budget(timeout, cancel):
             return walks.khop(self._g, seed_list, kk, d, tf)
 
+    def khop_batch(
+        self, seeds: Any, k: int, direction: str = "out", types: Any = None, *,
+        threads: int = 0, timeout: float | None = None, cancel: Any = None,
+    ) -> tuple[I64, I64, I32]:
+        """One :meth:`khop` per seed in one call: ``(offsets, nodes, hops)``, seed ``i``'s
+        nodes and hops being ``[offsets[i], offsets[i + 1])``. ``threads`` is accepted for
+        the native API (this backend runs the seeds one after another).
+
+        Example:
+            >>> g = Hypergraph()
+            >>> g.add_nodes([1, 2, 3])
+            >>> g.add_edge(1, 0, [1], [2]); g.add_edge(2, 0, [2], [3])
+            >>> off, nodes, hops = g.khop_batch([1, 2, 3], 2)
+            >>> off.tolist(), nodes.tolist(), hops.tolist()
+            ([0, 2, 3, 3], [2, 3, 3], [1, 2, 1])
+        """
+        d = direction_arg(direction)
+        tf = types_arg(types)
+        kk = int_arg(k, "k")
+        seed_list = ids_arg(seeds, "seeds")
+        if int_arg(threads, "threads") < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        if kk < 1:
+            raise ValueError(f"k must be >= 1, got {kk}")
+        offsets = [0]
+        parts_n: list[I64] = []
+        parts_h: list[I32] = []
+        with self._lock, walks.budget(timeout, cancel):
+            for s in seed_list:
+                self._g.require_node(s)
+            for s in seed_list:
+                nodes, hops = walks.khop(self._g, [s], kk, d, tf)
+                parts_n.append(nodes)
+                parts_h.append(hops)
+                offsets.append(offsets[-1] + len(nodes))
+        return (np.array(offsets, dtype=np.int64),
+                np.concatenate(parts_n) if parts_n else np.zeros(0, np.int64),
+                np.concatenate(parts_h) if parts_h else np.zeros(0, np.int32))
+
     def paths(
         self,
         src: int,

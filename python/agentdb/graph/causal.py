@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,6 +62,25 @@ __all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
 MAX_PATH_HOPS = 64
 _PATH_LIMIT = 200_000
 _WRITES = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE)\b", re.IGNORECASE)
+
+
+class KHops(NamedTuple):
+    """Per-seed k-hop results as flat arrays: seed ``i`` reaches ``nodes[offsets[i]:
+    offsets[i + 1]]`` at ``hops[...]`` hops (see :meth:`CausalMemoryGraph.khop_batch`)."""
+
+    offsets: np.ndarray
+    nodes: np.ndarray
+    hops: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        """How many nodes each seed reaches."""
+        return np.diff(self.offsets)
+
+    def of(self, i: int) -> dict[int, int]:
+        """Seed ``i``'s ``{node: min hops}`` (what :meth:`CausalMemoryGraph.khop` gives)."""
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return dict(zip(self.nodes[lo:hi].tolist(), self.hops[lo:hi].tolist()))
 
 
 class CausalMemoryGraph:
@@ -820,6 +839,30 @@ class CausalMemoryGraph:
             return {}
         nodes, hops = self._g.khop(seeds, k, direction, codes)
         return {int(n): int(h) for n, h in zip(nodes, hops)}
+
+    def khop_batch(self, seeds: Sequence[int], k: int, direction: str = "out",
+                   types: Sequence[str] | None = None, *, threads: int = 0) -> KHops:
+        """One :meth:`khop` per seed in one native call (spread over ``threads``, 0 = all
+        cores): a :class:`KHops` of flat arrays, ``counts`` per seed and ``of(i)`` as a dict.
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c])
+        >>> r = g.khop_batch([a, b, c], 2, types=["CAUSED_BY"])
+        >>> r.counts.tolist(), r.of(0) == {b: 1, c: 2}
+        ([2, 1, 0], True)
+        """
+        seed_list = [int(s) for s in seeds]
+        for s in seed_list:
+            if s not in self._labels:
+                raise NotFoundError(f"unknown node {s}")
+        codes = self._type_codes(list(types) if types is not None else None)
+        if codes is not None and not codes:
+            z = np.zeros(len(seed_list) + 1, np.int64)
+            return KHops(z, np.zeros(0, np.int64), np.zeros(0, np.int32))
+        offsets, nodes, hops = self._native_call(self._g.khop_batch, seed_list, k, direction,
+                                                 codes, threads=threads)
+        return KHops(offsets, nodes, hops)
 
     def paths(self, src: int, *, min_hops: int = 1, max_hops: int = 5, direction: str = "out",
               types: Sequence[str] | None = None, dst: int | None = None, n: int | None = None,
