@@ -942,7 +942,6 @@ def test_syntax_errors(query: str, line: int, column: int, message: str) -> None
         ("CREATE INDEX FOR (n:Person) ON (n.name)", "CREATE INDEX"),
         ("MATCH (n) WHERE EXISTS { MATCH (n)-->() } RETURN n", "EXISTS subqueries"),
         ("MATCH (n:A|B) RETURN n", "label expressions"),
-        ("EXPLAIN MATCH (n) RETURN n", "EXPLAIN"),
     ],
 )
 def test_unsupported_syntax(query: str, what: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from agentdb.engines import loader, numpy_graph
 from agentdb.errors import (
+    CypherError,
     InvalidArgumentError,
     QueryCancelledError,
     QueryLimitError,
@@ -230,3 +231,87 @@ def test_shared_lock_semantics():
         lock.release()
     with pytest.raises(RuntimeError):
         lock.release_shared()
+
+
+# ---- plan cache, EXPLAIN, PROFILE (issue 18) ---------------------------------------------------
+
+
+def test_plan_cache_reruns_plans_with_new_parameters(graph):
+    """A query text is compiled once per parameter-name set; reruns with other values, after
+    writes in between, and after a new index (which changes the plan) answer as a fresh
+    compile does."""
+    ids = _nodes(graph, 60)
+    with graph.transaction():
+        for i in range(59):
+            graph.add_causal_edge([ids[i]], [ids[i + 1]], confidence=0.5)
+    q = ("MATCH (a:Event {i: $i})-[:CAUSED_BY]->(b)-[:CAUSED_BY]->(c) "
+         "RETURN a.i AS a, b.i AS b, c.i AS c")
+    graph.plan_cache.clear()
+    hits0 = graph.plan_cache.hits
+    for i in (0, 10, 57, 58, 3):
+        want = [] if i >= 58 else [{"a": i, "b": i + 1, "c": i + 2}]
+        assert graph.query(q, {"i": i}) == want
+    assert graph.plan_cache.hits - hits0 == 4
+    graph.query("MATCH (e:Event {i: 5}) SET e.i = 500")
+    assert graph.query(q, {"i": 500}) == [{"a": 500, "b": 6, "c": 7}]
+    assert graph.query(q, {"i": 5}) == []
+    gen = graph.plan_generation
+    graph.create_index("Event", "i")
+    assert graph.plan_generation != gen
+    assert graph.query(q, {"i": 500}) == [{"a": 500, "b": 6, "c": 7}]
+    res = graph.query_stats("CREATE (:T {x: $x})", {"x": 1})
+    res2 = graph.query_stats("CREATE (:T {x: $x})", {"x": 2})
+    assert res.stats.nodes_created == 1 and res2.stats.nodes_created == 1
+    assert sorted(r["x"] for r in graph.query("MATCH (t:T) RETURN t.x AS x")) == [1, 2]
+    with pytest.raises(CypherError, match="missing parameter"):
+        graph.query(q, {})
+
+
+def test_plan_cache_under_concurrent_queries(graph):
+    ids = _nodes(graph, 40)
+    with graph.transaction():
+        for i in range(39):
+            graph.add_causal_edge([ids[i]], [ids[i + 1]])
+    q = "MATCH (a:Event {i: $i})-[:CAUSED_BY]->(b) RETURN b.i AS b"
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for r in range(200):
+                i = (r + offset) % 39
+                assert graph.query(q, {"i": i}) == [{"b": i + 1}]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k * 7,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:1]
+
+
+def test_explain_and_profile(graph):
+    ids = _nodes(graph, 30)
+    with graph.transaction():
+        for i in range(29):
+            graph.add_causal_edge([ids[i]], [ids[i + 1]])
+    graph.create_index("Event", "i")
+    q = "MATCH (a:Event {i: $i})-[:CAUSED_BY*1..3]->(b) RETURN count(b) AS n"
+    plan = graph.query("EXPLAIN " + q, {"i": 2})
+    assert [r["operator"] for r in plan] == ["MATCH", "RETURN"]
+    assert "native paths 1..3" in plan[0]["detail"] and "(a:Event {...})" in plan[0]["detail"]
+    assert "aggregate" in plan[1]["detail"]
+    chain = graph.query("explain MATCH (a:Event {i: 1})-[:CAUSED_BY]->(b) RETURN b")
+    assert "native chain match" in chain[0]["detail"] and "index Event.i" in chain[0]["detail"]
+    prof = graph.query_stats("PROFILE " + q, {"i": 2})
+    assert prof.columns == ["step", "operator", "detail", "rows", "ms", "share"]
+    assert [r["rows"] for r in prof.rows] == [3, 1]
+    assert all(r["ms"] >= 0 for r in prof.rows)
+    # EXPLAIN runs nothing; PROFILE runs the query (writes included)
+    assert graph.query("EXPLAIN CREATE (:Never)") and not graph.query(
+        "MATCH (n:Never) RETURN n")
+    graph.query("PROFILE CREATE (:Once)")
+    assert graph.query("MATCH (n:Once) RETURN count(n) AS c") == [{"c": 1}]
+    from agentdb.graph.cypher import is_read_only
+    assert is_read_only("EXPLAIN CREATE (n)") and not is_read_only("PROFILE CREATE (n)")

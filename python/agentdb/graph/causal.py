@@ -53,6 +53,7 @@ from .checks import (
 from .cypher import CypherError, execute_stats
 from .cypher.budget import QueryBudget, check_limits
 from .cypher.budget import active as active_budget
+from .cypher.executor import PlanCache
 from .cypher.graphview import UNBOUNDED_HOPS
 from .locks import SharedLock
 
@@ -98,6 +99,9 @@ class CausalMemoryGraph:
         self._tx: Any = None
         self._query_timeout: float | None = None
         self._query_max_rows: int | None = None
+        #: compiled Cypher plans by query text (agentdb.graph.cypher.executor.PlanCache)
+        self.plan_cache = PlanCache()
+        self.plan_generation = 0  # changes when the indexes do: cached plans chose by them
         self._load()
 
     # ---- loading ------------------------------------------------------------------------------
@@ -181,6 +185,7 @@ class CausalMemoryGraph:
             if k is not None:
                 table.setdefault(k, set()).add(nid)
         self._index[(label, prop)] = table
+        self.plan_generation += 1
 
     def _index_update(self, nid: int, old_labels: list[str], old_props: dict[str, Any],
                       new_labels: list[str], new_props: dict[str, Any]) -> None:

@@ -24,6 +24,9 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +47,7 @@ from .expressions import (
 from .functions import check_int
 from .graphview import GraphView
 from .matcher import MatchPlan, PatternCompiler
-from .parser import parse
+from .parser import parse, split_mode
 from .values import (
     Node,
     NodeRef,
@@ -58,7 +61,7 @@ from .values import (
 )
 from .writes import Op, Scope, WriteCompiler
 
-__all__ = ["execute", "execute_stats", "Result", "Stats"]
+__all__ = ["PlanCache", "Result", "Stats", "execute", "execute_stats"]
 
 
 
@@ -121,42 +124,174 @@ def execute_stats(
         return _execute(graph, query, params, budget)
 
 
+@dataclass
+class _Plan:
+    """A compiled query: its operators, output columns, and what EXPLAIN says of them. The
+    operators read ``ctx`` (parameters, counters) when they run, so a plan reruns after
+    ``ctx.reset(params)``."""
+
+    ctx: Context
+    ops: list[Op]
+    columns: list[str]
+    returns: bool
+    details: list[tuple[str, str]]
+
+
+class PlanCache:
+    """Compiled plans of a graph's queries, keyed by the query text and its parameter names
+    (and the graph's ``plan_generation``, which changes when its indexes do). A plan is taken
+    out while it runs, so two threads never share one; up to ``size`` keys are kept (least
+    recently used dropped), ``per_key`` idle plans each.
+
+    >>> cache = PlanCache(size=2)
+    >>> cache.take(("q", (), 0)) is None
+    True
+    >>> cache.hits, cache.misses
+    (0, 1)
+    """
+
+    def __init__(self, size: int = 256, per_key: int = 4) -> None:
+        self.size, self.per_key = size, per_key
+        self._idle: OrderedDict[Any, list[_Plan]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def take(self, key: Any) -> _Plan | None:
+        """An idle plan for ``key`` (removed from the cache until :meth:`give`), or None."""
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                self._idle.move_to_end(key)
+                self.hits += 1
+                return idle.pop()
+            self.misses += 1
+            return None
+
+    def give(self, key: Any, plan: _Plan) -> None:
+        """Return a plan after its run."""
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            if len(idle) < self.per_key:
+                idle.append(plan)
+            while len(self._idle) > self.size:
+                self._idle.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop every plan."""
+        with self._lock:
+            self._idle.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+
+def _compile(graph: GraphView, text: str, params: Mapping[str, Any] | None) -> _Plan:
+    ast = parse(text)
+    ctx = Context(graph, params)
+    compiler = _QueryCompiler(ctx)
+    ops, columns, returns = compiler.compile(ast)
+    return _Plan(ctx, ops, columns, returns, compiler.details)
+
+
+class _Meter:
+    __slots__ = ("rows", "seconds")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.seconds = 0.0
+
+
+def _metered(rows: Iterable[Row], meter: _Meter) -> Iterator[Row]:
+    it = iter(rows)
+    clock = time.perf_counter
+    while True:
+        t0 = clock()
+        try:
+            row = next(it)
+        except StopIteration:
+            meter.seconds += clock() - t0
+            return
+        meter.seconds += clock() - t0
+        meter.rows += 1
+        yield row
+
+
 def _execute(graph: GraphView, query: str, params: Mapping[str, Any] | None,
              budget: QueryBudget | None) -> Result:
+    mode, query = split_mode(query)
+    cache: PlanCache | None = getattr(graph, "plan_cache", None)
+    key: Any = None
+    plan: _Plan | None = None
     try:
-        ast = parse(query)
-        ctx = Context(graph, params)
-        ops, columns, returns = _QueryCompiler(ctx).compile(ast)
-        if budget is not None:
-            budget.check()
-        rows: Iterable[Row] = [{}]
-        for op in ops:
-            rows = op(rows)
-            if budget is not None:
-                rows = _ticking(rows, budget)
-        out: list[dict[str, Any]] = []
-        # Results are acyclic (dicts, lists, Node/Relationship/Path snapshots): pause the
-        # cyclic collector while they are built, or each collection re-walks the growing
-        # result (and every other live object) -- quadratic on large results.
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
-            if returns:
-                conv = _Publisher(ctx)
-                for row in rows:
-                    if budget is not None:
-                        budget.count_row()
-                    out.append({name: conv.value(row[name]) for name in columns})
-            else:
-                for _ in rows:
-                    pass
-        finally:
-            if paused:
-                gc.enable()
-        return Result(columns if returns else [], out, ctx.stats)
+        if cache is not None:
+            key = (query, tuple(sorted(params or ())), getattr(graph, "plan_generation", 0))
+            plan = cache.take(key)
+        if plan is not None:
+            plan.ctx.reset(params)
+        else:
+            plan = _compile(graph, query, params)
+        if mode == "EXPLAIN":
+            rows_out = [{"step": i + 1, "operator": op, "detail": detail}
+                        for i, (op, detail) in enumerate(plan.details)]
+            if cache is not None:
+                cache.give(key, plan)
+            return Result(["step", "operator", "detail"], rows_out, Stats())
+        result = _run(plan, budget, profile=mode == "PROFILE")
+        if cache is not None:
+            cache.give(key, plan)
+        return result
     except RecursionError:
         raise CypherError("query too deeply nested or too complex to evaluate") from None
+
+
+def _run(plan: _Plan, budget: QueryBudget | None, profile: bool) -> Result:
+    ctx, columns, returns = plan.ctx, plan.columns, plan.returns
+    if budget is not None:
+        budget.check()
+    meters = [_Meter() for _ in plan.ops] if profile else []
+    rows: Iterable[Row] = [{}]
+    for i, op in enumerate(plan.ops):
+        rows = op(rows)
+        if budget is not None:
+            rows = _ticking(rows, budget)
+        if profile:
+            rows = _metered(rows, meters[i])
+    out: list[dict[str, Any]] = []
+    # Results are acyclic (dicts, lists, Node/Relationship/Path snapshots): pause the
+    # cyclic collector while they are built, or each collection re-walks the growing
+    # result (and every other live object) -- quadratic on large results.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    t_start = time.perf_counter()
+    try:
+        if returns and not profile:
+            conv = _Publisher(ctx)
+            for row in rows:
+                if budget is not None:
+                    budget.count_row()
+                out.append({name: conv.value(row[name]) for name in columns})
+        else:
+            for _ in rows:
+                pass
+    finally:
+        if paused:
+            gc.enable()
+    if not profile:
+        return Result(columns if returns else [], out, ctx.stats)
+    total = time.perf_counter() - t_start
+    prof: list[dict[str, Any]] = []
+    before = 0.0
+    for i, ((op, detail), meter) in enumerate(zip(plan.details, meters)):
+        own = max(meter.seconds - before, 0.0)  # a meter's time includes its inputs'
+        before = meter.seconds
+        prof.append({"step": i + 1, "operator": op, "detail": detail, "rows": meter.rows,
+                     "ms": round(own * 1e3, 3),
+                     "share": round(own / total, 3) if total > 0 else 0.0})
+    return Result(["step", "operator", "detail", "rows", "ms", "share"], prof, ctx.stats)
 
 
 # ---- output --------------------------------------------------------------------------------
@@ -279,11 +414,16 @@ class _QueryCompiler(WriteCompiler):
         ops: list[Op] = []
         columns: list[str] = []
         returns = False
+        self.details: list[tuple[str, str]] = []
         for clause in q.clauses:
+            self._detail = ""
+            name = type(clause).__name__.upper()
             if isinstance(clause, A.Match):
                 op, scope = self.match(clause, scope)
+                name = "OPTIONAL MATCH" if clause.optional else "MATCH"
             elif isinstance(clause, A.Unwind):
                 op, scope = self.unwind(clause, scope)
+                self._detail = f"AS {clause.variable}"
             elif isinstance(clause, (A.With, A.Return)):
                 op, scope, columns = self.projection(clause, scope)
                 returns = isinstance(clause, A.Return)
@@ -299,13 +439,17 @@ class _QueryCompiler(WriteCompiler):
                 op = self.delete(clause, scope)
             else:  # pragma: no cover - the parser produces only the clauses above
                 raise err(f"unsupported clause {type(clause).__name__}", clause)
+            if isinstance(clause, A.SetClause):
+                name = "SET"
             ops.append(op)
+            self.details.append((name, self._detail))
         return ops, columns, returns
 
     # ---- reading ---------------------------------------------------------------------------
 
     def match(self, c: A.Match, scope: Scope) -> tuple[Op, Scope]:
         plan = MatchPlan(self.comp, c.patterns, c.where, scope)
+        self._detail = "; ".join(line.strip() for line in plan.describe())
         if not c.optional:
 
             def op(rows: Iterable[Row]) -> Iterator[Row]:
@@ -418,6 +562,11 @@ class _QueryCompiler(WriteCompiler):
             where_fn = comp.predicate(c.where, new_scope)
         key_fns = [f for _, is_key, f in item_fns if is_key]
         distinct = c.distinct
+        flags = [w for w, on in (("aggregate", is_agg), ("distinct", distinct),
+                                 ("order by", bool(sort_fns)), ("skip", c.skip is not None),
+                                 ("limit", c.limit is not None),
+                                 ("where", where_fn is not None)) if on]
+        self._detail = ", ".join(names) + (f" ({', '.join(flags)})" if flags else "")
 
         def aggregate(rows: Iterable[Row]) -> Iterator[tuple[Row, Row]]:
             groups: dict[Any, tuple[Row, list[Any], list[_Acc]]] = {}

@@ -121,13 +121,24 @@ class Context:
     def __init__(self, graph: Any, params: Mapping[str, Any] | None = None) -> None:
         self.graph = graph
         self.params: dict[str, Any] = {}
-        for k, v in (params or {}).items():
-            if not isinstance(k, str):
-                raise CypherError(f"parameter names must be strings, got {k!r}")
-            self.params[k] = convert_param(v)
         self.stats = Stats()
         self._nodes: dict[int, tuple[list[str], dict[str, Any]]] = {}
         self._rels: dict[int, tuple[str, dict[str, Any]]] = {}
+        self.reset(params)
+
+    def reset(self, params: Mapping[str, Any] | None) -> None:
+        """Start a new run of the same compiled query: new parameter values (the compiled
+        expressions read ``params`` when they run), zeroed write counters, empty caches."""
+        converted: dict[str, Any] = {}
+        for k, v in (params or {}).items():
+            if not isinstance(k, str):
+                raise CypherError(f"parameter names must be strings, got {k!r}")
+            converted[k] = convert_param(v)
+        self.params.clear()
+        self.params.update(converted)
+        self.stats = Stats()
+        self._nodes.clear()
+        self._rels.clear()
 
     def node_data(self, nid: int) -> tuple[list[str], dict[str, Any]]:
         """``(labels, properties)`` of a node (cached until the node is written)."""
@@ -340,8 +351,8 @@ class Compiler:
     def _c_Parameter(self, e: A.Parameter, scope: Scope, aggs: Any) -> Fn:
         if e.name not in self.ctx.params:
             raise err(f"missing parameter ${e.name}", e)
-        v = self.ctx.params[e.name]
-        return lambda row: v
+        params, name = self.ctx.params, e.name  # read when run: a cached plan reruns
+        return lambda row: params[name]
 
     def _c_Variable(self, e: A.Variable, scope: Scope, aggs: Any) -> Fn:
         name = e.name

@@ -116,6 +116,13 @@ class _Chain:
         ch.preds_fast = [f for c, f in pp.taken if id(c) not in consumed]
         return ch
 
+    def describe(self) -> str:
+        """One line for EXPLAIN: the native chain match and its index sets."""
+        sets = [f"{j}: index {sp[0]}.{sp[1]}" for j, sp in enumerate(self.specs) if sp]
+        side = "right" if self.reverse else "left"
+        return (f"native chain match, {len(self.dirs)} hop(s) from the {side} end"
+                + (f", allowed-id sets at {'; '.join(sets)}" if sets else ""))
+
     def _checks(self, fast: bool, exact: list[bool]) -> list[int]:
         """Positions whose labels / property map still need a per-row check."""
         out = []
@@ -347,6 +354,15 @@ class MatchPlan:
                     raise err(f"variable `{v}` is a {_KIND_NAMES[kind]}, not a relationship", rel)
         del existential
         return declared
+
+    def describe(self) -> list[str]:
+        """The parts in the order they are matched, each with its anchor and steps."""
+        out: list[str] = []
+        for i, pp in enumerate(self.parts):
+            lines = pp.describe()
+            out.append(f"part {i + 1}: {lines[0]}")
+            out.extend("  " + line for line in lines[1:])
+        return out
 
     def run(self, row: Row) -> Iterator[Row]:
         """All extensions of ``row`` matching the patterns and WHERE."""

@@ -23,6 +23,7 @@ Nesting (parentheses, lists, maps, unary operators, property chains...) deeper t
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from . import ast as A
@@ -74,15 +75,39 @@ def parse(text: str) -> A.Query:
         raise CypherSyntaxError("query nested too deeply") from None
 
 
+_MODE = re.compile(r"\s*(EXPLAIN|PROFILE)\b", re.IGNORECASE)
+
+
+def split_mode(text: str) -> tuple[str | None, str]:
+    """``("EXPLAIN" | "PROFILE" | None, the statement)``: the executor answers
+    ``EXPLAIN q`` with q's plan (q does not run) and ``PROFILE q`` with its operators' rows
+    and times (q runs).
+
+    >>> split_mode("explain MATCH (n) RETURN n")
+    ('EXPLAIN', ' MATCH (n) RETURN n')
+    >>> split_mode("MATCH (n) RETURN n")[0] is None
+    True
+    """
+    m = _MODE.match(text)
+    if m is None:
+        return None, text
+    return m.group(1).upper(), text[m.end():]
+
+
 def is_read_only(text: str) -> bool:
-    """Whether a Cypher statement only reads (no CREATE, MERGE, SET, REMOVE or DELETE).
+    """Whether a Cypher statement only reads (no CREATE, MERGE, SET, REMOVE or DELETE; an
+    ``EXPLAIN`` of any statement only reads, a ``PROFILE`` runs it).
 
     Parses the statement, so a syntax error raises :class:`CypherSyntaxError`.
 
     >>> is_read_only("MATCH (n) RETURN count(n)"), is_read_only("CREATE (n:Event)")
     (True, False)
+    >>> is_read_only("EXPLAIN CREATE (n:Event)"), is_read_only("PROFILE CREATE (n:Event)")
+    (True, False)
     """
-    return not any(isinstance(c, _UPDATING) for c in parse(text).clauses)
+    mode, body = split_mode(text)
+    updating = any(isinstance(c, _UPDATING) for c in parse(body).clauses)
+    return mode == "EXPLAIN" or not updating
 
 class Parser(ExpressionParser):
     """One-shot parser over the token list of ``text``: clauses and patterns here, tokens

@@ -219,6 +219,59 @@ class PartPlan:
                     return lab, key, self.mp.compiler.compile(expr, scope)
         return None
 
+    # ---- description (EXPLAIN) --------------------------------------------------------------
+    def pattern_text(self) -> str:
+        """The pattern part as Cypher-like text (variables, labels, types, lengths)."""
+        def node(sl: _NodeSlot) -> str:
+            props = " {...}" if sl.pattern.properties is not None else ""
+            return "(" + (sl.var or "") + "".join(f":{lab}" for lab in sl.labels) + props + ")"
+
+        def rel(rs: _RelSlot) -> str:
+            inner = (rs.var or "") + (":" + "|".join(rs.types) if rs.types else "")
+            if rs.length is not None:
+                lo, hi = rs.length
+                inner += f"*{'' if lo is None else lo}..{'' if hi is None else hi}"
+            d = rs.pattern.direction
+            return ("<-" if d == "in" else "-") + f"[{inner}]" + ("->" if d == "out" else "-")
+
+        text = node(self.nodes[0])
+        for rs, sl in zip(self.rels, self.nodes[1:]):
+            text += rel(rs) + node(sl)
+        return (self.path_var + " = " if self.path_var else "") + text
+
+    def describe(self) -> list[str]:
+        """How this part is matched: its anchor, then each step (EXPLAIN)."""
+        a = self.nodes[self.anchor]
+        who = f"({a.var or self.anchor})"
+        lines = [self.pattern_text()]
+        if self.chain is not None:
+            lines.append(self.chain.describe())
+            return lines
+        if self.anchor_mode == "bound":
+            lines.append(f"anchor {who}: already bound")
+        elif self.anchor_mode == "id":
+            lines.append(f"anchor {who}: node by id(...)")
+        elif self.anchor_mode == "find":
+            keys = ", ".join(k for k, _ in self.anchor_where_eq) or "inline map"
+            lines.append(f"anchor {who}: property lookup on :{self.anchor_label or '*'} "
+                         f"({keys}; an index when one is declared)")
+        elif self.anchor_mode == "label":
+            lines.append(f"anchor {who}: label scan :{self.anchor_label}")
+        else:
+            lines.append(f"anchor {who}: all nodes")
+        for st in self.steps:
+            rs, dst = self.rels[st.rel], self.nodes[st.dst]
+            types = ":" + "|".join(rs.types) if rs.types else "any type"
+            if rs.length is None:
+                lines.append(f"expand {st.direction} {types} to ({dst.var or st.dst})")
+            else:
+                lo, hi = rs.length
+                how = f"native paths {lo}..{'64' if hi is None else hi} {st.direction} {types}"
+                if st.ends is not None:
+                    how += f", ends from index {st.ends[0]}.{st.ends[1]}"
+                lines.append(f"{how} to ({dst.var or st.dst})")
+        return lines
+
     def build_steps(self) -> None:
         a = self.anchor
         steps: list[_Step] = []
