@@ -622,7 +622,8 @@ class Hypergraph {
 
   // One k-hop per seed, each what khop({seed}) gives, in one call: seed i's nodes and hops
   // are [offsets[i], offsets[i + 1]) of `nodes` / `hops`. Seeds are spread over `threads`
-  // (0 = all cores; one thread below 64 seeds); the calling thread's budget (budget.hpp)
+  // (0 = all cores; one thread below 256 seeds: starting a thread costs ~60 µs, about
+  // 200 one-hop walks); the calling thread's budget (budget.hpp)
   // bounds every worker.
   void khop_batch(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir,
                   const TypeFilter& tf, std::size_t threads, std::vector<int64_t>& offsets,
@@ -633,7 +634,7 @@ class Hypergraph {
     std::vector<std::vector<int64_t>> pn(n_seeds);
     std::vector<std::vector<int32_t>> ph(n_seeds);
     const Budget* parent = current_budget();
-    parallel_for(n_seeds, n_seeds < 64 ? 1 : threads, [&](std::size_t i, std::size_t) {
+    parallel_for(n_seeds, n_seeds < 256 ? 1 : threads, [&](std::size_t i, std::size_t) {
       Budget local = parent ? *parent : Budget{};
       BudgetScope scope(parent ? &local : nullptr);
       khop_locked(seeds + i, 1, k, dir, tf, pn[i], ph[i]);
