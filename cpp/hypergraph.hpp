@@ -749,6 +749,41 @@ class Hypergraph {
     return finish(raw, false);
   }
 
+  // What paths(q) would return, reduced while walking: the number of paths and the sum of
+  // their confidence products (float64 over the stored float32 confidences), no path kept
+  // (q.limit does not apply).
+  std::pair<int64_t, double> path_totals(const PathQuery& q) const {
+    check_hops(q.min_hops, q.max_hops);
+    std::shared_lock<std::shared_mutex> g(mu_);
+    uint32_t src = node_slot(q.src);
+    uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
+    int64_t count = 0;
+    double total = 0.0;
+    if (q.has_src_label && node_label_[src] != q.src_label) return {0, 0.0};
+    GraphScratch& s = graph_scratch();
+    s.begin(node_id_.size());
+    if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
+    if (q.has_ends) mark_allowed(q.ends, s);
+    auto ends_ok = [&](uint32_t v) {
+      if (q.has_dst && v != dst) return false;
+      if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
+      if (q.has_ends && s.allow[v] != s.epoch) return false;
+      return true;
+    };
+    if (q.min_hops == 0 && ends_ok(src)) ++count, total += 1.0;
+    s.prod.assign(static_cast<std::size_t>(q.max_hops) + 1, 1.0);
+    walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
+         [&](int len, uint32_t b, uint32_t) {
+           return !q.has_dst || (s.seen2(b) && s.mark2[b].val <= q.max_hops - len);
+         },
+         [&](int len, uint32_t b, uint32_t e) {
+           s.prod[len] = s.prod[len - 1] * static_cast<double>(erec_[e].conf);
+           if (len >= q.min_hops && ends_ok(b)) ++count, total += s.prod[len];
+           return !(q.has_dst && b == dst);
+         });
+    return {count, total};
+  }
+
   // Simple paths a -> ... -> dst (out semantics), enumerated backwards; forward node order.
   PathSet paths_to(int64_t dst_id, int64_t min_hops, int64_t max_hops, const TypeFilter& tf,
                    bool has_src_label, int32_t src_label, int64_t limit,

@@ -410,6 +410,24 @@ struct PyGraph {
     return path_result(ps, as_arrays);
   }
 
+  py::tuple path_totals(py::handle src, py::handle min_hops, py::handle max_hops,
+                        py::handle direction, py::handle types, py::handle dst_label,
+                        py::handle timeout, py::handle cancel) {
+    auto bud = budget_arg(timeout, cancel);
+    PathQuery q;
+    q.dir = parse_dir(direction);
+    q.types = parse_types(types);
+    q.min_hops = hops_arg(min_hops, "min_hops");
+    q.max_hops = hops_arg(max_hops, "max_hops");
+    q.src = graph_int(src, "src");
+    if (auto l = opt_label(dst_label, "dst_label")) {
+      q.has_dst_label = true;
+      q.dst_label = *l;
+    }
+    auto r = nogil_budget(bud, [&] { return g->path_totals(q); });
+    return py::make_tuple(r.first, r.second);
+  }
+
   py::object paths_to(py::handle dst, py::handle min_hops, py::handle max_hops,
                       py::handle types, py::handle src_label, py::handle limit,
                       py::handle sources, py::handle as_arrays, py::handle timeout,
@@ -609,6 +627,11 @@ void bind_hypergraph(py::module_& mod) {
            py::arg("limit") = 100000, py::arg("ends") = none, py::arg("as_arrays") = false,
            py::kw_only(), py::arg("timeout") = none, py::arg("cancel") = none,
            "Simple paths from src: [(nodes, edges, product, min, sum)] (or flat arrays).")
+      .def("path_totals", &PyGraph::path_totals, py::arg("src"), py::arg("min_hops") = 1,
+           py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
+           py::arg("dst_label") = none, py::kw_only(), py::arg("timeout") = none,
+           py::arg("cancel") = none,
+           "(count, sum of confidence products) of the simple paths paths() would give.")
       .def("paths_to", &PyGraph::paths_to, py::arg("dst"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("types") = none, py::arg("src_label") = none,
            py::arg("limit") = 100000, py::arg("sources") = none, py::arg("as_arrays") = false,

@@ -449,6 +449,32 @@ class Hypergraph:
             out = walks.paths(self._g, s, mn, mx, d, tf, dv, dl, sl, lim, allowed)
         return path_arrays(out) if arrays else out
 
+    def path_totals(
+        self,
+        src: int,
+        min_hops: int = 1,
+        max_hops: int = 5,
+        direction: str = "out",
+        types: Any = None,
+        dst_label: int | None = None,
+        *,
+        timeout: float | None = None,
+        cancel: Any = None,
+    ) -> tuple[int, float]:
+        """``(count, sum of confidence products)`` of the paths :meth:`paths` would give
+        (no limit; nothing kept per path in the native core).
+
+        Example:
+            >>> g = Hypergraph()
+            >>> g.add_nodes([1, 2, 3])
+            >>> g.add_edge(1, 0, [1], [2], 0.5); g.add_edge(2, 0, [2], [3], 0.5)
+            >>> g.path_totals(1)
+            (2, 0.75)
+        """
+        found = self.paths(src, min_hops, max_hops, direction, types, dst_label=dst_label,
+                           limit=2**62, timeout=timeout, cancel=cancel)
+        return len(found), float(sum(p[2] for p in found))
+
     def paths_to(
         self,
         dst: int,

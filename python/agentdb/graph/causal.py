@@ -392,6 +392,63 @@ class CausalMemoryGraph:
                     rels.append((e, a, b) if self._forward(e, a, b) else (e, b, a))
             yield nodes, rels
 
+    def reach(self, src: int, max_hops: int, direction: str, types: list[str] | None,
+              end_label: str | None = None) -> list[int] | None:
+        """Nodes other than ``src`` reachable from it by 1..``max_hops`` relationships (with
+        ``end_label`` if given): one native k-hop (GraphView extension, used by the Cypher
+        aggregation pushdown; a simple path never returns to its start, and any node within
+        reach has a shortest path, which is simple).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c, a])
+        >>> sorted(g.reach(a, 5, "out", ["CAUSED_BY"])) == sorted([b, c])
+        True
+        """
+        codes = self._type_codes(types)
+        if (codes is not None and not codes) or src not in self._labels:
+            return []
+        max_hops = min(max_hops, MAX_PATH_HOPS)
+        if max_hops < 1:
+            return []
+        nodes, _hops = self._native_call(self._g.khop, [src], max_hops, direction, codes)
+        out = [n for n in nodes.tolist() if n != src]
+        if end_label is not None:
+            labels = self._labels
+            out = [n for n in out if end_label in labels[n]]
+        return out
+
+    def path_totals(self, src: int, min_hops: int, max_hops: int, direction: str,
+                    types: list[str] | None, end_label: str | None = None,
+                    ) -> tuple[int, float] | None:
+        """``(count, sum of confidence products)`` of the simple paths :meth:`var_paths`
+        would give (ending at ``end_label`` if given), reduced in the core while walking
+        (GraphView extension); None when ``end_label`` is some node's second label, which the
+        core does not index (the caller then enumerates).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c], confidence=[0.5, 0.5])
+        >>> g.path_totals(a, 1, 2, "out", ["CAUSED_BY"])
+        (2, 0.75)
+        """
+        codes = self._type_codes(types)
+        if (codes is not None and not codes) or src not in self._labels:
+            return 0, 0.0
+        max_hops = min(max_hops, MAX_PATH_HOPS)
+        if min_hops > max_hops:
+            return 0, 0.0
+        label_code = None
+        if end_label is not None:
+            if end_label in self._secondary:
+                return None
+            if end_label not in self._label_code:
+                return 0, 0.0
+            label_code = self._label_code[end_label]
+        n, total = self._native_call(self._g.path_totals, src, min_hops, max_hops, direction,
+                                     codes, label_code)
+        return int(n), float(total)
+
     def match_chain(self, types: list[list[str] | None], directions: list[str],
                     allowed: list[Sequence[int] | None], labels: list[list[str]] | None = None,
                     ) -> tuple[np.ndarray, np.ndarray, list[bool]]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ast as A
+from . import pushdown
 from .budget import QueryBudget, running
 from .errors import CypherError, CypherSyntaxError
 from .expressions import (
@@ -193,6 +194,10 @@ def _compile(graph: GraphView, text: str, params: Mapping[str, Any] | None) -> _
     ctx = Context(graph, params)
     compiler = _QueryCompiler(ctx)
     ops, columns, returns = compiler.compile(ast)
+    native = pushdown.plan(ast, compiler.comp)  # a whole query the core answers alone
+    if native is not None:
+        return _Plan(ctx, [pushdown.op_for(native, ops, graph)], columns, returns,
+                     [("NATIVE AGGREGATE", native.describe())])
     return _Plan(ctx, ops, columns, returns, compiler.details)
 
 
