@@ -449,6 +449,45 @@ class CausalMemoryGraph:
                                      codes, label_code)
         return int(n), float(total)
 
+    def top_product_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
+                          types: list[str] | None, end_label: str | None, n: int,
+                          ) -> list[tuple[list[int], list[tuple[int, int, int]]]] | None:
+        """The ``n`` simple paths from ``src`` with the highest confidence product, best
+        first (ties in path order), as ``(nodes, relationships)`` like :meth:`var_paths`
+        gives them; the core's branch-and-bound walk (GraphView extension). ``direction``
+        is "out" or "in".
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b, c = (g.add_event(name=n) for n in "abc")
+        >>> _ = g.add_causal_chain([a, b, c], confidence=[0.5, 0.5])
+        >>> [len(r) for _n, r in g.top_product_paths(a, 1, 3, "out", ["CAUSED_BY"], None, 5)]
+        [1, 2]
+        """
+        codes = self._type_codes(types)
+        if (codes is not None and not codes) or src not in self._labels or n < 1:
+            return []
+        max_hops = min(max_hops, MAX_PATH_HOPS)
+        if min_hops > max_hops:
+            return []
+        ends = None
+        if end_label is not None:
+            ends = np.fromiter(self._by_label.get(end_label, ()), np.int64)
+        nodes_a, noff, edges_a, eoff, *_ = self._native_call(
+            self._g.top_paths, src, min_hops=min_hops, max_hops=max_hops, direction=direction,
+            types=codes, n=n, score="product", ends=ends, as_arrays=True)
+        all_nodes, all_edges = nodes_a.tolist(), edges_a.tolist()
+        no, eo = noff.tolist(), eoff.tolist()
+        out = []
+        for i in range(len(no) - 1):
+            nodes = all_nodes[no[i]:no[i + 1]]
+            edges = all_edges[eo[i]:eo[i + 1]]
+            if direction == "in":
+                rels = [(e, nodes[j + 1], nodes[j]) for j, e in enumerate(edges)]
+            else:
+                rels = [(e, nodes[j], nodes[j + 1]) for j, e in enumerate(edges)]
+            out.append((nodes, rels))
+        return out
+
     def match_chain(self, types: list[list[str] | None], directions: list[str],
                     allowed: list[Sequence[int] | None], labels: list[list[str]] | None = None,
                     ) -> tuple[np.ndarray, np.ndarray, list[bool]]:

@@ -13,6 +13,13 @@ confidence products by building every path as Python objects. On a view that off
   walking, none is kept (the sum uses the core's float32 confidences: a relative difference
   of ~1e-7 from the generic engine's float64 ones).
 
+* ``MATCH p = (a ...)-[:T*lo..hi]->(b[:M]) RETURN p, reduce(c = 1.0, r IN relationships(p) |
+  c * r.confidence) AS conf ORDER BY conf DESC LIMIT n`` (``p`` optional; ``-->`` or
+  ``<--``): the core's branch-and-bound top-n walk, which never builds the paths that cannot
+  make the top n; ties keep the path order (length, node ids, edge ids), as the generic sort
+  does. The returned ``conf`` is recomputed from the stored float64 confidences (the core
+  ranks with float32 ones, so two paths within ~1e-7 may swap).
+
 Anything else, or a label the core cannot check exactly at run time, goes to the generic
 plan, which is compiled beside (:func:`plan` returns both). ``EXPLAIN`` shows which one ran.
 
@@ -35,6 +42,7 @@ from typing import Any
 from . import ast as A
 from .expressions import Compiler, Fn, Row, free_vars
 from .planner import storable
+from .values import PathRef, RelRef
 
 __all__ = ["NativeAggregate", "plan"]
 
@@ -44,8 +52,10 @@ class NativeAggregate:
 
     def __init__(self, kind: str, label: str | None, props: list[tuple[str, Fn]],
                  lo: int, hi: int, direction: str, types: list[str] | None,
-                 end_label: str | None, items: list[tuple[str, str]]) -> None:
-        self.kind = kind  # "reach" or "paths"
+                 end_label: str | None, items: list[tuple[str, str]],
+                 limit: Fn | None = None) -> None:
+        self.kind = kind  # "reach", "paths" or "top"
+        self.limit = limit  # "top": the LIMIT expression
         self.label, self.props = label, props
         self.lo, self.hi, self.direction, self.types = lo, hi, direction, types
         self.end_label = end_label
@@ -57,13 +67,15 @@ class NativeAggregate:
         if self.props:
             anchor += " {" + ", ".join(k for k, _ in self.props) + "}"
         types = ":" + "|".join(self.types) if self.types else "any type"
-        what = ("k-hop reach count (native BFS per anchor)" if self.kind == "reach"
-                else "path count and sum of confidence products (native walk, no path kept)")
+        what = {"reach": "k-hop reach count (native BFS per anchor)",
+                "paths": "path count and sum of confidence products (native walk, no path "
+                         "kept)",
+                "top": "top paths by confidence product (native branch-and-bound)"}[self.kind]
         end = f" to :{self.end_label}" if self.end_label else ""
         return (f"{what}; anchors {anchor}; {self.lo}..{self.hi} {self.direction} {types}"
                 f"{end}")
 
-    def run(self, graph: Any) -> Row | None:
+    def run(self, graph: Any) -> Row | list[Row] | None:
         """The result row, or None when the graph cannot answer exactly (then the generic
         plan runs)."""
         values = {k: f({}) for k, f in self.props}
@@ -84,6 +96,8 @@ class NativeAggregate:
                                      or self.end_label in graph.node(a)[0]):
                     reached.add(a)
             return {col: len(reached) for col, _ in self.items}
+        if self.kind == "top":
+            return self._top(graph, anchors)
         count, total = 0, 0.0
         for a in anchors:
             got = graph.path_totals(a, self.lo, self.hi, self.direction, self.types,
@@ -94,6 +108,30 @@ class NativeAggregate:
             total += got[1]
         return {col: (count if what == "count" else (total if count else 0))
                 for col, what in self.items}
+
+
+    def _top(self, graph: Any, anchors: Iterable[int]) -> list[Row] | None:
+        assert self.limit is not None
+        n = self.limit({})
+        if type(n) is not int or n < 0:
+            return None  # the generic plan reports the bad LIMIT
+        found: list[tuple[float, int, list[int], list[int], list[tuple[int, int, int]]]] = []
+        for a in anchors:
+            got = graph.top_product_paths(a, self.lo, self.hi, self.direction, self.types,
+                                          self.end_label, n)
+            if got is None:
+                return None
+            for nodes, rels in got:
+                conf = 1.0
+                for eid, _s, _e in rels:
+                    conf = conf * graph.relationship(eid)[1]["confidence"]
+                found.append((conf, len(rels), nodes, [e for e, _, _ in rels], rels))
+        found.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))
+        rows: list[Row] = []
+        for conf, _len, nodes, _eids, rels in found[:n]:
+            path = PathRef(tuple(nodes), tuple(RelRef(*t) for t in rels))
+            rows.append({col: (path if what == "path" else conf) for col, what in self.items})
+        return rows
 
 
 def plan(q: A.Query, compiler: Compiler) -> NativeAggregate | None:
@@ -107,8 +145,9 @@ def plan(q: A.Query, compiler: Compiler) -> NativeAggregate | None:
     m, r = q.clauses
     if not (isinstance(m, A.Match) and isinstance(r, A.Return)) or m.optional or m.where:
         return None
-    if r.star or r.distinct or r.order or r.skip is not None or r.limit is not None:
+    if r.star or r.distinct or r.skip is not None:
         return None
+    top = bool(r.order) or r.limit is not None
     if len(m.patterns) != 1:
         return None
     part = m.patterns[0]
@@ -134,6 +173,12 @@ def plan(q: A.Query, compiler: Compiler) -> NativeAggregate | None:
     label = a.labels[0] if a.labels else None
     end_label = b.labels[0] if b.labels else None
     types = list(rel.types) if rel.types else None
+    if top:
+        items = _top_items(r, part.variable)
+        if items is None or rel.direction == "both" or r.limit is None or free_vars(r.limit):
+            return None
+        return NativeAggregate("top", label, props, lo, hi, rel.direction, types, end_label,
+                               items, compiler.compile(r.limit, {}))
     items = _reach_items(r.items, b.variable) if lo <= 1 else None
     kind = "reach"
     if items is None:
@@ -142,6 +187,29 @@ def plan(q: A.Query, compiler: Compiler) -> NativeAggregate | None:
     if items is None:
         return None
     return NativeAggregate(kind, label, props, lo, hi, rel.direction, types, end_label, items)
+
+
+def _top_items(r: A.Return, p: str | None) -> list[tuple[str, str]] | None:
+    """``RETURN [p,] <product> AS conf ORDER BY conf DESC LIMIT n`` -> the columns."""
+    if p is None or len(r.order) != 1 or not r.order[0].descending:
+        return None
+    out: list[tuple[str, str]] = []
+    conf_name = None
+    for it in r.items:
+        if isinstance(it.expr, A.Variable) and it.expr.name == p:
+            out.append((it.name, "path"))
+        elif _is_product(it.expr, p):
+            out.append((it.name, "conf"))
+            conf_name = it.name
+        else:
+            return None
+    kinds = [k for _, k in out]
+    if conf_name is None or len(set(kinds)) != len(kinds):
+        return None
+    key = r.order[0].expr
+    if not ((isinstance(key, A.Variable) and key.name == conf_name) or _is_product(key, p)):
+        return None
+    return out
 
 
 def _reach_items(items: list[A.ReturnItem], b: str | None) -> list[tuple[str, str]] | None:
@@ -201,9 +269,12 @@ def op_for(native: NativeAggregate, generic: list[Callable[[Iterable[Row]], Iter
     operators in turn)."""
     def op(rows: Iterable[Row]) -> Iterator[Row]:
         for _ in rows:  # the one empty input row
-            row = native.run(graph)
-            if row is not None:
-                yield row
+            got = native.run(graph)
+            if isinstance(got, list):
+                yield from got
+                continue
+            if got is not None:
+                yield got
                 continue
             out: Iterable[Row] = [{}]
             for g in generic:
