@@ -622,8 +622,9 @@ class Hypergraph {
 
   // One k-hop per seed, each what khop({seed}) gives, in one call: seed i's nodes and hops
   // are [offsets[i], offsets[i + 1]) of `nodes` / `hops`. Seeds are spread over `threads`
-  // (0 = all cores; one thread below 256 seeds: starting a thread costs ~60 µs, about
-  // 200 one-hop walks); the calling thread's budget (budget.hpp)
+  // (0 = all cores) when there is enough work to pay for waking the pool (~10-20 µs): from
+  // 256 seeds, or 16 when k >= 3 (one- and two-hop walks cost well under a microsecond);
+  // the calling thread's budget (budget.hpp)
   // bounds every worker.
   void khop_batch(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir,
                   const TypeFilter& tf, std::size_t threads, std::vector<int64_t>& offsets,
@@ -634,7 +635,7 @@ class Hypergraph {
     std::vector<std::vector<int64_t>> pn(n_seeds);
     std::vector<std::vector<int32_t>> ph(n_seeds);
     const Budget* parent = current_budget();
-    parallel_for(n_seeds, n_seeds < 256 ? 1 : threads, [&](std::size_t i, std::size_t) {
+    parallel_for(n_seeds, (n_seeds >= 256 || (n_seeds >= 16 && k >= 3)) ? threads : 1, [&](std::size_t i, std::size_t) {
       Budget local = parent ? *parent : Budget{};
       BudgetScope scope(parent ? &local : nullptr);
       khop_locked(seeds + i, 1, k, dir, tf, pn[i], ph[i]);
@@ -749,17 +750,27 @@ class Hypergraph {
     return finish(raw, false);
   }
 
-  // What paths(q) would return, reduced while walking: the number of paths and the sum of
-  // their confidence products (float64 over the stored float32 confidences), no path kept
-  // (q.limit does not apply).
-  std::pair<int64_t, double> path_totals(const PathQuery& q) const {
+  // What paths(q) would return, reduced while walking: the number of paths and the sum,
+  // minimum and maximum of their confidence products (float64 over the stored float32
+  // confidences; min/max are NaN without a path), no path kept (q.limit does not apply).
+  struct PathTotals {
+    int64_t count = 0;
+    double sum = 0.0, min = std::numeric_limits<double>::quiet_NaN(),
+           max = std::numeric_limits<double>::quiet_NaN();
+    void add(double v) {
+      ++count;
+      sum += v;
+      if (!(v >= min)) min = v;  // NaN-aware: the first value replaces NaN
+      if (!(v <= max)) max = v;
+    }
+  };
+  PathTotals path_totals(const PathQuery& q) const {
     check_hops(q.min_hops, q.max_hops);
     std::shared_lock<std::shared_mutex> g(mu_);
     uint32_t src = node_slot(q.src);
     uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
-    int64_t count = 0;
-    double total = 0.0;
-    if (q.has_src_label && node_label_[src] != q.src_label) return {0, 0.0};
+    PathTotals out;
+    if (q.has_src_label && node_label_[src] != q.src_label) return out;
     GraphScratch& s = graph_scratch();
     s.begin(node_id_.size());
     if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
@@ -770,7 +781,7 @@ class Hypergraph {
       if (q.has_ends && s.allow[v] != s.epoch) return false;
       return true;
     };
-    if (q.min_hops == 0 && ends_ok(src)) ++count, total += 1.0;
+    if (q.min_hops == 0 && ends_ok(src)) out.add(1.0);
     s.prod.assign(static_cast<std::size_t>(q.max_hops) + 1, 1.0);
     walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
          [&](int len, uint32_t b, uint32_t) {
@@ -778,10 +789,10 @@ class Hypergraph {
          },
          [&](int len, uint32_t b, uint32_t e) {
            s.prod[len] = s.prod[len - 1] * static_cast<double>(erec_[e].conf);
-           if (len >= q.min_hops && ends_ok(b)) ++count, total += s.prod[len];
+           if (len >= q.min_hops && ends_ok(b)) out.add(s.prod[len]);
            return !(q.has_dst && b == dst);
          });
-    return {count, total};
+    return out;
   }
 
   // Simple paths a -> ... -> dst (out semantics), enumerated backwards; forward node order.

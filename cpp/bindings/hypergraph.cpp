@@ -425,7 +425,7 @@ struct PyGraph {
       q.dst_label = *l;
     }
     auto r = nogil_budget(bud, [&] { return g->path_totals(q); });
-    return py::make_tuple(r.first, r.second);
+    return py::make_tuple(r.count, r.sum, r.min, r.max);
   }
 
   py::object paths_to(py::handle dst, py::handle min_hops, py::handle max_hops,
@@ -631,7 +631,8 @@ void bind_hypergraph(py::module_& mod) {
            py::arg("max_hops") = 5, py::arg("direction") = "out", py::arg("types") = none,
            py::arg("dst_label") = none, py::kw_only(), py::arg("timeout") = none,
            py::arg("cancel") = none,
-           "(count, sum of confidence products) of the simple paths paths() would give.")
+           "(count, sum, min, max) of the confidence products of the simple paths paths() "
+           "would give (min/max NaN without a path).")
       .def("paths_to", &PyGraph::paths_to, py::arg("dst"), py::arg("min_hops") = 1,
            py::arg("max_hops") = 5, py::arg("types") = none, py::arg("src_label") = none,
            py::arg("limit") = 100000, py::arg("sources") = none, py::arg("as_arrays") = false,

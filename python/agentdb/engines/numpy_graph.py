@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -460,20 +461,24 @@ class Hypergraph:
         *,
         timeout: float | None = None,
         cancel: Any = None,
-    ) -> tuple[int, float]:
-        """``(count, sum of confidence products)`` of the paths :meth:`paths` would give
-        (no limit; nothing kept per path in the native core).
+    ) -> tuple[int, float, float, float]:
+        """``(count, sum, min, max)`` of the confidence products of the paths :meth:`paths`
+        would give (no limit; min and max are NaN without a path; nothing is kept per path in
+        the native core).
 
         Example:
             >>> g = Hypergraph()
             >>> g.add_nodes([1, 2, 3])
             >>> g.add_edge(1, 0, [1], [2], 0.5); g.add_edge(2, 0, [2], [3], 0.5)
             >>> g.path_totals(1)
-            (2, 0.75)
+            (2, 0.75, 0.25, 0.5)
         """
         found = self.paths(src, min_hops, max_hops, direction, types, dst_label=dst_label,
                            limit=2**62, timeout=timeout, cancel=cancel)
-        return len(found), float(sum(p[2] for p in found))
+        products = [float(p[2]) for p in found]
+        if not products:
+            return 0, 0.0, math.nan, math.nan
+        return len(found), float(sum(products)), min(products), max(products)
 
     def paths_to(
         self,

@@ -22,6 +22,7 @@ the store opens. A hyperedge has a type, a tail (causes), a head (effects), a co
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -420,34 +421,36 @@ class CausalMemoryGraph:
 
     def path_totals(self, src: int, min_hops: int, max_hops: int, direction: str,
                     types: list[str] | None, end_label: str | None = None,
-                    ) -> tuple[int, float] | None:
-        """``(count, sum of confidence products)`` of the simple paths :meth:`var_paths`
-        would give (ending at ``end_label`` if given), reduced in the core while walking
-        (GraphView extension); None when ``end_label`` is some node's second label, which the
-        core does not index (the caller then enumerates).
+                    ) -> tuple[int, float, float, float] | None:
+        """``(count, sum, min, max)`` of the confidence products of the simple paths
+        :meth:`var_paths` would give (ending at ``end_label`` if given; min and max NaN
+        without a path), reduced in the core while walking (GraphView extension); None when
+        ``end_label`` is some node's second label, which the core does not index (the caller
+        then enumerates).
 
         >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
         >>> a, b, c = (g.add_event(name=n) for n in "abc")
         >>> _ = g.add_causal_chain([a, b, c], confidence=[0.5, 0.5])
         >>> g.path_totals(a, 1, 2, "out", ["CAUSED_BY"])
-        (2, 0.75)
+        (2, 0.75, 0.25, 0.5)
         """
+        none = (0, 0.0, math.nan, math.nan)
         codes = self._type_codes(types)
         if (codes is not None and not codes) or src not in self._labels:
-            return 0, 0.0
+            return none
         max_hops = min(max_hops, MAX_PATH_HOPS)
         if min_hops > max_hops:
-            return 0, 0.0
+            return none
         label_code = None
         if end_label is not None:
             if end_label in self._secondary:
                 return None
             if end_label not in self._label_code:
-                return 0, 0.0
+                return none
             label_code = self._label_code[end_label]
-        n, total = self._native_call(self._g.path_totals, src, min_hops, max_hops, direction,
-                                     codes, label_code)
-        return int(n), float(total)
+        n, total, lo, hi = self._native_call(self._g.path_totals, src, min_hops, max_hops,
+                                             direction, codes, label_code)
+        return int(n), float(total), float(lo), float(hi)
 
     def top_product_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
                           types: list[str] | None, end_label: str | None, n: int,

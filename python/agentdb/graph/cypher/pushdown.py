@@ -8,9 +8,10 @@ confidence products by building every path as Python objects. On a view that off
   ``lo`` 0 or 1: a breadth-first k-hop from each anchor (simple-path reachability within
   ``hi`` hops is shortest-path reachability, and a simple path never returns to its start);
 * ``MATCH p = (a ...)-[:T*lo..hi]->(b[:M]) RETURN count(*) [AS n],
-  sum(reduce(c = 1.0, r IN relationships(p) | c * r.confidence)) [AS s]`` (either or both
-  items, in any order): the paths are counted and their confidence products summed while
-  walking, none is kept (the sum uses the core's float32 confidences: a relative difference
+  sum(reduce(c = 1.0, r IN relationships(p) | c * r.confidence)) [AS s]`` (any of
+  ``count(*)`` and ``sum`` / ``min`` / ``max`` / ``avg`` of that product, each at most once,
+  in any order): the paths are counted and their products reduced while walking, none is
+  kept (the sum uses the core's float32 confidences: a relative difference
   of ~1e-7 from the generic engine's float64 ones).
 
 * ``MATCH p = (a ...)-[:T*lo..hi]->(b[:M]) RETURN p, reduce(c = 1.0, r IN relationships(p) |
@@ -99,15 +100,21 @@ class NativeAggregate:
         if self.kind == "top":
             return self._top(graph, anchors)
         count, total = 0, 0.0
+        lo_v: float | None = None
+        hi_v: float | None = None
         for a in anchors:
             got = graph.path_totals(a, self.lo, self.hi, self.direction, self.types,
                                     self.end_label)
             if got is None:
                 return None
-            count += got[0]
-            total += got[1]
-        return {col: (count if what == "count" else (total if count else 0))
-                for col, what in self.items}
+            if got[0]:
+                count += got[0]
+                total += got[1]
+                lo_v = got[2] if lo_v is None else min(lo_v, got[2])
+                hi_v = got[3] if hi_v is None else max(hi_v, got[3])
+        values = {"count": count, "sum": total if count else 0,
+                  "min": lo_v, "max": hi_v, "avg": total / count if count else None}
+        return {col: values[what] for col, what in self.items}
 
 
     def _top(self, graph: Any, anchors: Iterable[int]) -> list[Row] | None:
@@ -228,9 +235,10 @@ def _path_items(items: list[A.ReturnItem], p: str | None) -> list[tuple[str, str
         e = it.expr
         if isinstance(e, A.CountStar):
             out.append((it.name, "count"))
-        elif (p is not None and isinstance(e, A.FunctionCall) and e.name.lower() == "sum"
+        elif (p is not None and isinstance(e, A.FunctionCall)
+              and e.name.lower() in ("sum", "min", "max", "avg")
               and not e.distinct and len(e.args) == 1 and _is_product(e.args[0], p)):
-            out.append((it.name, "sum"))
+            out.append((it.name, e.name.lower()))
         else:
             return None
     kinds = [k for _, k in out]
