@@ -1379,3 +1379,28 @@ def test_khop_batch_equals_khop_per_seed(graph_cls):
     flag = np.ones(1, np.uint8)
     with pytest.raises(TimeoutError, match="query cancelled"):
         g.khop_batch(nodes[:100], 2, threads=2, cancel=flag)
+
+
+def test_path_totals_reduce_what_paths_returns(graph_cls):
+    """path_totals gives the count and the sum / min / max of the confidence products of
+    exactly the paths paths() returns (same filters), and refuses bad hop ranges."""
+    nodes, labels, edges = random_graph(62, n_nodes=80, n_edges=200)
+    g = build(graph_cls, nodes, labels, edges)
+    for src in nodes[:25]:
+        for lo, hi, direction, types, dl in ((1, 3, "out", None, None), (0, 2, "in", [1, 2], None),
+                                             (2, 3, "both", None, 1)):
+            found = g.paths(src, lo, hi, direction, types, dst_label=dl, limit=10**7)
+            n, s, mn, mx = g.path_totals(src, lo, hi, direction, types, dl)
+            products = [p[2] for p in found]
+            assert n == len(found)
+            assert s == pytest.approx(sum(products), rel=1e-9, abs=1e-12)
+            if products:
+                assert (mn, mx) == (pytest.approx(min(products)), pytest.approx(max(products)))
+            else:
+                assert np.isnan(mn) and np.isnan(mx)
+    with pytest.raises(ValueError):
+        g.path_totals(nodes[0], 3, 2)
+    with pytest.raises(ValueError):
+        g.path_totals(nodes[0], -1, 2)
+    with pytest.raises(KeyError):
+        g.path_totals(10**9, 1, 2)
