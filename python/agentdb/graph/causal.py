@@ -1033,8 +1033,10 @@ class CausalMemoryGraph:
             raise InvalidTypeError(f"query must be a string, got {type(cypher).__name__}")
         if budget is None:
             timeout, max_rows = check_limits(timeout, max_rows)
-            budget = QueryBudget(self._query_timeout if timeout is None else timeout,
-                                 self._query_max_rows if max_rows is None else max_rows)
+            timeout = self._query_timeout if timeout is None else timeout
+            max_rows = self._query_max_rows if max_rows is None else max_rows
+            if timeout is not None or max_rows is not None:  # else nothing to check per row
+                budget = QueryBudget(timeout, max_rows)
         if _WRITES.search(cypher):
             with self._locked(budget, shared=False), self.transaction():
                 return execute_stats(self, cypher, params, budget=budget)
@@ -1042,11 +1044,12 @@ class CausalMemoryGraph:
             return execute_stats(self, cypher, params, budget=budget)
 
     @contextmanager
-    def _locked(self, budget: QueryBudget, shared: bool) -> Iterator[None]:
+    def _locked(self, budget: QueryBudget | None, shared: bool) -> Iterator[None]:
         """Hold the graph lock (shared for a read query, alone for a write), waiting no longer
         than the budget allows (in slices, so a cancel is seen while waiting)."""
         take = self._lock.acquire_shared if shared else self._lock.acquire
-        while not take(timeout=min(0.05, max(budget.remaining(), 0.0))):
+        while not take(timeout=-1 if budget is None else min(0.05, max(budget.remaining(), 0.0))):
+            assert budget is not None
             if budget.cancelled:
                 budget.check()
             if budget.remaining() <= 0:
