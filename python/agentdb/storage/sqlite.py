@@ -510,8 +510,8 @@ class SQLiteStore:
         for row in self._reader().execute(
                 "SELECT id, type, tail, head, confidence, timestamp, props FROM graph_edges "
                 "ORDER BY id"):
-            yield (int(row[0]), row[1], json.loads(row[2]), json.loads(row[3]), float(row[4]),
-                   float(row[5]), json.loads(row[6]))
+            yield (int(row[0]), row[1], _int_list(row[2]), _int_list(row[3]), float(row[4]),
+                   float(row[5]), {} if row[6] == "{}" else json.loads(row[6]))
 
     def graph_indexes(self) -> list[tuple[str, str]]:
         """Declared (label, property) indexes."""
@@ -619,3 +619,19 @@ def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def _int_list(text: str) -> list[int]:
+    """A JSON list of integers as this store writes it (``json.dumps``), decoded ~3x faster
+    than ``json.loads`` (opening a store reads one tail and one head list per hyperedge);
+    anything else goes through ``json.loads``.
+
+    >>> _int_list("[3, -4, 5]"), _int_list("[]"), _int_list("[7]")
+    ([3, -4, 5], [], [7])
+    """
+    if text == "[]":
+        return []
+    try:
+        return [int(x) for x in text[1:-1].split(",")]
+    except ValueError:
+        return json.loads(text)
