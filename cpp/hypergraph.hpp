@@ -714,39 +714,14 @@ class Hypergraph {
     check_hops(q.min_hops, q.max_hops);
     if (q.limit < 1) throw GraphValueError("limit must be >= 1, got " + std::to_string(q.limit));
     std::shared_lock<std::shared_mutex> g(mu_);
-    uint32_t src = node_slot(q.src);
-    uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
     Raw raw;
-    if (q.has_src_label && node_label_[src] != q.src_label) return finish(raw, false);
     GraphScratch& s = graph_scratch();
-    s.begin(node_id_.size());
-    if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
-    if (q.has_ends) mark_allowed(q.ends, s);
-    auto ends_ok = [&](uint32_t v) {
-      if (q.has_dst && v != dst) return false;
-      if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
-      if (q.has_ends && s.allow[v] != s.epoch) return false;
-      return true;
-    };
-    auto emit = [&]() {
+    walk_query(q, s, [](int, uint32_t) {}, [&](int) {
       raw.add(s.path_nodes, s.path_edges);
       if (static_cast<int64_t>(raw.count()) > q.limit)
         throw GraphValueError("more than " + std::to_string(q.limit) +
                               " paths; narrow the query or raise limit");
-    };
-    if (q.min_hops == 0 && ends_ok(src)) {
-      s.path_nodes.assign(1, src);
-      s.path_edges.clear();
-      emit();
-    }
-    walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
-         [&](int len, uint32_t b, uint32_t) {
-           return !q.has_dst || (s.seen2(b) && s.mark2[b].val <= q.max_hops - len);
-         },
-         [&](int len, uint32_t b, uint32_t) {
-           if (len >= q.min_hops && ends_ok(b)) emit();
-           return !(q.has_dst && b == dst);
-         });
+    });
     return finish(raw, false);
   }
 
@@ -767,31 +742,15 @@ class Hypergraph {
   PathTotals path_totals(const PathQuery& q) const {
     check_hops(q.min_hops, q.max_hops);
     std::shared_lock<std::shared_mutex> g(mu_);
-    uint32_t src = node_slot(q.src);
-    uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
     PathTotals out;
-    if (q.has_src_label && node_label_[src] != q.src_label) return out;
     GraphScratch& s = graph_scratch();
-    s.begin(node_id_.size());
-    if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
-    if (q.has_ends) mark_allowed(q.ends, s);
-    auto ends_ok = [&](uint32_t v) {
-      if (q.has_dst && v != dst) return false;
-      if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
-      if (q.has_ends && s.allow[v] != s.epoch) return false;
-      return true;
-    };
-    if (q.min_hops == 0 && ends_ok(src)) out.add(1.0);
     s.prod.assign(static_cast<std::size_t>(q.max_hops) + 1, 1.0);
-    walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
-         [&](int len, uint32_t b, uint32_t) {
-           return !q.has_dst || (s.seen2(b) && s.mark2[b].val <= q.max_hops - len);
-         },
-         [&](int len, uint32_t b, uint32_t e) {
-           s.prod[len] = s.prod[len - 1] * static_cast<double>(erec_[e].conf);
-           if (len >= q.min_hops && ends_ok(b)) out.add(s.prod[len]);
-           return !(q.has_dst && b == dst);
-         });
+    walk_query(
+        q, s,
+        [&](int len, uint32_t e) {
+          s.prod[len] = s.prod[len - 1] * static_cast<double>(erec_[e].conf);
+        },
+        [&](int len) { out.add(s.prod[len]); });
     return out;
   }
 
@@ -1531,6 +1490,40 @@ class Hypergraph {
         s.path_edges.pop_back();
       }
     }
+  }
+
+  // The walk of paths() / path_totals(): the simple paths from q.src with q's hop range and
+  // end conditions. step(len, e) sees every step taken (edge e becomes hop len);
+  // on_path(len) every path that qualifies, the path in s.path_nodes / s.path_edges. Caller
+  // holds mu_ (shared).
+  template <class Step, class OnPath>
+  void walk_query(const PathQuery& q, GraphScratch& s, Step&& step, OnPath&& on_path) const {
+    uint32_t src = node_slot(q.src);
+    uint32_t dst = q.has_dst ? node_slot(q.dst) : kNone;
+    if (q.has_src_label && node_label_[src] != q.src_label) return;
+    s.begin(node_id_.size());
+    if (q.has_dst) dist_to(dst, static_cast<int>(q.max_hops) - 1, q.dir, q.types, s);
+    if (q.has_ends) mark_allowed(q.ends, s);
+    auto ends_ok = [&](uint32_t v) {
+      if (q.has_dst && v != dst) return false;
+      if (q.has_dst_label && node_label_[v] != q.dst_label) return false;
+      if (q.has_ends && s.allow[v] != s.epoch) return false;
+      return true;
+    };
+    if (q.min_hops == 0 && ends_ok(src)) {
+      s.path_nodes.assign(1, src);
+      s.path_edges.clear();
+      on_path(0);
+    }
+    walk(src, static_cast<int>(q.max_hops), q.dir, q.types, s,
+         [&](int len, uint32_t b, uint32_t) {
+           return !q.has_dst || (s.seen2(b) && s.mark2[b].val <= q.max_hops - len);
+         },
+         [&](int len, uint32_t b, uint32_t e) {
+           step(len, e);
+           if (len >= q.min_hops && ends_ok(b)) on_path(len);
+           return !(q.has_dst && b == dst);
+         });
   }
 
   // Ids, forward order, scores, then the deterministic order (length, node ids, edge ids).

@@ -19,6 +19,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -112,12 +113,18 @@ inline Pool& pool() {
   return *p;
 }
 
+// One call's tasks: each thread takes the next index until none is left; the first
+// exception stops the hand-out and is kept for the caller.
 template <class Fn>
-void spawn_for(std::size_t n, std::size_t threads, Fn&& fn) {
+struct Tasks {
+  std::size_t n;
+  Fn& fn;
   std::atomic<std::size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mu;
-  auto worker = [&](std::size_t tid) {
+
+  Tasks(std::size_t count, Fn& f) : n(count), fn(f) {}
+  void run(std::size_t tid) {
     for (;;) {
       std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n) return;
@@ -129,13 +136,21 @@ void spawn_for(std::size_t n, std::size_t threads, Fn&& fn) {
         next.store(n);
       }
     }
-  };
+  }
+  void rethrow() {
+    if (error) std::rethrow_exception(error);
+  }
+};
+
+template <class Fn>
+void spawn_for(std::size_t n, std::size_t threads, Fn& fn) {
+  Tasks<Fn> tasks(n, fn);
   std::vector<std::thread> threads_v;
   threads_v.reserve(threads - 1);
-  for (std::size_t t = 1; t < threads; ++t) threads_v.emplace_back(worker, t);
-  worker(0);
+  for (std::size_t t = 1; t < threads; ++t) threads_v.emplace_back([&tasks, t] { tasks.run(t); });
+  tasks.run(0);
   for (auto& th : threads_v) th.join();
-  if (error) std::rethrow_exception(error);
+  tasks.rethrow();
 }
 
 }  // namespace detail
@@ -153,22 +168,8 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
     detail::spawn_for(n, threads, fn);
     return;
   }
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto body = [&](std::size_t tid) {
-    for (;;) {
-      std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= n) return;
-      try {
-        fn(i, tid);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(error_mu);
-        if (!error) error = std::current_exception();
-        next.store(n);
-      }
-    }
-  };
+  detail::Tasks<std::remove_reference_t<Fn>> tasks(n, fn);
+  auto body = [&tasks](std::size_t tid) { tasks.run(tid); };
   {
     std::lock_guard<std::mutex> lk(p.mu);
     p.work = body;
@@ -193,7 +194,7 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
     p.done.wait(lk, [&] { return p.active.load() == 0; });
     p.work = nullptr;
   }
-  if (error) std::rethrow_exception(error);
+  tasks.rethrow();
 }
 
 }  // namespace agentdb

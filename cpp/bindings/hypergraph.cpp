@@ -346,6 +346,22 @@ struct PyGraph {
 
   static int64_t hops_arg(py::handle h, const char* what) { return graph_int(h, what); }
 
+  // The arguments paths() and path_totals() share.
+  static PathQuery path_query(py::handle src, py::handle min_hops, py::handle max_hops,
+                              py::handle direction, py::handle types, py::handle dst_label) {
+    PathQuery q;
+    q.dir = parse_dir(direction);
+    q.types = parse_types(types);
+    q.min_hops = hops_arg(min_hops, "min_hops");
+    q.max_hops = hops_arg(max_hops, "max_hops");
+    q.src = graph_int(src, "src");
+    if (auto l = opt_label(dst_label, "dst_label")) {
+      q.has_dst_label = true;
+      q.dst_label = *l;
+    }
+    return q;
+  }
+
   // A walk's budget from its `timeout` (seconds, <= 0 or None: none) and `cancel` (None, or a
   // one-byte uint8 numpy array another thread may set to 1; read in place, so it must not be
   // a converted copy).
@@ -383,20 +399,11 @@ struct PyGraph {
                    py::handle src_label, py::handle limit, py::handle ends,
                    py::handle as_arrays, py::handle timeout, py::handle cancel) {
     auto bud = budget_arg(timeout, cancel);
-    PathQuery q;
-    q.dir = parse_dir(direction);
-    q.types = parse_types(types);
-    q.min_hops = hops_arg(min_hops, "min_hops");
-    q.max_hops = hops_arg(max_hops, "max_hops");
+    PathQuery q = path_query(src, min_hops, max_hops, direction, types, dst_label);
     q.limit = graph_int(limit, "limit");
-    q.src = graph_int(src, "src");
     if (!dst.is_none()) {
       q.has_dst = true;
       q.dst = graph_int(dst, "dst");
-    }
-    if (auto l = opt_label(dst_label, "dst_label")) {
-      q.has_dst_label = true;
-      q.dst_label = *l;
     }
     if (auto l = opt_label(src_label, "src_label")) {
       q.has_src_label = true;
@@ -414,16 +421,7 @@ struct PyGraph {
                         py::handle direction, py::handle types, py::handle dst_label,
                         py::handle timeout, py::handle cancel) {
     auto bud = budget_arg(timeout, cancel);
-    PathQuery q;
-    q.dir = parse_dir(direction);
-    q.types = parse_types(types);
-    q.min_hops = hops_arg(min_hops, "min_hops");
-    q.max_hops = hops_arg(max_hops, "max_hops");
-    q.src = graph_int(src, "src");
-    if (auto l = opt_label(dst_label, "dst_label")) {
-      q.has_dst_label = true;
-      q.dst_label = *l;
-    }
+    PathQuery q = path_query(src, min_hops, max_hops, direction, types, dst_label);
     auto r = nogil_budget(bud, [&] { return g->path_totals(q); });
     return py::make_tuple(r.count, r.sum, r.min, r.max);
   }
