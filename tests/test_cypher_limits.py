@@ -1,7 +1,6 @@
 """Bounded Cypher queries: timeouts, cancellation and row caps, in the engine, the native
-walks and the store's graph (issue 18). Bounds on elapsed time here are generous (the
-timeouts fire within a fraction of a second; the tests allow seconds): they check that a
-query stops, not how fast anything runs."""
+walks and the store's graph (issue 18). Nothing here measures time: a query that did not
+stop would run for hours (a 4-way product over 200 nodes is 1.6e9 rows) and never raise."""
 
 from __future__ import annotations
 
@@ -55,19 +54,15 @@ def _ring_with_chords(g, n: int) -> None:
 
 def test_cartesian_product_times_out(graph):
     _nodes(graph, 200)
-    t0 = time.monotonic()
     with pytest.raises(QueryTimeoutError, match="timeout of 0.5 s"):
         graph.query(CARTESIAN, timeout=0.5)
-    assert time.monotonic() - t0 < 10
     assert graph.query("MATCH (a) RETURN count(*) AS n", timeout=5) == [{"n": 200}]
 
 
 def test_deep_walk_on_a_cyclic_graph_times_out(graph):
     _ring_with_chords(graph, 400)
-    t0 = time.monotonic()
     with pytest.raises(QueryTimeoutError):
         graph.query(DEEP, timeout=0.5)
-    assert time.monotonic() - t0 < 10
     # the same walk from one node, bounded, is answered
     rows = graph.query("MATCH p = (a:Event {i: 0})-[:CAUSED_BY*1..3]->(b) RETURN count(p) AS n",
                        timeout=10)
@@ -79,13 +74,11 @@ def test_a_query_can_be_cancelled_from_another_thread(graph):
     budget = QueryBudget(timeout=60)
     timer = threading.Timer(0.3, budget.cancel)
     timer.start()
-    t0 = time.monotonic()
     try:
         with pytest.raises(QueryCancelledError, match="query cancelled"):
             graph.query(CARTESIAN, budget=budget)
     finally:
         timer.cancel()
-    assert time.monotonic() - t0 < 10
 
 
 def test_a_slow_query_holds_back_no_read_and_a_write_no_longer_than_its_timeout(graph):

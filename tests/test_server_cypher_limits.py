@@ -1,7 +1,7 @@
 """Bounded Cypher over a real ``agentdb serve`` (issue 18): the request's and the server's
 timeout and row cap, a client that goes away cancelling its query, and SIGTERM stopping the
-server within seconds while a query runs. Elapsed-time bounds are generous: they check that
-things stop, not how fast."""
+server while a query runs. Nothing measures speed: each check is whether something that would
+otherwise hold the graph (or the process) for minutes was stopped."""
 
 from __future__ import annotations
 
@@ -51,14 +51,15 @@ def test_timeouts_row_caps_and_disconnects(tmp_path) -> None:
         for bad in ({"timeout": 0}, {"timeout": -1}, {"timeout": "1"}, {"maxRows": 0}):
             r = _cypher(port, {"query": "RETURN 1", **bad})
             assert r.status_code == 422, (bad, r.text)
-        # a client that gives up: its query is cancelled, so the graph is free again at once
-        # (the server's own limit, 120 s, would otherwise hold it)
-        t0 = time.monotonic()
+        # a client that gives up: its query is cancelled. A write needs the graph to itself,
+        # so it goes through within its 20 s only if the abandoned read (whose own limit is
+        # the server's 120 s) was stopped; otherwise it fails with 408 naming the wait
         with pytest.raises(httpx.TimeoutException):
             _cypher(port, {"query": CARTESIAN}, timeout=1.0)
-        r = _cypher(port, {"query": "RETURN 1 AS one", "timeout": 20})
-        assert r.status_code == 200 and r.json()["rows"] == [{"one": 1}]
-        assert time.monotonic() - t0 < 15
+        r = _cypher(port, {"query": "CREATE (:After {ok: true})", "timeout": 20}, timeout=60)
+        assert r.status_code == 200, r.text
+        r = _cypher(port, {"query": "MATCH (a:After) RETURN count(a) AS n"})
+        assert r.json()["rows"] == [{"n": 1}]
         h = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
         assert h.status_code == 200
 
@@ -79,9 +80,8 @@ def test_sigterm_stops_the_server_while_a_query_runs(tmp_path) -> None:
         t = threading.Thread(target=slow)
         t.start()
         time.sleep(1.0)
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        # the query alone could run for 300 s: the server exits because it was cancelled
         assert proc.wait(timeout=10) == 0
-        assert time.monotonic() - t0 < 10
         t.join(30)
         assert got and got[0] in (499,) or isinstance(got[0], httpx.HTTPError), got
