@@ -346,12 +346,7 @@ class Hypergraph:
             >>> [a.tolist() for a in g.khop([1], 3)]
             [[1, 2, 3], [3, 1, 2]]
         """
-        d = direction_arg(direction)
-        tf = types_arg(types)
-        kk = int_arg(k, "k")
-        seed_list = ids_arg(seeds, "seeds")
-        if kk < 1:
-            raise ValueError(f"k must be >= 1, got {kk}")
+        seed_list, kk, d, tf = _khop_args(seeds, k, direction, types)
         with self._lock, walks.budget(timeout, cancel):
             return walks.khop(self._g, seed_list, kk, d, tf)
 
@@ -371,14 +366,9 @@ class Hypergraph:
             >>> off.tolist(), nodes.tolist(), hops.tolist()
             ([0, 2, 3, 3], [2, 3, 3], [1, 2, 1])
         """
-        d = direction_arg(direction)
-        tf = types_arg(types)
-        kk = int_arg(k, "k")
-        seed_list = ids_arg(seeds, "seeds")
+        seed_list, kk, d, tf = _khop_args(seeds, k, direction, types)
         if int_arg(threads, "threads") < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        if kk < 1:
-            raise ValueError(f"k must be >= 1, got {kk}")
         offsets = [0]
         parts_n: list[I64] = []
         parts_h: list[I32] = []
@@ -687,3 +677,15 @@ class Hypergraph:
         graph = cls()
         graph._g = state
         return graph
+
+
+def _khop_args(seeds: Any, k: Any, direction: Any, types: Any
+               ) -> tuple[list[int], int, str, frozenset[int] | None]:
+    """The checked arguments of ``khop`` / ``khop_batch``: seeds, k (>= 1), direction, types."""
+    d = direction_arg(direction)
+    tf = types_arg(types)
+    kk = int_arg(k, "k")
+    seed_list = ids_arg(seeds, "seeds")
+    if kk < 1:
+        raise ValueError(f"k must be >= 1, got {kk}")
+    return seed_list, kk, d, tf
