@@ -528,6 +528,26 @@ class Hypergraph {
     std::shared_lock<std::shared_mutex> g(mu_);
     return node_label_[node_slot(id)];
   }
+  // has_node / has_edge / node_label that never wait: false when a writer holds the graph
+  // (the binding keeps the GIL for these O(1) lookups and releases it only then).
+  bool try_has_node(int64_t id, bool& out) const {
+    std::shared_lock<std::shared_mutex> g(mu_, std::try_to_lock);
+    if (!g.owns_lock()) return false;
+    out = node_map_.find(id) != kNone;
+    return true;
+  }
+  bool try_has_edge(int64_t id, bool& out) const {
+    std::shared_lock<std::shared_mutex> g(mu_, std::try_to_lock);
+    if (!g.owns_lock()) return false;
+    out = edge_map_.find(id) != kNone;
+    return true;
+  }
+  bool try_node_label(int64_t id, int32_t& out) const {
+    std::shared_lock<std::shared_mutex> g(mu_, std::try_to_lock);
+    if (!g.owns_lock()) return false;
+    out = node_label_[node_slot(id)];
+    return true;
+  }
   EdgeInfo edge(int64_t id) const {
     std::shared_lock<std::shared_mutex> g(mu_);
     uint32_t e = edge_slot(id);

@@ -72,6 +72,18 @@ def numpy_backend():
     return BACKENDS["numpy"]
 
 
+@pytest.fixture(params=["native", "numpy"])
+def graph_backend(request, monkeypatch):
+    """Run the causal graph on the native hypergraph or on its numpy twin (the name)."""
+    from agentdb.engines import numpy_graph
+
+    if request.param == "numpy":
+        monkeypatch.setattr(_loader, "graph_backend", lambda: numpy_graph)
+    elif not hasattr(_loader.backend, "Hypergraph"):
+        pytest.skip("native core not built")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """MiniLM 384-d float32 embeddings: base (100000, 384), queries (1000, 384), gt (1000, 100)."""

@@ -25,13 +25,9 @@ CARTESIAN = "MATCH (a), (b), (c), (d) RETURN count(*) AS n"
 DEEP = "MATCH p = (a:Event)-[:CAUSED_BY*1..15]->(b:Event) RETURN count(p) AS n"
 
 
-@pytest.fixture(params=["native", "numpy"])
-def graph(request, monkeypatch):
+@pytest.fixture
+def graph(graph_backend):
     """A store's causal graph on either graph backend."""
-    if request.param == "numpy":
-        monkeypatch.setattr(loader, "graph_backend", lambda: numpy_graph)
-    elif not hasattr(loader.backend, "Hypergraph"):
-        pytest.skip("native core not built")
     db = agentdb.open(":memory:", dim=8)
     yield db.graph
     db.close()

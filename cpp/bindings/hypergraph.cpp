@@ -260,16 +260,22 @@ struct PyGraph {
   }
   bool has_node(py::handle id) {
     int64_t i = graph_int(id, "id");
+    bool out;
+    if (g->try_has_node(i, out)) return out;  // no writer: answer with the GIL held
     py::gil_scoped_release nogil;
     return g->has_node(i);
   }
   bool has_edge(py::handle id) {
     int64_t i = graph_int(id, "id");
+    bool out;
+    if (g->try_has_edge(i, out)) return out;  // no writer: answer with the GIL held
     py::gil_scoped_release nogil;
     return g->has_edge(i);
   }
   int node_label(py::handle id) {
     int64_t i = graph_int(id, "id");
+    int32_t out;
+    if (g->try_node_label(i, out)) return out;  // no writer: answer with the GIL held
     py::gil_scoped_release nogil;
     return g->node_label(i);
   }

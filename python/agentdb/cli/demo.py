@@ -92,7 +92,8 @@ def run_demo(db_path: str = ":memory:", n: int = 10_000, queries: int = 200,
     texts, vecs, qtexts, qvecs, source = load_sample(n, queries, data_dir)
     n = len(texts)
     if db_path != ":memory:":
-        for suffix in ("", "-wal", "-shm", ".patterns.hnsw", ".episodes.hnsw", ".skills.hnsw"):
+        for suffix in ("", "-wal", "-shm", ".patterns.hnsw", ".episodes.hnsw", ".skills.hnsw",
+                       ".graph", ".graph-meta"):
             if os.path.exists(db_path + suffix):
                 os.remove(db_path + suffix)
     say(f"AgentDB demo: {n:,} patterns from {source}; backend={_loader.backend.BACKEND}")

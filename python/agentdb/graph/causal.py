@@ -1,10 +1,12 @@
 """Causal memory: events and what caused what, as a hypergraph with a Cypher front end.
 
 Topology lives in the native CSR hypergraph (``agentdb._native.Hypergraph``, or the numpy
-fallback); node and edge properties live in the SQLite store (tables ``graph_nodes``,
-``graph_edges``) and in memory, so they survive restarts; the CSR is rebuilt from SQLite when
-the store opens. A hyperedge has a type, a tail (causes), a head (effects), a confidence in
-[0, 1] and a timestamp. Cypher sees the binary projection: a hyperedge matches
+fallback); node and edge rows live in the store (tables ``graph_nodes``, ``graph_edges``), so
+they survive restarts. An embedded store keeps a snapshot of the CSR, the edge columns and the
+property indexes beside its file (:mod:`agentdb.graph.snapshot`), so a large graph opens in a
+fraction of a second; property maps are read from the store when first needed and cached
+(:mod:`agentdb.graph.tables`). A hyperedge has a type, a tail (causes), a head (effects), a
+confidence in [0, 1] and a timestamp. Cypher sees the binary projection: a hyperedge matches
 ``(a)-[:TYPE]->(b)`` for every ``a`` in its tail and ``b`` in its head.
 
 >>> import agentdb
@@ -26,7 +28,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -56,7 +59,11 @@ from .cypher.budget import QueryBudget, check_limits
 from .cypher.budget import active as active_budget
 from .cypher.executor import PlanCache
 from .cypher.graphview import UNBOUNDED_HOPS
+from .loading import LARGE as _LARGE
+from .loading import GraphParts, build_index, snapshot_of, uses_snapshot
+from .loading import load as _load_parts
 from .locks import SharedLock
+from .snapshot import write as _write_snapshot
 
 __all__ = ["CausalMemoryGraph", "MAX_PATH_HOPS"]
 
@@ -107,98 +114,74 @@ class CausalMemoryGraph:
 
     # ---- loading ------------------------------------------------------------------------------
     def _load(self) -> None:
-        self._g = _loader.graph_backend().Hypergraph()
-        self._labels: dict[int, list[str]] = {}
-        self._props: dict[int, dict[str, Any]] = {}
-        self._by_label: dict[str, set[int]] = {}
-        self._etype: dict[int, str] = {}
-        self._eprops: dict[int, dict[str, Any]] = {}
-        self._label_code: dict[str, int] = {}
-        self._type_code: dict[str, int] = {}
-        self._index: dict[tuple[str, str], dict[Any, set[int]]] = {}
-        self._secondary: set[str] = set()  # labels ever seen after a node's first label
+        """(Re)read the graph: the snapshot and what came after it, or every row."""
+        parts = _load_parts(self._store)
+        self._parts: GraphParts = parts
+        self._g = parts.g
+        self._nodes = parts.nodes
+        self._edges = parts.edges
+        self._index = parts.indexes
+        self.plan_generation += 1
         self._gen = getattr(self, "_gen", 0) + 1
         self._found: dict[Any, tuple[int, tuple[int, ...]]] = {}
+        self._ids_cache: dict[str | None, tuple[int, list[int]]] = {}
         self._ends_arr: tuple[Any, np.ndarray] | None = None
-        ids, codes = [], []
-        for nid, labels, props in self._store.graph_nodes():
-            self._remember_node(nid, labels, props)
-            ids.append(nid)
-            codes.append(self._lcode(labels))
-        if ids:
-            self._g.add_nodes(np.asarray(ids, np.int64), np.asarray(codes, np.int32))
-        batch: list[tuple[int, str, list[int], list[int], float, float]] = []
-        for eid, etype, tail, head, conf, ts, props in self._store.graph_edges():
-            self._etype[eid] = etype
-            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
-            batch.append((eid, etype, tail, head, conf, ts))
-            if len(batch) >= 100_000:
-                self._bulk_edges(batch)
-                batch = []
-        if batch:
-            self._bulk_edges(batch)
-        self._g.compact()
-        for label, prop in self._store.graph_indexes():
-            self._build_index(label, prop)
-        self._next_node = max(self._labels, default=0) + 1
-        self._next_edge = max(self._etype, default=0) + 1
-
-    def _bulk_edges(self, batch: list[tuple[int, str, list[int], list[int], float, float]]
-                    ) -> None:
-        tails = [t for _, _, t, _, _, _ in batch]
-        heads = [h for _, _, _, h, _, _ in batch]
-        self._g.add_edges(
-            np.asarray([b[0] for b in batch], np.int64),
-            np.asarray([self._tcode(b[1]) for b in batch], np.int32),
-            np.cumsum([0] + [len(t) for t in tails]).astype(np.int64),
-            np.asarray([x for t in tails for x in t], np.int64),
-            np.cumsum([0] + [len(h) for h in heads]).astype(np.int64),
-            np.asarray([x for h in heads for x in h], np.int64),
-            np.asarray([b[4] for b in batch], np.float32),
-            np.asarray([b[5] for b in batch], np.float64))
-
-    def _lcode(self, labels: Sequence[str]) -> int:
-        if not labels:
-            return -1
-        return self._label_code.setdefault(labels[0], len(self._label_code))
-
-    def _tcode(self, etype: str) -> int:
-        return self._type_code.setdefault(etype, len(self._type_code))
+        node_ids = self._g.node_ids()
+        edge_ids = self._edges.ids()
+        self._next_node = int(node_ids[-1]) + 1 if len(node_ids) else 1
+        self._next_edge = int(edge_ids[-1]) + 1 if len(edge_ids) else 1
+        # a snapshot to (re)write on the next checkpoint: rebuilt or caught up here
+        self._dirty = parts.source == "rows" or parts.replayed > 0
+        if (parts.source == "rows" and parts.rows >= _LARGE and not self._store.readonly
+                and self._tx is None):
+            self.save_snapshot()  # a rebuild this large is worth keeping at once
 
     def _type_codes(self, types: list[str] | None) -> list[int] | None:
         if types is None:
             return None
-        return [self._type_code[t] for t in types if t in self._type_code]
+        codes = self._edges.codes
+        return [codes[t] for t in types if t in codes]
 
-    def _remember_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
-        self._labels[nid] = list(labels)
-        self._props[nid] = props
-        for label in labels:
-            self._by_label.setdefault(label, set()).add(nid)
-        for label in labels[1:]:
-            self._secondary.add(label)  # the native label is the first one only
+    # ---- snapshot -----------------------------------------------------------------------------
+    def save_snapshot(self) -> bool:
+        """Write the graph's snapshot beside an embedded store if the graph changed since the
+        last one (``db.checkpoint()`` and ``db.close()`` call it); True if written. The next
+        open then reads the snapshot and replays only later rows, instead of every row.
+
+        >>> import agentdb, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "g.db")
+        >>> db = agentdb.open(path, dim=8); _ = db.graph.add_event(name="a")
+        >>> db.graph.save_snapshot(), os.path.exists(path + ".graph")
+        (True, True)
+        >>> db.close(); db = agentdb.open(path, dim=8); db.graph.stats()["loaded_from"]
+        'snapshot'
+        """
+        store = self._store
+        if not uses_snapshot(store) or store.readonly or not self._dirty:
+            return False
+        with self._lock:
+            if self._g.num_nodes() == 0:
+                return False  # nothing to save: opening an empty graph costs nothing
+            token = uuid.uuid4().hex
+            _write_snapshot(store.path, self._g,
+                            snapshot_of(self._parts, store.generation, token))
+            store.set_meta("graph_snapshot", token)  # only now does the snapshot count
+            self._dirty = False
+        return True
 
     # ---- property indexes ---------------------------------------------------------------------
     def _build_index(self, label: str, prop: str) -> None:
-        table: dict[Any, set[int]] = {}
-        for nid in self._by_label.get(label, ()):
-            k = index_key(self._props[nid].get(prop))
-            if k is not None:
-                table.setdefault(k, set()).add(nid)
-        self._index[(label, prop)] = table
+        self._index[(label, prop)] = build_index(self._parts, label, prop)
+        self._dirty = True
         self.plan_generation += 1
 
     def _index_update(self, nid: int, old_labels: list[str], old_props: dict[str, Any],
                       new_labels: list[str], new_props: dict[str, Any]) -> None:
-        for (label, prop), table in self._index.items():
-            if label in old_labels:
-                k = index_key(old_props.get(prop))
-                if k is not None:
-                    table.get(k, set()).discard(nid)
-            if label in new_labels:
-                k = index_key(new_props.get(prop))
-                if k is not None:
-                    table.setdefault(k, set()).add(nid)
+        for (label, prop), ix in self._index.items():
+            if label in old_labels and prop in old_props:
+                ix.remove(nid, old_props[prop])
+            if label in new_labels and prop in new_props:
+                ix.add(nid, new_props[prop])
 
     def create_index(self, label: str, prop: str) -> None:
         """Declare a property index (persisted); the Cypher planner uses it for lookups.
@@ -218,18 +201,24 @@ class CausalMemoryGraph:
         return sorted(self._index)
 
     # ---- transactions -------------------------------------------------------------------------
+    def _bind(self, w: Any) -> None:
+        """Point lazy property reads at the open write transaction (None: at a reader)."""
+        self._tx = w
+        self._nodes.conn = self._edges.conn = w
+
     @contextmanager
     def _write(self) -> Iterator[Any]:
         self._gen += 1  # any write invalidates the find_nodes cache
+        self._dirty = True
         if self._tx is not None:
             yield self._tx
             return
         with self._lock, self._store.write() as w:
-            self._tx = w
+            self._bind(w)
             try:
                 yield w
             finally:
-                self._tx = None
+                self._bind(None)
 
     @contextmanager
     def transaction(self) -> Iterator[CausalMemoryGraph]:
@@ -247,21 +236,38 @@ class CausalMemoryGraph:
                 return
             try:
                 with self._store.write() as w:
-                    self._tx = w
+                    self._bind(w)
                     try:
                         yield self
                     finally:
-                        self._tx = None
+                        self._bind(None)
             except BaseException:
                 self._load()  # memory may hold writes that were rolled back: re-read
                 raise
 
     # ---- GraphView: reads ---------------------------------------------------------------------
     def node_ids(self, label: str | None = None) -> list[int]:
-        """Ids of all nodes, or of those with ``label`` (ascending)."""
-        if label is None:
-            return sorted(self._labels)
-        return sorted(self._by_label.get(label, ()))
+        """Ids of all nodes, or of those with ``label`` (ascending; the list is kept until the
+        next write and shared by the callers: do not modify it)."""
+        hit = self._ids_cache.get(label)
+        if hit is not None and hit[0] == self._gen:
+            return hit[1]
+        gen = self._gen
+        ids = self._g.node_ids().tolist() if label is None else self._nodes.with_label(label)
+        if len(self._ids_cache) >= 64:
+            self._ids_cache.clear()
+        self._ids_cache[label] = (gen, ids)
+        return ids
+
+    def edge_ids(self) -> list[int]:
+        """Ids of every hyperedge (ascending).
+
+        >>> import agentdb; g = agentdb.open(":memory:", dim=8).graph
+        >>> a, b = g.add_event(), g.add_event(); e = g.add_causal_edge([a], [b])
+        >>> g.edge_ids() == [e]
+        True
+        """
+        return [int(e) for e in self._edges.ids().tolist()]
 
     def find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
         """Nodes with ``label`` and all of ``props`` (through an index when one exists)."""
@@ -290,20 +296,25 @@ class CausalMemoryGraph:
         return out
 
     def _find_nodes(self, label: str | None, props: dict[str, Any]) -> list[int]:
-        cands: Iterable[int] | None = None
+        cands: list[int] | None = None
         if label is not None:
             for prop, value in props.items():
-                table = self._index.get((label, prop))
-                if table is not None:
-                    k = index_key(value)
-                    cands = sorted(table.get(k, ())) if k is not None else None
+                ix = self._index.get((label, prop))
+                if ix is not None:  # candidates: their labels are checked below
+                    cands = ix.candidates(value) if index_key(value) is not None else []
                     break
+        check_label = cands is not None
         if cands is None:
             cands = self.node_ids(label)
+        if not props and not check_label:
+            return list(cands)
+        got = self._nodes.props_many(cands)
         out = []
         for nid in cands:
-            p = self._props[nid]
-            if label is not None and label not in self._labels[nid]:
+            p = got.get(nid)
+            if p is None:
+                continue  # deleted
+            if check_label and label not in self._nodes.labels(nid):
                 continue
             if all(k in p and same_value(p[k], v) for k, v in props.items()):
                 out.append(nid)
@@ -315,9 +326,8 @@ class CausalMemoryGraph:
 
     def node(self, nid: int) -> tuple[list[str], dict[str, Any]]:
         """``(labels, properties)`` of a node (KeyError if unknown)."""
-        if nid not in self._labels:
-            raise NotFoundError(f"unknown node {nid}")
-        return list(self._labels[nid]), dict(self._props[nid])
+        labels = self._nodes.labels(nid)  # NotFoundError if unknown
+        return labels, dict(self._nodes.props(nid))
 
     def expand(self, nid: int, direction: str, types: list[str] | None
                ) -> list[tuple[int, int, int]]:
@@ -339,9 +349,7 @@ class CausalMemoryGraph:
 
     def relationship(self, edge_id: int) -> tuple[str, dict[str, Any]]:
         """``(type, properties)`` of a hyperedge (KeyError if unknown)."""
-        if edge_id not in self._etype:
-            raise NotFoundError(f"unknown edge {edge_id}")
-        return self._etype[edge_id], dict(self._eprops[edge_id])
+        return self._edges.type(edge_id), self._edges.props(edge_id)
 
     def var_paths(self, src: int, min_hops: int, max_hops: int, direction: str,
                   types: list[str] | None, dst: int | None = None,
@@ -350,7 +358,7 @@ class CausalMemoryGraph:
         """Paths from ``src`` with ``min_hops..max_hops`` relationships (no repeated node;
         ``*`` is capped at :data:`MAX_PATH_HOPS`); only those ending in ``ends`` if given."""
         codes = self._type_codes(types)
-        if (codes is not None and not codes) or src not in self._labels:
+        if (codes is not None and not codes) or not self._nodes.exists(src):
             return
         if max_hops >= UNBOUNDED_HOPS or max_hops > MAX_PATH_HOPS:
             max_hops = MAX_PATH_HOPS
@@ -407,7 +415,7 @@ class CausalMemoryGraph:
         True
         """
         codes = self._type_codes(types)
-        if (codes is not None and not codes) or src not in self._labels:
+        if (codes is not None and not codes) or not self._nodes.exists(src):
             return []
         max_hops = min(max_hops, MAX_PATH_HOPS)
         if max_hops < 1:
@@ -415,8 +423,8 @@ class CausalMemoryGraph:
         nodes, _hops = self._native_call(self._g.khop, [src], max_hops, direction, codes)
         out = [n for n in nodes.tolist() if n != src]
         if end_label is not None:
-            labels = self._labels
-            out = [n for n in out if end_label in labels[n]]
+            labels = self._nodes.labels
+            out = [n for n in out if end_label in labels(n)]
         return out
 
     def path_totals(self, src: int, min_hops: int, max_hops: int, direction: str,
@@ -436,18 +444,18 @@ class CausalMemoryGraph:
         """
         none = (0, 0.0, math.nan, math.nan)
         codes = self._type_codes(types)
-        if (codes is not None and not codes) or src not in self._labels:
+        if (codes is not None and not codes) or not self._nodes.exists(src):
             return none
         max_hops = min(max_hops, MAX_PATH_HOPS)
         if min_hops > max_hops:
             return none
         label_code = None
         if end_label is not None:
-            if end_label in self._secondary:
+            if end_label in self._nodes.secondary:
                 return None
-            if end_label not in self._label_code:
+            if end_label not in self._nodes.codes:
                 return none
-            label_code = self._label_code[end_label]
+            label_code = self._nodes.codes[end_label]
         n, total, lo, hi = self._native_call(self._g.path_totals, src, min_hops, max_hops,
                                              direction, codes, label_code)
         return int(n), float(total), float(lo), float(hi)
@@ -467,14 +475,14 @@ class CausalMemoryGraph:
         [1, 2]
         """
         codes = self._type_codes(types)
-        if (codes is not None and not codes) or src not in self._labels or n < 1:
+        if (codes is not None and not codes) or not self._nodes.exists(src) or n < 1:
             return []
         max_hops = min(max_hops, MAX_PATH_HOPS)
         if min_hops > max_hops:
             return []
         ends = None
         if end_label is not None:
-            ends = np.fromiter(self._by_label.get(end_label, ()), np.int64)
+            ends = np.asarray(self._nodes.with_label(end_label), np.int64)
         nodes_a, noff, edges_a, eoff, *_ = self._native_call(
             self._g.top_paths, src, min_hops=min_hops, max_hops=max_hops, direction=direction,
             types=codes, n=n, score="product", ends=ends, as_arrays=True)
@@ -517,13 +525,13 @@ class CausalMemoryGraph:
             if not labs:
                 continue
             lab = labs[0]
-            if lab in self._secondary:
+            if lab in self._nodes.secondary:
                 exact[j] = False  # some node carries it second: the native label misses it
                 continue
-            if lab not in self._label_code:  # no node has ever carried this label
+            if lab not in self._nodes.codes:  # no node has ever carried this label
                 empty = np.zeros((0, width), np.int64)
                 return empty, np.zeros((0, width - 1), np.int64), exact
-            codes_l[j] = self._label_code[lab]
+            codes_l[j] = self._nodes.codes[lab]
             exact[j] = len(labs) == 1
         codes: list[list[int] | None] = []
         for t in types:
@@ -568,8 +576,8 @@ class CausalMemoryGraph:
         with self._lock, self._write() as w:
             nid = self._next_node
             self._store.put_graph_node(w, nid, labels, props)
-            self._g.add_node(nid, self._lcode(labels))
-            self._remember_node(nid, labels, props)
+            self._g.add_node(nid, self._nodes.code(labels))
+            self._nodes.remember(nid, labels, props)
             self._index_update(nid, [], {}, labels, props)
             self._next_node += 1
         return nid
@@ -584,16 +592,14 @@ class CausalMemoryGraph:
                                     **props)
 
     def _set_node(self, nid: int, labels: list[str], props: dict[str, Any]) -> None:
-        old_labels, old_props = self._labels[nid], self._props[nid]
+        old_labels, old_props = self._nodes.labels(nid), self._nodes.props(nid)
         props = check_props(props, "node")
         with self._lock, self._write() as w:
             self._store.put_graph_node(w, nid, labels, props)
-            for label in old_labels:
-                self._by_label.get(label, set()).discard(nid)
-            self._remember_node(nid, labels, props)
+            self._nodes.remember(nid, labels, props)
             self._index_update(nid, old_labels, old_props, labels, props)
             if (labels[:1] or [None]) != (old_labels[:1] or [None]):
-                self._g.add_node(nid, self._lcode(labels))  # upsert: new primary label
+                self._g.add_node(nid, self._nodes.code(labels))  # upsert: new primary label
 
     def set_node_property(self, nid: int, key: str, value: Any) -> None:
         """Set (or with None remove) one node property."""
@@ -635,13 +641,13 @@ class CausalMemoryGraph:
                                        extra)
             if key == "confidence":  # topology is unchanged; re-add to store the confidence
                 self._g.remove_edge(eid)
-                self._g.add_edge(eid, self._tcode(etype), tail.tolist(), head.tolist(), conf,
-                                 ts)
-            self._eprops[eid] = {**extra, "confidence": conf, "timestamp": ts}
+                self._g.add_edge(eid, self._edges.code(etype), tail.tolist(), head.tolist(),
+                                 conf, ts)
+            self._edges.put(eid, etype, conf, ts, extra)
 
     def delete_node(self, nid: int, detach: bool) -> None:
         """Delete a node; with ``detach`` also every hyperedge touching it."""
-        self.node(nid)
+        labels, props = self.node(nid)
         touching = sorted({e for e, _, _ in self.expand(nid, "both", None)})
         if touching and not detach:
             raise CypherError(f"cannot delete node {nid}: it still has relationships; "
@@ -650,11 +656,8 @@ class CausalMemoryGraph:
             self._store.delete_graph(w, [nid], touching)
             self._g.remove_node(nid)  # also removes the incident hyperedges
             for e in touching:
-                self._etype.pop(e, None)
-                self._eprops.pop(e, None)
-            labels, props = self._labels.pop(nid), self._props.pop(nid)
-            for label in labels:
-                self._by_label.get(label, set()).discard(nid)
+                self._edges.drop(e)
+            self._nodes.forget(nid)
             self._index_update(nid, labels, props, [], {})
 
     def delete_relationship(self, eid: int) -> None:
@@ -663,8 +666,7 @@ class CausalMemoryGraph:
         with self._lock, self._write() as w:
             self._store.delete_graph(w, [], [eid])
             self._g.remove_edge(eid)
-            self._etype.pop(eid, None)
-            self._eprops.pop(eid, None)
+            self._edges.drop(eid)
 
     # ---- the causal-memory API ----------------------------------------------------------------
     def add_event(self, labels: str | Sequence[str] = "Event", *, pattern_id: int | None = None,
@@ -858,14 +860,13 @@ class CausalMemoryGraph:
         tail, head, conf, ts, props = check_edge(type, causes, effects, confidence, timestamp,
                                                  props)
         for n in tail + head:
-            if n not in self._labels:
+            if not self._nodes.exists(n):
                 raise NotFoundError(f"unknown node {n}")
         with self._lock, self._write() as w:
             eid = self._next_edge
             self._store.put_graph_edge(w, eid, type, tail, head, conf, ts, props)
-            self._g.add_edge(eid, self._tcode(type), tail, head, conf, ts)
-            self._etype[eid] = type
-            self._eprops[eid] = {**props, "confidence": conf, "timestamp": ts}
+            self._g.add_edge(eid, self._edges.code(type), tail, head, conf, ts)
+            self._edges.put(eid, type, conf, ts, props)
             self._next_edge += 1
         return eid
 
@@ -936,7 +937,7 @@ class CausalMemoryGraph:
         """
         seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
         for s in seeds:
-            if s not in self._labels:
+            if not self._nodes.exists(s):
                 raise NotFoundError(f"unknown node {s}")
         codes = self._type_codes(list(types) if types is not None else None)
         if codes is not None and not codes:
@@ -958,7 +959,7 @@ class CausalMemoryGraph:
         """
         seed_list = [int(s) for s in seeds]
         for s in seed_list:
-            if s not in self._labels:
+            if not self._nodes.exists(s):
                 raise NotFoundError(f"unknown node {s}")
         codes = self._type_codes(list(types) if types is not None else None)
         if codes is not None and not codes:
@@ -980,7 +981,7 @@ class CausalMemoryGraph:
         >>> [p["nodes"] for p in g.paths(a, types=["CAUSED_BY"])] == [[a, b], [a, b, c]]
         True
         """
-        if int(src) not in self._labels:
+        if not self._nodes.exists(int(src)):
             raise NotFoundError(f"unknown node {src}")
         codes = self._type_codes(list(types) if types is not None else None)
         if codes is not None and not codes:
@@ -1081,9 +1082,12 @@ class CausalMemoryGraph:
         >>> import agentdb; agentdb.open(":memory:", dim=8).graph.stats()["edges"]
         0
         """
-        return {"nodes": len(self._labels), "edges": len(self._etype),
-                "labels": sorted(self._by_label), "types": sorted(set(self._etype.values())),
+        return {"nodes": int(self._g.num_nodes()), "edges": self._edges.count,
+                "labels": self._nodes.present_labels(), "types": self._edges.present_types(),
                 "indexes": [f"{a}.{b}" for a, b in self.indexes()],
                 "native": _loader.graph_backend().__name__.endswith("_native"),
-                "csr_memory_bytes": int(self._g.memory_usage())}
+                "csr_memory_bytes": int(self._g.memory_usage()),
+                "loaded_from": self._parts.source, "replayed_rows": self._parts.replayed,
+                "cached_node_props": self._nodes.cached(),
+                "cached_edge_props": self._edges.cached()}
 

@@ -204,7 +204,8 @@ class AgentDB(MemoryCore):
 
     # ---- lifecycle --------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Save every index file that changed, so the next open needs no catch-up.
+        """Save every index file that changed, and the causal graph's snapshot if it changed,
+        so the next open needs no catch-up.
 
         >>> AgentDB(":memory:", dim=8).checkpoint()
         """
@@ -214,6 +215,8 @@ class AgentDB(MemoryCore):
             return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
             self._collections.save()
+            if self._graph is not None:
+                self._graph.save_snapshot()  # the graph's CSR, edge columns and indexes
 
     def close(self) -> None:
         """Save changed indexes and close the store (idempotent).

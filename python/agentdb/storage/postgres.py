@@ -725,6 +725,41 @@ class PostgresStore:
             yield (int(row[0]), row[1], list(row[2]), list(row[3]), float(row[4]),
                    float(row[5]), dict(row[6]))
 
+    def graph_node_rows(self, since_gen: int = -1
+                        ) -> Iterator[tuple[int, list[str], str | dict[str, Any]]]:
+        """Graph nodes written after generation ``since_gen`` as ``(id, labels, props)``, by
+        id (the same contract as ``SQLiteStore.graph_node_rows``; props come decoded)."""
+        with self._conn() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(sql.SQL("SELECT id, labels, props FROM {} WHERE gen > %s ORDER BY id"
+                                ).format(self._q["graph_nodes"]), [int(since_gen)])
+            rows = cur.fetchall()
+        for nid, labels, props in rows:
+            yield int(nid), list(labels), dict(props)
+
+    def graph_edge_rows(self, since_gen: int = -1
+                        ) -> Iterator[tuple[int, str, list[int], list[int], float, float, bool]]:
+        """Hyperedges written after generation ``since_gen`` as ``(id, type, tail, head,
+        confidence, timestamp, has_props)``, by id (see ``SQLiteStore.graph_edge_rows``)."""
+        with self._conn() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(sql.SQL('SELECT id, type, tail, head, confidence, "timestamp", '
+                                "props <> '{{}}'::jsonb FROM {} WHERE gen > %s ORDER BY id"
+                                ).format(self._q["graph_edges"]), [int(since_gen)])
+            rows = cur.fetchall()
+        for row in rows:
+            yield (int(row[0]), row[1], [int(x) for x in row[2]], [int(x) for x in row[3]],
+                   float(row[4]), float(row[5]), bool(row[6]))
+
+    def graph_props(self, kind: str, ids: Sequence[int], conn: psycopg.Connection | None = None
+                    ) -> dict[int, dict[str, Any]]:
+        """Stored properties of graph ``kind`` ("nodes" or "edges") by id (missing ids are
+        absent; ``conn``: the open write transaction; see ``SQLiteStore.graph_props``)."""
+        table = self._q[{"nodes": "graph_nodes", "edges": "graph_edges"}[kind]]
+        q = sql.SQL("SELECT id, props FROM {} WHERE id = ANY(%s::bigint[])").format(table)
+        if conn is not None:
+            return {int(i): dict(p) for i, p in conn.execute(q, [[int(i) for i in ids]])}
+        with self._conn() as c:
+            return {int(i): dict(p) for i, p in c.execute(q, [[int(i) for i in ids]])}
+
     def get_graph_nodes(self, ids: Sequence[int]) -> dict[int, tuple[list[str], dict[str, Any]]]:
         """Graph nodes by id: ``{id: (labels, props)}`` (missing ids are absent)."""
         with self._conn() as conn:

@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS graph_edges (
   id INTEGER PRIMARY KEY, type TEXT NOT NULL, tail TEXT NOT NULL, head TEXT NOT NULL,
   confidence REAL NOT NULL, timestamp REAL NOT NULL, props TEXT NOT NULL DEFAULT '{}',
   gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS graph_nodes_gen ON graph_nodes(gen);
+CREATE INDEX IF NOT EXISTS graph_edges_gen ON graph_edges(gen);
 CREATE TABLE IF NOT EXISTS graph_indexes (
   label TEXT NOT NULL, prop TEXT NOT NULL, PRIMARY KEY (label, prop));
 CREATE TABLE IF NOT EXISTS deletions (
@@ -492,9 +494,13 @@ class SQLiteStore:
 
     def delete_graph(self, w: sqlite3.Connection, node_ids: Sequence[int],
                      edge_ids: Sequence[int]) -> None:
-        """Delete graph nodes and edges (inside :meth:`write`)."""
+        """Delete graph nodes and edges and log the deletions (inside :meth:`write`), so a
+        graph snapshot saved earlier is brought up to date by :meth:`deleted_since`."""
         w.executemany("DELETE FROM graph_edges WHERE id=?", [(int(e),) for e in edge_ids])
         w.executemany("DELETE FROM graph_nodes WHERE id=?", [(int(n),) for n in node_ids])
+        w.executemany("INSERT INTO deletions(collection, id, gen) VALUES (?, ?, ?)",
+                      [("graph_edges", int(e), self.pending_gen) for e in edge_ids]
+                      + [("graph_nodes", int(n), self.pending_gen) for n in node_ids])
         self._log(w, "graph_edges", edge_ids)
         self._log(w, "graph_nodes", node_ids)
 
@@ -512,6 +518,68 @@ class SQLiteStore:
                 "ORDER BY id"):
             yield (int(row[0]), row[1], _int_list(row[2]), _int_list(row[3]), float(row[4]),
                    float(row[5]), {} if row[6] == "{}" else json.loads(row[6]))
+
+    def graph_node_rows(self, since_gen: int = -1
+                        ) -> Iterator[tuple[int, list[str], str | dict[str, Any]]]:
+        """Graph nodes written after generation ``since_gen`` as ``(id, labels, props)``, by
+        id; ``props`` is the stored JSON text, decoded only by a caller that needs it (opening
+        a graph reads every node's labels but few nodes' properties).
+
+        >>> s = SQLiteStore(":memory:", dim=2)
+        >>> with s.write() as w:
+        ...     s.put_graph_node(w, 1, ["Event"], {"a": 1})
+        >>> list(s.graph_node_rows())
+        [(1, ['Event'], '{"a": 1}')]
+        """
+        for nid, labels, props in self._reader().execute(
+                "SELECT id, labels, props FROM graph_nodes WHERE gen > ? ORDER BY id",
+                (int(since_gen),)):
+            yield int(nid), _labels(labels), props
+
+    def graph_edge_rows(self, since_gen: int = -1
+                        ) -> Iterator[tuple[int, str, list[int], list[int], float, float, bool]]:
+        """Hyperedges written after generation ``since_gen`` as ``(id, type, tail, head,
+        confidence, timestamp, has_props)``, by id (``has_props``: any property besides
+        confidence and timestamp; the properties themselves stay in the row).
+
+        >>> s = SQLiteStore(":memory:", dim=2)
+        >>> with s.write() as w:
+        ...     s.put_graph_edge(w, 5, "CAUSED_BY", [1], [2], 0.5, 0.0, {})
+        >>> list(s.graph_edge_rows())
+        [(5, 'CAUSED_BY', [1], [2], 0.5, 0.0, False)]
+        """
+        for row in self._reader().execute(
+                "SELECT id, type, tail, head, confidence, timestamp, props != '{}' "
+                "FROM graph_edges WHERE gen > ? ORDER BY id", (int(since_gen),)):
+            yield (int(row[0]), row[1], _int_list(row[2]), _int_list(row[3]), float(row[4]),
+                   float(row[5]), bool(row[6]))
+
+    def graph_props(self, kind: str, ids: Sequence[int], conn: sqlite3.Connection | None = None
+                    ) -> dict[int, dict[str, Any]]:
+        """Stored properties of graph ``kind`` ("nodes" or "edges") by id (missing ids are
+        absent; an edge's confidence and timestamp are columns, not properties). ``conn``: the
+        open write transaction, whose own writes a reader would not see yet.
+
+        >>> s = SQLiteStore(":memory:", dim=2)
+        >>> with s.write() as w:
+        ...     s.put_graph_node(w, 1, ["Event"], {"a": 1})
+        >>> s.graph_props("nodes", [1, 2])
+        {1: {'a': 1}}
+        """
+        table = {"nodes": "graph_nodes", "edges": "graph_edges"}[kind]
+        out: dict[int, dict[str, Any]] = {}
+        conn = conn or self._reader()
+        for chunk in _chunks([int(i) for i in ids], 500):
+            q = f"SELECT id, props FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            for i, props in conn.execute(q, chunk):
+                out[int(i)] = {} if props == "{}" else json.loads(props)
+        return out
+
+    def graph_counts(self) -> tuple[int, int]:
+        """``(nodes, hyperedges)`` in the graph tables."""
+        row = self._reader().execute("SELECT (SELECT count(*) FROM graph_nodes), "
+                                     "(SELECT count(*) FROM graph_edges)").fetchone()
+        return int(row[0]), int(row[1])
 
     def graph_indexes(self) -> list[tuple[str, str]]:
         """Declared (label, property) indexes."""
@@ -619,6 +687,20 @@ def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def _labels(text: str) -> list[str]:
+    """A node's JSON label list; the common single plain label is decoded without json.
+
+    >>> _labels('["Event"]'), _labels('[]'), _labels('["A", "B"]')
+    (['Event'], [], ['A', 'B'])
+    """
+    if text == "[]":
+        return []
+    if text.count('"') == 2 and "\\" not in text and text.startswith('["') and text.endswith('"]'):
+        return [text[2:-2]]
+    out: list[str] = json.loads(text)
+    return out
 
 
 def _int_list(text: str) -> list[int]:
