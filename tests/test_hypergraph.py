@@ -1404,3 +1404,30 @@ def test_path_totals_reduce_what_paths_returns(graph_cls):
         g.path_totals(nodes[0], -1, 2)
     with pytest.raises(KeyError):
         g.path_totals(10**9, 1, 2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_khop_same_with_ascending_and_shuffled_node_ids(both, seed):
+    """khop sorts its result by slot when node ids ascend with their slots (inserted in
+    id order, read from a file, compacted), by id otherwise: both give the reference."""
+    ids, labels, edges = random_graph(seed, n_nodes=120, n_edges=300)
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    asc = ([ids[i] for i in order], [labels[i] for i in order])
+    ref = ref_state(ids, labels, edges)
+    rng = random.Random(seed)
+    seeds = rng.sample(ids, 12)
+    for cls in both:
+        for nodes, labs in (asc, (ids, labels)):
+            g = build(cls, nodes, labs, edges[:200])
+            g.compact()
+            for e in edges[200:]:
+                g.add_edge(*e)  # in the append buffer
+            for k in (1, 2, 4):
+                for s in seeds:
+                    got = g.khop([s], k, "out", None)
+                    assert list(zip(got[0].tolist(), got[1].tolist())) == ref.khop([s], k, "out")
+                off, n, h = g.khop_batch(seeds, k, "both", None, threads=1)
+                for i, s in enumerate(seeds):
+                    lo, hi = int(off[i]), int(off[i + 1])
+                    assert list(zip(n[lo:hi].tolist(), h[lo:hi].tolist())) == ref.khop(
+                        [s], k, "both")
