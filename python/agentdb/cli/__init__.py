@@ -10,10 +10,12 @@
     AGENTDB_API_KEYS=... agentdb serve --db memory.db --port 8080  # HTTP API (docs/api.md)
     agentdb mcp --db memory.db                 # MCP server over stdio (--http; docs/mcp.md)
     agentdb cluster up --shards 3 --replicas 2  # status | down (docs/cluster.md)
+    agentdb backup memory.db memory-copy.db     # while in use; agentdb restore COPY DEST
 
 One module per command group, each with ``register(app)``: :mod:`.records` (init, store, search,
 get, delete, stats, import, export), :mod:`.demo`, :mod:`.serve`, :mod:`.postgres`,
-:mod:`.mcp`, :mod:`.cluster`, :mod:`.migrate`; :mod:`.common` holds what they share.
+:mod:`.mcp`, :mod:`.cluster`, :mod:`.migrate`, :mod:`.backup` (backup, restore);
+:mod:`.common` holds what they share.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _build_app() -> Any:
     """The typer app with every command (imports typer + rich: the ``cli`` extra)."""
     import typer
 
-    from . import cluster, demo, mcp, migrate, postgres, records, serve
+    from . import backup, cluster, demo, mcp, migrate, postgres, records, serve
 
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="AgentDB: memory for AI agents (SQLite + native HNSW).")
@@ -45,7 +47,8 @@ def _build_app() -> Any:
         # `--version` is answered in main() before typer runs (so it works without the cli
         # extra); the option is declared here so that --help lists it.
 
-    for group in (records, demo, serve, mcp, postgres, cluster, migrate):  # the order of --help
+    # the order of --help
+    for group in (records, demo, serve, mcp, postgres, cluster, migrate, backup):
         group.register(app)
     return app
 

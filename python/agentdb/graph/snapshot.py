@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SNAPSHOT_VERSION", "Snapshot", "SnapshotUnusable", "paths", "read", "write"]
+__all__ = ["SNAPSHOT_VERSION", "Snapshot", "SnapshotUnusable", "paths", "read", "token_of",
+           "write"]
 
 SNAPSHOT_VERSION = 1
 
@@ -121,6 +122,20 @@ def write(store_path: str, g: Any, snap: Snapshot) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def token_of(meta_path: str) -> str | None:
+    """The token a ``.graph-meta`` file was registered under (None if unreadable).
+
+    >>> token_of("/nonexistent.graph-meta") is None
+    True
+    """
+    try:
+        with open(meta_path, "rb") as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as z:
+            token = json.loads(bytes(z["header"]).decode()).get("token")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    return token if isinstance(token, str) else None
 
 
 def read(store_path: str, token: str | None, generation: int, load_graph: Any

@@ -36,6 +36,7 @@ from ..errors import (
     InvalidTypeError,
     NotFoundError,
     StoreClosedError,
+    StoreError,
 )
 from ..learning.learner import Learner
 from ..storage import SQLiteStore
@@ -217,6 +218,27 @@ class AgentDB(MemoryCore):
             self._collections.save()
             if self._graph is not None:
                 self._graph.save_snapshot()  # the graph's CSR, edge columns and indexes
+
+    def backup(self, dest: str | os.PathLike[str]) -> dict[str, Any]:
+        """A consistent copy of this store at ``dest`` while it stays in use: SQLite's online
+        backup of the rows (writers go on meanwhile), and the index files and graph snapshot
+        that belong to exactly those rows (hard links where possible); a file that does not
+        is left out and rebuilt when the copy opens (:mod:`agentdb.memory.backup`). Call
+        :meth:`checkpoint` first to carry fresh index files. Returns ``path``,
+        ``generation``, ``records`` (counts per table), ``files`` and ``rebuilt_on_open``.
+
+        >>> import os, tempfile
+        >>> db = AgentDB(os.path.join(tempfile.mkdtemp(), "m.db"), dim=8)
+        >>> db.backup(db.path + ".bak")["records"]["patterns"]
+        0
+        """
+        self._check_open()
+        if self.backend_name == "postgres":
+            raise StoreError("db.backup copies an embedded store; back PostgreSQL up with "
+                             "pg_dump (docs/migration.md)")
+        from .backup import backup_store
+
+        return backup_store(self.store, dest, files_lock=self._lock)
 
     def close(self) -> None:
         """Save changed indexes and close the store (idempotent).
