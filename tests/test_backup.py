@@ -258,3 +258,43 @@ def test_postgres_equivalent_pg_dump_during_writes_and_pg_restore(postgres_url, 
         db.close()
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def test_backup_over_http_into_the_servers_backup_dir(tmp_path):
+    pytest.importorskip("fastapi")
+    from agentdb.errors import InvalidArgumentError
+    from agentdb.server.app import create_app
+    from fastapi.testclient import TestClient
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    db = agentdb.open(str(tmp_path / "served.db"), dim=DIM)
+    headers = {"Authorization": "Bearer k1"}
+    try:
+        with TestClient(create_app(db, api_keys=["k1"], backup_dir=backups)) as c:
+            for i in range(5):
+                r = c.post("/patterns/store", json={"task": f"t{i}",
+                                                     "embedding": vec(i).tolist()},
+                           headers=headers)
+                assert r.status_code == 201
+            r = c.post("/backup", json={"name": "nightly.db"}, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json()["records"]["patterns"] == 5
+            assert c.post("/backup", json={"name": "nightly.db"},
+                          headers=headers).status_code == 409
+            for bad in ("../escape.db", "a/b.db", ".hidden", "", "x" * 200):
+                assert c.post("/backup", json={"name": bad},
+                              headers=headers).status_code == 422, bad
+            assert c.post("/backup", json={"name": "x.db"}).status_code == 401
+        with TestClient(create_app(db, api_keys=["k1"])) as c:  # no --backup-dir: off
+            r = c.post("/backup", json={"name": "y.db"}, headers=headers)
+            assert r.status_code == 404 and "--backup-dir" in r.text
+    finally:
+        db.close()
+    copy = agentdb.open(str(backups / "nightly.db"), dim=DIM)
+    assert copy.count("patterns") == 5
+    copy.close()
+    assert not (tmp_path / "escape.db").exists()
+    with pytest.raises(InvalidArgumentError, match="not a directory"):
+        create_app(agentdb.open(":memory:", dim=DIM), api_keys=["k1"],
+                   backup_dir=tmp_path / "missing")

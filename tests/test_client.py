@@ -803,3 +803,27 @@ def test_closed_store_is_503(make_server) -> None:
         c.stats()  # 503 is retried (no Retry-After: a short backoff), then raised
     assert info.value.status == 503
     assert len(rec.calls) == 2 and all(0 < s <= 30 for s in rec.calls)
+
+
+def test_diverse_searches(client) -> None:
+    """``diversity=`` on the three searches (``test_diversity.py`` has the engine checks)."""
+    rng = np.random.default_rng(42)
+    q = rng.standard_normal(DIM)
+    q /= np.linalg.norm(q)
+    dups = [q + 0.01 * rng.standard_normal(DIM) for _ in range(4)]
+    others = [q + rng.standard_normal(DIM) for _ in range(4)]
+    ids = [client.store_pattern(f"div{i}", embedding=v, session_id="diverse")
+           for i, v in enumerate(dups + others)]
+    for i, v in enumerate(dups + others):
+        client.store_episode(f"div-e{i}", embedding=v, session_id="diverse")
+        client.store_skill(f"div-s{i}", embedding=v)
+    plain = client.search_patterns(q, k=4, session_id="diverse")
+    assert {h["id"] for h in plain} == set(ids[:4])
+    hits = client.search_patterns(q, k=4, session_id="diverse", diversity=0.7)
+    assert len({h["id"] for h in hits} & set(ids[4:])) >= 2
+    eps = client.search_episodes(q, k=4, session_id="diverse", diversity=0.7, candidates=8)
+    assert len(eps) == 4
+    assert len(client.search_skills(q, k=4, diversity=0.7)) == 4
+    with pytest.raises(ClientError) as exc:
+        client.search_patterns(q, k=4, diversity=0.7, rerank="attention")
+    assert exc.value.status == 422

@@ -670,3 +670,9 @@ def test_delete_patterns_by_filter_on_the_cluster(cdb):
     from test_memory import _delete_by_filter_checks
 
     _delete_by_filter_checks(cdb)
+
+
+def test_diverse_searches_on_the_cluster(cdb):
+    from test_diversity import diversity_checks
+
+    diversity_checks(cdb)

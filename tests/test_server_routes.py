@@ -14,7 +14,7 @@ except ImportError as exc:  # the server extra
     unavailable("SERVER", f"the server extra is missing ({exc})", module=True)
 
 PATHS = [
-    ("/health", ["get"]), ("/ready", ["get"]), ("/stats", ["get"]),
+    ("/health", ["get"]), ("/ready", ["get"]), ("/stats", ["get"]), ("/backup", ["post"]),
     ("/vectors/search", ["post"]), ("/vectors", ["post"]), ("/vectors/{id}", ["delete"]),
     ("/patterns/store", ["post"]), ("/patterns/search", ["post"]),
     ("/patterns/context", ["post"]), ("/patterns/stream", ["get"]),

@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         cypher_max_rows: int = typer.Option(100_000, "--cypher-max-rows",
                                             help="Rows a Cypher query may return (0 = no "
                                                  "limit)."),
+        backup_dir: str | None = typer.Option(None, "--backup-dir",
+                                              help="Directory POST /backup writes copies of "
+                                                   "the store into (off without it)."),
         log_level: str = typer.Option("info", "--log-level",
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
@@ -98,7 +101,8 @@ def register(app: typer.Typer) -> None:
                 api_keys=None if no_auth else keys, rate_limit_per_minute=rate_limit,
                 max_body_bytes=max_body, cors_origins=list(cors_origin or ()),
                 cors_credentials=cors_credentials, heartbeat_seconds=heartbeat,
-                replay_buffer=replay_buffer, search_threads=search_threads, **cypher_limits))
+                replay_buffer=replay_buffer, search_threads=search_threads,
+                backup_dir=backup_dir, **cypher_limits))
             return
         with open_db(db) as d:
             try:
@@ -107,7 +111,8 @@ def register(app: typer.Typer) -> None:
                                  cors_origins=tuple(cors_origin or ()),
                                  cors_credentials=cors_credentials,
                                  heartbeat_seconds=heartbeat, replay_buffer=replay_buffer,
-                                 search_threads=search_threads, **cypher_limits)
+                                 search_threads=search_threads, backup_dir=backup_dir,
+                                 **cypher_limits)
             except ValueError as exc:
                 fail(str(exc))
             grpc_server = None

@@ -96,6 +96,7 @@ from ..embedders import (
     get_embedder,
     recorded_embedder,
 )
+from ..engines.diversity import check_diversity, diversity_candidates, mmr
 from ..errors import (
     ConflictError,
     InvalidArgumentError,
@@ -455,7 +456,8 @@ class ClusterDB(MemoryCore):
                         threshold: float | None = None, ef: int | None = None,
                         min_seq: int | None = None, adapt: bool = True,
                         rerank: str | None = None, candidates: int | None = None,
-                        heads: int = 1, temperature: float = 0.05) -> list[SearchResult]:
+                        heads: int = 1, temperature: float = 0.05,
+                        diversity: float | None = None) -> list[SearchResult]:
         """The ``k`` most similar patterns passing every filter, best first, over all shards.
 
         ``min_seq`` (default: this handle's ``last_seq``) is the log position every asked
@@ -463,9 +465,12 @@ class ClusterDB(MemoryCore):
         ``heads`` and ``temperature`` as in :meth:`agentdb.AgentDB.search_patterns`: the
         learned adapter maps the query before the scatter, and a re-ranked search merges
         ``candidates`` hits from the shards, then orders them by attention over their stored
-        vectors (read from PostgreSQL with the records, in one query).
+        vectors (read from PostgreSQL with the records, in one query). ``diversity`` picks
+        the ``k`` from ``candidates`` merged hits by maximal marginal relevance, as embedded.
         """
         filters = self._filters(min_reward, True if success_only else None, session_id, where)
+        if rerank is not None and diversity is not None:
+            raise InvalidArgumentError("diversity and rerank do not combine; pass one")
         n = k if rerank is None else rerank_candidates(rerank, k, candidates)
         q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
@@ -473,7 +478,8 @@ class ClusterDB(MemoryCore):
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
                 ef = math.ceil(self.learning.config.ef_factor * self.ef_search)
         if rerank is None:
-            return self._search("patterns", q, k, filters, threshold, ef, min_seq)
+            return self._search("patterns", q, k, filters, threshold, ef, min_seq, diversity,
+                                candidates)
         hits = self._hits("patterns", q, n, filters, threshold,
                           None if ef is None else max(int(ef), n), min_seq)
         rows = self.store.get("patterns", [i for i, _ in hits])
@@ -524,10 +530,12 @@ class ClusterDB(MemoryCore):
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
-                        min_seq: int | None = None) -> list[SearchResult]:
+                        min_seq: int | None = None, diversity: float | None = None,
+                        candidates: int | None = None) -> list[SearchResult]:
         """The ``k`` most similar episodes; ``success=False`` keeps only failures."""
         filters = self._filters(min_reward, success, session_id, where)
-        return self._search("episodes", task_or_vector, k, filters, threshold, ef, min_seq)
+        return self._search("episodes", task_or_vector, k, filters, threshold, ef, min_seq,
+                            diversity, candidates)
 
     # ---- skills -----------------------------------------------------------------------------
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
@@ -554,13 +562,15 @@ class ClusterDB(MemoryCore):
     def search_skills(self, query: str | Any, k: int = 5, *,
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
-                      ef: int | None = None, min_seq: int | None = None
+                      ef: int | None = None, min_seq: int | None = None,
+                      diversity: float | None = None, candidates: int | None = None
                       ) -> list[SearchResult]:
         """The ``k`` skills most similar to the query."""
         rate = None if min_success_rate is None else check_rate(min_success_rate)
         filters = self._filters(None, None, None, where)
         filters["min_reward"] = rate  # the skills' reward column is the success rate
-        return self._search("skills", query, k, filters, threshold, ef, min_seq)
+        return self._search("skills", query, k, filters, threshold, ef, min_seq, diversity,
+                            candidates)
 
     # ---- search -----------------------------------------------------------------------------
     @staticmethod
@@ -578,10 +588,23 @@ class ClusterDB(MemoryCore):
                 "session_id": session_id, "where": where or None}
 
     def _search(self, name: str, query: str | Any, k: int, filters: dict[str, Any],
-                threshold: float | None, ef: int | None, min_seq: int | None
+                threshold: float | None, ef: int | None, min_seq: int | None,
+                diversity: float | None = None, candidates: int | None = None
                 ) -> list[SearchResult]:
-        hits = self._hits(name, self.query_vector(query), k, filters, threshold, ef, min_seq)
-        rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
+        q = self.query_vector(query)
+        diversity = check_diversity(diversity)
+        if diversity is None:
+            hits = self._hits(name, q, k, filters, threshold, ef, min_seq)
+            rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
+        else:  # MMR over the merged candidates, with their vectors read with the records
+            n = diversity_candidates(k, candidates)
+            hits = self._hits(name, q, n, filters, threshold,
+                              None if ef is None else max(int(ef), n), min_seq)
+            rows = self.store.get(name, [i for i, _ in hits])
+            hits = [h for h in hits if h[0] in rows]  # deleted meanwhile
+            vecs = [np.asarray(rows[i]["embedding"], np.float32) for i, _ in hits]
+            hits = [hits[j] for j in mmr(q, np.stack(vecs), k, diversity)] if hits else []
+            rows = {i: {c: v for c, v in r.items() if c != "embedding"} for i, r in rows.items()}
         return [SearchResult(i, 1.0 - d, d, to_record(name, rows[i])) for i, d in hits if i in rows]
 
     def _hits(self, name: str, q: np.ndarray, k: Any, filters: dict[str, Any],

@@ -102,13 +102,17 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
     def pattern_search(query: str, k: int = 5, min_reward: float | None = None,
                        success_only: bool = False, session_id: str | None = None,
                        where: dict[str, Any] | None = None,
-                       threshold: float | None = None) -> dict[str, Any]:
+                       threshold: float | None = None,
+                       diversity: float | None = None) -> dict[str, Any]:
         """Find the stored patterns most similar to a task description, best first. Filters:
         min_reward, success_only, session_id, where (metadata: {"key": value} or operators
-        $eq $ne $gt $gte $lt $lte $in $nin $exists), threshold (minimum cosine similarity)."""
+        $eq $ne $gt $gte $lt $lte $in $nin $exists), threshold (minimum cosine similarity).
+        diversity (0..1): skip near-duplicates of hits already picked (0 = similarity
+        order)."""
         return _hits(db.search_patterns(query, k=k, min_reward=min_reward,
                                         success_only=success_only, session_id=session_id,
-                                        where=where, threshold=threshold))
+                                        where=where, threshold=threshold,
+                                        diversity=diversity))
 
     @tool(read_only)
     def pattern_get(id: int) -> dict[str, Any]:  # noqa: A002
@@ -151,14 +155,15 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
     @tool(read_only)
     def reflexion_retrieve(query: str, k: int = 5, only_failures: bool = False,
                            only_successes: bool = False, min_reward: float | None = None,
-                           session_id: str | None = None) -> dict[str, Any]:
+                           session_id: str | None = None,
+                           diversity: float | None = None) -> dict[str, Any]:
         """Find past episodes similar to a task, best first (optionally only failures or only
-        successes, a minimum reward, one session)."""
+        successes, a minimum reward, one session; diversity 0..1 skips near-duplicates)."""
         if only_failures and only_successes:
             raise InvalidArgumentError("only_failures and only_successes exclude each other")
         success = False if only_failures else True if only_successes else None
         return _hits(db.search_episodes(query, k=k, success=success, min_reward=min_reward,
-                                        session_id=session_id))
+                                        session_id=session_id, diversity=diversity))
 
     @tool(read_only)
     def reflexion_critique_summary(task: str, k: int = 5) -> dict[str, Any]:
@@ -180,9 +185,12 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
 
     @tool(read_only)
     def skill_search(query: str, k: int = 5, threshold: float | None = None,
-                     where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Find the skills whose name and description best match a need, best first."""
-        return _hits(db.search_skills(query, k=k, threshold=threshold, where=where))
+                     where: dict[str, Any] | None = None,
+                     diversity: float | None = None) -> dict[str, Any]:
+        """Find the skills whose name and description best match a need, best first
+        (diversity 0..1 skips near-duplicates)."""
+        return _hits(db.search_skills(query, k=k, threshold=threshold, where=where,
+                                      diversity=diversity))
 
     @tool(writes)
     def skill_record_outcome(skill: str, success: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..embedders import Embedder, check_embedder, embedder_identity, get_embedder, recorded_embedder
+from ..engines.diversity import check_diversity, diversity_candidates, mmr
 from ..engines.loader import backend
 from ..errors import (
     ConflictError,
@@ -487,17 +488,27 @@ class AgentDB(MemoryCore):
             attrs.set(rec.id, rec.reward, rec.success, rec.session_id, rec.metadata)
 
     def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
-                threshold: float | None, ef: int | None, adapt: bool = False
+                threshold: float | None, ef: int | None, adapt: bool = False,
+                diversity: float | None = None, candidates: int | None = None
                 ) -> list[SearchResult]:
         self._check_open()
         threshold = check_k_threshold(k, threshold)
+        diversity = check_diversity(diversity)
         q = self.query_vector(query)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
                 ef = max(int(k), math.ceil(self.learning.config.ef_factor
                                            * (self._index_params["ef_search"] or 64)))
-        return self._results(name, self._hits(name, q, k, allowed, threshold, ef))
+        if diversity is None:
+            return self._results(name, self._hits(name, q, k, allowed, threshold, ef))
+        n = diversity_candidates(k, candidates)
+        hits = self._hits(name, q, n, allowed, threshold,
+                          None if ef is None else max(int(ef), n))
+        if not hits:
+            return []
+        order = mmr(q, self._vectors(name, [i for i, _ in hits]), k, diversity)
+        return self._results(name, [hits[j] for j in order])
 
     def _hits(self, name: str, q: np.ndarray, k: int, allowed: Any, threshold: float | None,
               ef: int | None) -> list[tuple[int, float]]:
@@ -586,7 +597,8 @@ class AgentDB(MemoryCore):
                         threshold: float | None = None, ef: int | None = None,
                         adapt: bool = True, rerank: str | None = None,
                         candidates: int | None = None, heads: int = 1,
-                        temperature: float = 0.05) -> list[SearchResult]:
+                        temperature: float = 0.05, diversity: float | None = None
+                        ) -> list[SearchResult]:
         """The ``k`` most similar patterns that pass every filter, best first.
 
         Filters run inside the index search, so ``k`` results come back whenever ``k``
@@ -605,6 +617,11 @@ class AgentDB(MemoryCore):
         comes first. Each hit's ``score`` holds its attention weight (summing to 1 over the
         candidates); ``similarity`` stays the cosine.
 
+        ``diversity=d`` (0..1) picks the ``k`` hits from ``candidates`` (default
+        ``max(4k, 20)``) by maximal marginal relevance (:mod:`agentdb.engines.diversity`):
+        0 is plain similarity order, higher values skip near-duplicates of what was already
+        picked. It does not combine with ``rerank``.
+
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_pattern("sort a list", reward=0.9, success=True)
         >>> _ = db.store_pattern("sort a list badly", reward=0.1)
@@ -615,7 +632,9 @@ class AgentDB(MemoryCore):
                                 session_id, where)
         if rerank is None:
             return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
-                                adapt=bool(adapt))
+                                adapt=bool(adapt), diversity=diversity, candidates=candidates)
+        if diversity is not None:
+            raise InvalidArgumentError("diversity and rerank do not combine; pass one")
         n = rerank_candidates(rerank, k, candidates)
         q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
@@ -660,12 +679,17 @@ class AgentDB(MemoryCore):
 
     def _pattern_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored embeddings of pattern ids, in order (``KeyError`` naming an unknown id)."""
-        col = self._cols["patterns"]
+        return self._vectors("patterns", ids)
+
+    def _vectors(self, name: str, ids: Sequence[int]) -> np.ndarray:
+        """Stored embeddings of a collection's ids, in order (``KeyError`` naming an unknown
+        id): from the index, or the table on pgvector."""
+        col = self._cols[name]
         if col.attrs is None:  # pgvector: the table is the only copy
-            return stored_vectors(self.store, "patterns", ids)
+            return stored_vectors(self.store, name, ids)
         for i in ids:
             if not col.index.contains(i):
-                raise NotFoundError(f"unknown pattern id {i}")
+                raise NotFoundError(f"unknown {name[:-1]} id {i}")
         return np.stack([col.index.get_vector(i) for i in ids])
 
     # ---- episodes ---------------------------------------------------------------------------
@@ -704,9 +728,11 @@ class AgentDB(MemoryCore):
     def search_episodes(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
-                        threshold: float | None = None, ef: int | None = None
+                        threshold: float | None = None, ef: int | None = None,
+                        diversity: float | None = None, candidates: int | None = None
                         ) -> list[SearchResult]:
-        """The ``k`` most similar episodes; ``success=False`` keeps only failures.
+        """The ``k`` most similar episodes; ``success=False`` keeps only failures
+        (``diversity`` / ``candidates`` as in :meth:`search_patterns`).
 
         >>> db = AgentDB(":memory:", dim=16)
         >>> _ = db.store_episode("deploy", success=False, critique="forgot migrations")
@@ -714,7 +740,8 @@ class AgentDB(MemoryCore):
         'forgot migrations'
         """
         allowed = self._allowed("episodes", min_reward, success, session_id, where)
-        return self._search("episodes", task_or_vector, k, allowed, threshold, ef)
+        return self._search("episodes", task_or_vector, k, allowed, threshold, ef,
+                            diversity=diversity, candidates=candidates)
 
     # ---- skills -----------------------------------------------------------------------------
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
@@ -756,8 +783,10 @@ class AgentDB(MemoryCore):
     def search_skills(self, query: str | Any, k: int = 5, *,
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
-                      ef: int | None = None) -> list[SearchResult]:
-        """The ``k`` skills most similar to the query.
+                      ef: int | None = None, diversity: float | None = None,
+                      candidates: int | None = None) -> list[SearchResult]:
+        """The ``k`` skills most similar to the query (``diversity`` / ``candidates`` as in
+        :meth:`search_patterns`).
 
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_skill("http_retry", "retry HTTP calls with backoff")
@@ -776,7 +805,8 @@ class AgentDB(MemoryCore):
                 allowed = attrs.select(rate, None, None, where or None)
         elif self._cols["skills"].attrs is None:
             allowed = {}
-        return self._search("skills", query, k, allowed, threshold, ef)
+        return self._search("skills", query, k, allowed, threshold, ef, diversity=diversity,
+                            candidates=candidates)
 
     # ---- bulk, stats ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -104,6 +105,7 @@ def create_app(
     auth_failures_per_minute: float = 30,
     cypher_timeout: float | None = 30.0,
     cypher_max_rows: int | None = 100_000,
+    backup_dir: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
 
@@ -118,7 +120,8 @@ def create_app(
     ``auth_failures_per_minute``: failed authentications allowed per client address (after a
     burst of up to 20), then ``429`` with ``Retry-After``; valid keys are never slowed.
     ``cypher_timeout`` (seconds) and ``cypher_max_rows`` bound every ``/graph/cypher`` query
-    (None: no limit; a request may ask for less, never more).
+    (None: no limit; a request may ask for less, never more). ``backup_dir``: the existing
+    directory ``POST /backup`` writes its copies into (None: backups over HTTP are off).
     ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth),
     ``limiter`` and ``queries`` (the running Cypher queries:
     ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
@@ -269,6 +272,8 @@ def create_app(
             or not 0 <= search_threads <= 64:
         raise InvalidArgumentError(
             f"search_threads must be an integer in [0, 64], got {search_threads!r}")
+    if backup_dir is not None and not os.path.isdir(backup_dir):
+        raise InvalidArgumentError(f"backup_dir '{backup_dir}' is not a directory")
     search_pool = (concurrent.futures.ThreadPoolExecutor(search_threads, "agentdb-search")
                    if search_threads > 0 else None)
 
@@ -285,8 +290,9 @@ def create_app(
                 for h in db.search_patterns(q, body.k, adapt=False, **kw)]  # raw vectors
 
     def rerank_options(body: m.PatternSearchRequest) -> dict[str, Any]:
-        """The learning/re-ranking keywords of a pattern search (none when the request uses
-        the defaults, so a plain search calls ``search_patterns`` exactly as before)."""
+        """The learning/re-ranking/diversity keywords of a pattern search (none when the
+        request uses the defaults, so a plain search calls ``search_patterns`` exactly as
+        before)."""
         opts: dict[str, Any] = {} if body.adapt else {"adapt": False}
         if body.rerank is not None:
             heads = 1 if body.heads is None else body.heads
@@ -295,6 +301,8 @@ def create_app(
                                     f"dimension {dim}")
             opts.update(rerank=body.rerank, candidates=body.candidates, heads=heads,
                         temperature=0.05 if body.temperature is None else body.temperature)
+        elif body.diversity is not None:
+            opts.update(diversity=body.diversity, candidates=body.candidates)
         return opts
 
     def check_open() -> None:
@@ -306,7 +314,8 @@ def create_app(
                        heartbeat_seconds=heartbeat_seconds, hub=hub, query_of=query_of,
                        rerank_options=rerank_options, search_pool=search_pool,
                        search_vectors=search_vectors, vector=vector, wakeups=wakeups,
-                       write_lock=write_lock, queries=queries)
+                       write_lock=write_lock, queries=queries,
+                       backup_dir=None if backup_dir is None else str(backup_dir))
     handlers_by_name: dict[str, Any] = {}
     for group in GROUPS:
         handlers_by_name.update(group.register(app, ctx))

@@ -175,7 +175,8 @@ class ClientCalls:
                         threshold: float | None = None, ef: int | None = None,
                         adapt: bool = True, rerank: str | None = None,
                         candidates: int | None = None, heads: int | None = None,
-                        temperature: float | None = None) -> list[dict[str, Any]]:
+                        temperature: float | None = None, diversity: float | None = None
+                        ) -> list[dict[str, Any]]:
         """The ``k`` most similar patterns to a text or a vector, best first:
         ``[{"id", "similarity", "distance", "pattern": {...}}, ...]``.
 
@@ -184,6 +185,8 @@ class ClientCalls:
         hits (default ``max(4k, 20)``) by attention (``heads`` dividing the dimension,
         default 1; softmax ``temperature``, default 0.05); each hit then has a ``score``.
         ``candidates``, ``heads`` and ``temperature`` need ``rerank`` (else ``422``).
+        ``diversity`` (0..1) picks the ``k`` hits from ``candidates`` by maximal marginal
+        relevance instead (not with ``rerank``).
 
         >>> hits = c.search_patterns("sort a list", k=3, success_only=True)  # doctest: +SKIP
         >>> hits[0]["pattern"]["task"]                                       # doctest: +SKIP
@@ -198,7 +201,7 @@ class ClientCalls:
                               "threshold": threshold, "ef": ef,
                               "adapt": None if adapt else False, "rerank": rerank,
                               "candidates": candidates, "heads": heads,
-                              "temperature": temperature}))
+                              "temperature": temperature, "diversity": diversity}))
         return (yield _call("POST", "/patterns/search", body))["results"]
 
     @api
@@ -317,15 +320,18 @@ class ClientCalls:
     def search_episodes(self, task_or_vector: str | Any, k: int = 5, *,
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
-                        threshold: float | None = None, ef: int | None = None
+                        threshold: float | None = None, ef: int | None = None,
+                        diversity: float | None = None, candidates: int | None = None
                         ) -> list[dict[str, Any]]:
         """The ``k`` most similar episodes; ``success=False`` keeps only failures, ``True``
         only successes, ``None`` both. Hits: ``{"id", "similarity", "distance", "episode"}``.
+        ``diversity`` / ``candidates`` as in :meth:`search_patterns`.
         """
         body = query_body(task_or_vector, "task")
         body.update(compact({"k": k, "minReward": min_reward, "success": success,
                               "sessionId": session_id, "where": where,
-                              "threshold": threshold, "ef": ef}))
+                              "threshold": threshold, "ef": ef, "diversity": diversity,
+                              "candidates": candidates}))
         return (yield _call("POST", "/episodes/search", body))["results"]
 
     # ---- skills ---------------------------------------------------------------------------
@@ -358,13 +364,28 @@ class ClientCalls:
     def search_skills(self, query: str | Any, k: int = 5, *,
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
-                      ef: int | None = None) -> list[dict[str, Any]]:
+                      ef: int | None = None, diversity: float | None = None,
+                      candidates: int | None = None) -> list[dict[str, Any]]:
         """The ``k`` skills most similar to a text or a vector:
-        ``[{"id", "similarity", "distance", "skill": {...}}, ...]``."""
+        ``[{"id", "similarity", "distance", "skill": {...}}, ...]`` (``diversity`` /
+        ``candidates`` as in :meth:`search_patterns`)."""
         body = query_body(query, "query")
         body.update(compact({"k": k, "minSuccessRate": min_success_rate, "where": where,
-                              "threshold": threshold, "ef": ef}))
+                              "threshold": threshold, "ef": ef, "diversity": diversity,
+                              "candidates": candidates}))
         return (yield _call("POST", "/skills/search", body))["results"]
+
+    # ---- backups --------------------------------------------------------------------------
+    @api
+    def backup(self, name: str) -> dict[str, Any]:
+        """Have the server copy its store (``db.backup``) into ``name`` in its
+        ``--backup-dir``: ``{"name", "generation", "records", "rebuiltOnOpen"}``
+        (``ClientError`` 404 when the server keeps no backups, 409 when the name exists).
+
+        >>> c.backup("nightly.db")["records"]["patterns"]  # doctest: +SKIP
+        1200
+        """
+        return (yield _call("POST", "/backup", {"name": name}))
 
     # ---- raw vectors ----------------------------------------------------------------------
     @api

@@ -241,6 +241,31 @@ class PatternStoreRequest(_Request):
     metadata: JsonObject | None = None
 
 
+_DIVERSITY = Field(
+    None, ge=0.0, le=1.0,
+    description="0..1: pick the k hits from a wider candidate set by maximal marginal "
+                "relevance (0 = similarity order; higher skips near-duplicates).")
+
+
+_DIVERSE_CANDIDATES = Field(
+    None, ge=1, le=MAX_CANDIDATES,
+    description="Candidates to pick diverse hits from (>= k; default max(4k, 20)).")
+
+
+def _candidates_ok(req: Any) -> Any:
+    """``candidates`` (when given) is at least ``k``."""
+    if req.candidates is not None and req.candidates < req.k:
+        raise ValueError(f"candidates ({req.candidates}) must be >= k ({req.k})")
+    return req
+
+
+def _diverse_candidates(req: Any) -> Any:
+    """``candidates`` only with ``diversity``, and at least ``k``."""
+    if req.candidates is not None and req.diversity is None:
+        raise ValueError("candidates only applies with diversity")
+    return _candidates_ok(req)
+
+
 class PatternSearchRequest(_TaskQuery):
     """``POST /patterns/search``: exactly one of ``task`` (text) or ``vector``."""
 
@@ -257,23 +282,26 @@ class PatternSearchRequest(_TaskQuery):
                           'the reward prior ("attention+reward"); hits then carry a score.')
     candidates: int | None = Field(
         None, ge=1, le=MAX_CANDIDATES,
-        description="Candidates to re-rank (>= k; default max(4k, 20)). Only with rerank.")
+        description="Candidates to re-rank or to pick diverse hits from (>= k; default "
+                    "max(4k, 20)). Only with rerank or diversity.")
     heads: int | None = Field(
         None, ge=1, le=MAX_DIM,
         description="Attention heads, dividing the dimension (default 1). Only with rerank.")
     temperature: float | None = _temperature(None)
+    diversity: float | None = _DIVERSITY
 
     @model_validator(mode="after")
     def _rerank_options(self) -> PatternSearchRequest:
+        if self.rerank is not None and self.diversity is not None:
+            raise ValueError("diversity and rerank do not combine; pass one")
         if self.rerank is None:
-            given = [f for f in ("candidates", "heads", "temperature")
-                     if getattr(self, f) is not None]
+            given = [f for f in ("heads", "temperature") if getattr(self, f) is not None]
+            if self.diversity is None and self.candidates is not None:
+                given.insert(0, "candidates")
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to a re-ranked search: "
                                  "add rerank ('attention' or 'attention+reward')")
-        elif self.candidates is not None and self.candidates < self.k:
-            raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
-        return self
+        return _candidates_ok(self)
 
 
 class PatternContextRequest(_TaskQuery):
@@ -333,6 +361,12 @@ class EpisodeSearchRequest(_TaskQuery):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
+    diversity: float | None = _DIVERSITY
+    candidates: int | None = _DIVERSE_CANDIDATES
+
+    @model_validator(mode="after")
+    def _diverse(self) -> EpisodeSearchRequest:
+        return _diverse_candidates(self)
 
 
 class SkillStoreRequest(_Request):
@@ -356,10 +390,12 @@ class SkillSearchRequest(_Request):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
+    diversity: float | None = _DIVERSITY
+    candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
     def _one_of(self) -> SkillSearchRequest:
-        return _one_query(self, "query")
+        return _diverse_candidates(_one_query(self, "query"))
 
 
 class CypherRequest(_Request):
@@ -389,6 +425,23 @@ class ErrorResponse(_Response):
     """Every error answer: ``{"error": {"code", "message"}}``."""
 
     error: ErrorBody
+
+
+class BackupRequest(_Request):
+    """``POST /backup``: a file name in the server's backup directory."""
+
+    name: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="File name of the backup (letters, digits, . _ -; no "
+                                  "path): created in the server's --backup-dir.")
+
+
+class BackupResponse(_Response):
+    """``POST /backup``: what the copy holds."""
+
+    name: str
+    generation: int
+    records: dict[str, int]
+    rebuilt_on_open: list[str]
 
 
 class HealthResponse(_Response):

@@ -25,3 +25,12 @@ class RouteContext:
     wakeups: Any
     write_lock: Any
     queries: Any = None  # agentdb.server.queries.RunningQueries: Cypher limits and cancelling
+    backup_dir: str | None = None  # where POST /backup writes (None: backups off)
+
+
+def diverse_options(body: Any) -> dict[str, Any]:
+    """The ``diversity`` / ``candidates`` keywords of a search request (none when it asks for
+    plain similarity order, so the search is called exactly as before)."""
+    if getattr(body, "diversity", None) is None:
+        return {}
+    return {"diversity": body.diversity, "candidates": body.candidates}

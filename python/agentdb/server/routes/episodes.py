@@ -23,7 +23,7 @@ from ..wire import (
     parse_body,
     record_json,
 )
-from .context import RouteContext
+from .context import RouteContext, diverse_options
 
 __all__ = ["register"]
 
@@ -62,7 +62,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         hits = db.search_episodes(
             query_of(body.task, body.vector), body.k, min_reward=body.min_reward,
             success=body.success, session_id=body.session_id, where=body.where,
-            threshold=body.threshold, ef=body.ef)
+            threshold=body.threshold, ef=body.ef,
+            **diverse_options(body))
         return json_response(hits_json(hits, "episode"))
 
     @app.get("/episodes/{id}", dependencies=auth, tags=["episodes"],

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
+from ...errors import InvalidArgumentError, NotFoundError
 from .. import models as m
 from ..wire import (
+    body_doc,
     error_response,
     error_responses,
     json_response,
     log,
+    parse_body,
 )
 from .context import RouteContext
 
@@ -51,4 +56,25 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         out = dict(db.stats())
         out.pop("path", None)
         return json_response(out)
-    return {"health": health, "ready": ready, "stats": stats}
+
+    @app.post("/backup", tags=["service"], response_model=m.BackupResponse,
+              responses=error_responses(400, 401, 404, 409, 422, 429),
+              openapi_extra=body_doc(m.BackupRequest))
+    async def backup(request: Request) -> Response:
+        """A consistent copy of the store while it keeps serving (``db.backup``), written as
+        ``name`` in the server's backup directory (``agentdb serve --backup-dir``; without
+        one, ``404``). An existing name is ``409``; a PostgreSQL store is ``400`` (use
+        pg_dump)."""
+        await ctx.authorize(request)
+        body = await parse_body(request, m.BackupRequest)
+        if ctx.backup_dir is None:
+            raise NotFoundError("backups are not enabled on this server "
+                                "(start it with agentdb serve --backup-dir DIR)")
+        if not hasattr(db, "backup"):
+            raise InvalidArgumentError("this store cannot be backed up from the server")
+        info = await run_in_threadpool(db.backup, os.path.join(ctx.backup_dir, body.name))
+        log.info("backup %s at generation %s", body.name, info["generation"])
+        return json_response({"name": body.name, "generation": info["generation"],
+                              "records": info["records"],
+                              "rebuiltOnOpen": info["rebuilt_on_open"]})
+    return {"health": health, "ready": ready, "stats": stats, "backup": backup}

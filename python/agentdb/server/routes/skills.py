@@ -23,7 +23,7 @@ from ..wire import (
     parse_body,
     record_json,
 )
-from .context import RouteContext
+from .context import RouteContext, diverse_options
 
 __all__ = ["register"]
 
@@ -62,7 +62,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         hits = db.search_skills(
             query_of(body.query, body.vector), body.k,
             min_success_rate=body.min_success_rate, where=body.where,
-            threshold=body.threshold, ef=body.ef)
+            threshold=body.threshold, ef=body.ef,
+            **diverse_options(body))
         return json_response(hits_json(hits, "skill"))
 
     @app.get("/skills/{id}", dependencies=auth, tags=["skills"],
