@@ -676,3 +676,9 @@ def test_diverse_searches_on_the_cluster(cdb):
     from test_diversity import diversity_checks
 
     diversity_checks(cdb)
+
+
+def test_text_and_hybrid_searches_on_the_cluster(cdb):
+    from test_hybrid import hybrid_checks
+
+    hybrid_checks(cdb)

@@ -83,13 +83,9 @@ def test_embedded():
 
 
 def test_postgres_backend(postgres_url, pg_schema):
-    for search in ("pgvector", "native"):
-        db = agentdb.open(backend="postgres", url=postgres_url, schema=pg_schema, dim=DIM,
-                          search=search, table_prefix=search[:3] + "_")
-        try:
-            diversity_checks(db)
-        finally:
-            db.close()
+    from _pg import on_each_postgres_search
+
+    on_each_postgres_search(postgres_url, pg_schema, DIM, diversity_checks)
 
 
 def test_http_and_client():

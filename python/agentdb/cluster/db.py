@@ -97,6 +97,7 @@ from ..embedders import (
     recorded_embedder,
 )
 from ..engines.diversity import check_diversity, diversity_candidates, mmr
+from ..engines.fusion import check_mode, check_text_weight, rrf
 from ..errors import (
     ConflictError,
     InvalidArgumentError,
@@ -457,7 +458,8 @@ class ClusterDB(MemoryCore):
                         min_seq: int | None = None, adapt: bool = True,
                         rerank: str | None = None, candidates: int | None = None,
                         heads: int = 1, temperature: float = 0.05,
-                        diversity: float | None = None) -> list[SearchResult]:
+                        diversity: float | None = None, mode: str = "vector",
+                        text_weight: float = 0.5) -> list[SearchResult]:
         """The ``k`` most similar patterns passing every filter, best first, over all shards.
 
         ``min_seq`` (default: this handle's ``last_seq``) is the log position every asked
@@ -466,11 +468,17 @@ class ClusterDB(MemoryCore):
         learned adapter maps the query before the scatter, and a re-ranked search merges
         ``candidates`` hits from the shards, then orders them by attention over their stored
         vectors (read from PostgreSQL with the records, in one query). ``diversity`` picks
-        the ``k`` from ``candidates`` merged hits by maximal marginal relevance, as embedded.
+        the ``k`` from ``candidates`` merged hits by maximal marginal relevance, as embedded;
+        ``mode="text"`` / ``"hybrid"`` rank by (or fuse in) PostgreSQL's full-text index.
         """
         filters = self._filters(min_reward, True if success_only else None, session_id, where)
         if rerank is not None and diversity is not None:
             raise InvalidArgumentError("diversity and rerank do not combine; pass one")
+        if rerank is not None and mode != "vector":
+            raise InvalidArgumentError(f"rerank applies to vector searches, not mode={mode!r}")
+        if mode != "vector":
+            return self._search("patterns", task_or_vector, k, filters, threshold, ef, min_seq,
+                                diversity, candidates, mode, text_weight)
         n = k if rerank is None else rerank_candidates(rerank, k, candidates)
         q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
@@ -531,11 +539,12 @@ class ClusterDB(MemoryCore):
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
                         min_seq: int | None = None, diversity: float | None = None,
-                        candidates: int | None = None) -> list[SearchResult]:
+                        candidates: int | None = None, mode: str = "vector",
+                        text_weight: float = 0.5) -> list[SearchResult]:
         """The ``k`` most similar episodes; ``success=False`` keeps only failures."""
         filters = self._filters(min_reward, success, session_id, where)
         return self._search("episodes", task_or_vector, k, filters, threshold, ef, min_seq,
-                            diversity, candidates)
+                            diversity, candidates, mode, text_weight)
 
     # ---- skills -----------------------------------------------------------------------------
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
@@ -563,14 +572,14 @@ class ClusterDB(MemoryCore):
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
                       ef: int | None = None, min_seq: int | None = None,
-                      diversity: float | None = None, candidates: int | None = None
-                      ) -> list[SearchResult]:
+                      diversity: float | None = None, candidates: int | None = None,
+                      mode: str = "vector", text_weight: float = 0.5) -> list[SearchResult]:
         """The ``k`` skills most similar to the query."""
         rate = None if min_success_rate is None else check_rate(min_success_rate)
         filters = self._filters(None, None, None, where)
         filters["min_reward"] = rate  # the skills' reward column is the success rate
         return self._search("skills", query, k, filters, threshold, ef, min_seq, diversity,
-                            candidates)
+                            candidates, mode, text_weight)
 
     # ---- search -----------------------------------------------------------------------------
     @staticmethod
@@ -589,10 +598,38 @@ class ClusterDB(MemoryCore):
 
     def _search(self, name: str, query: str | Any, k: int, filters: dict[str, Any],
                 threshold: float | None, ef: int | None, min_seq: int | None,
-                diversity: float | None = None, candidates: int | None = None
-                ) -> list[SearchResult]:
-        q = self.query_vector(query)
+                diversity: float | None = None, candidates: int | None = None,
+                mode: str = "vector", text_weight: float = 0.5) -> list[SearchResult]:
+        mode = check_mode(mode, query)
         diversity = check_diversity(diversity)
+        if mode != "vector" and diversity is not None:
+            raise InvalidArgumentError("diversity applies to vector searches, not mode="
+                                       f"{mode!r}")
+        q = self.query_vector(query)
+        if mode != "vector":  # the records' full-text column in PostgreSQL (+ the shards)
+            w = check_text_weight(text_weight)
+            n = diversity_candidates(k, candidates)
+            found = self.store.text_search(name, str(query), k if mode == "text" else n,
+                                           **filters)
+            if mode == "text":
+                ranked = found[:k]
+            else:
+                vec = self._hits(name, q, n, filters, None,
+                                 None if ef is None else max(int(ef), n), min_seq)
+                ranked = rrf([[i for i, _ in found], [i for i, _ in vec]], [w, 1.0 - w])[:k]
+            rows = self.store.get(name, [i for i, _ in ranked])
+            qn = q / max(float(np.linalg.norm(q)), 1e-30)
+            out = []
+            for i, score in ranked:
+                if i not in rows:
+                    continue  # deleted meanwhile
+                v = np.asarray(rows[i]["embedding"], np.float64)
+                d = float(1.0 - (v @ qn) / max(float(np.linalg.norm(v)), 1e-30))
+                if threshold is not None and 1.0 - d < float(threshold):
+                    continue
+                row = {c: x for c, x in rows[i].items() if c != "embedding"}
+                out.append(SearchResult(i, 1.0 - d, d, to_record(name, row), float(score)))
+            return out
         if diversity is None:
             hits = self._hits(name, q, k, filters, threshold, ef, min_seq)
             rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)

@@ -103,16 +103,17 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
                        success_only: bool = False, session_id: str | None = None,
                        where: dict[str, Any] | None = None,
                        threshold: float | None = None,
-                       diversity: float | None = None) -> dict[str, Any]:
+                       diversity: float | None = None, mode: str = "vector") -> dict[str, Any]:
         """Find the stored patterns most similar to a task description, best first. Filters:
         min_reward, success_only, session_id, where (metadata: {"key": value} or operators
         $eq $ne $gt $gte $lt $lte $in $nin $exists), threshold (minimum cosine similarity).
         diversity (0..1): skip near-duplicates of hits already picked (0 = similarity
-        order)."""
+        order). mode: "vector" (default: by embedding), "text" (the words, e.g. error
+        codes and names) or "hybrid" (both fused)."""
         return _hits(db.search_patterns(query, k=k, min_reward=min_reward,
                                         success_only=success_only, session_id=session_id,
                                         where=where, threshold=threshold,
-                                        diversity=diversity))
+                                        diversity=diversity, mode=mode))
 
     @tool(read_only)
     def pattern_get(id: int) -> dict[str, Any]:  # noqa: A002

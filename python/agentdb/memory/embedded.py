@@ -30,6 +30,7 @@ import numpy as np
 
 from ..embedders import Embedder, check_embedder, embedder_identity, get_embedder, recorded_embedder
 from ..engines.diversity import check_diversity, diversity_candidates, mmr
+from ..engines.fusion import check_mode, check_text_weight, rrf
 from ..engines.loader import backend
 from ..errors import (
     ConflictError,
@@ -489,17 +490,25 @@ class AgentDB(MemoryCore):
 
     def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
                 threshold: float | None, ef: int | None, adapt: bool = False,
-                diversity: float | None = None, candidates: int | None = None
-                ) -> list[SearchResult]:
+                diversity: float | None = None, candidates: int | None = None,
+                mode: str = "vector", text_weight: float = 0.5,
+                text_filters: dict[str, Any] | None = None) -> list[SearchResult]:
         self._check_open()
         threshold = check_k_threshold(k, threshold)
         diversity = check_diversity(diversity)
+        mode = check_mode(mode, query)
+        if mode != "vector" and diversity is not None:
+            raise InvalidArgumentError("diversity applies to vector searches, not mode="
+                                       f"{mode!r}")
         q = self.query_vector(query)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
             if ef is None:  # off-distribution queries need a wider beam (LearningConfig)
                 ef = max(int(k), math.ceil(self.learning.config.ef_factor
                                            * (self._index_params["ef_search"] or 64)))
+        if mode != "vector":
+            return self._text_search(name, str(query), q, k, allowed, threshold, ef, mode,
+                                     text_weight, candidates, text_filters or {})
         if diversity is None:
             return self._results(name, self._hits(name, q, k, allowed, threshold, ef))
         n = diversity_candidates(k, candidates)
@@ -509,6 +518,44 @@ class AgentDB(MemoryCore):
             return []
         order = mmr(q, self._vectors(name, [i for i, _ in hits]), k, diversity)
         return self._results(name, [hits[j] for j in order])
+
+    def _text_search(self, name: str, text: str, q: np.ndarray, k: int, allowed: Any,
+                     threshold: float | None, ef: int | None, mode: str, text_weight: float,
+                     candidates: int | None, filters: dict[str, Any]) -> list[SearchResult]:
+        """``mode="text"``: the full-text index's BM25 order; ``"hybrid"``: that and the
+        HNSW order over ``candidates`` each, fused by reciprocal rank
+        (:func:`agentdb.engines.fusion.rrf`, ``text_weight`` for the text side). Each hit's
+        ``score`` is its BM25 or fused score; ``similarity`` stays the cosine to the query."""
+        w = check_text_weight(text_weight)
+        n = diversity_candidates(k, candidates)
+        found = self.store.text_search(name, text, k if mode == "text" else n, **filters)
+        if mode == "text":
+            ranked = found[:k]
+        else:
+            vec = self._hits(name, q, n, allowed, None, None if ef is None else max(int(ef), n))
+            ranked = rrf([[i for i, _ in found], [i for i, _ in vec]], [w, 1.0 - w])[:k]
+        dist = self._distances(name, q, [i for i, _ in ranked])
+        hits, scores = [], []
+        for i, score in ranked:
+            d = dist.get(i)
+            if d is None or (threshold is not None and 1.0 - d < threshold):
+                continue  # deleted meanwhile, or below the threshold
+            hits.append((i, d))
+            scores.append(score)
+        return self._results(name, hits, scores)
+
+    def _distances(self, name: str, q: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine distance of the query to each stored id (ids gone meanwhile are absent)."""
+        col = self._cols[name]
+        if col.attrs is not None:
+            ids = [i for i in ids if col.index.contains(i)]
+        if not ids:
+            return {}
+        vecs = self._vectors(name, ids) if col.attrs is not None else stored_vectors(
+            self.store, name, ids)
+        qn = q / max(float(np.linalg.norm(q)), 1e-30)
+        vn = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
+        return {int(i): float(1.0 - c) for i, c in zip(ids, vn @ qn)}
 
     def _hits(self, name: str, q: np.ndarray, k: int, allowed: Any, threshold: float | None,
               ef: int | None) -> list[tuple[int, float]]:
@@ -597,7 +644,8 @@ class AgentDB(MemoryCore):
                         threshold: float | None = None, ef: int | None = None,
                         adapt: bool = True, rerank: str | None = None,
                         candidates: int | None = None, heads: int = 1,
-                        temperature: float = 0.05, diversity: float | None = None
+                        temperature: float = 0.05, diversity: float | None = None,
+                        mode: str = "vector", text_weight: float = 0.5
                         ) -> list[SearchResult]:
         """The ``k`` most similar patterns that pass every filter, best first.
 
@@ -622,6 +670,12 @@ class AgentDB(MemoryCore):
         0 is plain similarity order, higher values skip near-duplicates of what was already
         picked. It does not combine with ``rerank``.
 
+        ``mode="text"`` ranks by the full-text index instead (BM25 over task, input, output
+        and critique; every word of the query is a term, identifiers stay whole), and
+        ``mode="hybrid"`` fuses that ranking with the vector one by reciprocal rank over
+        ``candidates`` hits each, ``text_weight`` (default 0.5) for the text side. Both need
+        a text query; filters apply to both sides; ``score`` holds the BM25 or fused score.
+
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_pattern("sort a list", reward=0.9, success=True)
         >>> _ = db.store_pattern("sort a list badly", reward=0.1)
@@ -632,9 +686,15 @@ class AgentDB(MemoryCore):
                                 session_id, where)
         if rerank is None:
             return self._search("patterns", task_or_vector, k, allowed, threshold, ef,
-                                adapt=bool(adapt), diversity=diversity, candidates=candidates)
+                                adapt=bool(adapt), diversity=diversity, candidates=candidates,
+                                mode=mode, text_weight=text_weight, text_filters={
+                                    "min_reward": min_reward, "session_id": session_id,
+                                    "success": True if success_only else None,
+                                    "where": where or None})
         if diversity is not None:
             raise InvalidArgumentError("diversity and rerank do not combine; pass one")
+        if mode != "vector":
+            raise InvalidArgumentError(f"rerank applies to vector searches, not mode={mode!r}")
         n = rerank_candidates(rerank, k, candidates)
         q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
@@ -729,10 +789,12 @@ class AgentDB(MemoryCore):
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
-                        diversity: float | None = None, candidates: int | None = None
+                        diversity: float | None = None, candidates: int | None = None,
+                        mode: str = "vector", text_weight: float = 0.5
                         ) -> list[SearchResult]:
         """The ``k`` most similar episodes; ``success=False`` keeps only failures
-        (``diversity`` / ``candidates`` as in :meth:`search_patterns`).
+        (``diversity`` / ``candidates`` / ``mode`` / ``text_weight`` as in
+        :meth:`search_patterns`).
 
         >>> db = AgentDB(":memory:", dim=16)
         >>> _ = db.store_episode("deploy", success=False, critique="forgot migrations")
@@ -741,7 +803,10 @@ class AgentDB(MemoryCore):
         """
         allowed = self._allowed("episodes", min_reward, success, session_id, where)
         return self._search("episodes", task_or_vector, k, allowed, threshold, ef,
-                            diversity=diversity, candidates=candidates)
+                            diversity=diversity, candidates=candidates, mode=mode,
+                            text_weight=text_weight, text_filters={
+                                "min_reward": min_reward, "success": success,
+                                "session_id": session_id, "where": where or None})
 
     # ---- skills -----------------------------------------------------------------------------
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
@@ -784,9 +849,11 @@ class AgentDB(MemoryCore):
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
                       ef: int | None = None, diversity: float | None = None,
-                      candidates: int | None = None) -> list[SearchResult]:
-        """The ``k`` skills most similar to the query (``diversity`` / ``candidates`` as in
-        :meth:`search_patterns`).
+                      candidates: int | None = None, mode: str = "vector",
+                      text_weight: float = 0.5) -> list[SearchResult]:
+        """The ``k`` skills most similar to the query (``diversity`` / ``candidates`` /
+        ``mode`` / ``text_weight`` as in :meth:`search_patterns`; the text index holds name,
+        description and signature).
 
         >>> db = AgentDB(":memory:", dim=32)
         >>> _ = db.store_skill("http_retry", "retry HTTP calls with backoff")
@@ -806,7 +873,10 @@ class AgentDB(MemoryCore):
         elif self._cols["skills"].attrs is None:
             allowed = {}
         return self._search("skills", query, k, allowed, threshold, ef, diversity=diversity,
-                            candidates=candidates)
+                            candidates=candidates, mode=mode, text_weight=text_weight,
+                            text_filters={"min_reward": None if min_success_rate is None
+                                          else check_rate(min_success_rate),
+                                          "where": where or None})
 
     # ---- bulk, stats ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

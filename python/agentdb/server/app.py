@@ -75,6 +75,7 @@ from .queries import RunningQueries
 __all__ = ["create_app"]
 
 from .routes import GROUPS, RouteContext
+from .routes.context import diverse_options
 from .wire import (
     FRAMEWORK_CODES,
     OPEN_PATHS,
@@ -301,8 +302,8 @@ def create_app(
                                     f"dimension {dim}")
             opts.update(rerank=body.rerank, candidates=body.candidates, heads=heads,
                         temperature=0.05 if body.temperature is None else body.temperature)
-        elif body.diversity is not None:
-            opts.update(diversity=body.diversity, candidates=body.candidates)
+        else:
+            opts.update(diverse_options(body))
         return opts
 
     def check_open() -> None:

@@ -175,7 +175,8 @@ class ClientCalls:
                         threshold: float | None = None, ef: int | None = None,
                         adapt: bool = True, rerank: str | None = None,
                         candidates: int | None = None, heads: int | None = None,
-                        temperature: float | None = None, diversity: float | None = None
+                        temperature: float | None = None, diversity: float | None = None,
+                        mode: str | None = None, text_weight: float | None = None
                         ) -> list[dict[str, Any]]:
         """The ``k`` most similar patterns to a text or a vector, best first:
         ``[{"id", "similarity", "distance", "pattern": {...}}, ...]``.
@@ -186,7 +187,8 @@ class ClientCalls:
         default 1; softmax ``temperature``, default 0.05); each hit then has a ``score``.
         ``candidates``, ``heads`` and ``temperature`` need ``rerank`` (else ``422``).
         ``diversity`` (0..1) picks the ``k`` hits from ``candidates`` by maximal marginal
-        relevance instead (not with ``rerank``).
+        relevance instead (not with ``rerank``). ``mode="text"`` / ``"hybrid"`` rank by the
+        full-text index or fuse it with the vector ranking (``text_weight``, default 0.5).
 
         >>> hits = c.search_patterns("sort a list", k=3, success_only=True)  # doctest: +SKIP
         >>> hits[0]["pattern"]["task"]                                       # doctest: +SKIP
@@ -201,7 +203,8 @@ class ClientCalls:
                               "threshold": threshold, "ef": ef,
                               "adapt": None if adapt else False, "rerank": rerank,
                               "candidates": candidates, "heads": heads,
-                              "temperature": temperature, "diversity": diversity}))
+                              "temperature": temperature, "diversity": diversity,
+                              "mode": mode, "textWeight": text_weight}))
         return (yield _call("POST", "/patterns/search", body))["results"]
 
     @api
@@ -321,17 +324,20 @@ class ClientCalls:
                         min_reward: float | None = None, success: bool | None = None,
                         session_id: str | None = None, where: dict[str, Any] | None = None,
                         threshold: float | None = None, ef: int | None = None,
-                        diversity: float | None = None, candidates: int | None = None
+                        diversity: float | None = None, candidates: int | None = None,
+                        mode: str | None = None, text_weight: float | None = None
                         ) -> list[dict[str, Any]]:
         """The ``k`` most similar episodes; ``success=False`` keeps only failures, ``True``
         only successes, ``None`` both. Hits: ``{"id", "similarity", "distance", "episode"}``.
-        ``diversity`` / ``candidates`` as in :meth:`search_patterns`.
+        ``diversity`` / ``candidates`` / ``mode`` / ``text_weight`` as in
+        :meth:`search_patterns`.
         """
         body = query_body(task_or_vector, "task")
         body.update(compact({"k": k, "minReward": min_reward, "success": success,
                               "sessionId": session_id, "where": where,
                               "threshold": threshold, "ef": ef, "diversity": diversity,
-                              "candidates": candidates}))
+                              "candidates": candidates, "mode": mode,
+                              "textWeight": text_weight}))
         return (yield _call("POST", "/episodes/search", body))["results"]
 
     # ---- skills ---------------------------------------------------------------------------
@@ -365,14 +371,16 @@ class ClientCalls:
                       min_success_rate: float | None = None,
                       where: dict[str, Any] | None = None, threshold: float | None = None,
                       ef: int | None = None, diversity: float | None = None,
-                      candidates: int | None = None) -> list[dict[str, Any]]:
+                      candidates: int | None = None, mode: str | None = None,
+                      text_weight: float | None = None) -> list[dict[str, Any]]:
         """The ``k`` skills most similar to a text or a vector:
         ``[{"id", "similarity", "distance", "skill": {...}}, ...]`` (``diversity`` /
-        ``candidates`` as in :meth:`search_patterns`)."""
+        ``candidates`` / ``mode`` / ``text_weight`` as in :meth:`search_patterns`)."""
         body = query_body(query, "query")
         body.update(compact({"k": k, "minSuccessRate": min_success_rate, "where": where,
                               "threshold": threshold, "ef": ef, "diversity": diversity,
-                              "candidates": candidates}))
+                              "candidates": candidates, "mode": mode,
+                              "textWeight": text_weight}))
         return (yield _call("POST", "/skills/search", body))["results"]
 
     # ---- backups --------------------------------------------------------------------------

@@ -247,6 +247,12 @@ _DIVERSITY = Field(
                 "relevance (0 = similarity order; higher skips near-duplicates).")
 
 
+_MODE = Field("vector", description='"vector" (HNSW), "text" (full-text, BM25) or "hybrid" '
+                                     "(both fused by reciprocal rank); text and hybrid need "
+                                     "a text query.")
+_TEXT_WEIGHT = Field(0.5, ge=0.0, le=1.0,
+                     description="The text side's weight in hybrid fusion (vector: 1 - it).")
+
 _DIVERSE_CANDIDATES = Field(
     None, ge=1, le=MAX_CANDIDATES,
     description="Candidates to pick diverse hits from (>= k; default max(4k, 20)).")
@@ -259,11 +265,23 @@ def _candidates_ok(req: Any) -> Any:
     return req
 
 
-def _diverse_candidates(req: Any) -> Any:
-    """``candidates`` only with ``diversity``, and at least ``k``."""
-    if req.candidates is not None and req.diversity is None:
-        raise ValueError("candidates only applies with diversity")
-    return _candidates_ok(req)
+def _text_mode_ok(req: Any, text_field: str) -> Any:
+    """``mode`` text / hybrid: a text query, and not with ``diversity``."""
+    if req.mode != "vector":
+        if getattr(req, text_field) is None:
+            raise ValueError(f"mode {req.mode!r} needs a text query ({text_field}), not a "
+                             "vector")
+        if req.diversity is not None:
+            raise ValueError(f"diversity applies to vector searches, not mode {req.mode!r}")
+    return req
+
+
+def _diverse_candidates(req: Any, text_field: str = "task") -> Any:
+    """``candidates`` only with ``diversity`` or a text / hybrid ``mode``, and at least
+    ``k``."""
+    if req.candidates is not None and req.diversity is None and req.mode == "vector":
+        raise ValueError("candidates only applies with diversity or mode text / hybrid")
+    return _candidates_ok(_text_mode_ok(req, text_field))
 
 
 class PatternSearchRequest(_TaskQuery):
@@ -289,14 +307,19 @@ class PatternSearchRequest(_TaskQuery):
         description="Attention heads, dividing the dimension (default 1). Only with rerank.")
     temperature: float | None = _temperature(None)
     diversity: float | None = _DIVERSITY
+    mode: Literal["vector", "text", "hybrid"] = _MODE
+    text_weight: float = _TEXT_WEIGHT
 
     @model_validator(mode="after")
     def _rerank_options(self) -> PatternSearchRequest:
         if self.rerank is not None and self.diversity is not None:
             raise ValueError("diversity and rerank do not combine; pass one")
+        if self.rerank is not None and self.mode != "vector":
+            raise ValueError(f"rerank applies to vector searches, not mode {self.mode!r}")
+        _text_mode_ok(self, "task")
         if self.rerank is None:
             given = [f for f in ("heads", "temperature") if getattr(self, f) is not None]
-            if self.diversity is None and self.candidates is not None:
+            if self.diversity is None and self.mode == "vector" and self.candidates is not None:
                 given.insert(0, "candidates")
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to a re-ranked search: "
@@ -362,6 +385,8 @@ class EpisodeSearchRequest(_TaskQuery):
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
     diversity: float | None = _DIVERSITY
+    mode: Literal["vector", "text", "hybrid"] = _MODE
+    text_weight: float = _TEXT_WEIGHT
     candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
@@ -391,11 +416,13 @@ class SkillSearchRequest(_Request):
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
     diversity: float | None = _DIVERSITY
+    mode: Literal["vector", "text", "hybrid"] = _MODE
+    text_weight: float = _TEXT_WEIGHT
     candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
     def _one_of(self) -> SkillSearchRequest:
-        return _diverse_candidates(_one_query(self, "query"))
+        return _diverse_candidates(_one_query(self, "query"), "query")
 
 
 class CypherRequest(_Request):

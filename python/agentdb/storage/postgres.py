@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.fusion import query_terms
 from ..errors import (
     IntegrityError,
     InvalidArgumentError,
@@ -492,6 +493,27 @@ class PostgresStore:
             cur.execute(sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(t, cond),
                         params)
             return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def text_search(self, table: str, query: str, n: int, *, min_reward: float | None = None,
+                    success: bool | None = None, session_id: str | None = None,
+                    where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
+        """The ``n`` best full-text matches of ``query``: the generated ``fts`` column
+        (``to_tsvector('simple', ...)`` of the text columns, GIN-indexed) against the OR of
+        one ``plainto_tsquery`` per term, ranked by ``ts_rank_cd``, with the filters of
+        :meth:`filter_ids` in the same query: ``(id, score)``, higher better (the
+        PostgreSQL counterpart of ``SQLiteStore.text_search``)."""
+        t = self._table(table)
+        terms = query_terms(query)
+        if not terms:
+            return []
+        tsq = " || ".join(["plainto_tsquery('simple'::regconfig, %s)"] * len(terms))
+        parts, params = filter_sql(table, min_reward, success, session_id, where)
+        cond = "".join(f" AND ({p})" for p in parts)
+        q = sql.SQL(f"SELECT id, ts_rank_cd(fts, tsq) AS score FROM {{}}, (SELECT {tsq} AS tsq) "
+                    f"AS query WHERE fts @@ tsq{cond} ORDER BY score DESC, id LIMIT %s").format(t)
+        with self._conn() as conn:
+            rows = conn.execute(q, [*terms, *params, int(n)]).fetchall()
+        return [(int(i), float(sc)) for i, sc in rows]
 
     def search(self, table: str, q: np.ndarray, k: int, *, ef_search: int | None = None,
                min_reward: float | None = None, success: bool | None = None,

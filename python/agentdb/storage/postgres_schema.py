@@ -8,7 +8,7 @@ in its own transaction under an advisory lock, so concurrent openers apply each 
 
 Example:
     >>> SCHEMA_VERSION, TABLES["patterns"]
-    (1, 'reasoning_patterns')
+    (2, 'reasoning_patterns')
     >>> StoreTables("public", "x_").regname("patterns")
     '"public"."x_reasoning_patterns"'
 """
@@ -129,10 +129,22 @@ CREATE TABLE IF NOT EXISTS {deletions} (
 CREATE INDEX IF NOT EXISTS {deletions_gen} ON {deletions} (collection, gen)
 """
 
+# Migration 2: a full-text column per collection, kept by PostgreSQL itself in the row's own
+# transaction (a stored generated column), with a GIN index.
+_V2 = ";\n".join(
+    f"ALTER TABLE {{{table}}} ADD COLUMN IF NOT EXISTS fts tsvector GENERATED ALWAYS AS "
+    "(to_tsvector('simple'::regconfig, "
+    + " || ' ' || ".join(f"coalesce({c}, '')" for c in cols)
+    + f")) STORED;\nCREATE INDEX IF NOT EXISTS {{{table}_fts}} ON {{{table}}} USING gin (fts)"
+    for table, cols in (("patterns", ("task", "input", "output", "critique")),
+                        ("episodes", ("task", "input", "output", "critique")),
+                        ("skills", ("name", "description", "signature"))))
+
 #: Versioned schema changes: (version, description, SQL template). Each missing one is
 #: applied in its own transaction under an advisory lock and recorded in schema_migrations.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "collections, graph, deletions log and meta tables; HNSW and btree indexes", _V1),
+    (2, "full-text columns (tsvector, generated) and their GIN indexes", _V2),
 ]
 SCHEMA_VERSION = max(v for v, _, _ in MIGRATIONS)
 
@@ -178,7 +190,7 @@ class StoreTables:
         """Every placeholder of the migration templates: tables and bare index names."""
         ids: dict[str, sql.Composable] = dict(self.q)
         for name in TABLES:
-            for suffix in ("session", "task", "created", "gen", "hnsw"):
+            for suffix in ("session", "task", "created", "gen", "hnsw", "fts"):
                 ids[f"{name}_{suffix}"] = sql.Identifier(
                     f"{self.prefix}{TABLES[name]}_{suffix}")
         ids["deletions_gen"] = sql.Identifier(f"{self.prefix}deletions_gen")

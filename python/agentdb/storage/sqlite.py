@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.fusion import fts5_match, query_terms
 from ..errors import (
     ConflictError,
     InvalidArgumentError,
@@ -104,6 +105,41 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+#: The columns of each collection in its full-text index (FTS5, BM25 ranking).
+TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "patterns": ("task", "input", "output", "critique"),
+    "episodes": ("task", "input", "output", "critique"),
+    "skills": ("name", "description", "signature"),
+}
+
+
+def _fts_schema() -> str:
+    """FTS5 tables over the collections (external content: the rows stay in the collection
+    tables) and the triggers that keep them in the same transaction as every write."""
+    out = []
+    for table, cols in TEXT_COLUMNS.items():
+        c = ", ".join(cols)
+        new = ", ".join(f"new.{x}" for x in cols)
+        old = ", ".join(f"old.{x}" for x in cols)
+        out.append(f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS {table}_fts USING fts5({c}, content='{table}',
+  content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS {table}_fts_insert AFTER INSERT ON {table} BEGIN
+  INSERT INTO {table}_fts(rowid, {c}) VALUES (new.id, {new});
+END;
+CREATE TRIGGER IF NOT EXISTS {table}_fts_delete AFTER DELETE ON {table} BEGIN
+  INSERT INTO {table}_fts({table}_fts, rowid, {c}) VALUES ('delete', old.id, {old});
+END;
+CREATE TRIGGER IF NOT EXISTS {table}_fts_update AFTER UPDATE OF {c} ON {table} BEGIN
+  INSERT INTO {table}_fts({table}_fts, rowid, {c}) VALUES ('delete', old.id, {old});
+  INSERT INTO {table}_fts(rowid, {c}) VALUES (new.id, {new});
+END;""")
+    return "\n".join(out)
+
+
+_FTS_SCHEMA = _fts_schema()
+
+
 class SQLiteStore:
     """Rows of patterns, episodes and skills in one SQLite file (or ``":memory:"``).
 
@@ -157,6 +193,7 @@ class SQLiteStore:
             if not readonly:
                 self._writer.executescript(_SCHEMA)
                 self._init_meta(dim)
+                self._init_fts()
             self.dim = int(self.meta("dim") or dim)
             self.generation = int(self.meta("generation") or 0)
             # once a mirror was attached, every write is logged for it until it is detached
@@ -236,6 +273,57 @@ class SQLiteStore:
                 os.close(self._lock_fd)
             finally:
                 self._lock_fd = None
+
+    # ---- full-text ----------------------------------------------------------------------------
+    def _init_fts(self) -> None:
+        """Create the full-text indexes; a store made before them gets them filled from its
+        rows once (in one transaction)."""
+        have = {r[0] for r in self._writer.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '%\\_fts' "
+            "ESCAPE '\\'")}
+        if all(f"{t}_fts" in have for t in TEXT_COLUMNS):
+            return
+        fill = "".join(f"INSERT INTO {t}_fts({t}_fts) VALUES ('rebuild');"
+                       for t in TEXT_COLUMNS if f"{t}_fts" not in have)
+        with self._write_lock:
+            try:  # one transaction: the tables, their triggers and their first fill
+                self._writer.executescript(f"BEGIN IMMEDIATE;{_FTS_SCHEMA};{fill}COMMIT;")
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+
+    def text_search(self, table: str, query: str, n: int, *, min_reward: float | None = None,
+                    success: bool | None = None, session_id: str | None = None,
+                    where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
+        """The ``n`` best full-text matches of ``query`` (BM25 over the collection's text
+        columns, :data:`TEXT_COLUMNS`), with the filters of :meth:`filter_ids` applied in the
+        same query: ``(id, score)``, higher scores better (``-bm25``).
+
+        >>> s = SQLiteStore(":memory:", dim=2)
+        >>> with s.write() as w:
+        ...     a = s.insert(w, "patterns", {"task": "retry on ERR_CONN_RESET", "reward": 0.0,
+        ...                  "success": 0, "session_id": None, "input": None, "output": None,
+        ...                  "critique": None, "metadata": "{}"}, np.ones(2, np.float32))
+        >>> [i for i, _ in s.text_search("patterns", "err_conn_reset", 5)] == [a]
+        True
+        """
+        terms = query_terms(query)
+        if not terms:
+            return []
+        conds, params = _filter_conds(table, min_reward, success, session_id, where, "c.")
+        cond = "".join(f" AND ({c})" for c in conds)
+        q = (f"SELECT f.rowid, -bm25({table}_fts) AS score FROM {table}_fts AS f "
+             f"JOIN {table} AS c ON c.id = f.rowid WHERE {table}_fts MATCH ?{cond} "
+             "ORDER BY score DESC, f.rowid LIMIT ?")
+        try:
+            rows = self._reader().execute(q, [fts5_match(terms), *params, int(n)]).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise StoreError(f"'{self.path}' has no full-text index yet: open it once "
+                                 "for writing to build it") from None
+            raise
+        return [(int(i), float(sc)) for i, sc in rows]
 
     # ---- meta -------------------------------------------------------------------------------
     def _init_meta(self, dim: int) -> None:
@@ -447,17 +535,7 @@ class SQLiteStore:
         >>> s.filter_ids("patterns", session_id="s1").tolist()
         []
         """
-        parts, params = filter_sql(table, min_reward, success, None, None)
-        conds = [p.replace("%s", "?") for p in parts]
-        if session_id is not None:
-            if table == "skills":
-                raise InvalidArgumentError("skills have no session_id column")
-            conds.append("session_id = ?")
-            params.append(session_id)
-        if where:
-            wsql, wparams = where_sql(where)
-            conds.append(wsql)
-            params += wparams
+        conds, params = _filter_conds(table, min_reward, success, session_id, where)
         if created_before is not None:
             conds.append("created_at < ?")
             params.append(float(created_before))
@@ -693,6 +771,29 @@ class SQLiteStore:
             return 0
         return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal")
                    if os.path.exists(p))
+
+
+def _filter_conds(table: str, min_reward: float | None, success: bool | None,
+                  session_id: str | None, where: dict[str, Any] | None, prefix: str = ""
+                  ) -> tuple[list[str], list[Any]]:
+    """SQLite WHERE conditions (``?`` placeholders, to be AND-ed) and parameters of a
+    collection filter, on columns of the table aliased ``prefix`` (``"c."``, or none).
+
+    >>> _filter_conds("patterns", 0.5, None, "s1", None, "c.")
+    (['c.reward >= ?', 'c.session_id = ?'], [0.5, 's1'])
+    """
+    parts, params = filter_sql(table, min_reward, success, None, None)
+    conds = [f"{prefix}{p}".replace("%s", "?") for p in parts]
+    if session_id is not None:
+        if table == "skills":
+            raise InvalidArgumentError("skills have no session_id column")
+        conds.append(f"{prefix}session_id = ?")
+        params.append(session_id)
+    if where:
+        wsql, wparams = where_sql(where, f"{prefix}metadata")
+        conds.append(wsql)
+        params += wparams
+    return conds, params
 
 
 def _blob(vec: np.ndarray) -> bytes:

@@ -29,8 +29,12 @@ class RouteContext:
 
 
 def diverse_options(body: Any) -> dict[str, Any]:
-    """The ``diversity`` / ``candidates`` keywords of a search request (none when it asks for
-    plain similarity order, so the search is called exactly as before)."""
-    if getattr(body, "diversity", None) is None:
-        return {}
-    return {"diversity": body.diversity, "candidates": body.candidates}
+    """The ``diversity`` / ``candidates`` / ``mode`` / ``text_weight`` keywords of a search
+    request (none when it asks for a plain vector search, so the search is called exactly as
+    before)."""
+    out: dict[str, Any] = {}
+    if getattr(body, "diversity", None) is not None:
+        out.update(diversity=body.diversity, candidates=body.candidates)
+    if getattr(body, "mode", "vector") != "vector":
+        out.update(mode=body.mode, text_weight=body.text_weight, candidates=body.candidates)
+    return out
