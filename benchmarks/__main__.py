@@ -57,6 +57,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "embed": (["--quick", "--sample", "200", "--throughput", "200", "--repeats", "1",
                "--batches", "32"], []),
     "backends": (["--n", "5000", "--queries", "100"], []),
+    "hybrid": (["--n", "10000", "--terms", "60", "--queries", "100"], []),
     "server": (["--n", "5000", "--queries", "200", "--concurrency", "1,16", "--duration", "2",
                 "--recall-queries", "50", "--load", "python"], []),
     "cluster": (["--n", "5000", "--queries", "50", "--searches", "200", "--threads", "1,4",

@@ -67,6 +67,10 @@ def hybrid_checks(db) -> None:
         with pytest.raises(InvalidArgumentError, match="mode"):
             search("x", k=3, mode="keyword")
         assert search("zzzz unknownword", k=3, mode="text") == []
+    # a hybrid search's text side keeps the selective terms only (max_df)
+    assert [i for i, _ in db.store.text_search("patterns", "the psycopg2", 10, max_df=1)] == [
+        pids[2]]
+    assert db.store.text_search("patterns", "the upload", 10, max_df=1) == []
     # filters apply to both sides
     net = db.search_patterns("upload reset", k=6, mode="hybrid", session_id="net")
     assert {h.id for h in net} == {pids[0], pids[3]}

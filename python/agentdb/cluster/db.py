@@ -97,7 +97,7 @@ from ..embedders import (
     recorded_embedder,
 )
 from ..engines.diversity import check_diversity, diversity_candidates, mmr
-from ..engines.fusion import check_mode, check_text_weight, rrf
+from ..engines.fusion import check_mode, check_text_weight, hybrid_max_df, rrf, text_max_df
 from ..errors import (
     ConflictError,
     InvalidArgumentError,
@@ -609,8 +609,11 @@ class ClusterDB(MemoryCore):
         if mode != "vector":  # the records' full-text column in PostgreSQL (+ the shards)
             w = check_text_weight(text_weight)
             n = diversity_candidates(k, candidates)
+            rows = self.store.count(name)
+            extra = ({"max_df": hybrid_max_df(rows)} if mode == "hybrid" else
+                     {"max_df": text_max_df(rows), "keep_common": True})
             found = self.store.text_search(name, str(query), k if mode == "text" else n,
-                                           **filters)
+                                           **filters, **extra)
             if mode == "text":
                 ranked = found[:k]
             else:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..embedders import Embedder, check_embedder, embedder_identity, get_embedder, recorded_embedder
 from ..engines.diversity import check_diversity, diversity_candidates, mmr
-from ..engines.fusion import check_mode, check_text_weight, rrf
+from ..engines.fusion import check_mode, check_text_weight, hybrid_max_df, rrf, text_max_df
 from ..engines.loader import backend
 from ..errors import (
     ConflictError,
@@ -524,10 +524,16 @@ class AgentDB(MemoryCore):
                      candidates: int | None, filters: dict[str, Any]) -> list[SearchResult]:
         """``mode="text"``: the full-text index's BM25 order; ``"hybrid"``: that and the
         HNSW order over ``candidates`` each, fused by reciprocal rank
-        (:func:`agentdb.engines.fusion.rrf`, ``text_weight`` for the text side). Each hit's
+        (:func:`agentdb.engines.fusion.rrf`, ``text_weight`` for the text side; the text
+        side uses the query's selective terms, :func:`~agentdb.engines.fusion.hybrid_max_df`).
+        Each hit's
         ``score`` is its BM25 or fused score; ``similarity`` stays the cosine to the query."""
         w = check_text_weight(text_weight)
         n = diversity_candidates(k, candidates)
+        col = self._cols[name]
+        rows = len(col.index) if col.attrs is not None else self.count(name)
+        filters = {**filters, **({"max_df": hybrid_max_df(rows)} if mode == "hybrid" else
+                                 {"max_df": text_max_df(rows), "keep_common": True})}
         found = self.store.text_search(name, text, k if mode == "text" else n, **filters)
         if mode == "text":
             ranked = found[:k]

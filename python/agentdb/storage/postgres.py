@@ -496,14 +496,23 @@ class PostgresStore:
 
     def text_search(self, table: str, query: str, n: int, *, min_reward: float | None = None,
                     success: bool | None = None, session_id: str | None = None,
-                    where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
+                    where: dict[str, Any] | None = None, max_df: int | None = None,
+                    keep_common: bool = False) -> list[tuple[int, float]]:
         """The ``n`` best full-text matches of ``query``: the generated ``fts`` column
         (``to_tsvector('simple', ...)`` of the text columns, GIN-indexed) against the OR of
         one ``plainto_tsquery`` per term, ranked by ``ts_rank_cd``, with the filters of
         :meth:`filter_ids` in the same query: ``(id, score)``, higher better (the
-        PostgreSQL counterpart of ``SQLiteStore.text_search``)."""
+        PostgreSQL counterpart of ``SQLiteStore.text_search``, ``max_df`` and ``keep_common``
+        included)."""
         t = self._table(table)
         terms = query_terms(query)
+        if max_df is not None and terms:
+            count = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE fts @@ "
+                            "plainto_tsquery('simple'::regconfig, %s) LIMIT %s) AS m").format(t)
+            with self._conn() as conn:
+                kept = [w for w in terms
+                        if int(conn.execute(count, [w, max_df + 1]).fetchone()[0]) <= max_df]
+            terms = kept if kept or not keep_common else terms
         if not terms:
             return []
         tsq = " || ".join(["plainto_tsquery('simple'::regconfig, %s)"] * len(terms))

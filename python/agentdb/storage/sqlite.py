@@ -295,10 +295,14 @@ class SQLiteStore:
 
     def text_search(self, table: str, query: str, n: int, *, min_reward: float | None = None,
                     success: bool | None = None, session_id: str | None = None,
-                    where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
+                    where: dict[str, Any] | None = None, max_df: int | None = None,
+                    keep_common: bool = False) -> list[tuple[int, float]]:
         """The ``n`` best full-text matches of ``query`` (BM25 over the collection's text
         columns, :data:`TEXT_COLUMNS`), with the filters of :meth:`filter_ids` applied in the
-        same query: ``(id, score)``, higher scores better (``-bm25``).
+        same query: ``(id, score)``, higher scores better (``-bm25``). ``max_df``: leave
+        out the terms found in more than that many records (what a hybrid search does, so
+        that words like "how" or "python" do not bring records of their own), unless that
+        leaves none and ``keep_common`` is set (a text search of common words only).
 
         >>> s = SQLiteStore(":memory:", dim=2)
         >>> with s.write() as w:
@@ -309,6 +313,9 @@ class SQLiteStore:
         True
         """
         terms = query_terms(query)
+        if max_df is not None:
+            kept = [t for t in terms if self._term_df(table, t, max_df + 1) <= max_df]
+            terms = kept if kept or not keep_common else terms
         if not terms:
             return []
         conds, params = _filter_conds(table, min_reward, success, session_id, where, "c.")
@@ -324,6 +331,16 @@ class SQLiteStore:
                                  "for writing to build it") from None
             raise
         return [(int(i), float(sc)) for i, sc in rows]
+
+    def _term_df(self, table: str, term: str, cap: int) -> int:
+        """How many records contain ``term``, counted up to ``cap`` (bounded cost)."""
+        try:
+            row = self._reader().execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table}_fts WHERE {table}_fts MATCH ? "
+                "LIMIT ?)", (fts5_match([term]), int(cap))).fetchone()
+        except sqlite3.OperationalError:
+            return 0  # no index yet: text_search itself says so
+        return int(row[0])
 
     # ---- meta -------------------------------------------------------------------------------
     def _init_meta(self, dim: int) -> None:
