@@ -14,7 +14,7 @@ from typing import Any
 import agentdb
 import numpy as np
 import pytest
-from agentdb.errors import ConflictError, StoreError, StoreLockedError
+from agentdb.errors import ConflictError, InvalidTypeError, StoreError, StoreLockedError
 from agentdb.memory.backup import backup_path, restore
 
 DIM = 16
@@ -168,6 +168,10 @@ def test_bad_backup_requests_get_clear_errors(tmp_path):
         db.backup(tmp_path / "b.db")
     with pytest.raises(ConflictError, match="itself"):
         db.backup(path)
+    with pytest.raises(InvalidTypeError, match="destination"):
+        db.backup(None)
+    with pytest.raises(InvalidTypeError, match="destination"):
+        db.backup("")
     db.close()
     with pytest.raises(FileNotFoundError):
         backup_path(tmp_path / "missing.db", tmp_path / "c.db")

@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, StoreError, StoreLockedError
+from ..errors import ConflictError, InvalidTypeError, StoreError, StoreLockedError
 from ..graph import snapshot as graph_snapshot
 from ..storage import SQLiteStore
 
@@ -44,6 +44,13 @@ COLLECTION_FILES = {"patterns": ".patterns.hnsw", "episodes": ".episodes.hnsw",
                     "skills": ".skills.hnsw"}
 #: Every file that may sit beside a store (caches of its rows, and SQLite's own).
 SIDE_FILES = (*COLLECTION_FILES.values(), ".graph", ".graph-meta", "-wal", "-shm")
+
+
+def _path(p: Any, what: str) -> str:
+    """A path argument as a string (InvalidTypeError naming ``what`` otherwise)."""
+    if not isinstance(p, (str, os.PathLike)) or not os.fspath(p):
+        raise InvalidTypeError(f"{what} must be a non-empty path, got {p!r}")
+    return str(os.fspath(p))
 
 
 def _place(src: str, dest: str) -> None:
@@ -82,7 +89,7 @@ def backup_store(store: SQLiteStore, dest: str | os.PathLike[str], *,
     ``with_indexes=False`` leaves the vector index files out (the copy rebuilds them)."""
     if store.memory:
         raise StoreError("an in-memory store has no file to back up")
-    dest = os.fspath(dest)
+    dest = _path(dest, "the backup destination")
     if Path(dest).resolve() == Path(store.path).resolve():
         raise ConflictError("the backup destination is the store itself")
     for suffix in SIDE_FILES:
@@ -137,7 +144,7 @@ def backup_path(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> di
     writes it, its files go along; when one does (its lock is held), the vector index files
     are left out, since their saves cannot be ordered with this copy from here, and the
     copy rebuilds them when opened (the graph snapshot is checked by its token and kept)."""
-    src = os.fspath(src)
+    src = _path(src, "the store to back up")
     if not os.path.exists(src):
         raise FileNotFoundError(f"no AgentDB store at '{src}'")
     try:
@@ -157,7 +164,7 @@ def restore(backup: str | os.PathLike[str], dest: str | os.PathLike[str], *,
     """Put the backup at ``backup`` (and its files) in place as the store ``dest``; returns
     the files written. An existing ``dest`` is replaced only with ``force``, and never while
     a process has it open for writing."""
-    backup, dest = os.fspath(backup), os.fspath(dest)
+    backup, dest = _path(backup, "the backup"), _path(dest, "the restore destination")
     if not os.path.exists(backup):
         raise FileNotFoundError(f"no backup at '{backup}'")
     if Path(backup).resolve() == Path(dest).resolve():
