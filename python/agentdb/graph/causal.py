@@ -254,7 +254,7 @@ class CausalMemoryGraph:
             return hit[1]
         gen = self._gen
         ids = self._g.node_ids().tolist() if label is None else self._nodes.with_label(label)
-        if len(self._ids_cache) >= 64:
+        if len(self._ids_cache) >= 8:  # label lists can be large: keep a few
             self._ids_cache.clear()
         self._ids_cache[label] = (gen, ids)
         return ids
