@@ -245,3 +245,25 @@ def test_in_memory_and_read_only_stores_write_no_snapshot(tmp_path):
     assert ro.graph.save_snapshot() is False
     ro.close()
     assert not Path(path + ".graph").exists()
+
+
+def test_setting_an_edge_property_keeps_the_exact_confidence(tmp_path, backend):
+    """The CSR holds confidences as float32; the rows and the API keep the float64 given."""
+    path = str(tmp_path / "g.db")
+    db = agentdb.open(path, dim=8)
+    g = db.graph
+    a, b = g.add_event(name="a"), g.add_event(name="b")
+    e = g.add_causal_edge([a], [b], confidence=0.7, timestamp=1.25)
+    g.set_relationship_property(e, "why", "retry")
+    assert g.get_edge(e)["confidence"] == 0.7
+    g.set_relationship_property(e, "timestamp", 2.5)
+    assert g.get_edge(e)["timestamp"] == 2.5 and g.get_edge(e)["confidence"] == 0.7
+    db.close()
+    for rebuild in (False, True):  # from the snapshot, then rebuilt from the rows
+        if rebuild:
+            Path(path + ".graph-meta").unlink()
+        db = agentdb.open(path, dim=8)
+        got = db.graph.get_edge(e)
+        assert (got["confidence"], got["timestamp"], got["properties"]) == (0.7, 2.5,
+                                                                          {"why": "retry"})
+        db.close()

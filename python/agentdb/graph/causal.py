@@ -625,7 +625,8 @@ class CausalMemoryGraph:
     def set_relationship_property(self, eid: int, key: str, value: Any) -> None:
         """Set (or with None remove) one edge property; ``confidence``/``timestamp`` too."""
         etype, props = self.relationship(eid)
-        _, tail, head, conf, ts = self._g.edge(eid)
+        _, tail, head, _, _ = self._g.edge(eid)
+        conf, ts = props["confidence"], props["timestamp"]  # exact (the CSR keeps float32)
         if key == "confidence":
             conf = check_confidence(1.0 if value is None else value)
         elif key == "timestamp":
@@ -639,7 +640,7 @@ class CausalMemoryGraph:
         with self._lock, self._write() as w:
             self._store.put_graph_edge(w, eid, etype, tail.tolist(), head.tolist(), conf, ts,
                                        extra)
-            if key == "confidence":  # topology is unchanged; re-add to store the confidence
+            if key in ("confidence", "timestamp"):  # same topology; re-add with the new value
                 self._g.remove_edge(eid)
                 self._g.add_edge(eid, self._edges.code(etype), tail.tolist(), head.tolist(),
                                  conf, ts)
