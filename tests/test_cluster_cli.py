@@ -246,6 +246,24 @@ def test_up_status_down(cluster_paths: tuple[Path, Path]) -> None:
     assert "replicas" in proc.stdout and "nodes" in proc.stdout
     assert proc.stdout.count("ready") == 2 and f"127.0.0.1:{port}" in proc.stdout
 
+    # Resharding online: the 40 records spread over 3 shards, then back over 2.
+    proc = _cli(state, "add-shard", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    added = json.loads(proc.stdout)
+    assert added["added"] == 2 and added["shards"] == [0, 1, 2]
+    assert json.loads(state.read_text())["shards"] == 3
+    st = json.loads(_cli(state, "status", "--json").stdout)
+    assert [s["shard"] for s in st["shards"]] == [0, 1, 2]
+    assert sum(r["vectors"] for s in st["shards"] for r in s["replicas"]) == 40
+    proc = _cli(state, "remove-shard", "--shard", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "removed shard 0; shards [1, 2]" in proc.stdout
+    st = json.loads(_cli(state, "status", "--json").stdout)
+    assert [s["shard"] for s in st["shards"]] == [1, 2]
+    assert sum(r["vectors"] for s in st["shards"] for r in s["replicas"]) == 40
+    proc = _cli(state, "remove-shard", "--shard", "7")
+    assert proc.returncode == 1 and "7" in _one_line(proc.stderr)
+
     proc = _cli(state, "up", "--port", str(_free_port()), "--data-dir", str(data))
     assert proc.returncode == 1
     assert "already running" in _one_line(proc.stderr)

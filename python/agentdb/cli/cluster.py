@@ -1,4 +1,5 @@
-"""``agentdb cluster up | status | down``: a local cluster (Ray replicas + PostgreSQL)."""
+"""``agentdb cluster up | status | add-shard | remove-shard | down``: a local cluster (Ray
+replicas + PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,30 @@ def register(app: typer.Typer) -> None:
             emit(info, True)
         else:
             cluster_tables(info)
+
+    @cl_app.command("add-shard")
+    def cluster_add_shard(state_file: str = state_opt, as_json: bool = json_opt) -> None:
+        """Add a shard online: its replicas load the keys they take over, then the ring
+        switches (searches and writes go on meanwhile)."""
+        info = cluster_run("add_shard", state_file=state_file)
+        if as_json:
+            emit(info, True)
+            return
+        sys.stdout.write(f"added shard {info['added']}; shards {info['shards']}\n")
+
+    @cl_app.command("remove-shard")
+    def cluster_remove_shard(
+        shard: int = typer.Option(None, "--shard", help="The shard (default: the highest)."),
+        timeout: float = typer.Option(None, help="Seconds to wait for the others to load its "
+                                                 "keys."),
+        state_file: str = state_opt, as_json: bool = json_opt,
+    ) -> None:
+        """Remove a shard online: the other shards load its keys first, then it stops."""
+        info = cluster_run("remove_shard", shard=shard, timeout=timeout, state_file=state_file)
+        if as_json:
+            emit(info, True)
+            return
+        sys.stdout.write(f"removed shard {info['shard']}; shards {info['shards']}\n")
 
     @cl_app.command("down")
     def cluster_down(state_file: str = state_opt, as_json: bool = json_opt) -> None:

@@ -675,6 +675,39 @@ def connect(*, state_file: str | os.PathLike[str] | None = None, **kwargs: Any) 
     return cls(None, state["postgres_url"], **opts)
 
 
+# --------------------------------------------------------------------------- resharding
+
+
+def _reshard(state_file: str | os.PathLike[str] | None, change: Any) -> dict[str, Any]:
+    """Run ``change(db)`` on a handle to the recorded cluster, record the new shard count,
+    and disconnect; returns the change's result with the ring's shards."""
+    sp = state_path(state_file)
+    state = read_state(sp)
+    db = connect(state_file=sp)
+    try:
+        result = change(db)
+        shards = sorted(int(x) for x in db.ring.shards)
+    finally:
+        db.close()
+        _disconnect(state["ray_address"])
+    _write_state(sp, {**state, "shards": len(shards)})
+    return {**result, "shards": shards}
+
+
+def add_shard(*, state_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Add a shard to the recorded cluster online (``ClusterDB.add_shard``: its replicas
+    load the keys they take over, then the ring switches): ``{"added", "shards"}``."""
+    return _reshard(state_file, lambda db: {"added": int(db.add_shard())})
+
+
+def remove_shard(shard: int | None = None, *,
+                 state_file: str | os.PathLike[str] | None = None,
+                 timeout: float | None = None) -> dict[str, Any]:
+    """Remove a shard (default: the highest id) online; its keys move to the others
+    (``ClusterDB.remove_shard``): its report plus ``shards``."""
+    return _reshard(state_file, lambda db: dict(db.remove_shard(shard, timeout)))
+
+
 # --------------------------------------------------------------------------- down
 
 
