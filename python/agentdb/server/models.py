@@ -374,7 +374,16 @@ class EpisodeStoreRequest(PatternStoreRequest):
                                      description="Names of existing skills used.")
 
 
-class EpisodeSearchRequest(_TaskQuery):
+class _SearchOptions(_Request):
+    """The search options episodes and skills share: diversity and text / hybrid mode."""
+
+    diversity: float | None = _DIVERSITY
+    mode: Literal["vector", "text", "hybrid"] = _MODE
+    text_weight: float = _TEXT_WEIGHT
+    candidates: int | None = _DIVERSE_CANDIDATES
+
+
+class EpisodeSearchRequest(_TaskQuery, _SearchOptions):
     """``POST /episodes/search``: like patterns; ``success`` true/false/null filters."""
 
     k: int = _k(10)
@@ -384,10 +393,6 @@ class EpisodeSearchRequest(_TaskQuery):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
-    diversity: float | None = _DIVERSITY
-    mode: Literal["vector", "text", "hybrid"] = _MODE
-    text_weight: float = _TEXT_WEIGHT
-    candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
     def _diverse(self) -> EpisodeSearchRequest:
@@ -405,7 +410,7 @@ class SkillStoreRequest(_Request):
     embedding: _Vector | None = _vector('Explicit embedding (else "name: description").')
 
 
-class SkillSearchRequest(_Request):
+class SkillSearchRequest(_SearchOptions):
     """``POST /skills/search``: exactly one of ``query`` (text) or ``vector``."""
 
     query: str | None = Field(None, min_length=1)
@@ -415,10 +420,6 @@ class SkillSearchRequest(_Request):
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
     ef: int | None = _EF
-    diversity: float | None = _DIVERSITY
-    mode: Literal["vector", "text", "hybrid"] = _MODE
-    text_weight: float = _TEXT_WEIGHT
-    candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
     def _one_of(self) -> SkillSearchRequest:
