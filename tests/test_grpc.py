@@ -180,8 +180,18 @@ def test_search_filters_and_invalid_input(start):
     assert ids(threshold=0.9) == {a}
     assert ids(k=1) == {a}
     assert len(ids(ef=50)) == 3
+    # text / hybrid modes and diversity (the embedded API's options)
+    assert ids(vector=[], task="b", mode="text") == {b}
+    res = s.stub.SearchPatterns(pb.SearchPatternsRequest(task="c", k=3, mode="hybrid",
+                                                         text_weight=0.7), metadata=BEARER)
+    assert res.results[0].id == c and res.results[0].HasField("score")
+    assert len(ids(k=3, diversity=0.5, candidates=3)) == 3
+    assert not s.stub.SearchPatterns(pb.SearchPatternsRequest(vector=vec(1), k=3),
+                                     metadata=BEARER).results[0].HasField("score")
 
     bad = [
+        {"mode": "words"}, {"mode": "text"}, {"diversity": 2.0}, {"candidates": 0},
+        {"vector": [], "task": "a", "mode": "hybrid", "text_weight": 5.0},
         {"k": 1001}, {"k": -1}, {"ef": 0}, {"where": "{not json"}, {"where": "[1]"},
         {"vector": vec(1)[:5]}, {"vector": [0.0] * DIM}, {"task": "both"},
         {"vector": [], "task": ""}, {"threshold": 2.0}, {"min_reward": 5.0},

@@ -240,15 +240,24 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
         ef = _opt(request, "ef")
         if ef is not None and ef < 1:
             raise InvalidArgumentError(f"ef must be >= 1, got {ef}")
+        extra: dict[str, Any] = {}  # only what was given: a plain search stays as it was
+        if request.mode and request.mode != "vector":
+            extra.update(mode=request.mode)
+        for field in ("text_weight", "diversity", "candidates"):
+            if request.HasField(field):
+                extra[field] = getattr(request, field)
+        if "candidates" in extra and "diversity" not in extra and "mode" not in extra:
+            raise InvalidArgumentError("candidates only applies with diversity or mode text / "
+                                       "hybrid")
         hits = self.db.search_patterns(
             list(request.vector) if has_vector else request.task, k=k,
             min_reward=_opt(request, "min_reward"), success_only=request.success_only,
             session_id=_opt(request, "session_id"),
             where=_json_object(request.where, "where"),
-            threshold=_opt(request, "threshold"), ef=ef)
+            threshold=_opt(request, "threshold"), ef=ef, **extra)
         return pb.SearchPatternsResponse(results=[
             pb.SearchHit(id=h.id, similarity=h.similarity, distance=h.distance,
-                         pattern=_pattern(h.record)) for h in hits])
+                         pattern=_pattern(h.record), score=h.score) for h in hits])
 
     @_rpc
     def DeletePattern(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
