@@ -824,6 +824,8 @@ def test_diverse_searches(client) -> None:
     eps = client.search_episodes(q, k=4, session_id="diverse", diversity=0.7, candidates=8)
     assert len(eps) == 4
     assert len(client.search_skills(q, k=4, diversity=0.7)) == 4
+    raw = client.search_vectors(q, k=4, session_id="diverse", diversity=0.7)
+    assert len({h["id"] for h in raw} & set(ids[4:])) >= 2
     with pytest.raises(ClientError) as exc:
         client.search_patterns(q, k=4, diversity=0.7, rerank="attention")
     assert exc.value.status == 422

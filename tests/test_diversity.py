@@ -69,6 +69,10 @@ def diversity_checks(db) -> None:
             assert abs(h.similarity - float(vecs[ids.index(h.id)] @ q)) < 1e-3
         assert [h.id for h in search(q, k=4, diversity=0.0)] == plain
         assert len(search(q, k=3, diversity=0.5, candidates=3)) == 3
+    if hasattr(db, "search_hits"):  # the raw vector search (/vectors/search) too
+        assert {h["id"] for h in db.search_hits(q, k=4)} == set(pids[:4])
+        diverse = db.search_hits(q, k=4, diversity=0.7, candidates=8)
+        assert len({h["id"] for h in diverse} & set(pids[4:])) >= 2
     only = db.search_patterns(q, k=4, diversity=0.9, success_only=True)  # filters still hold
     assert {h.id for h in only} <= {pids[i] for i in range(0, 8, 2)}
     with pytest.raises(InvalidArgumentError, match="rerank"):
@@ -108,6 +112,13 @@ def test_http_and_client():
             r = c.post("/patterns/search", json={**body, "diversity": 0.7}, headers=headers)
             assert r.status_code == 200
             assert len({h["id"] for h in r.json()["results"]} & set(ids[4:])) >= 2
+            r = c.post("/vectors/search", json={**body, "diversity": 0.7, "candidates": 8},
+                       headers=headers)
+            assert r.status_code == 200
+            assert len({h["id"] for h in r.json()["results"]} & set(ids[4:])) >= 2
+            for bad in ({**body, "candidates": 8}, {**body, "diversity": 0.7, "candidates": 2},
+                        {**body, "diversity": -1}):
+                assert c.post("/vectors/search", json=bad, headers=headers).status_code == 422
             for path in ("/episodes/search", "/skills/search"):
                 key = "vector"
                 r = c.post(path, json={key: q.tolist(), "k": 4, "diversity": 0.7,

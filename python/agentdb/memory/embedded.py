@@ -293,13 +293,14 @@ class AgentDB(MemoryCore):
     def search_hits(self, vector: Any, k: int = 5, *, ef: int | None = None,
                     min_reward: float | None = None, success_only: bool = False,
                     session_id: str | None = None, where: dict[str, Any] | None = None,
-                    threshold: float | None = None) -> list[dict[str, Any]]:
+                    threshold: float | None = None, diversity: float | None = None,
+                    candidates: int | None = None) -> list[dict[str, Any]]:
         """The cheapest pattern search: ``{"id", "similarity", "distance", "metadata"}`` per
         hit, best first. Same filters, order and answer as :meth:`search_patterns` with
         ``adapt=False``, but the metadata comes from the in-memory filter columns (kept
         current by every write) instead of a read of the records. The HTTP server's
         ``/vectors/search`` runs on it. A pgvector store answers through
-        :meth:`search_patterns`.
+        :meth:`search_patterns`. ``diversity`` / ``candidates`` as in :meth:`search_patterns`.
 
         >>> db = open(":memory:", dim=8)
         >>> pid = db.store_pattern("t", embedding=[1, 0, 0, 0, 0, 0, 0, 0], metadata={"a": 1})
@@ -311,8 +312,10 @@ class AgentDB(MemoryCore):
             return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,
                      "metadata": h.record.metadata} for h in self.search_patterns(
                 vector, k, min_reward=min_reward, success_only=success_only,
-                session_id=session_id, where=where, threshold=threshold, ef=ef, adapt=False)]
+                session_id=session_id, where=where, threshold=threshold, ef=ef, adapt=False,
+                diversity=diversity, candidates=candidates)]
         threshold = check_k_threshold(k, threshold)
+        diversity = check_diversity(diversity)
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
         q = self.query_vector(vector)
@@ -320,7 +323,18 @@ class AgentDB(MemoryCore):
         n = len(index)
         if n == 0 or (allowed is not None and allowed.size == 0):
             return []
-        ids, dists = index.search(q, k=min(int(k), n), ef=ef, allowed=allowed)
+        if diversity is None:
+            ids, dists = index.search(q, k=min(int(k), n), ef=ef, allowed=allowed)
+        else:  # MMR over a wider candidate set (engines.diversity)
+            m = min(diversity_candidates(k, candidates), n)
+            ids, dists = index.search(q, k=m, ef=None if ef is None else max(int(ef), m),
+                                      allowed=allowed)
+            keep = [j for j, i in enumerate(ids.tolist()) if i >= 0 and index.contains(i)]
+            ids, dists = ids[keep], dists[keep]
+            if len(ids):
+                vecs = np.stack([index.get_vector(int(i)) for i in ids])
+                order = mmr(q, vecs, k, diversity)
+                ids, dists = ids[order], dists[order]
         attrs = col.attrs
         out = []
         with attrs.lock:

@@ -284,6 +284,8 @@ def create_app(
         kw = dict(min_reward=body.min_reward, success_only=body.success_only,
                   session_id=body.session_id, where=body.where, threshold=body.threshold,
                   ef=body.ef)
+        if body.diversity is not None:  # else the search is called exactly as before
+            kw.update(diversity=body.diversity, candidates=body.candidates)
         if hasattr(db, "search_hits"):
             return db.search_hits(q, body.k, **kw)
         return [{"id": h.id, "similarity": h.similarity, "distance": h.distance,

@@ -435,8 +435,10 @@ class ClientCalls:
     def search_vectors(self, vector: Any, k: int = 10, *, ef: int | None = None,
                        min_reward: float | None = None, success_only: bool = False,
                        session_id: str | None = None, where: dict[str, Any] | None = None,
-                       threshold: float | None = None) -> list[dict[str, Any]]:
-        """Nearest stored vectors: ``[{"id", "similarity", "distance", "metadata"}, ...]``.
+                       threshold: float | None = None, diversity: float | None = None,
+                       candidates: int | None = None) -> list[dict[str, Any]]:
+        """Nearest stored vectors: ``[{"id", "similarity", "distance", "metadata"}, ...]``
+        (``diversity`` / ``candidates`` as in :meth:`search_patterns`).
 
         >>> c.search_vectors(np.ones(16), k=3)[0]["id"]  # doctest: +SKIP
         7
@@ -445,7 +447,8 @@ class ClientCalls:
         body.update(compact({"k": k, "ef": ef, "minReward": min_reward,
                               "successOnly": True if success_only else None,
                               "sessionId": session_id, "where": where,
-                              "threshold": threshold}))
+                              "threshold": threshold, "diversity": diversity,
+                              "candidates": candidates}))
         return (yield _call("POST", "/vectors/search", body))["results"]
 
     @api

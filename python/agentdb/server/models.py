@@ -187,6 +187,16 @@ class _TaskQuery(_Request):
 
 
 # ---- requests -------------------------------------------------------------------------------
+_DIVERSITY = Field(
+    None, ge=0.0, le=1.0,
+    description="0..1: pick the k hits from a wider candidate set by maximal marginal "
+                "relevance (0 = similarity order; higher skips near-duplicates).")
+
+_DIVERSE_CANDIDATES = Field(
+    None, ge=1, le=MAX_CANDIDATES,
+    description="Candidates to pick diverse hits from (>= k; default max(4k, 20)).")
+
+
 class VectorSearchRequest(_Request):
     """``POST /vectors/search``: nearest stored vectors (patterns) to ``vector`` (or
     ``query``, the seed system's name for it: exactly one of the two)."""
@@ -200,6 +210,8 @@ class VectorSearchRequest(_Request):
     session_id: str | None = None
     where: JsonObject | None = _WHERE
     threshold: float | None = _THRESHOLD
+    diversity: float | None = _DIVERSITY
+    candidates: int | None = _DIVERSE_CANDIDATES
 
     @model_validator(mode="after")
     def _vector_or_query(self) -> Any:
@@ -207,6 +219,10 @@ class VectorSearchRequest(_Request):
             raise ValueError("give exactly one of 'vector' or 'query' (the same thing)")
         if self.vector is None:
             self.vector = self.query
+        if self.candidates is not None and self.diversity is None:
+            raise ValueError("candidates only applies with diversity")
+        if self.candidates is not None and self.candidates < self.k:
+            raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
         return self
 
 
@@ -241,21 +257,12 @@ class PatternStoreRequest(_Request):
     metadata: JsonObject | None = None
 
 
-_DIVERSITY = Field(
-    None, ge=0.0, le=1.0,
-    description="0..1: pick the k hits from a wider candidate set by maximal marginal "
-                "relevance (0 = similarity order; higher skips near-duplicates).")
-
 
 _MODE = Field("vector", description='"vector" (HNSW), "text" (full-text, BM25) or "hybrid" '
                                      "(both fused by reciprocal rank); text and hybrid need "
                                      "a text query.")
 _TEXT_WEIGHT = Field(0.5, ge=0.0, le=1.0,
                      description="The text side's weight in hybrid fusion (vector: 1 - it).")
-
-_DIVERSE_CANDIDATES = Field(
-    None, ge=1, le=MAX_CANDIDATES,
-    description="Candidates to pick diverse hits from (>= k; default max(4k, 20)).")
 
 
 def _candidates_ok(req: Any) -> Any:
