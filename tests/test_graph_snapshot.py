@@ -267,3 +267,14 @@ def test_setting_an_edge_property_keeps_the_exact_confidence(tmp_path, backend):
         assert (got["confidence"], got["timestamp"], got["properties"]) == (0.7, 2.5,
                                                                           {"why": "retry"})
         db.close()
+
+
+def test_an_edge_id_beyond_the_edge_columns_is_a_clear_error():
+    from agentdb.errors import StoreError
+
+    db = agentdb.open(":memory:", dim=8)
+    a, b = db.graph.add_event(), db.graph.add_event()
+    with db.store.write() as w:  # as a row written by another tool might be
+        db.store.put_graph_edge(w, 2**40, "CAUSED_BY", [a], [b], 0.5, 0.0, {})
+    with pytest.raises(StoreError, match="beyond the graph's edge columns"):
+        loading.load(db.store)

@@ -609,7 +609,7 @@ class ClusterDB(MemoryCore):
         if mode != "vector":  # the records' full-text column in PostgreSQL (+ the shards)
             w = check_text_weight(text_weight)
             n = diversity_candidates(k, candidates)
-            rows = self.store.count(name)
+            rows = self.store.approx_count(name)
             extra = ({"max_df": hybrid_max_df(rows)} if mode == "hybrid" else
                      {"max_df": text_max_df(rows), "keep_common": True})
             found = self.store.text_search(name, str(query), k if mode == "text" else n,

@@ -10,7 +10,7 @@ held per key, so a 200k-key index costs 3.2 MB and loads as two arrays.
 >>> ix = PropertyIndex.build([(1, "a"), (2, "b"), (3, "a")])
 >>> ix.candidates("a")
 [1, 3]
->>> ix.move(3, "a", "b"); ix.candidates("b")
+>>> ix.remove(3, "a"); ix.add(3, "b"); ix.candidates("b")
 [2, 3]
 >>> h, ids = ix.arrays(); len(h), sorted(ids.tolist())
 (3, [1, 2, 3])
@@ -95,28 +95,11 @@ class PropertyIndex:
 
     def add(self, nid: int, value: Any) -> None:
         """``nid`` now holds ``value``."""
-        h = key_hash(value)
-        if h is not None:
-            gone = self._removed.get(h)
-            if gone is not None:
-                gone.discard(nid)
-            self._added.setdefault(h, set()).add(nid)
+        _shift(nid, key_hash(value), self._added, self._removed)
 
     def remove(self, nid: int, value: Any) -> None:
         """``nid`` no longer holds ``value``."""
-        h = key_hash(value)
-        if h is not None:
-            more = self._added.get(h)
-            if more is not None:
-                more.discard(nid)
-            self._removed.setdefault(h, set()).add(nid)
-
-    def move(self, nid: int, old: Any, new: Any) -> None:
-        """``nid``'s value changed from ``old`` to ``new`` (either may be None: absent)."""
-        if old is not None:
-            self.remove(nid, old)
-        if new is not None:
-            self.add(nid, new)
+        _shift(nid, key_hash(value), self._removed, self._added)
 
     def forget_nodes(self, nids: np.ndarray) -> None:
         """Drop every entry of the given nodes (their values unknown: used when replaying
@@ -157,3 +140,14 @@ class PropertyIndex:
             dup[1:] = (hs[1:] == hs[:-1]) & (ids[1:] == ids[:-1])
             hs, ids = hs[~dup], ids[~dup]
         return hs, ids
+
+
+def _shift(nid: int, h: int | None, into: dict[int, set[int]], out_of: dict[int, set[int]]
+           ) -> None:
+    """Record ``nid`` under hash ``h`` in ``into`` and take it out of ``out_of``."""
+    if h is None:
+        return
+    other = out_of.get(h)
+    if other is not None:
+        other.discard(nid)
+    into.setdefault(h, set()).add(nid)

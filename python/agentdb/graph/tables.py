@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreError
 
 __all__ = ["CACHE_SIZE", "EdgeTable", "NodeTable"]
 
 #: Property maps kept in memory per table before the oldest are dropped (re-read on demand).
 CACHE_SIZE = 1 << 18
+#: Largest hyperedge id the dense edge columns take (ids are handed out from 1 upwards).
+MAX_EDGE_ID = (1 << 31) - 1
 
 Fetch = Callable[..., dict[int, dict[str, Any]]]
 
@@ -189,6 +191,9 @@ class EdgeTable:
         n = len(self.type_of)
         if top < n:
             return
+        if top > MAX_EDGE_ID:
+            raise StoreError(f"hyperedge id {top} is beyond the graph's edge columns "
+                             f"(ids 1..{MAX_EDGE_ID})")
         size = max(top + 1, 2 * n, 1024)
         for name, fill in (("type_of", -1), ("conf", 0), ("ts", 0), ("flag", 0)):
             old = getattr(self, name)
@@ -202,7 +207,7 @@ class EdgeTable:
         if not len(ids):
             return
         if int(ids.min()) < 1:
-            raise ValueError(f"edge ids must be >= 1, got {int(ids.min())}")
+            raise StoreError(f"hyperedge ids must be >= 1, got {int(ids.min())}")
         self._grow(int(ids.max()))
         self.count += int(np.count_nonzero(self.type_of[ids] < 0))
         self.type_of[ids] = codes

@@ -329,12 +329,8 @@ class AgentDB(MemoryCore):
             m = min(diversity_candidates(k, candidates), n)
             ids, dists = index.search(q, k=m, ef=None if ef is None else max(int(ef), m),
                                       allowed=allowed)
-            keep = [j for j, i in enumerate(ids.tolist()) if i >= 0 and index.contains(i)]
-            ids, dists = ids[keep], dists[keep]
-            if len(ids):
-                vecs = np.stack([index.get_vector(int(i)) for i in ids])
-                order = mmr(q, vecs, k, diversity)
-                ids, dists = ids[order], dists[order]
+            pick = self._diverse_pick("patterns", q, ids.tolist(), k, diversity)
+            ids, dists = ids[pick], dists[pick]
         attrs = col.attrs
         out = []
         with attrs.lock:
@@ -528,10 +524,25 @@ class AgentDB(MemoryCore):
         n = diversity_candidates(k, candidates)
         hits = self._hits(name, q, n, allowed, threshold,
                           None if ef is None else max(int(ef), n))
-        if not hits:
-            return []
-        order = mmr(q, self._vectors(name, [i for i, _ in hits]), k, diversity)
-        return self._results(name, [hits[j] for j in order])
+        pick = self._diverse_pick(name, q, [i for i, _ in hits], k, diversity)
+        return self._results(name, [hits[j] for j in pick])
+
+    def _live_vectors(self, name: str, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """The positions in ``ids`` of the records still stored (others were deleted
+        meanwhile) and their vectors."""
+        col = self._cols[name]
+        pos = [j for j, i in enumerate(ids) if i >= 0
+               and (col.attrs is None or col.index.contains(int(i)))]
+        if not pos:
+            return [], np.zeros((0, self.dim), np.float32)
+        return pos, self._vectors(name, [int(ids[j]) for j in pos])
+
+    def _diverse_pick(self, name: str, q: np.ndarray, ids: Sequence[int], k: int,
+                      diversity: float) -> list[int]:
+        """Positions in ``ids`` of the ``k`` picked by MMR (:mod:`agentdb.engines.diversity`),
+        in pick order."""
+        pos, vecs = self._live_vectors(name, ids)
+        return [pos[j] for j in mmr(q, vecs, k, diversity)]
 
     def _text_search(self, name: str, text: str, q: np.ndarray, k: int, allowed: Any,
                      threshold: float | None, ef: int | None, mode: str, text_weight: float,
@@ -545,7 +556,7 @@ class AgentDB(MemoryCore):
         w = check_text_weight(text_weight)
         n = diversity_candidates(k, candidates)
         col = self._cols[name]
-        rows = len(col.index) if col.attrs is not None else self.count(name)
+        rows = len(col.index) if col.attrs is not None else self.store.approx_count(name)
         filters = {**filters, **({"max_df": hybrid_max_df(rows)} if mode == "hybrid" else
                                  {"max_df": text_max_df(rows), "keep_common": True})}
         found = self.store.text_search(name, text, k if mode == "text" else n, **filters)
@@ -566,13 +577,10 @@ class AgentDB(MemoryCore):
 
     def _distances(self, name: str, q: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine distance of the query to each stored id (ids gone meanwhile are absent)."""
-        col = self._cols[name]
-        if col.attrs is not None:
-            ids = [i for i in ids if col.index.contains(i)]
-        if not ids:
+        pos, vecs = self._live_vectors(name, ids)
+        if not pos:
             return {}
-        vecs = self._vectors(name, ids) if col.attrs is not None else stored_vectors(
-            self.store, name, ids)
+        ids = [ids[j] for j in pos]
         qn = q / max(float(np.linalg.norm(q)), 1e-30)
         vn = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
         return {int(i): float(1.0 - c) for i, c in zip(ids, vn @ qn)}

@@ -423,6 +423,18 @@ class PostgresStore:
         with self._conn() as conn:
             return int(conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(t)).fetchone()[0])
 
+    def approx_count(self, table: str) -> int:
+        """Rows in a collection, from the planner's estimate (``pg_class.reltuples``, no
+        scan) when it says 10,000 or more, else a real ``COUNT(*)``: for thresholds such as
+        a hybrid search's term frequency, paid on every search."""
+        t = self._table(table)
+        with self._conn() as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+                               [t.as_string(conn)]).fetchone()
+            if row is not None and row[0] is not None and float(row[0]) >= 10_000:
+                return int(row[0])
+            return int(conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(t)).fetchone()[0])
+
     def iter_rows(self, table: str, since_gen: int = -1, batch: int = 2000,
                   columns: str = "*") -> Iterator[list[dict[str, Any]]]:
         """Rows with ``gen > since_gen`` in id order, in batches.

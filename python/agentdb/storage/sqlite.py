@@ -500,6 +500,10 @@ class SQLiteStore:
         row = cur.fetchone()
         return None if row is None else _row([d[0] for d in cur.description], row)
 
+    def approx_count(self, table: str) -> int:
+        """Rows in a collection (exact here; ``PostgresStore.approx_count`` estimates)."""
+        return self.count(table)
+
     def count(self, table: str) -> int:
         """Number of rows in a collection."""
         return int(self._reader().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
