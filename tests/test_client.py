@@ -829,3 +829,20 @@ def test_diverse_searches(client) -> None:
     with pytest.raises(ClientError) as exc:
         client.search_patterns(q, k=4, diversity=0.7, rerank="attention")
     assert exc.value.status == 422
+
+
+def test_expiry_dedupe_and_forget(client) -> None:
+    case = {"case": "forget-test"}
+    a = client.store_pattern("a", embedding=_vec(901).tolist(), reward=1.0, metadata=case)
+    near = (_vec(901) + 1e-3).tolist()
+    assert client.store_pattern("b", embedding=near, dedupe=0.99, metadata=case) == a
+    assert client.get_pattern(a)["uses"] == 2
+    e = client.store_episode("e", embedding=_vec(902).tolist(), ttl=0.1)
+    s = client.store_skill("forget_me", embedding=_vec(903).tolist(), ttl=0.1)
+    time.sleep(0.2)
+    removed = client.forget()
+    assert e in removed["episodes"] and s in removed["skills"]
+    assert client.forget("patterns", reward_below=0.6, where=case) == {"patterns": [a]}
+    with pytest.raises(ClientError) as err:
+        client.forget("memories")
+    assert err.value.status == 422

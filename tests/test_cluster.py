@@ -682,3 +682,9 @@ def test_text_and_hybrid_searches_on_the_cluster(cdb):
     from test_hybrid import hybrid_checks
 
     hybrid_checks(cdb)
+
+
+def test_forgetting_on_the_cluster(cdb):
+    from test_forgetting import forgetting_checks
+
+    forgetting_checks(cdb)

@@ -410,3 +410,31 @@ def test_cypher_is_bounded_by_the_call_deadline(start):
     err = call_error(s.stub.Cypher, pb.CypherRequest(query="MATCH (e:Event) RETURN e.i AS i"),
                      metadata=BEARER)
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_rows=10" in err.details()
+
+
+def test_expiry_dedupe_and_forget(start):
+    s = start()
+    first = store(s.stub, "retry uploads", 3, reward=1.0)
+    resp = s.stub.StorePattern(pb.StorePatternRequest(task="retry", embedding=vec(3, 1e-4),
+                                                      reward=0.0, dedupe=0.99), metadata=BEARER)
+    assert resp.id == first and resp.pattern.uses == 2 and resp.pattern.reward == 0.5
+    short = s.stub.StorePattern(pb.StorePatternRequest(task="short", embedding=vec(4), ttl=0.05),
+                                metadata=BEARER)
+    assert short.pattern.HasField("expires_at") and not resp.pattern.HasField("expires_at")
+    err = call_error(s.stub.StorePattern, pb.StorePatternRequest(
+        task="x", embedding=vec(5), expires_at=time.time() - 1), metadata=BEARER)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "past" in err.details()
+    err = call_error(s.stub.StorePattern, pb.StorePatternRequest(
+        task="x", embedding=vec(5), dedupe=2.0), metadata=BEARER)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "dedupe" in err.details()
+    time.sleep(0.1)
+    err = call_error(s.stub.GetPattern, pb.GetPatternRequest(id=short.id), metadata=BEARER)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    out = s.stub.Forget(pb.ForgetRequest(kinds=["patterns"]), metadata=BEARER)
+    assert json.loads(out.removed) == {"patterns": [short.id]}
+    out = s.stub.Forget(pb.ForgetRequest(reward_below=0.6), metadata=BEARER)
+    assert json.loads(out.removed) == {"patterns": [first], "episodes": [], "skills": []}
+    err = call_error(s.stub.Forget, pb.ForgetRequest(kinds=["memories"]), metadata=BEARER)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = call_error(s.stub.Forget, pb.ForgetRequest())
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED

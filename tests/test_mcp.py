@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,26 @@ def test_resources(client_db: Any) -> None:
     assert "agentdb://stats" in uris and "agentdb://skills/recent" in uris
     assert stats["patterns"] == 1 and "path" not in stats
     assert recent["patterns"][0]["task"] == "parse dates"
+
+
+def test_ttl_dedupe_and_forget_tools(client_db: Any) -> None:
+    results = _call(client_db, [
+        ("pattern_store", {"task": "retry uploads", "reward": 1.0}),
+        ("pattern_store", {"task": "retry uploads", "reward": 0.0, "dedupe": 0.95}),
+        ("pattern_store", {"task": "short-lived note", "ttl": 0.05}),
+        ("pattern_store", {"task": "low reward", "reward": -1.0}),
+        ("pattern_store", {"task": "x", "ttl": -1}),
+        ("pattern_store", {"task": "x", "dedupe": 3}),
+    ])
+    first = results[0].structured_content["id"]
+    assert results[1].structured_content["id"] == first
+    assert client_db.get_pattern(first).uses == 2
+    assert results[4].is_error and "ttl" in text(results[4])
+    assert results[5].is_error and "dedupe" in text(results[5])
+    time.sleep(0.1)
+    short, low = (results[i].structured_content["id"] for i in (2, 3))
+    (forgot,) = _call(client_db, [("memory_forget", {"kinds": ["patterns"],
+                                                      "reward_below": 0.0})])
+    assert forgot.structured_content["removed"] == {"patterns": sorted([short, low])}
+    (bad,) = _call(client_db, [("memory_forget", {"kinds": ["memories"]})])
+    assert bad.is_error and "unknown kind" in text(bad)

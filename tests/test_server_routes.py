@@ -15,6 +15,7 @@ except ImportError as exc:  # the server extra
 
 PATHS = [
     ("/health", ["get"]), ("/ready", ["get"]), ("/stats", ["get"]), ("/backup", ["post"]),
+    ("/forget", ["post"]),
     ("/vectors/search", ["post"]), ("/vectors", ["post"]), ("/vectors/{id}", ["delete"]),
     ("/patterns/store", ["post"]), ("/patterns/search", ["post"]),
     ("/patterns/context", ["post"]), ("/patterns/stream", ["get"]),

@@ -11,10 +11,11 @@
     agentdb mcp --db memory.db                 # MCP server over stdio (--http; docs/mcp.md)
     agentdb cluster up --shards 3 --replicas 2  # status | down (docs/cluster.md)
     agentdb backup memory.db memory-copy.db     # while in use; agentdb restore COPY DEST
+    agentdb forget memory.db --reward-below 0   # and every expired record
 
 One module per command group, each with ``register(app)``: :mod:`.records` (init, store, search,
 get, delete, stats, import, export), :mod:`.demo`, :mod:`.serve`, :mod:`.postgres`,
-:mod:`.mcp`, :mod:`.cluster`, :mod:`.migrate`, :mod:`.backup` (backup, restore);
+:mod:`.mcp`, :mod:`.cluster`, :mod:`.migrate`, :mod:`.backup` (backup, restore), :mod:`.forget`;
 :mod:`.common` holds what they share.
 """
 
@@ -32,7 +33,7 @@ def _build_app() -> Any:
     """The typer app with every command (imports typer + rich: the ``cli`` extra)."""
     import typer
 
-    from . import backup, cluster, demo, mcp, migrate, postgres, records, serve
+    from . import backup, cluster, demo, forget, mcp, migrate, postgres, records, serve
 
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="AgentDB: memory for AI agents (SQLite + native HNSW).")
@@ -48,7 +49,7 @@ def _build_app() -> Any:
         # extra); the option is declared here so that --help lists it.
 
     # the order of --help
-    for group in (records, demo, serve, mcp, postgres, cluster, migrate, backup):
+    for group in (records, demo, serve, mcp, postgres, cluster, migrate, backup, forget):
         group.register(app)
     return app
 

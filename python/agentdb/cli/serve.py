@@ -46,6 +46,10 @@ def register(app: typer.Typer) -> None:
         backup_dir: str | None = typer.Option(None, "--backup-dir",
                                               help="Directory POST /backup writes copies of "
                                                    "the store into (off without it)."),
+        forget_every: float | None = typer.Option(
+            None, "--forget-every", min=0.001,
+            help="Seconds between background passes that remove expired records "
+                 "(db.forget(); off without it)."),
         log_level: str = typer.Option("info", "--log-level",
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
@@ -96,6 +100,8 @@ def register(app: typer.Typer) -> None:
 
             env = os.environ.get("AGENTDB_CORS_ORIGIN") or os.environ.get("CORS_ORIGIN") or ""
             cors_origin = [o.strip() for o in env.split(",") if o.strip()]
+        if reload and forget_every is not None:
+            fail("--forget-every does not combine with --reload")
         if reload:
             run_reloading(db, host, port, log_level, access_log, dict(
                 api_keys=None if no_auth else keys, rate_limit_per_minute=rate_limit,
@@ -104,7 +110,8 @@ def register(app: typer.Typer) -> None:
                 replay_buffer=replay_buffer, search_threads=search_threads,
                 backup_dir=backup_dir, **cypher_limits))
             return
-        with open_db(db) as d:
+        with open_db(db, **({} if forget_every is None else {"forget_every": forget_every})
+                     ) as d:
             try:
                 api = create_app(d, api_keys=None if no_auth else keys,
                                  rate_limit_per_minute=rate_limit, max_body_bytes=max_body,

@@ -106,6 +106,7 @@ from ..errors import (
 )
 from ..learning.learner import Learner
 from ..memory.core import MemoryCore
+from ..memory.forgetting import expiry
 from ..memory.validation import (
     KIND,
     as_id,
@@ -347,25 +348,26 @@ class ClusterDB(MemoryCore):
         logged record changes are emitted. Used by every write, including :mod:`.graph`'s."""
         self._check_open()
         seqs: list[int] = []
-        events: list[tuple[str, str, list[int]]] = []
+        events: list[tuple[str, str, list[int], str | None]] = []
 
-        def log_op(collection: str, op: str, ids: Iterable[int], action: str | None = None
-                   ) -> None:
+        def log_op(collection: str, op: str, ids: Iterable[int], action: str | None = None,
+                   reason: str | None = None) -> None:
             ids = list(ids)
             seqs.append(self.log.append(w, collection, op, ids))
             if collection in KIND:  # record events (``action`` defaults by op)
                 events.append((collection, action or ("deleted" if op == "delete"
-                                                      else "updated"), ids))
+                                                      else "updated"), ids, reason))
 
         with self.store.write() as w:
             yield w, log_op
         if seqs:
             with self._lock:
                 self.last_seq = max(self.last_seq, *seqs)
-        for name, action, ids in events:  # the same payloads as the embedded store's
+        for name, action, ids, reason in events:  # the same payloads as the embedded store's
             if action == "deleted":
+                extra = {} if reason is None else {"reason": reason}
                 for i in ids:
-                    self._events.emit(f"{KIND[name]}:deleted", {"id": i})
+                    self._events.emit(f"{KIND[name]}:deleted", {"id": i, **extra})
             else:
                 self._emit_rows(name, ids, action)
 
@@ -418,13 +420,13 @@ class ClusterDB(MemoryCore):
             self.store.delete(w, name, [rid])
             log_op(name, "delete", [rid])
 
-    def _delete_many(self, name: str, ids: list[int]) -> None:
+    def _delete_many(self, name: str, ids: list[int], reason: str | None = None) -> None:
         """Delete records in one logged transaction (events come from the log)."""
         ids = sorted(self.store.existing(name, ids))
         if ids:
             with self.transaction() as (w, log_op):
                 self.store.delete(w, name, ids)
-                log_op(name, "delete", ids)
+                log_op(name, "delete", ids, reason=reason)
 
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
@@ -438,10 +440,20 @@ class ClusterDB(MemoryCore):
                       success: bool = False, session_id: str | None = None,
                       input: str | None = None, output: str | None = None,
                       critique: str | None = None, metadata: dict[str, Any] | None = None,
-                      id: int | None = None) -> int:
-        """Store a pattern (committed to PostgreSQL with its log entry); returns its id."""
+                      id: int | None = None, ttl: Any = None, expires_at: Any = None,
+                      dedupe: float | None = None) -> int:
+        """Store a pattern (committed to PostgreSQL with its log entry); returns its id.
+        ``ttl`` / ``expires_at`` / ``dedupe`` as in :meth:`agentdb.AgentDB.store_pattern`
+        (the duplicate check searches the shards, so two handles storing the same pattern
+        at the same moment may both add it)."""
         values, vec = self._pattern_row(task, embedding, reward, success, session_id, input,
-                                        output, critique, metadata)
+                                        output, critique, metadata, expiry(ttl, expires_at))
+        if dedupe is not None:
+            if id is not None:
+                raise InvalidArgumentError("dedupe and an explicit id do not combine")
+            merged = self._merge_duplicate(values, vec, dedupe)
+            if merged is not None:
+                return merged
         return self._write_rows("patterns", [(values, vec, opt_id(id), None)])[0]
 
     def store_patterns(self, patterns: Iterable[dict[str, Any]]) -> list[int]:
@@ -550,8 +562,9 @@ class ClusterDB(MemoryCore):
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
                     code: str | None = None, success_rate: float = 0.0, uses: int = 0,
                     metadata: dict[str, Any] | None = None, embedding: Any = None,
-                    id: int | None = None) -> int:
-        """Store a skill (unique name); embeds ``"name: description"`` by default."""
+                    id: int | None = None, ttl: Any = None, expires_at: Any = None) -> int:
+        """Store a skill (unique name); embeds ``"name: description"`` by default.
+        ``ttl`` / ``expires_at`` as in :meth:`agentdb.AgentDB.store_skill`."""
         check_text("name", name, required=True)
         for fname, val in (("description", description), ("signature", signature),
                            ("code", code)):
@@ -560,8 +573,10 @@ class ClusterDB(MemoryCore):
             raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
                   "code": code, "success_rate": check_rate(success_rate), "uses": int(uses),
-                  "metadata": check_metadata(metadata)}
+                  "metadata": check_metadata(metadata), "expires_at": expiry(ttl, expires_at)}
         vec = self._vector(embedding, f"{name}: {description or ''}")
+        if len(self.store.filter_ids("skills", expired=True)):
+            self.forget("skills")  # an expired skill's name is free again
         return self._write_rows("skills", [(values, vec, opt_id(id), None)])[0]
 
     def get_skill(self, id_or_name: int | str) -> Skill:

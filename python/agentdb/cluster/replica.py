@@ -72,10 +72,11 @@ def _meta(m: Any) -> dict[str, Any]:
 def _set_columns(cols: FilterColumns, name: str, rid: int, row: dict[str, Any]) -> None:
     """The filter columns of one record row (skills filter on their success rate)."""
     if name == "skills":
-        cols.set(rid, row["success_rate"], False, None, _meta(row["metadata"]))
+        cols.set(rid, row["success_rate"], False, None, _meta(row["metadata"]),
+                 row.get("expires_at"))
     else:
         cols.set(rid, row["reward"], bool(row["success"]), row["session_id"],
-                 _meta(row["metadata"]))
+                 _meta(row["metadata"]), row.get("expires_at"))
 
 
 class ShardReplica:
@@ -155,15 +156,15 @@ class ShardReplica:
             owned = set(ids[mask].tolist())
             cols = FilterColumns()
             if name == "skills":
-                for rid, rate, meta in self._store.scalar_columns(name, ("success_rate",
-                                                                         "metadata")):
+                for rid, rate, meta, exp in self._store.scalar_columns(
+                        name, ("success_rate", "metadata", "expires_at")):
                     if rid in owned:
-                        cols.set(rid, rate, False, None, _meta(meta))
+                        cols.set(rid, rate, False, None, _meta(meta), exp)
             else:
-                for rid, reward, success, session, meta in self._store.scalar_columns(
-                        name, ("reward", "success", "session_id", "metadata")):
+                for rid, reward, success, session, meta, exp in self._store.scalar_columns(
+                        name, ("reward", "success", "session_id", "metadata", "expires_at")):
                     if rid in owned:
-                        cols.set(rid, reward, bool(success), session, _meta(meta))
+                        cols.set(rid, reward, bool(success), session, _meta(meta), exp)
             indexes[name], attrs[name] = index, cols
         graph = GraphSlice(self._owned_mask)
         batch: dict[int, tuple[str, list[int], list[int], float, float, dict[str, Any]]] = {}
@@ -207,7 +208,8 @@ class ShardReplica:
                 owned = ids[self._owned_mask(ids)]
                 index, cols = self.indexes[name], self.attrs[name]
                 ups = [int(i) for i in owned if ops[int(i)] == "upsert"]
-                rows = self._store.get(name, ups) if ups else {}
+                # expired rows too: their columns carry the expiry the searches check
+                rows = self._store.get(name, ups, expired=True) if ups else {}
                 add_ids = [i for i in ups if i in rows]
                 if add_ids:
                     index.add(np.asarray(add_ids, np.int64),
@@ -317,7 +319,8 @@ class ShardReplica:
         f = filters or {}
         allowed = None
         if any(f.get(key) not in (None, {}) for key in ("min_reward", "success", "session_id",
-                                                          "where")):
+                                                          "where")) or \
+                self.attrs[collection].has_expired(time.time()):  # expired: left out
             allowed = self.attrs[collection].select(f.get("min_reward"), f.get("success"),
                                                     f.get("session_id"), f.get("where") or None)
             if allowed.size == 0:
@@ -368,7 +371,7 @@ class ShardReplica:
                 if gained.any():
                     index.add(all_ids[gained], vecs[gained])
                     for i, row in self._store.get(name, all_ids[gained].tolist(),
-                                                  with_embedding=False).items():
+                                                  with_embedding=False, expired=True).items():
                         _set_columns(self.attrs[name], name, i, row)
                     loaded += int(gained.sum())
             if not grown:  # the edges touching the nodes it gained

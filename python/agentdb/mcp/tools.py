@@ -90,12 +90,15 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
     def pattern_store(task: str, reward: float = 0.0, success: bool = False,
                       session_id: str | None = None, critique: str | None = None,
                       input: str | None = None, output: str | None = None,  # noqa: A002
-                      metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                      metadata: dict[str, Any] | None = None, ttl: float | None = None,
+                      dedupe: float | None = None) -> dict[str, Any]:
         """Store a reasoning pattern: what the agent did (task), how well it went (reward in
         [-1, 1], success), optional input/output/critique, session id and JSON metadata.
-        Returns its id."""
+        ttl: seconds until it expires. dedupe (e.g. 0.95): fold it into a stored pattern at
+        least that similar instead (its uses + 1, reward averaged). Returns its id."""
         pid = db.store_pattern(task, reward=reward, success=success, session_id=session_id,
-                               critique=critique, input=input, output=output, metadata=metadata)
+                               critique=critique, input=input, output=output, metadata=metadata,
+                               ttl=ttl, dedupe=dedupe)
         return {"id": pid}
 
     @tool(read_only)
@@ -139,6 +142,16 @@ def register(server: Any, db: Any, *, allow_writes: bool = False) -> None:
         """Delete one pattern by id."""
         db.delete_pattern(id)
         return {"deleted": id}
+
+    @tool(destructive)
+    def memory_forget(kinds: list[str] | None = None, older_than: float | None = None,
+                      reward_below: float | None = None, unused_for: float | None = None,
+                      where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Remove expired memories for good and, when criteria are given, the memories that
+        meet all of them: older_than / unused_for in seconds, reward_below, a metadata where.
+        kinds: patterns, episodes, skills (default all). Returns the removed ids per kind."""
+        return {"removed": db.forget(kinds, older_than=older_than, reward_below=reward_below,
+                                     unused_for=unused_for, where=where)}
 
     # ---- episodes (Reflexion) ----------------------------------------------------------------
     @tool(writes)

@@ -106,12 +106,13 @@ class Collections:
             return m if isinstance(m, dict) else json.loads(m)
 
         if name == "skills":  # the reward column holds the success rate
-            for rid, rate, meta in self.store.scalar_columns(name, ("success_rate", "metadata")):
-                attrs.set(rid, rate, False, None, meta_of(meta))
+            for rid, rate, meta, exp in self.store.scalar_columns(
+                    name, ("success_rate", "metadata", "expires_at")):
+                attrs.set(rid, rate, False, None, meta_of(meta), exp)
         else:
-            for rid, reward, success, session, meta in self.store.scalar_columns(
-                    name, ("reward", "success", "session_id", "metadata")):
-                attrs.set(rid, reward, bool(success), session, meta_of(meta))
+            for rid, reward, success, session, meta, exp in self.store.scalar_columns(
+                    name, ("reward", "success", "session_id", "metadata", "expires_at")):
+                attrs.set(rid, reward, bool(success), session, meta_of(meta), exp)
         return attrs
 
     def _open(self, name: str) -> Collection:
@@ -136,7 +137,7 @@ class Collections:
                 status = "loaded"
             except (ValueError, OSError) as exc:
                 index, status = None, f"rebuilt ({exc})"
-        elif not self.store.memory and self.store.count(name):
+        elif not self.store.memory and self.store.count(name, expired=True):
             status = "rebuilt (index file missing)"
         if index is None:
             index, since = self._new_index(), -1
@@ -146,7 +147,8 @@ class Collections:
                 index.remove([rid])
                 changed += 1
         changed += self._replay(name, index, since)
-        if len(index) != self.store.count(name):  # should not happen; never serve a wrong index
+        # should not happen; never serve a wrong index
+        if len(index) != self.store.count(name, expired=True):
             index = self._new_index()
             self._replay(name, index, -1)
             status = "rebuilt (count mismatch)"
@@ -163,7 +165,7 @@ class Collections:
     def _replay(self, name: str, index: Any, since: int) -> int:
         """Add the rows written after generation ``since``; returns how many."""
         count = 0
-        total = self.store.count(name) if since < 0 else None
+        total = self.store.count(name, expired=True) if since < 0 else None
         with progress_bar(total or 0, f"indexing {name}",
                           enabled=self._progress if (total or 0) >= 20_000 else False
                           ) as advance:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from ..storage.records import (
     check_reward,
     check_vector,
 )
+from .forgetting import check_dedupe, expiry, forget_filters, merged_reward
 from .validation import (
     KIND,
     TEXT_FIELDS,
@@ -123,14 +126,16 @@ class MemoryCore:
 
     def _pattern_row(self, task: str, embedding: Any, reward: Any, success: Any,
                      session_id: Any, input: Any, output: Any, critique: Any,
-                     metadata: Any) -> tuple[dict[str, Any], np.ndarray]:
+                     metadata: Any, expires_at: float | None = None
+                     ) -> tuple[dict[str, Any], np.ndarray]:
         check_text("task", task, required=True)
         for fname, val in (("session_id", session_id), ("input", input), ("output", output),
                            ("critique", critique)):
             check_text(fname, val)
         values = {"task": task, "reward": check_reward(reward), "success": check_success(success),
                   "session_id": session_id, "input": input, "output": output,
-                  "critique": critique, "metadata": check_metadata(metadata)}
+                  "critique": critique, "metadata": check_metadata(metadata),
+                  "expires_at": expires_at}
         return values, self._vector(embedding, None if embedding is not None else task)
 
     def _pattern_rows(self, patterns: Iterable[dict[str, Any]]
@@ -147,7 +152,14 @@ class MemoryCore:
                 values, vec = self._pattern_row(
                     p.pop("task", None), p.pop("embedding", None), p.pop("reward", 0.0),
                     p.pop("success", False), p.pop("session_id", None), p.pop("input", None),
-                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None))
+                    p.pop("output", None), p.pop("critique", None), p.pop("metadata", None),
+                    expiry(p.pop("ttl", None), p.pop("expires_at", None)))
+                uses = p.pop("uses", None)
+                if uses is not None:
+                    if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or \
+                            uses < 1:
+                        raise InvalidArgumentError(f"uses must be an integer >= 1, got {uses!r}")
+                    values["uses"] = int(uses)
                 rid = opt_id(p.pop("id", None))
                 created = opt_time(p.pop("created_at", None))
                 p.pop("updated_at", None)
@@ -191,9 +203,11 @@ class MemoryCore:
                        reward: float = UNSET, success: bool = UNSET,
                        session_id: str | None = UNSET, input: str | None = UNSET,
                        output: str | None = UNSET, critique: str | None = UNSET,
-                       metadata: dict[str, Any] | None = UNSET) -> Pattern:
+                       metadata: dict[str, Any] | None = UNSET, ttl: Any = UNSET,
+                       expires_at: Any = UNSET) -> Pattern:
         """Change some fields of a pattern; returns the updated record. A new ``task``
-        without an ``embedding`` is re-embedded.
+        without an ``embedding`` is re-embedded. ``ttl`` (seconds from now) or
+        ``expires_at`` (epoch seconds; None: never) sets when it expires.
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_pattern("t")
@@ -204,6 +218,7 @@ class MemoryCore:
         self._get("patterns", rid)
         values = pattern_changes(task, reward, success, session_id, input, output, critique,
                                   metadata)
+        values.update(_expiry_change(ttl, expires_at))
         vec = None
         if embedding is not None:
             vec = check_vector(embedding, self.dim)
@@ -369,6 +384,7 @@ class MemoryCore:
             raise InvalidTypeError("skills must be a list of skill names")
         values["skills"] = json.dumps(list(dict.fromkeys(skills)))  # each skill counted once
         values["metadata"] = check_metadata(e.pop("metadata", None))
+        values["expires_at"] = expiry(e.pop("ttl", None), e.pop("expires_at", None))
         emb = e.pop("embedding", None)
         return values, self._vector(emb, None if emb is not None else task)
 
@@ -400,9 +416,11 @@ class MemoryCore:
                       input: str | None = None, output: str | None = None,
                       critique: str | None = None, latency_ms: float | None = None,
                       tokens: int | None = None, skills: Sequence[str] | None = None,
-                      metadata: dict[str, Any] | None = None, id: int | None = None) -> int:
+                      metadata: dict[str, Any] | None = None, id: int | None = None,
+                      ttl: Any = None, expires_at: Any = None) -> int:
         """Store a Reflexion episode; returns its id. Each skill named in ``skills`` has its
-        ``uses`` and running ``success_rate`` updated in the same transaction.
+        ``uses`` and running ``success_rate`` updated in the same transaction. ``ttl`` /
+        ``expires_at``: when it expires, as in ``store_pattern``.
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=16)
@@ -415,7 +433,7 @@ class MemoryCore:
             "task": task, "embedding": embedding, "reward": reward, "success": success,
             "session_id": session_id, "input": input, "output": output, "critique": critique,
             "latency_ms": latency_ms, "tokens": tokens, "skills": skills,
-            "metadata": metadata, "id": id}])[0]
+            "metadata": metadata, "id": id, "ttl": ttl, "expires_at": expires_at}])[0]
 
     def get_episode(self, id: int) -> Episode:
         """An episode by id (``KeyError`` if unknown).
@@ -430,9 +448,11 @@ class MemoryCore:
     def update_episode(self, id: int, *, reward: float = UNSET, success: bool = UNSET,
                        critique: str | None = UNSET, output: str | None = UNSET,
                        latency_ms: float | None = UNSET, tokens: int | None = UNSET,
-                       metadata: dict[str, Any] | None = UNSET) -> Episode:
+                       metadata: dict[str, Any] | None = UNSET, ttl: Any = UNSET,
+                       expires_at: Any = UNSET) -> Episode:
         """Change the outcome fields of an episode (its task and skills stay); returns the
-        updated record and fires ``episode:updated``.
+        updated record and fires ``episode:updated``. ``ttl`` / ``expires_at`` as in
+        :meth:`update_pattern`.
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); i = db.store_episode("t")
@@ -449,6 +469,7 @@ class MemoryCore:
                 probe[fname] = val
         values, _ = self._episode_row(dict(probe))  # the same validation as store_episode
         changed = {k: values[k] for k in probe if k not in ("task", "embedding")}
+        changed.update(_expiry_change(ttl, expires_at))
         return self._update("episodes", rid, changed, None)
 
     def delete_episode(self, id: int) -> None:
@@ -488,8 +509,10 @@ class MemoryCore:
                      description: str = UNSET, signature: str | None = UNSET,
                      code: str | None = UNSET, success_rate: float = UNSET,
                      uses: int = UNSET, metadata: dict[str, Any] | None = UNSET,
-                     embedding: Any = None) -> Skill:
+                     embedding: Any = None, ttl: Any = UNSET, expires_at: Any = UNSET
+                     ) -> Skill:
         """Change some fields of a skill; a new name or description is re-embedded.
+        ``ttl`` / ``expires_at`` as in :meth:`update_pattern`.
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); _ = db.store_skill("s")
@@ -512,6 +535,7 @@ class MemoryCore:
             values["uses"] = int(uses)
         if metadata is not UNSET:
             values["metadata"] = check_metadata(metadata)
+        values.update(_expiry_change(ttl, expires_at))
         if "name" in values and values["name"] != old.name and \
                 self.store.find("skills", "name", values["name"]) is not None:
             raise ConflictError(f"skill with name {values['name']!r} already exists")
@@ -605,16 +629,84 @@ class MemoryCore:
             self._delete_many("patterns", ids)
         return len(ids)
 
-    def _delete_many(self, name: str, ids: list[int]) -> None:
-        """Delete existing records (an engine may do it in one transaction)."""
+    def _delete_many(self, name: str, ids: list[int], reason: str | None = None) -> None:
+        """Delete existing records (an engine may do it in one transaction; ``reason`` goes
+        into the events when given)."""
         for rid in ids:
             try:
                 self._delete(name, rid)
             except NotFoundError:  # deleted meanwhile by another writer
                 continue
 
+    def forget(self, kinds: str | Sequence[str] | None = None, *, older_than: Any = None,
+               reward_below: float | None = None, unused_for: Any = None,
+               where: dict[str, Any] | None = None) -> dict[str, list[int]]:
+        """Remove expired records for good and, when criteria are given, the records that
+        meet all of them; returns the removed ids per kind. ``kinds``: a kind or a list of
+        them (default: patterns, episodes and skills). Criteria: ``older_than`` (seconds or
+        a ``timedelta``: stored that long ago), ``reward_below`` (the success rate for
+        skills), ``unused_for`` (not updated for that long: a near-duplicate merge
+        (``store_pattern(dedupe=...)``), an update or a skill's recorded use counts as use)
+        and a metadata ``where``. One ``<kind>:deleted`` event per record, with ``reason``
+        ``"expired"`` or ``"forgotten"``. ``open(..., forget_every=seconds)`` runs the
+        expired part in the background.
+
+        >>> from agentdb import AgentDB
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> a = db.store_pattern("a", reward=-0.5); b = db.store_pattern("b", reward=0.9)
+        >>> db.forget("patterns", reward_below=0)
+        {'patterns': [1]}
+        """
+        self._check_open()
+        now = time.time()
+        kinds_t, crit = forget_filters(kinds, older_than, reward_below, unused_for, where, now)
+        out: dict[str, list[int]] = {}
+        for kind in kinds_t:
+            expired = [int(i) for i in self.store.filter_ids(kind, expired=True)]
+            chosen = [] if crit is None else [
+                int(i) for i in self.store.filter_ids(kind, **crit)]
+            if expired:
+                self._delete_many(kind, expired, reason="expired")
+            if chosen:
+                self._delete_many(kind, chosen, reason="forgotten")
+            out[kind] = sorted(expired + chosen)
+        return out
+
+    def _dedupe_guard(self) -> AbstractContextManager[Any]:
+        """What makes the duplicate check and the write one step (an engine's write lock)."""
+        return nullcontext()
+
+    def _merge_duplicate(self, values: dict[str, Any], vec: np.ndarray,
+                         dedupe: Any) -> int | None:
+        """``store_pattern(dedupe=...)``: fold the new pattern into the most similar stored
+        one when their cosine similarity is at least ``dedupe`` -- one more use, the reward
+        the running mean, the new success flag, texts the new ones where given, metadata
+        merged (new keys win), the new expiry if one was given -- and return its id; None
+        when none is that close (or ``dedupe`` is None)."""
+        threshold = check_dedupe(dedupe)
+        if threshold is None:
+            return None
+        hits = self.search_patterns(vec, 1, threshold=threshold, adapt=False)
+        if not hits:
+            return None
+        old = hits[0].record
+        changes: dict[str, Any] = {
+            "uses": int(old.uses) + 1,
+            "reward": merged_reward(old.reward, old.uses, values["reward"]),
+            "success": values["success"],
+            "metadata": json.dumps({**old.metadata, **json.loads(values["metadata"])},
+                                   allow_nan=False, ensure_ascii=False),
+        }
+        for fname in ("input", "output", "critique"):
+            if values.get(fname) is not None:
+                changes[fname] = values[fname]
+        if values.get("expires_at") is not None:
+            changes["expires_at"] = values["expires_at"]
+        self._update("patterns", old.id, changes, None)
+        return int(old.id)
+
     def iter_records(self, kind: str, batch: int = 2000) -> Iterable[Any]:
-        """Every record of a kind, in id order (with embeddings).
+        """Every unexpired record of a kind, in id order (with embeddings).
 
         >>> from agentdb import AgentDB
         >>> db = AgentDB(":memory:", dim=8); _ = db.store_pattern("t")
@@ -623,6 +715,23 @@ class MemoryCore:
         """
         check_kind(kind)
         for rows in self.store.iter_rows(kind, batch=batch):
+            now = time.time()
             for row in rows:
-                yield to_record(kind, row)
+                exp = row.get("expires_at")
+                if exp is None or exp > now:
+                    yield to_record(kind, row)
 
+
+def _expiry_change(ttl: Any, expires_at: Any) -> dict[str, Any]:
+    """The ``expires_at`` column change of an update (none when both are ``UNSET``;
+    ``expires_at=None`` clears the expiry)."""
+    if ttl is UNSET and expires_at is UNSET:
+        return {}
+    if ttl is not UNSET and expires_at is not UNSET:
+        raise InvalidArgumentError("give ttl or expires_at, not both")
+    if ttl is not UNSET:
+        if ttl is None:
+            raise InvalidArgumentError("ttl must be a number of seconds (use expires_at=None "
+                                       "to clear the expiry)")
+        return {"expires_at": expiry(ttl=ttl)}
+    return {"expires_at": expiry(expires_at=expires_at)}

@@ -47,6 +47,7 @@ from ..storage.filters import where_sql
 from ..storage.records import SearchResult, Skill, check_metadata, check_reward
 from .collections import Collections
 from .core import MemoryCore
+from .forgetting import Forgetter, expiry
 from .locations import (
     existing_pg_meta,
     existing_sqlite_meta,
@@ -100,6 +101,7 @@ class AgentDB(MemoryCore):
         mirror_schema: str = "public",
         mirror_prefix: str = "",
         learning: bool | dict[str, Any] | None = None,
+        forget_every: float | None = None,
     ) -> None:
         if backend is None and str(path).startswith(("postgresql://", "postgres://")):
             backend = "postgres"  # agentdb.open("postgresql://...")
@@ -201,6 +203,12 @@ class AgentDB(MemoryCore):
         except BaseException:
             self.store.close()
             raise
+        self._forgetter: Forgetter | None = None
+        if forget_every is not None:
+            if readonly:
+                self.store.close()
+                raise InvalidArgumentError("forget_every needs a writable store")
+            self._forgetter = Forgetter(self, forget_every)
         if not self.store.memory and not readonly:
             ref = weakref.ref(self)
             atexit.register(lambda: (db := ref()) is not None and db.close())
@@ -249,6 +257,8 @@ class AgentDB(MemoryCore):
         """
         if self._closed:
             return
+        if self._forgetter is not None:
+            self._forgetter.stop()
         try:
             self.checkpoint()
             if self._mirror is not None:
@@ -339,6 +349,7 @@ class AgentDB(MemoryCore):
                 p = pos.get(i) if i >= 0 else None
                 if p is None or (threshold is not None and 1.0 - d < threshold):
                     continue  # padding, deleted meanwhile, or below the threshold
+                d = min(max(d, 0.0), 2.0)  # float32 rounding at an exact match
                 out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
         return out
 
@@ -391,10 +402,11 @@ class AgentDB(MemoryCore):
                 for (values, _, _, _), rid in zip(rows, added):
                     if name == "skills":
                         col.attrs.set(rid, values["success_rate"], False, None,
-                                      json.loads(values["metadata"]))
+                                      json.loads(values["metadata"]), values.get("expires_at"))
                     else:
                         col.attrs.set(rid, values["reward"], bool(values["success"]),
-                                      values.get("session_id"), json.loads(values["metadata"]))
+                                      values.get("session_id"), json.loads(values["metadata"]),
+                                      values.get("expires_at"))
         return added
 
     def _insert_rows(self, w: Any, name: str,
@@ -450,8 +462,9 @@ class AgentDB(MemoryCore):
                 col.attrs.remove(rid)
         self._events.emit(f"{KIND[name]}:deleted", {"id": rid})
 
-    def _delete_many(self, name: str, ids: list[int]) -> None:
-        """Delete records in one transaction (ids that vanished meanwhile are skipped)."""
+    def _delete_many(self, name: str, ids: list[int], reason: str | None = None) -> None:
+        """Delete records in one transaction (ids that vanished meanwhile are skipped); the
+        events carry ``reason`` when given."""
         self._check_open()
         col = self._cols[name]
         with self._lock:
@@ -465,8 +478,12 @@ class AgentDB(MemoryCore):
             if col.attrs is not None:
                 for rid in ids:
                     col.attrs.remove(rid)
+        extra = {} if reason is None else {"reason": reason}
         for rid in ids:
-            self._events.emit(f"{KIND[name]}:deleted", {"id": rid})
+            self._events.emit(f"{KIND[name]}:deleted", {"id": rid, **extra})
+
+    def _dedupe_guard(self) -> threading.RLock:
+        return self._lock
 
     def _update(self, name: str, rid: int, values: dict[str, Any],
                 vec: np.ndarray | None) -> Any:
@@ -494,9 +511,10 @@ class AgentDB(MemoryCore):
         if attrs is None:
             return
         if name == "skills":
-            attrs.set(rec.id, rec.success_rate, False, None, rec.metadata)
+            attrs.set(rec.id, rec.success_rate, False, None, rec.metadata, rec.expires_at)
         else:
-            attrs.set(rec.id, rec.reward, rec.success, rec.session_id, rec.metadata)
+            attrs.set(rec.id, rec.reward, rec.success, rec.session_id, rec.metadata,
+                      rec.expires_at)
 
     def _search(self, name: str, query: str | Any, k: int, allowed: np.ndarray | None,
                 threshold: float | None, ef: int | None, adapt: bool = False,
@@ -613,9 +631,14 @@ class AgentDB(MemoryCore):
 
     def _allowed(self, name: str, min_reward: float | None, success: bool | None,
                  session_id: str | None, where: dict[str, Any] | None) -> np.ndarray | None:
-        """Sorted ids passing the filters (from in-memory columns), or None for no filter."""
+        """Sorted ids passing the filters (from in-memory columns), or None for no filter
+        (expired records are left out: by the in-memory columns, or in SQL for pgvector)."""
         if min_reward is None and success is None and session_id is None and not where:
-            return {} if self._cols[name].attrs is None else None
+            attrs = self._cols[name].attrs
+            if attrs is None:
+                return {}
+            return attrs.select(None, None, None, None) if attrs.has_expired(time.time()) \
+                else None
         if where:
             where_sql(where)  # validates keys and operators with the documented errors
         if min_reward is not None:
@@ -635,17 +658,37 @@ class AgentDB(MemoryCore):
                       success: bool = False, session_id: str | None = None,
                       input: str | None = None, output: str | None = None,
                       critique: str | None = None, metadata: dict[str, Any] | None = None,
-                      id: int | None = None) -> int:
+                      id: int | None = None, ttl: Any = None, expires_at: Any = None,
+                      dedupe: float | None = None) -> int:
         """Store a reasoning pattern; returns its id. The task text is embedded unless an
         ``embedding`` is given. ``reward`` must be in [-1, 1].
+
+        ``ttl`` (seconds or a ``timedelta``) or ``expires_at`` (epoch seconds or a
+        ``datetime``): the pattern is invisible from then on and removed by
+        :meth:`forget`. ``dedupe=0.95``: when a stored pattern is at least that similar
+        (cosine), it absorbs this one instead (one more ``uses``, the reward their running
+        mean; see :meth:`_merge_duplicate`) and its id comes back, with a
+        ``pattern:updated`` event.
 
         >>> db = AgentDB(":memory:", dim=16)
         >>> db.store_pattern("cache API responses", reward=0.8, success=True) >= 1
         True
+        >>> a = db.store_pattern("retry", reward=1.0); b = db.store_pattern("retry", dedupe=0.95)
+        >>> a == b, db.get_pattern(a).uses, db.get_pattern(a).reward
+        (True, 2, 0.5)
         """
         values, vec = self._pattern_row(task, embedding, reward, success, session_id, input,
-                                        output, critique, metadata)
-        rid = self._write_rows("patterns", [(values, vec, opt_id(id), None)])[0]
+                                        output, critique, metadata, expiry(ttl, expires_at))
+        if dedupe is not None:
+            if id is not None:
+                raise InvalidArgumentError("dedupe and an explicit id do not combine")
+            with self._dedupe_guard():
+                merged = self._merge_duplicate(values, vec, dedupe)
+                if merged is not None:
+                    return merged
+                rid = self._write_rows("patterns", [(values, vec, None, None)])[0]
+        else:
+            rid = self._write_rows("patterns", [(values, vec, opt_id(id), None)])[0]
         self._emit_rows("patterns", [rid])
         return rid
 
@@ -840,8 +883,11 @@ class AgentDB(MemoryCore):
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
                     code: str | None = None, success_rate: float = 0.0, uses: int = 0,
                     metadata: dict[str, Any] | None = None, embedding: Any = None,
-                    id: int | None = None, created_at: float | None = None) -> int:
+                    id: int | None = None, created_at: float | None = None,
+                    ttl: Any = None, expires_at: Any = None) -> int:
         """Store a skill (names are unique); embeds ``"name: description"`` by default.
+        ``ttl`` / ``expires_at`` as in :meth:`store_pattern` (an expired skill's name is
+        free again: the expired skills are forgotten first).
 
         >>> db = AgentDB(":memory:", dim=16)
         >>> db.store_skill("grep", "search files") >= 1
@@ -856,8 +902,10 @@ class AgentDB(MemoryCore):
             raise InvalidArgumentError(f"uses must be an integer >= 0, got {uses!r}")
         values = {"name": name, "description": description or "", "signature": signature,
                   "code": code, "success_rate": rate, "uses": int(uses),
-                  "metadata": check_metadata(metadata)}
+                  "metadata": check_metadata(metadata), "expires_at": expiry(ttl, expires_at)}
         vec = self._vector(embedding, f"{name}: {description or ''}")
+        if not self.readonly and len(self.store.filter_ids("skills", expired=True)):
+            self.forget("skills")
         rid = self._write_rows("skills",
                                [(values, vec, opt_id(id), opt_time(created_at))])[0]
         self._emit_rows("skills", [rid])
@@ -948,7 +996,8 @@ def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB: 
     (``"full"``/``"normal"``), ``M``, ``ef_construction``, ``ef_search``, ``threads``,
     ``precision`` (what the index walk reads: ``"mixed"`` -- binary16, the default --,
     ``"int8"`` -- a quarter of float32's bytes -- or ``"f32"``; results are re-ranked in
-    float32 either way), ``progress``.
+    float32 either way), ``progress``, ``forget_every`` (seconds between background
+    :meth:`~agentdb.memory.core.MemoryCore.forget` passes that remove expired records).
 
     PostgreSQL (the ``postgres`` extra): ``backend="postgres"`` with ``url=`` (or the
     environment: ``AGENTDB_BACKEND=postgres`` and ``AGENTDB_POSTGRES_URL``; a

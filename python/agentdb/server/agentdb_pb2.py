@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ragentdb.proto\x12\nagentdb.v1\"\x9b\x02\n\x07Pattern\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x17\n\nsession_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05input\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06output\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x63ritique\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x08metadata\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nupdated_at\x18\x0b \x01(\x01\x12\x11\n\tembedding\x18\x0c \x03(\x02\x42\r\n\x0b_session_idB\x08\n\x06_inputB\t\n\x07_outputB\x0b\n\t_critique\"\xf3\x01\n\x13StorePatternRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x11\n\tembedding\x18\x02 \x03(\x02\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x17\n\nsession_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05input\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06output\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x63ritique\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x08metadata\x18\t \x01(\tB\r\n\x0b_session_idB\x08\n\x06_inputB\t\n\x07_outputB\x0b\n\t_critique\"H\n\x14StorePatternResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12$\n\x07pattern\x18\x02 \x01(\x0b\x32\x13.agentdb.v1.Pattern\":\n\x11GetPatternRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x19\n\x11include_embedding\x18\x02 \x01(\x08\"\"\n\x14\x44\x65letePatternRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"\x17\n\x15\x44\x65letePatternResponse\"\xf9\x02\n\x15SearchPatternsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x0f\n\x02\x65\x66\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nmin_reward\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0csuccess_only\x18\x06 \x01(\x08\x12\x17\n\nsession_id\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\r\n\x05where\x18\x08 \x01(\t\x12\x16\n\tthreshold\x18\t \x01(\x01H\x03\x88\x01\x01\x12\x0c\n\x04mode\x18\n \x01(\t\x12\x18\n\x0btext_weight\x18\x0b \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tdiversity\x18\x0c \x01(\x01H\x05\x88\x01\x01\x12\x17\n\ncandidates\x18\r \x01(\x05H\x06\x88\x01\x01\x42\x05\n\x03_efB\r\n\x0b_min_rewardB\r\n\x0b_session_idB\x0c\n\n_thresholdB\x0e\n\x0c_text_weightB\x0c\n\n_diversityB\r\n\x0b_candidates\"\x81\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x10\n\x08\x64istance\x18\x03 \x01(\x01\x12$\n\x07pattern\x18\x04 \x01(\x0b\x32\x13.agentdb.v1.Pattern\x12\x12\n\x05score\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_score\"@\n\x16SearchPatternsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.agentdb.v1.SearchHit\".\n\rCypherRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x01(\t\"/\n\x0e\x43ypherResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x0c\n\x04rows\x18\x02 \x01(\t\"\x0e\n\x0cStatsRequest\"\x1d\n\rStatsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"A\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08patterns\x18\x03 \x01(\x03\"T\n\x15StreamPatternsRequest\x12\x1a\n\rlast_event_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05kinds\x18\x02 \x03(\tB\x10\n\x0e_last_event_id\"7\n\x0cPatternEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t2\xde\x04\n\x07\x41gentDB\x12Q\n\x0cStorePattern\x12\x1f.agentdb.v1.StorePatternRequest\x1a .agentdb.v1.StorePatternResponse\x12@\n\nGetPattern\x12\x1d.agentdb.v1.GetPatternRequest\x1a\x13.agentdb.v1.Pattern\x12W\n\x0eSearchPatterns\x12!.agentdb.v1.SearchPatternsRequest\x1a\".agentdb.v1.SearchPatternsResponse\x12T\n\rDeletePattern\x12 .agentdb.v1.DeletePatternRequest\x1a!.agentdb.v1.DeletePatternResponse\x12?\n\x06\x43ypher\x12\x19.agentdb.v1.CypherRequest\x1a\x1a.agentdb.v1.CypherResponse\x12<\n\x05Stats\x12\x18.agentdb.v1.StatsRequest\x1a\x19.agentdb.v1.StatsResponse\x12?\n\x06Health\x12\x19.agentdb.v1.HealthRequest\x1a\x1a.agentdb.v1.HealthResponse\x12O\n\x0eStreamPatterns\x12!.agentdb.v1.StreamPatternsRequest\x1a\x18.agentdb.v1.PatternEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ragentdb.proto\x12\nagentdb.v1\"\xd1\x02\n\x07Pattern\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x17\n\nsession_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05input\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06output\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x63ritique\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x08metadata\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nupdated_at\x18\x0b \x01(\x01\x12\x11\n\tembedding\x18\x0c \x03(\x02\x12\x0c\n\x04uses\x18\r \x01(\x03\x12\x17\n\nexpires_at\x18\x0e \x01(\x01H\x04\x88\x01\x01\x42\r\n\x0b_session_idB\x08\n\x06_inputB\t\n\x07_outputB\x0b\n\t_critiqueB\r\n\x0b_expires_at\"\xd5\x02\n\x13StorePatternRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x11\n\tembedding\x18\x02 \x03(\x02\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x17\n\nsession_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05input\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06output\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x63ritique\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x08metadata\x18\t \x01(\t\x12\x10\n\x03ttl\x18\n \x01(\x01H\x04\x88\x01\x01\x12\x17\n\nexpires_at\x18\x0b \x01(\x01H\x05\x88\x01\x01\x12\x13\n\x06\x64\x65\x64upe\x18\x0c \x01(\x01H\x06\x88\x01\x01\x42\r\n\x0b_session_idB\x08\n\x06_inputB\t\n\x07_outputB\x0b\n\t_critiqueB\x06\n\x04_ttlB\r\n\x0b_expires_atB\t\n\x07_dedupe\"\xa9\x01\n\rForgetRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\x12\x17\n\nolder_than\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0creward_below\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nunused_for\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05where\x18\x05 \x01(\tB\r\n\x0b_older_thanB\x0f\n\r_reward_belowB\r\n\x0b_unused_for\"!\n\x0e\x46orgetResponse\x12\x0f\n\x07removed\x18\x01 \x01(\t\"H\n\x14StorePatternResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12$\n\x07pattern\x18\x02 \x01(\x0b\x32\x13.agentdb.v1.Pattern\":\n\x11GetPatternRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x19\n\x11include_embedding\x18\x02 \x01(\x08\"\"\n\x14\x44\x65letePatternRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"\x17\n\x15\x44\x65letePatternResponse\"\xf9\x02\n\x15SearchPatternsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x0f\n\x02\x65\x66\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nmin_reward\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0csuccess_only\x18\x06 \x01(\x08\x12\x17\n\nsession_id\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\r\n\x05where\x18\x08 \x01(\t\x12\x16\n\tthreshold\x18\t \x01(\x01H\x03\x88\x01\x01\x12\x0c\n\x04mode\x18\n \x01(\t\x12\x18\n\x0btext_weight\x18\x0b \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tdiversity\x18\x0c \x01(\x01H\x05\x88\x01\x01\x12\x17\n\ncandidates\x18\r \x01(\x05H\x06\x88\x01\x01\x42\x05\n\x03_efB\r\n\x0b_min_rewardB\r\n\x0b_session_idB\x0c\n\n_thresholdB\x0e\n\x0c_text_weightB\x0c\n\n_diversityB\r\n\x0b_candidates\"\x81\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x10\n\x08\x64istance\x18\x03 \x01(\x01\x12$\n\x07pattern\x18\x04 \x01(\x0b\x32\x13.agentdb.v1.Pattern\x12\x12\n\x05score\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_score\"@\n\x16SearchPatternsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.agentdb.v1.SearchHit\".\n\rCypherRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0e\n\x06params\x18\x02 \x01(\t\"/\n\x0e\x43ypherResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x0c\n\x04rows\x18\x02 \x01(\t\"\x0e\n\x0cStatsRequest\"\x1d\n\rStatsResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x0f\n\rHealthRequest\"A\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08patterns\x18\x03 \x01(\x03\"T\n\x15StreamPatternsRequest\x12\x1a\n\rlast_event_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05kinds\x18\x02 \x03(\tB\x10\n\x0e_last_event_id\"7\n\x0cPatternEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t2\x9f\x05\n\x07\x41gentDB\x12Q\n\x0cStorePattern\x12\x1f.agentdb.v1.StorePatternRequest\x1a .agentdb.v1.StorePatternResponse\x12@\n\nGetPattern\x12\x1d.agentdb.v1.GetPatternRequest\x1a\x13.agentdb.v1.Pattern\x12W\n\x0eSearchPatterns\x12!.agentdb.v1.SearchPatternsRequest\x1a\".agentdb.v1.SearchPatternsResponse\x12T\n\rDeletePattern\x12 .agentdb.v1.DeletePatternRequest\x1a!.agentdb.v1.DeletePatternResponse\x12?\n\x06\x46orget\x12\x19.agentdb.v1.ForgetRequest\x1a\x1a.agentdb.v1.ForgetResponse\x12?\n\x06\x43ypher\x12\x19.agentdb.v1.CypherRequest\x1a\x1a.agentdb.v1.CypherResponse\x12<\n\x05Stats\x12\x18.agentdb.v1.StatsRequest\x1a\x19.agentdb.v1.StatsResponse\x12?\n\x06Health\x12\x19.agentdb.v1.HealthRequest\x1a\x1a.agentdb.v1.HealthResponse\x12O\n\x0eStreamPatterns\x12!.agentdb.v1.StreamPatternsRequest\x1a\x18.agentdb.v1.PatternEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -22,39 +22,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentdb_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_PATTERN']._serialized_start=30
-  _globals['_PATTERN']._serialized_end=313
-  _globals['_STOREPATTERNREQUEST']._serialized_start=316
-  _globals['_STOREPATTERNREQUEST']._serialized_end=559
-  _globals['_STOREPATTERNRESPONSE']._serialized_start=561
-  _globals['_STOREPATTERNRESPONSE']._serialized_end=633
-  _globals['_GETPATTERNREQUEST']._serialized_start=635
-  _globals['_GETPATTERNREQUEST']._serialized_end=693
-  _globals['_DELETEPATTERNREQUEST']._serialized_start=695
-  _globals['_DELETEPATTERNREQUEST']._serialized_end=729
-  _globals['_DELETEPATTERNRESPONSE']._serialized_start=731
-  _globals['_DELETEPATTERNRESPONSE']._serialized_end=754
-  _globals['_SEARCHPATTERNSREQUEST']._serialized_start=757
-  _globals['_SEARCHPATTERNSREQUEST']._serialized_end=1134
-  _globals['_SEARCHHIT']._serialized_start=1137
-  _globals['_SEARCHHIT']._serialized_end=1266
-  _globals['_SEARCHPATTERNSRESPONSE']._serialized_start=1268
-  _globals['_SEARCHPATTERNSRESPONSE']._serialized_end=1332
-  _globals['_CYPHERREQUEST']._serialized_start=1334
-  _globals['_CYPHERREQUEST']._serialized_end=1380
-  _globals['_CYPHERRESPONSE']._serialized_start=1382
-  _globals['_CYPHERRESPONSE']._serialized_end=1429
-  _globals['_STATSREQUEST']._serialized_start=1431
-  _globals['_STATSREQUEST']._serialized_end=1445
-  _globals['_STATSRESPONSE']._serialized_start=1447
-  _globals['_STATSRESPONSE']._serialized_end=1476
-  _globals['_HEALTHREQUEST']._serialized_start=1478
-  _globals['_HEALTHREQUEST']._serialized_end=1493
-  _globals['_HEALTHRESPONSE']._serialized_start=1495
-  _globals['_HEALTHRESPONSE']._serialized_end=1560
-  _globals['_STREAMPATTERNSREQUEST']._serialized_start=1562
-  _globals['_STREAMPATTERNSREQUEST']._serialized_end=1646
-  _globals['_PATTERNEVENT']._serialized_start=1648
-  _globals['_PATTERNEVENT']._serialized_end=1703
-  _globals['_AGENTDB']._serialized_start=1706
-  _globals['_AGENTDB']._serialized_end=2312
+  _globals['_PATTERN']._serialized_end=367
+  _globals['_STOREPATTERNREQUEST']._serialized_start=370
+  _globals['_STOREPATTERNREQUEST']._serialized_end=711
+  _globals['_FORGETREQUEST']._serialized_start=714
+  _globals['_FORGETREQUEST']._serialized_end=883
+  _globals['_FORGETRESPONSE']._serialized_start=885
+  _globals['_FORGETRESPONSE']._serialized_end=918
+  _globals['_STOREPATTERNRESPONSE']._serialized_start=920
+  _globals['_STOREPATTERNRESPONSE']._serialized_end=992
+  _globals['_GETPATTERNREQUEST']._serialized_start=994
+  _globals['_GETPATTERNREQUEST']._serialized_end=1052
+  _globals['_DELETEPATTERNREQUEST']._serialized_start=1054
+  _globals['_DELETEPATTERNREQUEST']._serialized_end=1088
+  _globals['_DELETEPATTERNRESPONSE']._serialized_start=1090
+  _globals['_DELETEPATTERNRESPONSE']._serialized_end=1113
+  _globals['_SEARCHPATTERNSREQUEST']._serialized_start=1116
+  _globals['_SEARCHPATTERNSREQUEST']._serialized_end=1493
+  _globals['_SEARCHHIT']._serialized_start=1496
+  _globals['_SEARCHHIT']._serialized_end=1625
+  _globals['_SEARCHPATTERNSRESPONSE']._serialized_start=1627
+  _globals['_SEARCHPATTERNSRESPONSE']._serialized_end=1691
+  _globals['_CYPHERREQUEST']._serialized_start=1693
+  _globals['_CYPHERREQUEST']._serialized_end=1739
+  _globals['_CYPHERRESPONSE']._serialized_start=1741
+  _globals['_CYPHERRESPONSE']._serialized_end=1788
+  _globals['_STATSREQUEST']._serialized_start=1790
+  _globals['_STATSREQUEST']._serialized_end=1804
+  _globals['_STATSRESPONSE']._serialized_start=1806
+  _globals['_STATSRESPONSE']._serialized_end=1835
+  _globals['_HEALTHREQUEST']._serialized_start=1837
+  _globals['_HEALTHREQUEST']._serialized_end=1852
+  _globals['_HEALTHRESPONSE']._serialized_start=1854
+  _globals['_HEALTHRESPONSE']._serialized_end=1919
+  _globals['_STREAMPATTERNSREQUEST']._serialized_start=1921
+  _globals['_STREAMPATTERNSREQUEST']._serialized_end=2005
+  _globals['_PATTERNEVENT']._serialized_start=2007
+  _globals['_PATTERNEVENT']._serialized_end=2062
+  _globals['_AGENTDB']._serialized_start=2065
+  _globals['_AGENTDB']._serialized_end=2736
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class AgentDBStub(object):
                 request_serializer=agentdb__pb2.DeletePatternRequest.SerializeToString,
                 response_deserializer=agentdb__pb2.DeletePatternResponse.FromString,
                 )
+        self.Forget = channel.unary_unary(
+                '/agentdb.v1.AgentDB/Forget',
+                request_serializer=agentdb__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=agentdb__pb2.ForgetResponse.FromString,
+                )
         self.Cypher = channel.unary_unary(
                 '/agentdb.v1.AgentDB/Cypher',
                 request_serializer=agentdb__pb2.CypherRequest.SerializeToString,
@@ -97,6 +102,13 @@ class AgentDBServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Forget(self, request, context):
+        """db.forget(): remove expired records, and with criteria the records meeting them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cypher(self, request, context):
         """Run a Cypher query on the causal memory graph (errors: INVALID_ARGUMENT with line/column).
         """
@@ -148,6 +160,11 @@ def add_AgentDBServicer_to_server(servicer, server):
                     servicer.DeletePattern,
                     request_deserializer=agentdb__pb2.DeletePatternRequest.FromString,
                     response_serializer=agentdb__pb2.DeletePatternResponse.SerializeToString,
+            ),
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=agentdb__pb2.ForgetRequest.FromString,
+                    response_serializer=agentdb__pb2.ForgetResponse.SerializeToString,
             ),
             'Cypher': grpc.unary_unary_rpc_method_handler(
                     servicer.Cypher,
@@ -249,6 +266,23 @@ class AgentDB(object):
         return grpc.experimental.unary_unary(request, target, '/agentdb.v1.AgentDB/DeletePattern',
             agentdb__pb2.DeletePatternRequest.SerializeToString,
             agentdb__pb2.DeletePatternResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/agentdb.v1.AgentDB/Forget',
+            agentdb__pb2.ForgetRequest.SerializeToString,
+            agentdb__pb2.ForgetResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

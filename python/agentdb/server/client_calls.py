@@ -130,9 +130,12 @@ class ClientCalls:
                       success: bool = False, session_id: str | None = None,
                       input: str | None = None, output: str | None = None,
                       critique: str | None = None,
-                      metadata: dict[str, Any] | None = None) -> int:
+                      metadata: dict[str, Any] | None = None, ttl: float | None = None,
+                      expires_at: float | None = None, dedupe: float | None = None) -> int:
         """Store a reasoning pattern; returns its id. The server embeds ``task`` unless an
-        ``embedding`` is given.
+        ``embedding`` is given. ``ttl`` (seconds) / ``expires_at`` (epoch seconds): when it
+        expires; ``dedupe``: fold it into a stored pattern at least that similar (that
+        pattern's id comes back), as ``AgentDB.store_pattern``.
 
         >>> c.store_pattern("cache API responses", reward=0.8, success=True)  # doctest: +SKIP
         1
@@ -140,7 +143,8 @@ class ClientCalls:
         body = compact({
             "task": task, "reward": reward, "success": success, "sessionId": session_id,
             "input": input, "output": output, "critique": critique, "metadata": metadata,
-            "embedding": None if embedding is None else vector_list(embedding)})
+            "embedding": None if embedding is None else vector_list(embedding),
+            "ttl": ttl, "expiresAt": expires_at, "dedupe": dedupe})
         return int((yield _call("POST", "/patterns/store", body))["id"])
 
     @api
@@ -294,8 +298,10 @@ class ClientCalls:
                       input: str | None = None, output: str | None = None,
                       critique: str | None = None, latency_ms: float | None = None,
                       tokens: int | None = None, skills: Sequence[str] | None = None,
-                      metadata: dict[str, Any] | None = None) -> int:
+                      metadata: dict[str, Any] | None = None, ttl: float | None = None,
+                      expires_at: float | None = None) -> int:
         """Store a Reflexion episode; returns its id. Skills named in ``skills`` must exist.
+        ``ttl`` / ``expires_at`` as in :meth:`store_pattern`.
 
         >>> c.store_episode("deploy", success=False, critique="forgot migrations")  # doctest: +SKIP
         3
@@ -305,7 +311,8 @@ class ClientCalls:
             "input": input, "output": output, "critique": critique, "latencyMs": latency_ms,
             "tokens": tokens, "skills": None if skills is None else list(skills),
             "metadata": metadata,
-            "embedding": None if embedding is None else vector_list(embedding)})
+            "embedding": None if embedding is None else vector_list(embedding),
+            "ttl": ttl, "expiresAt": expires_at})
         return int((yield _call("POST", "/episodes/store", body))["id"])
 
     @api
@@ -344,16 +351,18 @@ class ClientCalls:
     @api
     def store_skill(self, name: str, description: str = "", *, signature: str | None = None,
                     code: str | None = None, metadata: dict[str, Any] | None = None,
-                    embedding: Any = None) -> int:
+                    embedding: Any = None, ttl: float | None = None,
+                    expires_at: float | None = None) -> int:
         """Store a skill (names are unique: an existing name raises ``ClientError`` 409);
-        returns its id.
+        returns its id. ``ttl`` / ``expires_at`` as in :meth:`store_pattern`.
 
         >>> c.store_skill("http_retry", "retry HTTP calls with backoff")  # doctest: +SKIP
         1
         """
         body = compact({"name": name, "description": description, "signature": signature,
                          "code": code, "metadata": metadata,
-                         "embedding": None if embedding is None else vector_list(embedding)})
+                         "embedding": None if embedding is None else vector_list(embedding),
+                         "ttl": ttl, "expiresAt": expires_at})
         return int((yield _call("POST", "/skills/store", body))["id"])
 
     @api
@@ -394,6 +403,22 @@ class ClientCalls:
         1200
         """
         return (yield _call("POST", "/backup", {"name": name}))
+
+    @api
+    def forget(self, kinds: str | Sequence[str] | None = None, *,
+               older_than: float | None = None, reward_below: float | None = None,
+               unused_for: float | None = None, where: dict[str, Any] | None = None
+               ) -> dict[str, list[int]]:
+        """Have the server remove expired records and, with criteria (AND; seconds for the
+        ages), the records meeting them (``db.forget``); the removed ids per kind.
+
+        >>> c.forget("patterns", reward_below=0.0)  # doctest: +SKIP
+        {'patterns': [4, 9]}
+        """
+        ks = None if kinds is None else ([kinds] if isinstance(kinds, str) else list(kinds))
+        body = compact({"kinds": ks, "olderThan": older_than, "rewardBelow": reward_below,
+                        "unusedFor": unused_for, "where": where})
+        return (yield _call("POST", "/forget", body))["removed"]
 
     # ---- raw vectors ----------------------------------------------------------------------
     @api

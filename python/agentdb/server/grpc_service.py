@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -222,7 +223,8 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
             reward=request.reward, success=request.success,
             session_id=_opt(request, "session_id"), input=_opt(request, "input"),
             output=_opt(request, "output"), critique=_opt(request, "critique"),
-            metadata=_json_object(request.metadata, "metadata"))
+            metadata=_json_object(request.metadata, "metadata"), ttl=_opt(request, "ttl"),
+            expires_at=_future(_opt(request, "expires_at")), dedupe=_opt(request, "dedupe"))
         return pb.StorePatternResponse(id=pid, pattern=_pattern(self.db.get_pattern(pid)))
 
     @_rpc
@@ -263,6 +265,14 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     def DeletePattern(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         self.db.delete_pattern(request.id)
         return pb.DeletePatternResponse()
+
+    @_rpc
+    def Forget(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        removed = self.db.forget(
+            list(request.kinds) or None, older_than=_opt(request, "older_than"),
+            reward_below=_opt(request, "reward_below"), unused_for=_opt(request, "unused_for"),
+            where=_json_object(request.where, "where") or None)
+        return pb.ForgetResponse(removed=json.dumps(removed))
 
     # ---- graph, stats, health -------------------------------------------------------------
     @_rpc
@@ -375,13 +385,20 @@ def _pattern(rec: Any, embedding: bool = False) -> Any:
     msg = pb.Pattern(id=d["id"], task=d["task"], reward=d["reward"], success=d["success"],
                      metadata=json.dumps(d.get("metadata") or {}, default=str),
                      created_at=d.get("created_at") or 0.0,
-                     updated_at=d.get("updated_at") or 0.0)
-    for f in ("session_id", "input", "output", "critique"):
+                     updated_at=d.get("updated_at") or 0.0, uses=int(d.get("uses") or 1))
+    for f in ("session_id", "input", "output", "critique", "expires_at"):
         if d.get(f) is not None:
             setattr(msg, f, d[f])
     if embedding and d.get("embedding") is not None:
         msg.embedding.extend(d["embedding"])
     return msg
+
+
+def _future(expires_at: float | None) -> float | None:
+    """A stored record's ``expires_at`` must lie ahead (as over HTTP)."""
+    if expires_at is not None and expires_at <= time.time():
+        raise InvalidArgumentError("expires_at is in the past")
+    return expires_at
 
 
 def _event(ev: Event) -> Any:

@@ -20,6 +20,7 @@ The response models document the answers; the hot paths serialise records direct
 from __future__ import annotations
 
 import math
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +39,8 @@ __all__ = [
     "EpisodeOut",
     "EpisodeSearchRequest",
     "EpisodeSearchResponse",
+    "ForgetRequest",
+    "ForgetResponse",
     "EpisodeStoreRequest",
     "EpisodeStored",
     "ErrorBody",
@@ -82,6 +85,8 @@ MAX_DIM = 65536
 MAX_EF = 10000
 #: Most candidates a re-ranked search fetches (they set the HNSW breadth, like ``ef``).
 MAX_CANDIDATES = MAX_EF
+#: Longest time to live / age a request may name: 100 years, in seconds.
+MAX_TTL = 100 * 365.25 * 86400
 #: Softmax temperatures accepted by re-ranking and context synthesis.
 TEMPERATURE_RANGE = (1e-3, 1e3)
 
@@ -243,8 +248,23 @@ class VectorUpsertRequest(_Request):
     vectors: list[VectorItem] = Field(..., max_length=MAX_BATCH)
 
 
-class PatternStoreRequest(_Request):
-    """``POST /patterns/store``: the task is embedded unless ``embedding`` is given."""
+_TTL = Field(None, gt=0, le=MAX_TTL,
+             description="Seconds until the record expires (invisible, then forgotten).")
+_EXPIRES_AT = Field(None, description="When the record expires (epoch seconds).")
+
+
+def _one_expiry(req: Any) -> Any:
+    """``ttl`` or ``expiresAt``, not both; ``expiresAt`` in the future (a record stored
+    already expired would answer its own store with 404)."""
+    if req.ttl is not None and req.expires_at is not None:
+        raise ValueError("give ttl or expiresAt, not both")
+    if req.expires_at is not None and req.expires_at <= time.time():
+        raise ValueError("expiresAt is in the past")
+    return req
+
+
+class _TaskRecordRequest(_Request):
+    """The fields patterns and episodes share."""
 
     task: str = Field(..., min_length=1)
     embedding: _Vector | None = _vector("Explicit embedding (else the task is embedded).")
@@ -255,6 +275,42 @@ class PatternStoreRequest(_Request):
     output: str | None = None
     critique: str | None = None
     metadata: JsonObject | None = None
+    ttl: float | None = _TTL
+    expires_at: float | None = _EXPIRES_AT
+
+    @model_validator(mode="after")
+    def _expiry(self) -> _TaskRecordRequest:
+        return _one_expiry(self)
+
+
+class PatternStoreRequest(_TaskRecordRequest):
+    """``POST /patterns/store``: the task is embedded unless ``embedding`` is given."""
+
+    dedupe: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Fold into a stored pattern at least this similar (cosine) instead of "
+                    "adding one: its uses + 1, its reward the running mean; its id comes "
+                    "back.")
+
+
+class ForgetRequest(_Request):
+    """``POST /forget``: expired records always go; the criteria (AND) add more."""
+
+    kinds: list[Literal["patterns", "episodes", "skills"]] | None = Field(
+        None, min_length=1, description="Default: patterns, episodes and skills.")
+    older_than: float | None = Field(None, gt=0, le=MAX_TTL,
+                                     description="Stored at least this many seconds ago.")
+    reward_below: float | None = Field(None, ge=-1.0, le=1.0,
+                                       description="Reward (skills: success rate) below this.")
+    unused_for: float | None = Field(None, gt=0, le=MAX_TTL,
+                                     description="Not updated for this many seconds.")
+    where: JsonObject | None = _WHERE
+
+
+class ForgetResponse(_Response):
+    """``POST /forget``: the removed ids per kind."""
+
+    removed: dict[str, list[int]]
 
 
 
@@ -372,7 +428,7 @@ class TrajectoryFeedbackRequest(_TaskQuery):
         return self
 
 
-class EpisodeStoreRequest(PatternStoreRequest):
+class EpisodeStoreRequest(_TaskRecordRequest):
     """``POST /episodes/store``: pattern fields plus the episode's outcome."""
 
     latency_ms: float | None = Field(None, ge=0.0)
@@ -415,6 +471,12 @@ class SkillStoreRequest(_Request):
     code: str | None = None
     metadata: JsonObject | None = None
     embedding: _Vector | None = _vector('Explicit embedding (else "name: description").')
+    ttl: float | None = _TTL
+    expires_at: float | None = _EXPIRES_AT
+
+    @model_validator(mode="after")
+    def _expiry(self) -> SkillStoreRequest:
+        return _one_expiry(self)
 
 
 class SkillSearchRequest(_SearchOptions):
@@ -492,8 +554,9 @@ class ReadyResponse(_Response):
     patterns: int
 
 
-class PatternOut(_Response):
-    """A pattern (``embedding`` only with ``includeEmbedding=true``)."""
+class _TaskRecordOut(_Response):
+    """The fields patterns and episodes share (``embedding`` only with
+    ``includeEmbedding=true``)."""
 
     id: int
     task: str
@@ -506,11 +569,18 @@ class PatternOut(_Response):
     metadata: dict[str, Any]
     created_at: float
     updated_at: float
+    expires_at: float | None = None
     embedding: list[float] | None = None
 
 
-class EpisodeOut(PatternOut):
-    """An episode: a pattern's fields plus its outcome."""
+class PatternOut(_TaskRecordOut):
+    """A pattern (``uses``: stores folded into it by de-duplication, 1 at first)."""
+
+    uses: int = 1
+
+
+class EpisodeOut(_TaskRecordOut):
+    """An episode: the task, its outcome and its self-critique."""
 
     latency_ms: float | None
     tokens: int | None
@@ -530,6 +600,7 @@ class SkillOut(_Response):
     metadata: dict[str, Any]
     created_at: float
     updated_at: float
+    expires_at: float | None = None
     embedding: list[float] | None = None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,11 @@ class FilterColumns:
         self.success = np.zeros(1024, bool)
         self.session = np.full(1024, -1, np.int32)
         self.alive = np.zeros(1024, bool)
+        #: expiry time of each record (inf = never); ``_soonest`` is a lower bound of the
+        #: live records' expiries, so a filter pays for the expiry check only once one of
+        #: them may have expired
+        self.expires = np.full(1024, np.inf)
+        self._soonest = math.inf
         self.meta: list[dict[str, Any]] = []
         self.codes: dict[str, int] = {}
         self._eq: dict[str, dict[Any, set[int]]] = {}
@@ -95,10 +101,10 @@ class FilterColumns:
 
     # ---- writes -------------------------------------------------------------------------------
     def _grow(self) -> None:
-        for name in ("ids", "reward", "success", "session", "alive"):
+        for name in ("ids", "reward", "success", "session", "alive", "expires"):
             arr = getattr(self, name)
             grown = np.resize(arr, 2 * len(arr))
-            grown[len(arr):] = -1 if name == "session" else 0
+            grown[len(arr):] = {"session": -1, "expires": np.inf}.get(name, 0)
             setattr(self, name, grown)
         for key, col in self._num.items():
             grown = np.full(2 * len(col), np.nan)
@@ -110,8 +116,9 @@ class FilterColumns:
             self._has[key] = grown
 
     def set(self, rid: int, reward: float, success: bool, session: str | None,
-            metadata: dict[str, Any] | None = None) -> None:
-        """Insert or update a record's columns."""
+            metadata: dict[str, Any] | None = None, expires_at: float | None = None) -> None:
+        """Insert or update a record's columns (``expires_at``: epoch seconds, None =
+        never)."""
         meta = metadata or {}
         with self.lock:
             self._cache.clear()
@@ -133,6 +140,9 @@ class FilterColumns:
             self.session[p] = (-1 if session is None
                                else self.codes.setdefault(session, len(self.codes)))
             self.alive[p] = True
+            exp = math.inf if expires_at is None else float(expires_at)
+            self.expires[p] = exp
+            self._soonest = min(self._soonest, exp)
             self._index_doc(p, old, meta)
 
     def _index_doc(self, p: int, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -243,14 +253,30 @@ class FilterColumns:
         return mask
 
     # ---- reads --------------------------------------------------------------------------------
+    def has_expired(self, now: float) -> bool:
+        """Whether a live record has expired by ``now`` (exact; cheap until one may have).
+
+        >>> c = FilterColumns(); c.set(1, 0.0, False, None, None, expires_at=10.0)
+        >>> c.has_expired(5.0), c.has_expired(10.0)
+        (False, True)
+        """
+        with self.lock:
+            if self._soonest > now:
+                return False
+            n = self.n
+            live = self.expires[:n][self.alive[:n]]
+            self._soonest = float(live.min()) if live.size else math.inf
+            return self._soonest <= now
+
     def select(self, min_reward: float | None, success: bool | None, session: str | None,
                where: dict[str, Any] | None) -> np.ndarray:
-        """Sorted ids of live records passing every given filter."""
+        """Sorted ids of live, unexpired records passing every given filter."""
         key = (min_reward, success, session, repr(sorted(where.items())) if where else None)
+        now = time.time()
         with self.lock:
             cached = self._cache.get(key)
             if cached is not None:
-                return cached
+                return self._unexpired(*cached, now)
             n = self.n
             mask = self.alive[:n].copy()
             if min_reward is not None:
@@ -265,9 +291,24 @@ class FilterColumns:
                     mask &= self.session[:n] == code
             if where:
                 mask &= self._where_mask(where)
-            out = np.sort(self.ids[:n][mask])
+            pos = np.flatnonzero(mask)
+            ids = self.ids[pos]
+            order = np.argsort(ids, kind="stable")
+            out, pos = ids[order], pos[order]
             out.setflags(write=False)
             if len(self._cache) > 64:
                 self._cache.clear()
-            self._cache[key] = out
-            return out
+            self._cache[key] = (out, pos)
+            return self._unexpired(out, pos, now)
+
+    def _unexpired(self, ids: np.ndarray, pos: np.ndarray, now: float) -> np.ndarray:
+        """``ids`` (at positions ``pos``) without the records expired by ``now`` (under the
+        lock)."""
+        if self._soonest > now or not ids.size:
+            return ids
+        keep = self.expires[pos] > now
+        if keep.all():
+            return ids
+        out = ids[keep]
+        out.setflags(write=False)
+        return out

@@ -81,7 +81,7 @@ from .postgres_schema import (
     StoreTables,
     setup_schema,
 )
-from .postgres_sql import filter_sql, pg_where_sql
+from .postgres_sql import age_sql, filter_sql, pg_where_sql
 from .postgres_url import describe_url, redact_password
 from .records import check_vector
 from .sqlite import COLLECTIONS
@@ -98,6 +98,8 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "IntegrityError", "Postgres
 
 _FILTERED_EF = 400  # hnsw.ef_search floor of a filtered search
 _MAX_EF = 1000
+#: The condition (one parameter: now, epoch seconds) of an unexpired record.
+_LIVE = "(expires_at IS NULL OR expires_at > %s)"
 
 
 # ---------------------------------------------------------------------------- the store
@@ -346,10 +348,10 @@ class PostgresStore:
         if embedding is not None:
             sets.append("embedding")
             params.append(self._vec(embedding))
-        query = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+        query = sql.SQL("UPDATE {} SET {} WHERE id = %s AND " + _LIVE).format(
             t, sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in sets))
         with integrity_errors(table):
-            cur = w.execute(query, [*params, int(row_id)])
+            cur = w.execute(query, [*params, int(row_id), time.time()])
         if cur.rowcount == 0:
             raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
 
@@ -393,16 +395,20 @@ class PostgresStore:
             return [row_dict(cols, r) for r in cur.fetchall()]
 
     def get(self, table: str, ids: Sequence[int],
-            with_embedding: bool = True) -> dict[int, dict[str, Any]]:
+            with_embedding: bool = True, expired: bool = False) -> dict[int, dict[str, Any]]:
         """Rows by id as dicts (with the embedding as float32 and ``gen`` unless
-        ``with_embedding`` is False)."""
+        ``with_embedding`` is False); expired records are left out unless ``expired``."""
         self._table(table)
         cols = all_columns(table) if with_embedding else [
             "id", *COLLECTIONS[table], "created_at", "updated_at"]
         id_list = [int(i) for i in ids]
         if not id_list:
             return {}
-        rows = self._select(table, cols, sql.SQL("WHERE id = ANY(%s::bigint[])"), [id_list])
+        if expired:
+            rows = self._select(table, cols, sql.SQL("WHERE id = ANY(%s::bigint[])"), [id_list])
+        else:
+            rows = self._select(table, cols, sql.SQL("WHERE id = ANY(%s::bigint[]) AND " + _LIVE),
+                                [id_list, time.time()])
         return {r["id"]: r for r in rows}
 
     def find(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
@@ -413,15 +419,21 @@ class PostgresStore:
         if value is None:
             return None
         param = int(value) if column == "id" else convert_value(table, column, value)
-        rows = self._select(table, all_columns(table), sql.SQL("WHERE {} = %s LIMIT 1").format(
-            sql.Identifier(column)), [param])
+        rows = self._select(table, all_columns(table), sql.SQL(
+            "WHERE {} = %s AND " + _LIVE + " LIMIT 1").format(sql.Identifier(column)),
+            [param, time.time()])
         return rows[0] if rows else None
 
-    def count(self, table: str) -> int:
-        """Number of rows in a collection (a real ``COUNT(*)``)."""
+    def count(self, table: str, expired: bool = False) -> int:
+        """Number of unexpired records in a collection (every row if ``expired``; a real
+        ``COUNT(*)``)."""
         t = self._table(table)
         with self._conn() as conn:
-            return int(conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(t)).fetchone()[0])
+            if expired:
+                return int(conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(t)
+                                        ).fetchone()[0])
+            return int(conn.execute(sql.SQL("SELECT COUNT(*) FROM {} WHERE " + _LIVE).format(t),
+                                    [time.time()]).fetchone()[0])
 
     def approx_count(self, table: str) -> int:
         """Rows in a collection, from the planner's estimate (``pg_class.reltuples``, no
@@ -490,16 +502,21 @@ class PostgresStore:
     def filter_ids(self, table: str, *, min_reward: float | None = None,
                    success: bool | None = None, session_id: str | None = None,
                    where: dict[str, Any] | None = None,
-                   created_before: float | None = None) -> np.ndarray:
+                   created_before: float | None = None, updated_before: float | None = None,
+                   reward_below: float | None = None, expired: bool | None = False
+                   ) -> np.ndarray:
         """Ids matching the filters (sorted int64): ``min_reward`` (the success rate for
         skills), ``success``, ``session_id``, a metadata ``where`` (see
-        :func:`pg_where_sql`) and ``created_before`` (epoch seconds). The PostgreSQL
-        counterpart of ``SQLiteStore.filter_ids``."""
+        :func:`pg_where_sql`), ``created_before`` and ``updated_before`` (epoch seconds),
+        ``reward_below``; ``expired``: False = unexpired records only, True = expired ones
+        only, None = both. The PostgreSQL counterpart of ``SQLiteStore.filter_ids``."""
         t = self._table(table)
         parts, params = filter_sql(table, min_reward, success, session_id, where)
-        if created_before is not None:
-            parts.append("created_at < %s")
-            params.append(float(created_before))
+        more, more_params = age_sql(table, created_before, updated_before, reward_below)
+        parts, params = parts + more, params + more_params
+        if expired is not None:
+            parts.append(_LIVE if not expired else "expires_at <= %s")
+            params.append(time.time())
         cond = sql.SQL(" AND ".join(f"({p})" for p in parts) if parts else "TRUE")
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(t, cond),
@@ -529,12 +546,20 @@ class PostgresStore:
             return []
         tsq = " || ".join(["plainto_tsquery('simple'::regconfig, %s)"] * len(terms))
         parts, params = filter_sql(table, min_reward, success, session_id, where)
-        cond = "".join(f" AND ({p})" for p in parts)
+        cond = "".join(f" AND ({p})" for p in [*parts, _LIVE])
+        params.append(time.time())
         q = sql.SQL(f"SELECT id, ts_rank_cd(fts, tsq) AS score FROM {{}}, (SELECT {tsq} AS tsq) "
                     f"AS query WHERE fts @@ tsq{cond} ORDER BY score DESC, id LIMIT %s").format(t)
         with self._conn() as conn:
             rows = conn.execute(q, [*terms, *params, int(n)]).fetchall()
         return [(int(i), float(sc)) for i, sc in rows]
+
+    def _expiring(self, table: str) -> bool:
+        """Whether any record of ``table`` has an expiry (a partial-index probe)."""
+        with self._conn() as conn:
+            return bool(conn.execute(sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE expires_at IS NOT NULL)").format(
+                    self._table(table))).fetchone()[0])
 
     def search(self, table: str, q: np.ndarray, k: int, *, ef_search: int | None = None,
                min_reward: float | None = None, success: bool | None = None,
@@ -567,10 +592,12 @@ class PostgresStore:
             raise InvalidArgumentError(f"max_distance must be a number, got {max_distance!r}")
         vec = self._vec(q, "query")
         parts, params = filter_sql(table, min_reward, success, session_id, where)
-        cond = sql.SQL(" AND ".join(f"({p})" for p in parts) if parts else "TRUE")
+        # expired rows are left out too; like a filter, that can leave fewer than k rows
+        # after the scan, which the retries below make up for
+        cond = sql.SQL(" AND ".join(f"({p})" for p in [*parts, _LIVE]))
         query = sql.SQL("SELECT id, embedding <=> %b AS d FROM {} WHERE {} "
                         "ORDER BY embedding <=> %b LIMIT %s").format(t, cond)
-        args = [vec, *params, vec, int(k)]
+        args = [vec, *params, time.time(), vec, int(k)]
         k = int(k)
 
         def run(ef: int | None, exact: bool) -> list[tuple[int, float]]:
@@ -595,7 +622,7 @@ class PostgresStore:
         if parts:  # the filter drops candidates after the scan: collect more of them
             ef = max(ef or 0, _FILTERED_EF, min(8 * k, _MAX_EF))
         rows = run(ef, exact_only)
-        if len(rows) < k and parts and not exact_only:
+        if len(rows) < k and not exact_only and (parts or self._expiring(table)):
             if (ef or 0) < _MAX_EF:
                 rows = run(_MAX_EF, False)
             if len(rows) < k:

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import IntegrityError, InvalidArgumentError, InvalidTypeError, StoreError
 from .postgres_schema import COLTYPES, EXTRA_MSG, NOT_NULL
 from .records import check_vector
-from .sqlite import COLLECTIONS
+from .sqlite import COLLECTIONS, column_value
 
 try:
     import psycopg
@@ -171,7 +171,8 @@ def row_values(table: str, values: dict[str, Any], where: str = "",
                required: bool = True) -> list[Any]:
     """The collection columns of ``values`` converted (:func:`convert_value`), in table
     order; with ``required``, IntegrityError for a missing NOT NULL column."""
-    out = [convert_value(table, c, values.get(c), where) for c in COLLECTIONS[table]]
+    out = [convert_value(table, c, column_value(table, c, values), where)
+           for c in COLLECTIONS[table]]
     if required:
         for c, v in zip(COLLECTIONS[table], out):
             if v is None and c in NOT_NULL[table]:

@@ -8,7 +8,7 @@ in its own transaction under an advisory lock, so concurrent openers apply each 
 
 Example:
     >>> SCHEMA_VERSION, TABLES["patterns"]
-    (2, 'reasoning_patterns')
+    (3, 'reasoning_patterns')
     >>> StoreTables("public", "x_").regname("patterns")
     '"public"."x_reasoning_patterns"'
 """
@@ -64,11 +64,11 @@ COLTYPES: dict[str, str] = {
     "input": "text", "output": "text", "critique": "text", "metadata": "jsonb",
     "latency_ms": "float8", "tokens": "int8", "skills": "jsonb", "name": "text",
     "description": "text", "signature": "text", "code": "text", "success_rate": "float8",
-    "uses": "int8",
+    "uses": "int8", "expires_at": "float8",
 }
 #: The NOT NULL columns of each collection.
 NOT_NULL: dict[str, tuple[str, ...]] = {
-    "patterns": ("task", "reward", "success", "metadata"),
+    "patterns": ("task", "reward", "success", "metadata", "uses"),
     "episodes": ("task", "reward", "success", "skills", "metadata"),
     "skills": ("name", "description", "success_rate", "uses", "metadata"),
 }
@@ -140,11 +140,20 @@ _V2 = ";\n".join(
                         ("episodes", ("task", "input", "output", "critique")),
                         ("skills", ("name", "description", "signature"))))
 
+# Migration 3: expiry on every collection (NULL = never, with a partial index) and the pattern's
+# use count (how many stores a near-duplicate merge folded into it).
+_V3 = ";\n".join(
+    [f"ALTER TABLE {{{t}}} ADD COLUMN IF NOT EXISTS expires_at DOUBLE PRECISION;\n"
+     f"CREATE INDEX IF NOT EXISTS {{{t}_expires}} ON {{{t}}} (expires_at) "
+     "WHERE expires_at IS NOT NULL" for t in ("patterns", "episodes", "skills")]
+    + ["ALTER TABLE {patterns} ADD COLUMN IF NOT EXISTS uses BIGINT NOT NULL DEFAULT 1"])
+
 #: Versioned schema changes: (version, description, SQL template). Each missing one is
 #: applied in its own transaction under an advisory lock and recorded in schema_migrations.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "collections, graph, deletions log and meta tables; HNSW and btree indexes", _V1),
     (2, "full-text columns (tsvector, generated) and their GIN indexes", _V2),
+    (3, "expires_at on every collection, uses on patterns", _V3),
 ]
 SCHEMA_VERSION = max(v for v, _, _ in MIGRATIONS)
 
@@ -190,7 +199,7 @@ class StoreTables:
         """Every placeholder of the migration templates: tables and bare index names."""
         ids: dict[str, sql.Composable] = dict(self.q)
         for name in TABLES:
-            for suffix in ("session", "task", "created", "gen", "hnsw", "fts"):
+            for suffix in ("session", "task", "created", "gen", "hnsw", "fts", "expires"):
                 ids[f"{name}_{suffix}"] = sql.Identifier(
                     f"{self.prefix}{TABLES[name]}_{suffix}")
         ids["deletions_gen"] = sql.Identifier(f"{self.prefix}deletions_gen")

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from .filters import conditions
 
-__all__ = ["filter_sql", "pg_where_sql"]
+__all__ = ["age_sql", "filter_sql", "pg_where_sql"]
 
 _OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _INT64 = (-(2**63), 2**63 - 1)
@@ -147,6 +147,25 @@ def pg_where_sql(where: dict[str, Any] | None, column: str = "metadata"
             parts.append(f"{v} IS {'NOT ' if val else ''}NULL")
             params += vp
     return " AND ".join(parts), params
+
+
+def age_sql(table: str, created_before: float | None, updated_before: float | None,
+            reward_below: float | None) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions (``%s`` placeholders) and parameters of ``forget``'s criteria:
+    created / updated before a time, a reward (the success rate for skills) below a value.
+
+    >>> age_sql("skills", None, 10.0, 0.5)
+    (['updated_at < %s', 'success_rate < %s'], [10.0, 0.5])
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    for cond, value in (("created_at < %s", created_before), ("updated_at < %s", updated_before),
+                        (f"{'success_rate' if table == 'skills' else 'reward'} < %s",
+                         reward_below)):
+        if value is not None:
+            parts.append(cond)
+            params.append(float(value))
+    return parts, params
 
 
 def filter_sql(table: str, min_reward: float | None, success: bool | None,

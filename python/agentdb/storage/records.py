@@ -50,13 +50,18 @@ class Pattern:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: How many stores were folded into this pattern (1, plus one per near-duplicate
+    #: merged by ``store_pattern(dedupe=...)``).
+    uses: int = 1
+    #: When the pattern expires (epoch seconds; None = never): invisible from then on.
+    expires_at: float | None = None
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, embedding: bool = False) -> dict[str, Any]:
         """Plain-JSON form (the embedding as a list only when asked).
 
         >>> sorted(Pattern(id=1, task="x").to_dict())[:3]
-        ['created_at', 'critique', 'id']
+        ['created_at', 'critique', 'expires_at']
         """
         return _to_dict(self, embedding)
 
@@ -83,6 +88,8 @@ class Episode:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: When the episode expires (epoch seconds; None = never).
+    expires_at: float | None = None
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, embedding: bool = False) -> dict[str, Any]:
@@ -112,6 +119,8 @@ class Skill:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: When the skill expires (epoch seconds; None = never).
+    expires_at: float | None = None
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, embedding: bool = False) -> dict[str, Any]:
@@ -137,6 +146,11 @@ class SearchResult:
     record: Any
     #: The re-ranking score when the search re-ranked (``rerank="attention"``), else None.
     score: float | None = None
+
+    def __post_init__(self) -> None:
+        # float32 rounding can put an exact match a hair past similarity 1 (distance < 0)
+        self.similarity = min(max(float(self.similarity), -1.0), 1.0)
+        self.distance = min(max(float(self.distance), 0.0), 2.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form with the record nested (``score`` only when re-ranked).

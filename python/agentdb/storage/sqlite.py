@@ -35,25 +35,58 @@ from ..errors import (
     StoreLockedError,
 )
 from .filters import where_sql
-from .postgres_sql import filter_sql
+from .postgres_sql import age_sql, filter_sql
 
 try:  # POSIX advisory locks
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["COLLECTIONS", "SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["COLLECTIONS", "DEFAULTS", "SCHEMA_VERSION", "SQLiteStore", "column_value",
+           "live_clause"]
 
-SCHEMA_VERSION = 1
+#: 2 added ``expires_at`` to every collection and ``uses`` to patterns (an older store is
+#: upgraded when it is first opened for writing).
+SCHEMA_VERSION = 2
 
 #: Columns of each collection table (besides id, embedding, created_at, updated_at, gen).
 COLLECTIONS: dict[str, tuple[str, ...]] = {
     "patterns": ("session_id", "task", "reward", "success", "input", "output", "critique",
-                 "metadata"),
+                 "metadata", "uses", "expires_at"),
     "episodes": ("session_id", "task", "reward", "success", "input", "output", "critique",
-                 "latency_ms", "tokens", "skills", "metadata"),
-    "skills": ("name", "description", "signature", "code", "success_rate", "uses", "metadata"),
+                 "latency_ms", "tokens", "skills", "metadata", "expires_at"),
+    "skills": ("name", "description", "signature", "code", "success_rate", "uses", "metadata",
+               "expires_at"),
 }
+
+#: The value a column added by a later schema takes when a write leaves it out (rows of
+#: older stores and exports carry no pattern ``uses``).
+DEFAULTS: dict[str, dict[str, Any]] = {"patterns": {"uses": 1}, "episodes": {}, "skills": {}}
+
+#: Columns added by schema version 2: (table, column, SQL type and default).
+_V2_COLUMNS = (("patterns", "uses", "INTEGER NOT NULL DEFAULT 1"),
+               ("patterns", "expires_at", "REAL"), ("episodes", "expires_at", "REAL"),
+               ("skills", "expires_at", "REAL"))
+
+
+def column_value(table: str, column: str, values: dict[str, Any]) -> Any:
+    """``values[column]``, or the column's default when it is missing or None.
+
+    >>> column_value("patterns", "uses", {}), column_value("patterns", "task", {"task": "t"})
+    (1, 't')
+    """
+    v = values.get(column)
+    return DEFAULTS[table].get(column) if v is None else v
+
+
+def live_clause(prefix: str = "") -> str:
+    """The SQL condition (one ``?``: now, epoch seconds) a visible record meets: it has no
+    expiry, or it expires later.
+
+    >>> live_clause("c.")
+    '(c.expires_at IS NULL OR c.expires_at > ?)'
+    """
+    return f"({prefix}expires_at IS NULL OR {prefix}expires_at > ?)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,6 +94,7 @@ CREATE TABLE IF NOT EXISTS patterns (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
   input TEXT, output TEXT, critique TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+  uses INTEGER NOT NULL DEFAULT 1, expires_at REAL,
   embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
   gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS patterns_session ON patterns(session_id);
@@ -71,7 +105,7 @@ CREATE TABLE IF NOT EXISTS episodes (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   session_id TEXT, task TEXT NOT NULL, reward REAL NOT NULL, success INTEGER NOT NULL,
   input TEXT, output TEXT, critique TEXT, latency_ms REAL, tokens INTEGER,
-  skills TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}',
+  skills TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}', expires_at REAL,
   embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
   gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS episodes_session ON episodes(session_id);
@@ -81,7 +115,7 @@ CREATE TABLE IF NOT EXISTS skills (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   name TEXT NOT NULL UNIQUE, description TEXT NOT NULL DEFAULT '', signature TEXT, code TEXT,
   success_rate REAL NOT NULL DEFAULT 0, uses INTEGER NOT NULL DEFAULT 0,
-  metadata TEXT NOT NULL DEFAULT '{}',
+  metadata TEXT NOT NULL DEFAULT '{}', expires_at REAL,
   embedding BLOB NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
   gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS skills_gen ON skills(gen);
@@ -193,7 +227,13 @@ class SQLiteStore:
             if not readonly:
                 self._writer.executescript(_SCHEMA)
                 self._init_meta(dim)
+                self._upgrade_v2()
                 self._init_fts()
+            #: the collection columns this store's tables have (a store of schema 1 opened
+            #: read-only has no expiry or pattern uses: nothing in it expires)
+            self.columns = {t: tuple(c for c in cols if c in self._table_columns(t))
+                            for t, cols in COLLECTIONS.items()}
+            self.expiring = {t: "expires_at" in cols for t, cols in self.columns.items()}
             self.dim = int(self.meta("dim") or dim)
             self.generation = int(self.meta("generation") or 0)
             # once a mirror was attached, every write is logged for it until it is detached
@@ -274,6 +314,33 @@ class SQLiteStore:
             finally:
                 self._lock_fd = None
 
+    def _table_columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._writer.execute(f"PRAGMA table_info({table})")}
+
+    def _upgrade_v2(self) -> None:
+        """Schema 1 -> 2 in one transaction: the expiry and pattern-uses columns, and the
+        indexes of the expiry columns."""
+        missing = [(t, c, d) for t, c, d in _V2_COLUMNS if c not in self._table_columns(t)]
+        script = "".join(f"ALTER TABLE {t} ADD COLUMN {c} {d};" for t, c, d in missing)
+        script += "".join(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t}(expires_at) "
+                          "WHERE expires_at IS NOT NULL;" for t in COLLECTIONS)
+        script += ("UPDATE meta SET value='2' WHERE key='schema_version' "
+                   "AND CAST(value AS INTEGER) < 2;")
+        with self._write_lock:
+            try:
+                self._writer.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+
+    def live(self, table: str, prefix: str = "") -> tuple[list[str], list[Any]]:
+        """The conditions and parameters that leave out expired records (none for a table
+        without expiry)."""
+        if not self.expiring[table]:
+            return [], []
+        return [live_clause(prefix)], [time.time()]
+
     # ---- full-text ----------------------------------------------------------------------------
     def _init_fts(self) -> None:
         """Create the full-text indexes; a store made before them gets them filled from its
@@ -319,6 +386,8 @@ class SQLiteStore:
         if not terms:
             return []
         conds, params = _filter_conds(table, min_reward, success, session_id, where, "c.")
+        lc, lp = self.live(table, "c.")
+        conds, params = conds + lc, params + lp
         cond = "".join(f" AND ({c})" for c in conds)
         q = (f"SELECT f.rowid, -bm25({table}_fts) AS score FROM {table}_fts AS f "
              f"JOIN {table} AS c ON c.id = f.rowid WHERE {table}_fts MATCH ?{cond} "
@@ -407,7 +476,7 @@ class SQLiteStore:
         cols = COLLECTIONS[table]
         now = time.time()
         names = ["id", *cols, "embedding", "created_at", "updated_at", "gen"]
-        params = [row_id, *(values.get(c) for c in cols), _blob(embedding),
+        params = [row_id, *(column_value(table, c, values) for c in cols), _blob(embedding),
                   created_at if created_at is not None else now, now, self.pending_gen]
         sql = (f"INSERT INTO {table}({', '.join(names)}) "
                f"VALUES ({', '.join('?' * len(names))})")
@@ -429,7 +498,7 @@ class SQLiteStore:
         for r in rows:
             vals = []
             for c in cols:
-                v = r.get(c)
+                v = column_value(table, c, r)
                 if c in ("metadata", "skills") and not isinstance(v, str):
                     v = json.dumps(v if v is not None else ({} if c == "metadata" else []),
                                    allow_nan=False)
@@ -453,8 +522,10 @@ class SQLiteStore:
         if embedding is not None:
             sets.append("embedding=?")
             params.append(_blob(embedding))
-        params.append(row_id)
-        cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id=?", params)
+        lc, lp = self.live(table)
+        params += [row_id, *lp]
+        cur = w.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE "
+                        + " AND ".join(["id=?", *lc]), params)
         if cur.rowcount == 0:
             raise NotFoundError(f"unknown {table[:-1]} id {row_id}")
         self._log(w, table, [row_id])
@@ -476,16 +547,18 @@ class SQLiteStore:
         return out
 
     def get(self, table: str, ids: Sequence[int],
-            with_embedding: bool = True) -> dict[int, dict[str, Any]]:
+            with_embedding: bool = True, expired: bool = False) -> dict[int, dict[str, Any]]:
         """Rows by id as dicts (with the embedding as float32 unless ``with_embedding`` is
-        False)."""
+        False); expired records are left out unless ``expired``."""
         out: dict[int, dict[str, Any]] = {}
         conn = self._reader()
         cols = "*" if with_embedding else ", ".join(
-            ["id", *COLLECTIONS[table], "created_at", "updated_at"])
+            ["id", *self.columns[table], "created_at", "updated_at"])
+        lc, lp = ([], []) if expired else self.live(table)
         for chunk in _chunks([int(i) for i in ids], 500):
-            q = f"SELECT {cols} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
-            cur = conn.execute(q, chunk)
+            q = (f"SELECT {cols} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+                 + "".join(f" AND {c}" for c in lc))
+            cur = conn.execute(q, [*chunk, *lp])
             names = [d[0] for d in cur.description]
             for row in cur:
                 d = _row(names, row)
@@ -493,10 +566,13 @@ class SQLiteStore:
         return out
 
     def find(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
-        """The first row whose ``column`` equals ``value``."""
+        """The first unexpired row whose ``column`` equals ``value``."""
         if column not in COLLECTIONS[table] and column != "id":
             raise InvalidArgumentError(f"unknown column {column}")
-        cur = self._reader().execute(f"SELECT * FROM {table} WHERE {column}=? LIMIT 1", (value,))
+        lc, lp = self.live(table)
+        cur = self._reader().execute(
+            f"SELECT * FROM {table} WHERE " + " AND ".join([f"{column}=?", *lc]) + " LIMIT 1",
+            (value, *lp))
         row = cur.fetchone()
         return None if row is None else _row([d[0] for d in cur.description], row)
 
@@ -504,9 +580,12 @@ class SQLiteStore:
         """Rows in a collection (exact here; ``PostgresStore.approx_count`` estimates)."""
         return self.count(table)
 
-    def count(self, table: str) -> int:
-        """Number of rows in a collection."""
-        return int(self._reader().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    def count(self, table: str, expired: bool = False) -> int:
+        """Number of unexpired records in a collection (every row if ``expired``)."""
+        lc, lp = ([], []) if expired else self.live(table)
+        return int(self._reader().execute(
+            f"SELECT COUNT(*) FROM {table}" + "".join(f" WHERE {c}" for c in lc), lp
+        ).fetchone()[0])
 
     def iter_rows(self, table: str, since_gen: int = -1, batch: int = 2000,
                   columns: str = "*") -> Iterator[list[dict[str, Any]]]:
@@ -547,24 +626,38 @@ class SQLiteStore:
     def filter_ids(self, table: str, *, min_reward: float | None = None,
                    success: bool | None = None, session_id: str | None = None,
                    where: dict[str, Any] | None = None,
-                   created_before: float | None = None) -> np.ndarray:
+                   created_before: float | None = None, updated_before: float | None = None,
+                   reward_below: float | None = None, expired: bool | None = False
+                   ) -> np.ndarray:
         """Ids matching the filters (sorted int64): ``min_reward`` (the success rate for
-        skills), ``success``, ``session_id``, a metadata ``where`` and ``created_before``
-        (epoch seconds); the same contract as ``PostgresStore.filter_ids``.
+        skills), ``success``, ``session_id``, a metadata ``where``, ``created_before`` and
+        ``updated_before`` (epoch seconds), ``reward_below`` (the success rate for skills);
+        ``expired``: False = unexpired records only, True = expired ones only, None = both.
+        The same contract as ``PostgresStore.filter_ids``.
 
         >>> s = SQLiteStore(":memory:", dim=3)
         >>> s.filter_ids("patterns", session_id="s1").tolist()
         []
         """
         conds, params = _filter_conds(table, min_reward, success, session_id, where)
-        if created_before is not None:
-            conds.append("created_at < ?")
-            params.append(float(created_before))
+        more, more_params = age_sql(table, created_before, updated_before, reward_below)
+        conds += [c.replace("%s", "?") for c in more]
+        params += more_params
+        if expired is not None:
+            if not self.expiring[table]:
+                if expired:
+                    return np.zeros(0, np.int64)
+            else:
+                conds.append(live_clause() if not expired else "expires_at <= ?")
+                params.append(time.time())
         return self.select_ids(table, " AND ".join(f"({c})" for c in conds) or "1", params)
 
     def scalar_columns(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-        """(id, *columns) for every row — used to build in-memory filter columns."""
-        cols = ", ".join(["id", *columns])
+        """(id, *columns) for every row — used to build in-memory filter columns (a column
+        this store's table lacks reads as NULL)."""
+        have = self.columns[table]
+        cols = ", ".join(["id", *(c if c in have or c not in COLLECTIONS[table] else "NULL"
+                                  for c in columns)])
         return self._reader().execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()
 
     # ---- backups ------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
                 reward=body.reward, success=body.success, session_id=body.session_id,
                 input=body.input, output=body.output, critique=body.critique,
                 latency_ms=body.latency_ms, tokens=body.tokens, skills=body.skills,
-                metadata=body.metadata)
+                metadata=body.metadata, ttl=body.ttl, expires_at=body.expires_at)
         except KeyError as exc:  # a named skill does not exist: a problem of the body
             raise InvalidArgumentError(f"body.skills: {exc}") from None
         return json_response({"success": True, "id": eid,

@@ -64,7 +64,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         pid = db.store_pattern(
             body.task, embedding=vector(body.embedding, "body.embedding"), reward=body.reward,
             success=body.success, session_id=body.session_id, input=body.input,
-            output=body.output, critique=body.critique, metadata=body.metadata)
+            output=body.output, critique=body.critique, metadata=body.metadata,
+            ttl=body.ttl, expires_at=body.expires_at, dedupe=body.dedupe)
         return json_response({"success": True, "id": pid,
                               "pattern": record_json(db.get_pattern(pid))}, 201)
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from ...errors import InvalidArgumentError, NotFoundError
 from .. import models as m
 from ..wire import (
+    AUTHED,
     body_doc,
     error_response,
     error_responses,
@@ -77,4 +78,19 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         return json_response({"name": body.name, "generation": info["generation"],
                               "records": info["records"],
                               "rebuiltOnOpen": info["rebuilt_on_open"]})
-    return {"health": health, "ready": ready, "stats": stats, "backup": backup}
+
+    @app.post("/forget", tags=["service"], response_model=m.ForgetResponse,
+              responses=error_responses(400, *AUTHED), openapi_extra=body_doc(m.ForgetRequest))
+    async def forget(request: Request) -> Response:
+        """Remove expired records for good and, with criteria, the records meeting all of
+        them (``db.forget``): ``{"removed": {kind: [ids]}}``, one ``<kind>:deleted`` event
+        per record (``reason`` ``"expired"`` or ``"forgotten"``)."""
+        await ctx.authorize(request)
+        body = await parse_body(request, m.ForgetRequest)
+        removed = await run_in_threadpool(
+            db.forget, body.kinds, older_than=body.older_than, reward_below=body.reward_below,
+            unused_for=body.unused_for, where=body.where)
+        return json_response({"removed": removed})
+
+    return {"health": health, "ready": ready, "stats": stats, "backup": backup,
+            "forget": forget}

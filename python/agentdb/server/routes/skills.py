@@ -49,7 +49,8 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
             raise ConflictError(f"skill with name {body.name!r} already exists")
         sid = db.store_skill(body.name, body.description, signature=body.signature,
                              code=body.code, metadata=body.metadata,
-                             embedding=vector(body.embedding, "body.embedding"))
+                             embedding=vector(body.embedding, "body.embedding"),
+                             ttl=body.ttl, expires_at=body.expires_at)
         return json_response({"success": True, "id": sid,
                               "skill": record_json(db.get_skill(sid))}, 201)
 
