@@ -26,6 +26,7 @@ TABLE = [  # class, code, HTTP, gRPC, builtin it must also be
     (E.UnauthorizedError, "unauthorized", 401, "UNAUTHENTICATED", E.AgentDBError),
     (E.RateLimitedError, "rate_limited", 429, "RESOURCE_EXHAUSTED", E.AgentDBError),
     (E.PayloadTooLargeError, "payload_too_large", 413, "RESOURCE_EXHAUSTED", E.AgentDBError),
+    (E.ForbiddenError, "forbidden", 403, "PERMISSION_DENIED", E.AgentDBError),
 ]
 
 

@@ -29,6 +29,7 @@ LearningStateError         conflict          409   FAILED_PRECONDITION  ValueErr
 MigrationError             migration_failed  500   INTERNAL             RuntimeError
 ClusterError               unavailable       503   UNAVAILABLE          RuntimeError
 UnauthorizedError          unauthorized      401   UNAUTHENTICATED
+ForbiddenError             forbidden         403   PERMISSION_DENIED
 RateLimitedError           rate_limited      429   RESOURCE_EXHAUSTED
 PayloadTooLargeError       payload_too_large 413   RESOURCE_EXHAUSTED
 =========================  ================  ====  ===================  ================
@@ -57,6 +58,7 @@ __all__ = [
     "CypherSyntaxError",
     "EmbedderMismatchError",
     "ErrorInfo",
+    "ForbiddenError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidTypeError",
@@ -282,6 +284,14 @@ class UnauthorizedError(AgentDBError):
     grpc_status = "UNAUTHENTICATED"
 
 
+class ForbiddenError(AgentDBError):
+    """A valid API key used outside what it may reach (a namespace it is not bound to)."""
+
+    code = "forbidden"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
 class RateLimitedError(AgentDBError):
     """The key's request budget is spent; ``retry_after`` says when to try again (s)."""
 
@@ -342,7 +352,7 @@ _BY_CODE: dict[str, type[AgentDBError]] = {
     for cls in (AgentDBError, InvalidArgumentError, BadRequestError, NotFoundError,
                 ConflictError, EmbedderMismatchError, CypherError, QueryTimeoutError,
                 QueryCancelledError, QueryLimitError, StoreError, MigrationError,
-                UnauthorizedError, RateLimitedError, PayloadTooLargeError)
+                UnauthorizedError, ForbiddenError, RateLimitedError, PayloadTooLargeError)
 }
 
 

@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
                                      help="HTTP without API keys (loopback hosts only)."),
         allow_writes: bool = typer.Option(False, "--allow-writes",
                                           help="Let cypher_query change the graph."),
+        namespace: str = typer.Option(None, "--namespace",
+                                      help="Serve only this namespace of the store."),
     ) -> None:
         """Serve a store to MCP clients (Claude, Cursor, ...); needs the 'mcp' extra.
 
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
         argv = ["--db", db, "--host", host, "--port", str(port)]
         argv += ["--embedder", embedder] if embedder else []
         argv += ["--api-keys-file", api_keys_file] if api_keys_file else []
+        argv += ["--namespace", namespace] if namespace else []
         argv += [flag for flag, on in (("--http", http), ("--no-auth", no_auth),
                                        ("--allow-writes", allow_writes)) if on]
         code = main(argv)

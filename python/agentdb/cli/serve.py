@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             import uvicorn
 
             from ..server.app import create_app
-            from ..server.auth import resolve_auth
+            from ..server.auth import load_key_namespaces, resolve_auth
         except ImportError as exc:
             fail(f"{EXTRA_HINT} ({exc})")
         levels = ("critical", "error", "warning", "info", "debug", "trace")
@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
                              cypher_max_rows=cypher_max_rows or None)
         try:
             keys = resolve_auth(host, no_auth, api_keys_file) or []
+            bindings = load_key_namespaces(None if no_auth else api_keys_file)
         except ValueError as exc:
             fail(str(exc))
         if reload and grpc_port is not None:
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
                                  cors_credentials=cors_credentials,
                                  heartbeat_seconds=heartbeat, replay_buffer=replay_buffer,
                                  search_threads=search_threads, backup_dir=backup_dir,
-                                 **cypher_limits)
+                                 key_namespaces=bindings, **cypher_limits)
             except ValueError as exc:
                 fail(str(exc))
             grpc_server = None
@@ -150,12 +151,15 @@ def register(app: typer.Typer) -> None:
                                     access_log=access_log, server_header=False,
                                     timeout_graceful_shutdown=5)
             queries = api.state.queries
+            namespace_apps = api.state.namespace_apps
 
             class Server(uvicorn.Server):
                 def handle_exit(self, sig: int, frame: Any) -> None:
-                    # stopping: cancel the running Cypher queries first, so their requests
-                    # end (499) and the graceful shutdown does not wait for them
+                    # stopping: cancel the running Cypher queries first (every namespace's),
+                    # so their requests end (499) and the graceful shutdown does not wait
                     queries.cancel_all()
+                    for sub in list(namespace_apps.values()):
+                        sub.state.queries.cancel_all()
                     super().handle_exit(sig, frame)
 
             def on_sigterm(signum: int, frame: Any) -> None:

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-auth", action="store_true", help="HTTP without API keys (loopback)")
     p.add_argument("--allow-writes", action="store_true",
                    help="let cypher_query run CREATE/MERGE/SET/DELETE/REMOVE")
+    p.add_argument("--namespace", default=None,
+                   help="serve only this namespace of the store (agentdb.memory.namespaces)")
     args = p.parse_args(argv)
     try:
         from .server import run_http, run_stdio
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.port < 65536:
             raise ValueError(f"--port must be within 1..65535, got {args.port}")
         db = memory.open(args.db, embedder=args.embedder)
+        scoped = db if args.namespace is None else db.namespace(args.namespace)
     except ImportError as exc:
         sys.stderr.write(f"error: {exc if EXTRA_HINT in str(exc) else EXTRA_HINT}\n")
         return 2
@@ -47,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with db:
         if args.http:
-            run_http(db, host=args.host, port=args.port, api_keys=keys,
+            run_http(scoped, host=args.host, port=args.port, api_keys=keys,
                      allow_writes=args.allow_writes)
         else:
-            run_stdio(db, allow_writes=args.allow_writes)
+            run_stdio(scoped, allow_writes=args.allow_writes)
     return 0
 
 

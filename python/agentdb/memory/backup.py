@@ -185,4 +185,10 @@ def restore(backup: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         copy(backup + suffix, tmp)
         os.replace(tmp, dest + suffix)
         written.append(dest + suffix)
+    # the namespaces' stores (agentdb.memory.namespaces): the folder beside it, whole
+    shutil.rmtree(dest + ".ns", ignore_errors=True)
+    if os.path.isdir(backup + ".ns"):
+        shutil.copytree(backup + ".ns", dest + ".ns",
+                        ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.lock"))
+        written.append(dest + ".ns")
     return written

@@ -53,6 +53,7 @@ from .locations import (
     existing_sqlite_meta,
     path_table_prefix,
 )
+from .namespaces import DEFAULT, check_name, slug
 from .validation import (
     KIND,
     as_id,
@@ -140,6 +141,16 @@ class AgentDB(MemoryCore):
 
         self.path = redact_url(url) if kind == "postgres" and url else str(path)
         self._progress = progress
+        #: this handle's namespace ("default": the store's own tables; see namespace())
+        self.namespace_name = DEFAULT
+        self._children: dict[str, AgentDB] = {}
+        self._ns_lock = threading.Lock()
+        self._ns_args: dict[str, Any] = dict(
+            readonly=readonly, durability=durability, M=M, ef_construction=ef_construction,
+            ef_search=ef_search, threads=threads, precision=precision, progress=progress,
+            backend=kind, url=url, schema=schema, search=search, learning=learning,
+            forget_every=forget_every)
+        self._ns_salt = table_prefix
         self._lock = threading.RLock()
         self._events = EventBus()
         self._closed = False
@@ -222,6 +233,10 @@ class AgentDB(MemoryCore):
         """
         if not self.readonly:
             self.learning.save()  # the query adapter's state, if it changed
+        with self._ns_lock:
+            children = list(self._children.values())
+        for child in children:
+            child.checkpoint()
         if self.store.memory or self.readonly or self.backend_name == "postgres":
             return  # PostgreSQL: pgvector persists itself; a native index is rebuilt on open
         with self._lock:
@@ -248,7 +263,15 @@ class AgentDB(MemoryCore):
                              "pg_dump (docs/migration.md)")
         from .backup import backup_store
 
-        return backup_store(self.store, dest, files_lock=self._lock)
+        info = backup_store(self.store, dest, files_lock=self._lock)
+        registry = json.loads(self.store.meta("namespaces") or "{}")
+        if registry and self.namespace_name == DEFAULT:  # each namespace beside it
+            folder = os.fspath(dest) + ".ns"
+            os.makedirs(folder, exist_ok=True)
+            info["namespaces"] = {
+                name: self.namespace(name).backup(os.path.join(folder, stem + ".db"))["records"]
+                for name, stem in sorted(registry.items())}
+        return info
 
     def close(self) -> None:
         """Save changed indexes and close the store (idempotent).
@@ -259,6 +282,10 @@ class AgentDB(MemoryCore):
             return
         if self._forgetter is not None:
             self._forgetter.stop()
+        with self._ns_lock:
+            children, self._children = list(self._children.values()), {}
+        for child in children:
+            child.close()
         try:
             self.checkpoint()
             if self._mirror is not None:
@@ -266,6 +293,62 @@ class AgentDB(MemoryCore):
         finally:
             self._closed = True
             self.store.close()
+
+    # ---- namespaces ---------------------------------------------------------------------------
+    def namespace(self, name: str) -> AgentDB:
+        """The handle of namespace ``name`` of this store, created on first use (a read-only
+        store: ``NotFoundError`` for one it does not hold). It has this handle's whole API
+        over records, graph, events and learning of its own (:mod:`agentdb.memory.namespaces`);
+        ``"default"`` is this store itself. Handles stay open until this one closes.
+
+        >>> db = AgentDB(":memory:", dim=8)
+        >>> alice = db.namespace("alice")
+        >>> _ = alice.store_pattern("alice's note")
+        >>> alice.count(), db.count(), db.namespaces()
+        (1, 0, ['alice', 'default'])
+        """
+        name = check_name(name)
+        if name == DEFAULT or name == self.namespace_name:
+            return self
+        if self.namespace_name != DEFAULT:
+            raise InvalidArgumentError("namespaces do not nest: open them from the store's "
+                                       "default handle")
+        self._check_open()
+        with self._ns_lock:
+            child = self._children.get(name)
+            if child is not None and not child.closed:
+                return child
+            registry = json.loads(self.store.meta("namespaces") or "{}")
+            stem = registry.get(name)
+            if stem is None:
+                if self.readonly:
+                    raise NotFoundError(f"unknown namespace {name!r}")
+                stem = slug(name, self._ns_salt)
+                self.store.set_meta("namespaces", json.dumps({**registry, name: stem},
+                                                             sort_keys=True))
+            args = dict(self._ns_args, dim=self.dim, embedder=self.embedder)
+            if args["backend"] == "postgres":
+                child = AgentDB(self.path, table_prefix=stem + "_", **args)
+            elif self.store.memory:
+                child = AgentDB(":memory:", **args)
+            else:
+                folder = self.path + ".ns"
+                if not self.readonly:
+                    os.makedirs(folder, exist_ok=True)
+                child = AgentDB(os.path.join(folder, stem + ".db"), **args)
+            child.namespace_name = name
+            child._events.namespace = name
+            self._children[name] = child
+            return child
+
+    def namespaces(self) -> list[str]:
+        """The namespaces this store holds, ``"default"`` included, sorted.
+
+        >>> AgentDB(":memory:", dim=8).namespaces()
+        ['default']
+        """
+        self._check_open()
+        return sorted([DEFAULT, *json.loads(self.store.meta("namespaces") or "{}")])
 
     # ---- PostgreSQL mirror ------------------------------------------------------------------
     def mirror_status(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ import concurrent.futures
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -67,9 +67,11 @@ from ..errors import (
     UnauthorizedError,
     describe,
 )
+from ..memory.namespaces import DEFAULT
 from . import models as m
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import EventHub
+from .namespacing import KeyScopes, NamespaceDispatch
 from .queries import RunningQueries
 
 __all__ = ["create_app"]
@@ -107,6 +109,8 @@ def create_app(
     cypher_timeout: float | None = 30.0,
     cypher_max_rows: int | None = 100_000,
     backup_dir: str | os.PathLike[str] | None = None,
+    key_namespaces: Mapping[str, Sequence[str]] | None = None,
+    namespaces: bool = True,
 ) -> FastAPI:
     """The FastAPI application serving ``db`` (the contract is ``docs/api.md``).
 
@@ -123,6 +127,10 @@ def create_app(
     ``cypher_timeout`` (seconds) and ``cypher_max_rows`` bound every ``/graph/cypher`` query
     (None: no limit; a request may ask for less, never more). ``backup_dir``: the existing
     directory ``POST /backup`` writes its copies into (None: backups over HTTP are off).
+    ``namespaces``: serve ``/ns/<name>/...`` as the API of ``db.namespace(name)``
+    (:mod:`agentdb.server.namespacing`; on when the store has namespaces);
+    ``key_namespaces`` binds keys to the namespaces they may reach (a key without an entry
+    reaches all of them).
     ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth),
     ``limiter`` and ``queries`` (the running Cypher queries:
     ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
@@ -143,7 +151,8 @@ def create_app(
     if "*" in origins and cors_credentials:
         raise InvalidArgumentError("CORS: the origin '*' cannot be combined with credentials; "
                                    "list the allowed origins instead")
-    keys = None if api_keys is None else KeyStore(api_keys)
+    scopes = KeyScopes(api_keys, key_namespaces)
+    keys = None if api_keys is None else KeyStore(scopes.keys_for(DEFAULT) or [])
     queries = RunningQueries(cypher_timeout, cypher_max_rows)
     limiter = RateLimiter(rate_limit_per_minute)
     if auth_failures_per_minute <= 0 or not math.isfinite(auth_failures_per_minute):
@@ -353,6 +362,20 @@ def create_app(
     app.add_middleware(Guard, max_body=max_body_bytes, handlers=handlers,
                        fast_routes={"/vectors/search": vectors_search,
                                     "/patterns/search": patterns_search})
+    app.state.namespace_apps = {}
+    if namespaces and hasattr(db, "namespace"):
+        def make(name: str) -> FastAPI:
+            return create_app(
+                db.namespace(name), api_keys=scopes.keys_for(name),
+                rate_limit_per_minute=rate_limit_per_minute, max_body_bytes=max_body_bytes,
+                heartbeat_seconds=heartbeat_seconds, replay_buffer=replay_buffer,
+                search_threads=search_threads,  # CORS: the outer app's middleware answers
+                auth_failures_per_minute=auth_failures_per_minute,
+                cypher_timeout=cypher_timeout, cypher_max_rows=cypher_max_rows,
+                backup_dir=backup_dir, namespaces=False)
+
+        app.add_middleware(NamespaceDispatch, scopes=scopes, make=make,
+                           apps=app.state.namespace_apps)
     if origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -50,10 +50,10 @@ def _httpx() -> Any:
 class AsyncClient(ClientCalls):
     """Asynchronous HTTP client for an AgentDB server (see the module docstring).
 
-    ``url``, ``api_key``, ``timeout`` (seconds per request) and ``retries`` mean what they
-    mean for :class:`~agentdb.server.client.Client`. One pooled ``httpx.AsyncClient`` (HTTP
-    keep-alive) serves every coroutine of this client; close it with ``await c.aclose()`` or
-    ``async with``.
+    ``url``, ``api_key``, ``timeout`` (seconds per request), ``retries`` and ``namespace``
+    mean what they mean for :class:`~agentdb.server.client.Client`. One pooled
+    ``httpx.AsyncClient`` (HTTP keep-alive) serves every coroutine of this client; close it
+    with ``await c.aclose()`` or ``async with``.
 
     >>> c = AsyncClient("http://127.0.0.1:8080/", api_key="k" * 8, retries=0)
     >>> c.url
@@ -62,9 +62,10 @@ class AsyncClient(ClientCalls):
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 10.0,
-                 retries: int = 3, transport: Any = None) -> None:
+                 retries: int = 3, transport: Any = None, namespace: str | None = None
+                 ) -> None:
         httpx = _httpx()
-        self._configure(url, api_key, timeout, retries)
+        self._configure(url, api_key, timeout, retries, namespace)
         headers = {"Accept": "application/json", "User-Agent": "agentdb-python-client"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

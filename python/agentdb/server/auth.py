@@ -1,11 +1,14 @@
 """API keys and rate limits shared by the HTTP and gRPC servers.
 
 Keys come from ``AGENTDB_API_KEYS`` (comma-separated) and/or a keys file (one key per line;
-blank lines and ``#`` comments ignored). A request presents one as ``Authorization: Bearer
-<key>`` or ``X-API-Key: <key>``; it is compared in constant time against every configured key
-(``hmac.compare_digest``), so timing does not reveal how much of a key matched. Each key has
-its own token bucket (default 100 requests per minute, bursts up to the same number); an empty
-bucket answers 429 with ``Retry-After`` = seconds until the next token.
+blank lines and ``#`` comments ignored). In the file, names after a key bind it to those
+namespaces (``<key> alice bob``): it then reaches only them (:mod:`agentdb.memory.namespaces`;
+``default`` is the store's own tables), while a key without names reaches every namespace.
+A request presents a key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; it is
+compared in constant time against every configured key (``hmac.compare_digest``), so timing
+does not reveal how much of a key matched. Each key has its own token bucket (default 100
+requests per minute, bursts up to the same number); an empty bucket answers 429 with
+``Retry-After`` = seconds until the next token.
 
 >>> keys = KeyStore(["k1", "k2"])
 >>> keys.check("k2"), keys.check("nope"), keys.check(None)
@@ -28,7 +31,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_keys", "resolve_auth"]
+__all__ = ["KeyStore", "RateLimiter", "key_from_headers", "load_key_namespaces", "load_keys",
+           "resolve_auth"]
 
 MIN_KEY_LENGTH = 8
 
@@ -59,8 +63,8 @@ def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike
             raise InvalidArgumentError(f"API keys file not found: {path}")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             line = line.split("#", 1)[0].strip()
-            if line:
-                found.append((line, f"{path}:{n}"))
+            if line:  # the key, then the namespaces it is bound to (load_key_namespaces)
+                found.append((line.split()[0], f"{path}:{n}"))
     found += [(k, "arguments") for k in extra]
     out: list[str] = []
     for key, source in found:
@@ -69,6 +73,33 @@ def load_keys(env: Mapping[str, str] | None = None, keys_file: str | os.PathLike
                                        f"{MIN_KEY_LENGTH} characters and no whitespace")
         if key not in out:
             out.append(key)
+    return out
+
+
+def load_key_namespaces(keys_file: str | os.PathLike[str] | None) -> dict[str, list[str]]:
+    """The namespaces each key of a keys file is bound to (keys without names are absent:
+    they reach every namespace). A key listed twice with names reaches all of them.
+
+    >>> import tempfile
+    >>> f = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
+    >>> _ = f.write("admin-key-1\nalice-key-1 alice  # alice's agents\n"); f.close()
+    >>> load_key_namespaces(f.name)
+    {'alice-key-1': ['alice']}
+    """
+    from ..memory.namespaces import check_name
+
+    out: dict[str, list[str]] = {}
+    if keys_file is None:
+        return out
+    for n, line in enumerate(Path(keys_file).read_text(encoding="utf-8").splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1:
+            try:
+                names = [check_name(w) for w in words[1:]]
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"{keys_file}:{n}: {exc}") from None
+            out.setdefault(words[0], [])
+            out[words[0]] += [w for w in names if w not in out[words[0]]]
     return out
 
 

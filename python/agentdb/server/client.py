@@ -90,6 +90,8 @@ class Client(ClientCalls):
     ``https://`` works too), ``api_key`` is sent as ``Authorization: Bearer <key>``.
     ``timeout`` is the socket timeout of each request in seconds, ``retries`` how many times a
     ``429``/``503`` answer (and, for ``GET``, a refused or reset connection) is retried.
+    ``namespace``: talk to that namespace of the server's store (``/ns/<name>/...``; see
+    :mod:`agentdb.memory.namespaces`); every call, the change feed included, stays in it.
 
     >>> c = Client("http://127.0.0.1:8080/", api_key="k" * 8, timeout=2.0, retries=0)
     >>> c.url
@@ -98,8 +100,8 @@ class Client(ClientCalls):
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 10.0,
-                 retries: int = 3) -> None:
-        parts = self._configure(url, api_key, timeout, retries)
+                 retries: int = 3, namespace: str | None = None) -> None:
+        parts = self._configure(url, api_key, timeout, retries, namespace)
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)

@@ -84,9 +84,15 @@ class ClientCalls:
     timeout: float
     retries: int
 
-    def _configure(self, url: str, api_key: str | None, timeout: float, retries: int
-                   ) -> urllib.parse.SplitResult:
-        """Check and keep the settings both clients share; returns the parsed URL."""
+    def _configure(self, url: str, api_key: str | None, timeout: float, retries: int,
+                   namespace: str | None = None) -> urllib.parse.SplitResult:
+        """Check and keep the settings both clients share; returns the parsed URL (with
+        ``/ns/<namespace>`` appended when a namespace is given)."""
+        if namespace is not None and namespace != "default":
+            from ..memory.namespaces import check_name
+
+            url = url.rstrip("/") + "/ns/" + check_name(namespace)
+        self.namespace = namespace or "default"
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArgumentError(

@@ -36,6 +36,8 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: dict[str, list[Callback]] = {}
         self._lock = threading.Lock()
+        #: set on a namespace's bus: every payload then carries ``"namespace"``
+        self.namespace: str | None = None
 
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """Subscribe; returns a function that unsubscribes.
@@ -65,6 +67,8 @@ class EventBus:
         """Deliver an event to its subscribers and to ``"*"`` subscribers."""
         with self._lock:
             targets = list(self._subs.get(event, ())) + list(self._subs.get("*", ()))
+        if targets and self.namespace is not None:
+            payload = {**payload, "namespace": self.namespace}
         for cb in targets:
             try:
                 cb(event, payload)
