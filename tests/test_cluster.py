@@ -412,7 +412,7 @@ def test_killed_replica_rebuilds_and_catches_up(cdb):
     writer.start()
     try:
         time.sleep(0.3)
-        victim = ray.get_actor(cdb.actor_name(0, 0), namespace=cdb.namespace)
+        victim = ray.get_actor(cdb.actor_name(0, 0), namespace=cdb.ray_namespace)
         pid_before = ray.get(victim.status.remote())["pid"]
         t0 = time.monotonic()
         ray.kill(victim, no_restart=False)  # Ray restarts it with its memory gone
@@ -453,7 +453,7 @@ def test_add_shard_moves_a_fraction_and_keeps_results(cdb):
     # another handle that still routes by the old ring is corrected by the replicas
     from agentdb.cluster import ClusterDB
 
-    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.namespace)
+    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.ray_namespace)
     try:
         assert other.ring == cdb.ring
         other.shards.ring, other.shards.routing = old, {s: other.shards.routing[s]
@@ -481,7 +481,7 @@ def test_remove_shard_moves_its_keys_online(cdb, postgres_url, pg_schema):
     before = [cdb.search_ids("patterns", q, k=10)[0].tolist() for q in qs]
     hops = {n: g.khop(n, 3) for n in nodes[:8]}
     old = cdb.ring
-    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.namespace)
+    other = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.ray_namespace)
     try:
         with pytest.raises(ValueError, match="not on the ring"):
             cdb.remove_shard(7)
@@ -584,7 +584,7 @@ def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
     nodes.pop()
     compare()
     # a killed replica rebuilds its slice from PostgreSQL
-    victim = ray.get_actor(cdb.actor_name(1, 0), namespace=cdb.namespace)
+    victim = ray.get_actor(cdb.actor_name(1, 0), namespace=cdb.ray_namespace)
     ray.kill(victim, no_restart=False)
     compare()
     _wait_converged(cdb)
@@ -598,7 +598,7 @@ def test_graph_slices_khop_and_updates(cdb, postgres_url, pg_schema):
     late = g.add_event(type="late")
     g.add_causal_edge([nodes[0]], [late])
     assert late in g.khop(nodes[0], 1)
-    ray.kill(ray.get_actor(cdb.actor_name(0, 1), namespace=cdb.namespace), no_restart=False)
+    ray.kill(ray.get_actor(cdb.actor_name(0, 1), namespace=cdb.ray_namespace), no_restart=False)
     nodes.append(late)
     compare()
     _wait_converged(cdb)
@@ -688,3 +688,24 @@ def test_forgetting_on_the_cluster(cdb):
     from test_forgetting import forgetting_checks
 
     forgetting_checks(cdb)
+
+
+def test_namespaces_on_the_cluster(cdb):
+    alice = cdb.namespace("alice")
+    assert cdb.namespace("alice") is alice and cdb.namespace("default") is cdb
+    seen: list[dict] = []
+    alice.on("pattern:stored", lambda _e, payload: seen.append(payload))
+    v = np.random.default_rng(77).standard_normal(DIM).astype(np.float32)
+    a = alice.store_pattern("alice's deploy note ERR_ALICE_NS", embedding=v)
+    d = cdb.store_pattern("the default namespace's note", embedding=v)
+    assert [h.id for h in alice.search_patterns(v, k=10)] == [a]
+    assert a not in [h.id for h in cdb.search_patterns(v, k=50)
+                     if h.record.task.startswith("alice")]
+    assert d in [h.id for h in cdb.search_patterns(v, k=50)]
+    assert alice.search_patterns("ERR_ALICE_NS", mode="text")[0].id == a
+    assert cdb.search_patterns("ERR_ALICE_NS", mode="text") == []
+    assert alice.count() == 1 and seen[0]["namespace"] == "alice"
+    ev = alice.graph.add_event("Event", name="alice's event")
+    assert alice.graph.get_event(ev)["properties"]["name"] == "alice's event"
+    assert "alice" in cdb.namespaces()
+    assert alice.stats()["namespace"] == "alice" and cdb.stats()["namespace"] == "default"

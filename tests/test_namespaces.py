@@ -275,3 +275,34 @@ def test_keys_file_bindings(tmp_path):
     f.write_text("alice-key-01 ../etc\n")
     with pytest.raises(InvalidArgumentError, match="keys:1"):
         load_key_namespaces(f)
+
+
+def test_grpc_serves_the_default_namespace_to_the_keys_that_may_reach_it():
+    grpc = pytest.importorskip("grpc")
+    pytest.importorskip("fastapi")
+    from agentdb.server import agentdb_pb2 as pb
+    from agentdb.server import agentdb_pb2_grpc as pb_grpc
+    from agentdb.server.app import create_app
+    from agentdb.server.grpc_service import serve_grpc
+
+    with agentdb.open(":memory:", dim=DIM) as db:
+        db.namespace("alice").store_pattern("alice's note", embedding=_vec(1))
+        db.store_pattern("default note", embedding=_vec(1))
+        app = create_app(db, api_keys=list(KEYS), key_namespaces=BINDINGS)
+        server = serve_grpc(db, port=0, keys=app.state.keys, limiter=app.state.limiter,
+                            hub=app.state.hub, queries=app.state.queries)
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.agentdb_port}",
+                                        options=[("grpc.enable_http_proxy", 0)])
+        try:
+            stub = pb_grpc.AgentDBStub(channel)
+            req = pb.SearchPatternsRequest(vector=_vec(1).tolist(), k=5)
+            for key in ("alice-key-01", "bob-key-0001"):  # bound elsewhere: refused
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.SearchPatterns(req, metadata=(("authorization", f"Bearer {key}"),))
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            for key in ("admin-key-001", "both-key-001"):
+                out = stub.SearchPatterns(req, metadata=(("authorization", f"Bearer {key}"),))
+                assert [r.pattern.task for r in out.results] == ["default note"]
+        finally:
+            channel.close()
+            server.stop(None).wait()

@@ -107,6 +107,7 @@ from ..errors import (
 from ..learning.learner import Learner
 from ..memory.core import MemoryCore
 from ..memory.forgetting import expiry
+from ..memory.namespaces import DEFAULT, check_name, slug
 from ..memory.validation import (
     KIND,
     as_id,
@@ -224,7 +225,11 @@ class ClusterDB(MemoryCore):
         self.url = url
         self.schema = schema
         self.table_prefix = table_prefix
-        self.namespace = namespace
+        #: the Ray namespace of this cluster's actors (the ``namespace`` argument)
+        self.ray_namespace = namespace
+        #: the memory namespace of this handle (see :meth:`namespace`)
+        self.namespace_name = DEFAULT
+        self._children: dict[str, ClusterDB] = {}
         self.replicas = replicas
         self.ef_search = ef_search
         self.search_timeout = float(search_timeout)
@@ -274,6 +279,12 @@ class ClusterDB(MemoryCore):
                             "dim": self.dim, "M": M, "ef_construction": ef_construction,
                             "ef_search": ef_search, "threads": index_threads,
                             "poll_interval": poll_interval}
+            self._child_args = dict(
+                dim=self.dim, schema=schema, ef_search=ef_search,
+                search_timeout=search_timeout, embedder=self.embedder, M=M,
+                ef_construction=ef_construction, index_threads=index_threads,
+                placement=placement, ready_timeout=ready_timeout, poll_interval=poll_interval,
+                pgvector_index=pgvector_index, learning=learning)
             if not ray.is_initialized():
                 if ray_address is None:
                     start_local_ray(namespace)
@@ -307,6 +318,10 @@ class ClusterDB(MemoryCore):
         this handle created (others' stay) and stops a Ray that it started."""
         if self._closed:
             return
+        with self._lock:
+            children, self._children = list(self._children.values()), {}
+        for child in children:
+            child.close(shutdown=shutdown)
         self._closed = True
         try:
             if shutdown and ray.is_initialized():
@@ -320,6 +335,45 @@ class ClusterDB(MemoryCore):
                 log.warning("could not save the learning state on close: %s", exc)
             self.log.close()
             self.store.close()
+
+    # ---- namespaces ---------------------------------------------------------------------------
+    def namespace(self, name: str, *, shards: int = 1, replicas: int = 1) -> ClusterDB:
+        """The handle of namespace ``name`` (:mod:`agentdb.memory.namespaces`): a cluster of
+        its own over tables of its own (a table prefix derived from the name) and its own
+        actors (Ray namespace ``<this one>-<slug>``; ``shards`` / ``replicas`` for a new
+        namespace), created on first use and registered in this store's ``meta``;
+        ``"default"`` is this handle. Closed with this handle (``shutdown`` included).
+
+        >>> ClusterDB.namespace  # doctest: +ELLIPSIS
+        <function ClusterDB.namespace at ...>
+        """
+        name = check_name(name)
+        if name in (DEFAULT, self.namespace_name):
+            return self
+        if self.namespace_name != DEFAULT:
+            raise InvalidArgumentError("namespaces do not nest: open them from the store's "
+                                       "default handle")
+        self._check_open()
+        with self._lock:
+            child = self._children.get(name)
+            if child is not None and not child._closed:
+                return child
+            registry = json.loads(self.store.meta("namespaces") or "{}")
+            stem = registry.get(name) or slug(name, self.table_prefix)
+            if name not in registry:
+                self.store.set_meta("namespaces", json.dumps({**registry, name: stem},
+                                                             sort_keys=True))
+            child = ClusterDB(None, self.url, shards, replicas, table_prefix=stem + "_",
+                              namespace=f"{self.ray_namespace}-{stem}", **self._child_args)
+            child.namespace_name = name
+            child._events.namespace = name
+            self._children[name] = child
+            return child
+
+    def namespaces(self) -> list[str]:
+        """The namespaces this store holds, ``"default"`` included, sorted."""
+        self._check_open()
+        return sorted([DEFAULT, *json.loads(self.store.meta("namespaces") or "{}")])
 
     def checkpoint(self) -> None:
         """Save the learning state now (records are committed by every write already)."""
@@ -750,5 +804,6 @@ class ClusterDB(MemoryCore):
                 **{k: self.store.count(k) for k in _KINDS},
                 "log_seq": self.log.max_seq(), "last_seq": self.last_seq,
                 "shards": list(self.ring.shards), "replicas": self.replicas,
-                "namespace": self.namespace, "db_bytes": self.store.file_size(),
+                "namespace": self.namespace_name, "ray_namespace": self.ray_namespace,
+                "db_bytes": self.store.file_size(),
                 "learning": self.learning.stats()}

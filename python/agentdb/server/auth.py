@@ -82,7 +82,8 @@ def load_key_namespaces(keys_file: str | os.PathLike[str] | None) -> dict[str, l
 
     >>> import tempfile
     >>> f = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
-    >>> _ = f.write("admin-key-1\nalice-key-1 alice  # alice's agents\n"); f.close()
+    >>> _ = f.write(chr(10).join(["admin-key-1", "alice-key-1 alice  # alice's agents"]))
+    >>> f.close()
     >>> load_key_namespaces(f.name)
     {'alice-key-1': ['alice']}
     """
