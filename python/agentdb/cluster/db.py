@@ -107,7 +107,7 @@ from ..errors import (
 from ..learning.learner import Learner
 from ..memory.core import MemoryCore
 from ..memory.forgetting import expiry
-from ..memory.namespaces import DEFAULT, check_name, slug
+from ..memory.namespaces import DEFAULT, listed, register
 from ..memory.validation import (
     KIND,
     as_id,
@@ -347,22 +347,14 @@ class ClusterDB(MemoryCore):
         >>> ClusterDB.namespace  # doctest: +ELLIPSIS
         <function ClusterDB.namespace at ...>
         """
-        name = check_name(name)
-        if name in (DEFAULT, self.namespace_name):
-            return self
-        if self.namespace_name != DEFAULT:
-            raise InvalidArgumentError("namespaces do not nest: open them from the store's "
-                                       "default handle")
         self._check_open()
         with self._lock:
+            stem = register(self.store, name, self.table_prefix, self.namespace_name, False)
+            if stem is None:
+                return self
             child = self._children.get(name)
             if child is not None and not child._closed:
                 return child
-            registry = json.loads(self.store.meta("namespaces") or "{}")
-            stem = registry.get(name) or slug(name, self.table_prefix)
-            if name not in registry:
-                self.store.set_meta("namespaces", json.dumps({**registry, name: stem},
-                                                             sort_keys=True))
             child = ClusterDB(None, self.url, shards, replicas, table_prefix=stem + "_",
                               namespace=f"{self.ray_namespace}-{stem}", **self._child_args)
             child.namespace_name = name
@@ -373,7 +365,7 @@ class ClusterDB(MemoryCore):
     def namespaces(self) -> list[str]:
         """The namespaces this store holds, ``"default"`` included, sorted."""
         self._check_open()
-        return sorted([DEFAULT, *json.loads(self.store.meta("namespaces") or "{}")])
+        return listed(self.store)
 
     def checkpoint(self) -> None:
         """Save the learning state now (records are committed by every write already)."""

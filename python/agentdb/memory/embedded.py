@@ -53,7 +53,7 @@ from .locations import (
     existing_sqlite_meta,
     path_table_prefix,
 )
-from .namespaces import DEFAULT, check_name, slug
+from .namespaces import DEFAULT, listed, register
 from .validation import (
     KIND,
     as_id,
@@ -307,25 +307,15 @@ class AgentDB(MemoryCore):
         >>> alice.count(), db.count(), db.namespaces()
         (1, 0, ['alice', 'default'])
         """
-        name = check_name(name)
-        if name == DEFAULT or name == self.namespace_name:
-            return self
-        if self.namespace_name != DEFAULT:
-            raise InvalidArgumentError("namespaces do not nest: open them from the store's "
-                                       "default handle")
         self._check_open()
         with self._ns_lock:
+            stem = register(self.store, name, self._ns_salt, self.namespace_name,
+                            self.readonly)
+            if stem is None:
+                return self
             child = self._children.get(name)
             if child is not None and not child.closed:
                 return child
-            registry = json.loads(self.store.meta("namespaces") or "{}")
-            stem = registry.get(name)
-            if stem is None:
-                if self.readonly:
-                    raise NotFoundError(f"unknown namespace {name!r}")
-                stem = slug(name, self._ns_salt)
-                self.store.set_meta("namespaces", json.dumps({**registry, name: stem},
-                                                             sort_keys=True))
             args = dict(self._ns_args, dim=self.dim, embedder=self.embedder)
             if args["backend"] == "postgres":
                 child = AgentDB(self.path, table_prefix=stem + "_", **args)
@@ -348,7 +338,7 @@ class AgentDB(MemoryCore):
         ['default']
         """
         self._check_open()
-        return sorted([DEFAULT, *json.loads(self.store.meta("namespaces") or "{}")])
+        return listed(self.store)
 
     # ---- PostgreSQL mirror ------------------------------------------------------------------
     def mirror_status(self) -> dict[str, Any]:

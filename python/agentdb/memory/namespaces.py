@@ -19,14 +19,15 @@ True
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InvalidArgumentError, InvalidTypeError
+from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 from ..storage.records import SearchResult
 
-__all__ = ["DEFAULT", "check_name", "search_across", "slug"]
+__all__ = ["DEFAULT", "check_name", "listed", "register", "search_across", "slug"]
 
 #: The name of a store's own tables.
 DEFAULT = "default"
@@ -56,6 +57,32 @@ def slug(name: str, salt: str = "") -> str:
     ``salt`` (the parent's table prefix) and the name (fits PostgreSQL's 20-character
     prefixes whatever the name's length)."""
     return "n" + hashlib.sha256(f"{salt}\0{name}".encode()).hexdigest()[:12]
+
+
+def register(store: Any, name: str, salt: str, current: str, readonly: bool) -> str | None:
+    """The slug of namespace ``name`` in ``store``'s registry (its ``meta`` row
+    ``namespaces``), added when missing unless ``readonly`` (then ``NotFoundError``); None
+    when ``name`` is the handle's own (``current``) or ``"default"``: the handle itself.
+    Nesting (a namespace of a namespace) is an ``InvalidArgumentError``."""
+    name = check_name(name)
+    if name in (DEFAULT, current):
+        return None
+    if current != DEFAULT:
+        raise InvalidArgumentError("namespaces do not nest: open them from the store's "
+                                   "default handle")
+    registry = json.loads(store.meta("namespaces") or "{}")
+    stem = registry.get(name)
+    if stem is None:
+        if readonly:
+            raise NotFoundError(f"unknown namespace {name!r}")
+        stem = slug(name, salt)
+        store.set_meta("namespaces", json.dumps({**registry, name: stem}, sort_keys=True))
+    return str(stem)
+
+
+def listed(store: Any) -> list[str]:
+    """Every namespace registered in ``store``, ``"default"`` included, sorted."""
+    return sorted([DEFAULT, *json.loads(store.meta("namespaces") or "{}")])
 
 
 def search_across(db: Any, names: Sequence[str], query: Any, k: int = 5, *,
