@@ -5,6 +5,7 @@ backups."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import socket
@@ -277,7 +278,7 @@ def test_keys_file_bindings(tmp_path):
         load_key_namespaces(f)
 
 
-def test_grpc_serves_the_default_namespace_to_the_keys_that_may_reach_it():
+def test_grpc_namespaces_and_bound_keys():
     grpc = pytest.importorskip("grpc")
     pytest.importorskip("fastapi")
     from agentdb.server import agentdb_pb2 as pb
@@ -285,24 +286,56 @@ def test_grpc_serves_the_default_namespace_to_the_keys_that_may_reach_it():
     from agentdb.server.app import create_app
     from agentdb.server.grpc_service import serve_grpc
 
+    def md(key: str, ns: str | None = None) -> tuple:
+        return (("authorization", f"Bearer {key}"),
+                *((("x-agentdb-namespace", ns),) if ns else ()))
+
     with agentdb.open(":memory:", dim=DIM) as db:
         db.namespace("alice").store_pattern("alice's note", embedding=_vec(1))
         db.store_pattern("default note", embedding=_vec(1))
         app = create_app(db, api_keys=list(KEYS), key_namespaces=BINDINGS)
-        server = serve_grpc(db, port=0, keys=app.state.keys, limiter=app.state.limiter,
-                            hub=app.state.hub, queries=app.state.queries)
+        server = serve_grpc(db, port=0, keys=app.state.scopes.store, scopes=app.state.scopes,
+                            limiter=app.state.limiter, hub=app.state.hub,
+                            queries=app.state.queries)
         channel = grpc.insecure_channel(f"127.0.0.1:{server.agentdb_port}",
                                         options=[("grpc.enable_http_proxy", 0)])
         try:
             stub = pb_grpc.AgentDBStub(channel)
             req = pb.SearchPatternsRequest(vector=_vec(1).tolist(), k=5)
-            for key in ("alice-key-01", "bob-key-0001"):  # bound elsewhere: refused
+
+            def tasks(key: str, ns: str | None = None) -> list[str]:
+                return [r.pattern.task for r in stub.SearchPatterns(req, metadata=md(key, ns)
+                                                                    ).results]
+
+            assert tasks("alice-key-01", "alice") == ["alice's note"]
+            assert tasks("admin-key-001") == ["default note"]
+            assert tasks("admin-key-001", "alice") == ["alice's note"]
+            assert tasks("both-key-001") == ["default note"]
+            for key, ns in (("alice-key-01", None), ("alice-key-01", "bob"),
+                            ("bob-key-0001", "alice"), ("both-key-001", "bob")):
                 with pytest.raises(grpc.RpcError) as err:
-                    stub.SearchPatterns(req, metadata=(("authorization", f"Bearer {key}"),))
-                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            for key in ("admin-key-001", "both-key-001"):
-                out = stub.SearchPatterns(req, metadata=(("authorization", f"Bearer {key}"),))
-                assert [r.pattern.task for r in out.results] == ["default note"]
+                    tasks(key, ns)
+                assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (key, ns)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Cypher(pb.CypherRequest(query="MATCH (n) RETURN n"),
+                            metadata=md("alice-key-01"))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.RpcError) as err:
+                tasks("admin-key-001", "../x")
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            # the change feed of a namespace carries that namespace's events only
+            stream = stub.StreamPatterns(pb.StreamPatternsRequest(), metadata=md(
+                "alice-key-01", "alice"), timeout=20)
+            with pytest.raises(grpc.RpcError) as err:
+                next(iter(stub.StreamPatterns(pb.StreamPatternsRequest(),
+                                              metadata=md("alice-key-01", "bob"), timeout=5)))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            time.sleep(0.3)
+            db.store_pattern("default again", embedding=_vec(2))
+            pid = db.namespace("alice").store_pattern("alice again", embedding=_vec(3))
+            ev = next(iter(stream))
+            assert ev.event == "pattern:stored" and json.loads(ev.data)["id"] == pid
+            stream.cancel()
         finally:
             channel.close()
             server.stop(None).wait()

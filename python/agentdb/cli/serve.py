@@ -131,7 +131,9 @@ def register(app: typer.Typer) -> None:
                     fail(f"gRPC is unavailable: {exc}. {EXTRA_HINT}")
                 try:
                     grpc_server = grpc_service.serve_grpc(
-                        d, host=host, port=grpc_port, keys=api.state.keys,
+                        d, host=host, port=grpc_port,
+                        keys=None if api.state.keys is None else api.state.scopes.store,
+                        scopes=api.state.scopes,
                         limiter=api.state.limiter, hub=api.state.hub,
                         queries=api.state.queries)
                 except Exception as exc:  # e.g. the port is taken: one clear line

@@ -131,7 +131,8 @@ def create_app(
     (:mod:`agentdb.server.namespacing`; on when the store has namespaces);
     ``key_namespaces`` binds keys to the namespaces they may reach (a key without an entry
     reaches all of them).
-    ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore`, or None without auth),
+    ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore` of the keys that reach
+    the default namespace, or None without auth), ``scopes`` (every key and its namespaces),
     ``limiter`` and ``queries`` (the running Cypher queries:
     ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
 
@@ -363,6 +364,7 @@ def create_app(
                        fast_routes={"/vectors/search": vectors_search,
                                     "/patterns/search": patterns_search})
     app.state.namespace_apps = {}
+    app.state.scopes = scopes
     if namespaces and hasattr(db, "namespace"):
         def make(name: str) -> FastAPI:
             return create_app(

@@ -55,12 +55,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
     raise ImportError(EXTRA_HINT) from exc
 
-from ..errors import InvalidArgumentError, StoreError, describe
+from ..errors import ForbiddenError, InvalidArgumentError, StoreError, describe
 from ..graph.cypher.values import Node, Path, Relationship
+from ..memory.namespaces import DEFAULT, check_name
 from . import agentdb_pb2 as pb
 from . import agentdb_pb2_grpc as pb_grpc
 from .auth import KeyStore, RateLimiter, key_from_headers
 from .events import Event, EventHub, Subscription
+from .namespacing import KeyScopes
 from .queries import RunningQueries
 
 __all__ = ["AgentDBServicer", "hub_for", "serve_grpc"]
@@ -105,7 +107,8 @@ def hub_for(db: Any, *, buffer: int = 1000) -> EventHub:
 def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | None,
                limiter: RateLimiter, hub: EventHub, max_workers: int = 16,
                max_message_bytes: int = 1 << 20,
-               queries: RunningQueries | None = None) -> grpc.Server:
+               queries: RunningQueries | None = None,
+               scopes: KeyScopes | None = None) -> grpc.Server:
     """Start the gRPC service for ``db`` on ``host:port`` (plaintext) and return the started
     server; its bound port (``port=0`` picks a free one) is ``server.agentdb_port``.
 
@@ -116,6 +119,9 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
     open streams are cancelled and their subscriptions removed. ``queries`` (shared with the
     HTTP app: ``app.state.queries``) holds the Cypher limits; a ``Cypher`` call is bounded by
     its deadline and those limits (``DEADLINE_EXCEEDED`` / ``RESOURCE_EXHAUSTED``).
+    ``scopes`` (the HTTP app's ``app.state.scopes``): a call's ``x-agentdb-namespace``
+    metadata picks the namespace it runs in (default ``default``), and a key bound to other
+    namespaces is refused with ``PERMISSION_DENIED``.
     """
     if keys is not None and len(keys) == 0:
         raise InvalidArgumentError("no API keys configured: give at least one key, or keys=None to "
@@ -125,7 +131,7 @@ def serve_grpc(db: Any, *, host: str = "127.0.0.1", port: int, keys: KeyStore | 
     if max_workers < 2:
         raise InvalidArgumentError(f"max_workers must be >= 2, got {max_workers}")
     servicer = AgentDBServicer(db, keys=keys, limiter=limiter, hub=hub,
-                               max_streams=max_workers // 2, queries=queries)
+                               max_streams=max_workers // 2, queries=queries, scopes=scopes)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agentdb-grpc"),
         options=[("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
@@ -160,11 +166,14 @@ def _rpc(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def handler(self: AgentDBServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        self._admit(context)
+        key = self._admit(context)
         try:
+            self._enter(context, key)
             return fn(self, request, context)
         except Exception as exc:  # noqa: BLE001 - mapped to a status below
             code, message = self._status_for(exc, fn.__name__)
+        finally:
+            self._local.__dict__.clear()
         context.abort(code, message)
 
     return handler  # type: ignore[return-value]
@@ -174,15 +183,36 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     """The service implementation; use :func:`serve_grpc` to run it."""
 
     def __init__(self, db: Any, *, keys: KeyStore | None, limiter: RateLimiter, hub: EventHub,
-                 max_streams: int = 8, queries: RunningQueries | None = None) -> None:
-        self.db = db
+                 max_streams: int = 8, queries: RunningQueries | None = None,
+                 scopes: KeyScopes | None = None) -> None:
+        self._root = db
         self.queries = queries if queries is not None else RunningQueries()
-        self.keys = keys
+        self.scopes = scopes
+        self.keys = keys if keys is not None or scopes is None else scopes.store
         self.limiter = limiter
-        self.hub = hub
+        self._root_hub = hub
+        self._local = threading.local()  # the namespace of the call this thread runs
         self.max_streams = max_streams
         self._streams = 0
         self._streams_lock = threading.Lock()
+
+    @property
+    def db(self) -> Any:
+        """The store of the call this thread runs (its namespace's handle)."""
+        return getattr(self._local, "db", None) or self._root
+
+    def _enter(self, context: grpc.ServicerContext, key: str) -> Any:
+        """Pick the call's namespace (``x-agentdb-namespace``; ``ForbiddenError`` for a key
+        bound elsewhere); returns its handle, which :attr:`db` gives until the call ends."""
+        name = DEFAULT
+        for k, v in context.invocation_metadata():
+            if k == "x-agentdb-namespace" and isinstance(v, str) and v:
+                name = check_name(v)
+        if self.scopes is not None and key != _ANONYMOUS and not self.scopes.allowed(key, name):
+            raise ForbiddenError(f"this API key may not reach namespace {name!r}")
+        db = self._root.namespace(name) if name != DEFAULT else self._root
+        self._local.db = db
+        return db
 
     # ---- admission and errors -------------------------------------------------------------
     def _admit(self, context: grpc.ServicerContext) -> str:
@@ -311,7 +341,14 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
     # ---- change feed ----------------------------------------------------------------------
     def StreamPatterns(self, request: Any,  # noqa: N802
                        context: grpc.ServicerContext) -> Iterator[Any]:
-        self._admit(context)
+        key = self._admit(context)
+        try:
+            db = self._enter(context, key)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status
+            context.abort(*self._status_for(exc, "StreamPatterns"))
+        finally:
+            self._local.__dict__.clear()
+        hub = self._root_hub if db is self._root else hub_for(db)
         kinds = tuple(dict.fromkeys(request.kinds)) or ("pattern",)
         bad = [k for k in kinds if k not in KINDS]
         if bad:
@@ -330,8 +367,7 @@ class AgentDBServicer(pb_grpc.AgentDBServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"too many open streams (at most {self.max_streams})")
         try:
-            yield from self._stream(self.hub.subscribe(last_event_id=last, kinds=kinds),
-                                    context)
+            yield from self._stream(hub.subscribe(last_event_id=last, kinds=kinds), context)
         finally:
             with self._streams_lock:
                 self._streams -= 1
