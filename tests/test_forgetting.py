@@ -310,3 +310,23 @@ def test_cli_forget(tmp_path):
     with agentdb.open(path, dim=DIM) as db:
         assert db.store.count("patterns", expired=True) == 1
         assert {gone, low}.isdisjoint(db.store.existing("patterns", [gone, low]))
+
+
+def test_cli_store_ttl_dedupe_and_namespace(tmp_path, capsys):
+    pytest.importorskip("typer")
+    from agentdb.cli import main
+
+    path = str(tmp_path / "cli2.db")
+    for args in (["store", "retry uploads", "--reward", "1", "--db", path, "--json"],
+                 ["store", "retry uploads", "--dedupe", "0.95", "--db", path, "--json"],
+                 ["store", "short note", "--ttl", "60", "--db", path, "--json"],
+                 ["store", "alice's note", "--namespace", "alice", "--db", path, "--json"]):
+        assert main(args) in (0, None)
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert ids[0] == ids[1]
+    with agentdb.open(path) as db:
+        assert db.get_pattern(ids[0]).uses == 2 and db.get_pattern(ids[0]).reward == 0.5
+        assert db.get_pattern(ids[2]).expires_at is not None
+        assert db.count() == 2 and db.namespace("alice").count() == 1
+    assert main(["store", "x", "--kind", "skill", "--dedupe", "0.9", "--db", path]) == 1
+    assert "--dedupe applies to patterns" in capsys.readouterr().err

@@ -40,22 +40,30 @@ def register(app: typer.Typer) -> None:
               output: str = typer.Option(None),
               description: str = typer.Option("", help="Skill description."),
               metadata: str = typer.Option(None, help="JSON object."),
+              ttl: float = typer.Option(None, help="Seconds until it expires."),
+              dedupe: float = typer.Option(
+                  None, help="Patterns: fold into a stored one at least this similar."),
+              namespace: str = typer.Option(None, help="The store's namespace to write in."),
               as_json: bool = json_opt) -> None:
         """Store one record; prints its id."""
         meta = parse_json(metadata, "--metadata")
-        with open_db(db) as d:
+        with open_db(db) as root:
             try:
+                d = root if namespace is None else root.namespace(namespace)
                 k = kind_of(kind)
+                if dedupe is not None and k != "patterns":
+                    raise ValueError("--dedupe applies to patterns")
                 if k == "skills":
-                    rid = d.store_skill(text, description, metadata=meta)
+                    rid = d.store_skill(text, description, metadata=meta, ttl=ttl)
                 elif k == "episodes":
                     rid = d.store_episode(text, reward=reward, success=success,
                                           session_id=session, critique=critique, input=input,
-                                          output=output, metadata=meta)
+                                          output=output, metadata=meta, ttl=ttl)
                 else:
                     rid = d.store_pattern(text, reward=reward, success=success,
                                           session_id=session, critique=critique, input=input,
-                                          output=output, metadata=meta)
+                                          output=output, metadata=meta, ttl=ttl,
+                                          dedupe=dedupe)
             except (ValueError, TypeError, KeyError) as exc:
                 fail(str(exc))
             emit({"id": rid, "kind": kind} if as_json else f"stored {kind} {rid}", as_json)
