@@ -71,6 +71,10 @@ from .validation import (
 __all__ = ["AgentDB", "MemoryCore", "open"]
 
 
+#: Up to this many expired, not yet forgotten records, an unfiltered search asks the index
+#: for that many more hits and drops them; past it they become a filter.
+_OVERFETCH_EXPIRED = 64
+
 class AgentDB(MemoryCore):
     """Agent memory on SQLite + a native HNSW index per collection. Use :func:`open`.
 
@@ -407,11 +411,11 @@ class AgentDB(MemoryCore):
         if n == 0 or (allowed is not None and allowed.size == 0):
             return []
         if diversity is None:
-            ids, dists = index.search(q, k=min(int(k), n), ef=ef, allowed=allowed)
+            ids, dists = self._index_search("patterns", q, min(int(k), n), ef, allowed)
         else:  # MMR over a wider candidate set (engines.diversity)
             m = min(diversity_candidates(k, candidates), n)
-            ids, dists = index.search(q, k=m, ef=None if ef is None else max(int(ef), m),
-                                      allowed=allowed)
+            ids, dists = self._index_search("patterns", q, m,
+                                            None if ef is None else max(int(ef), m), allowed)
             pick = self._diverse_pick("patterns", q, ids.tolist(), k, diversity)
             ids, dists = ids[pick], dists[pick]
         attrs = col.attrs
@@ -688,11 +692,31 @@ class AgentDB(MemoryCore):
             if len(col.index) == 0 or (allowed is not None and allowed.size == 0):
                 return []
             k = min(int(k), len(col.index))  # never allocate more than there is to return
-            ids, dists = col.index.search(q, k=k, ef=ef, allowed=allowed)
+            ids, dists = self._index_search(name, q, k, ef, allowed)
         hits = [(int(i), float(d)) for i, d in zip(ids, dists) if i >= 0]
         if threshold is not None:
             hits = [(i, d) for i, d in hits if 1.0 - d >= threshold]
         return hits
+
+    def _index_search(self, name: str, q: np.ndarray, k: int, ef: int | None,
+                      allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The native index's search, leaving out expired records: through ``allowed`` (the
+        in-memory columns leave them out of every filter), or, unfiltered, by searching past
+        the few expired ones and dropping them (cheaper than an all-ids filter; many of
+        them, until ``forget()`` runs, make it a filter)."""
+        index = self._cols[name].index
+        attrs = self._cols[name].attrs
+        if allowed is None and attrs is not None and attrs.has_expired(time.time()):
+            gone = attrs.expired_ids(time.time())
+            if len(gone) > _OVERFETCH_EXPIRED:
+                allowed = attrs.select(None, None, None, None)
+            elif len(gone):
+                kk = min(k + len(gone), len(index))
+                ids, dists = index.search(q, k=kk, ef=ef)
+                out = set(gone.tolist())  # a few: cheaper than np.isin
+                keep = [j for j, i in enumerate(ids.tolist()) if i not in out][:k]
+                return ids[keep], dists[keep]
+        return index.search(q, k=k, ef=ef, allowed=allowed)
 
     def _results(self, name: str, hits: list[tuple[int, float]],
                  scores: Sequence[float] | None = None) -> list[SearchResult]:
@@ -707,11 +731,8 @@ class AgentDB(MemoryCore):
         """Sorted ids passing the filters (from in-memory columns), or None for no filter
         (expired records are left out: by the in-memory columns, or in SQL for pgvector)."""
         if min_reward is None and success is None and session_id is None and not where:
-            attrs = self._cols[name].attrs
-            if attrs is None:
-                return {}
-            return attrs.select(None, None, None, None) if attrs.has_expired(time.time()) \
-                else None
+            # no filter (expired records are left out by _index_search)
+            return {} if self._cols[name].attrs is None else None
         if where:
             where_sql(where)  # validates keys and operators with the documented errors
         if min_reward is not None:

@@ -92,6 +92,7 @@ class FilterColumns:
         #: them may have expired
         self.expires = np.full(1024, np.inf)
         self._soonest = math.inf
+        self._expired: tuple[np.ndarray, float] | None = None  # (ids, valid until), per write
         self.meta: list[dict[str, Any]] = []
         self.codes: dict[str, int] = {}
         self._eq: dict[str, dict[Any, set[int]]] = {}
@@ -122,6 +123,7 @@ class FilterColumns:
         meta = metadata or {}
         with self.lock:
             self._cache.clear()
+            self._expired = None
             p = self.pos.get(rid)
             if p is None:
                 if self.n == len(self.ids):
@@ -164,6 +166,7 @@ class FilterColumns:
         """Forget a record (its position stays, marked dead)."""
         with self.lock:
             self._cache.clear()
+            self._expired = None
             p = self.pos.pop(rid, None)
             if p is not None:
                 self.alive[p] = False
@@ -260,13 +263,31 @@ class FilterColumns:
         >>> c.has_expired(5.0), c.has_expired(10.0)
         (False, True)
         """
+        return len(self.expired_ids(now)) > 0
+
+    def expired_ids(self, now: float) -> np.ndarray:
+        """Sorted ids of the live records expired by ``now``.
+
+        >>> c = FilterColumns(); c.set(3, 0.0, False, None, None, expires_at=1.0)
+        >>> c.expired_ids(2.0).tolist()
+        [3]
+        """
         with self.lock:
             if self._soonest > now:
-                return False
+                return np.zeros(0, np.int64)
+            cached = self._expired
+            if cached is not None and now < cached[1]:
+                return cached[0]  # no write since, and the next expiry is still ahead
             n = self.n
-            live = self.expires[:n][self.alive[:n]]
-            self._soonest = float(live.min()) if live.size else math.inf
-            return self._soonest <= now
+            alive, exp = self.alive[:n], self.expires[:n]
+            gone = alive & (exp <= now)
+            ids = np.sort(self.ids[:n][gone])
+            ids.setflags(write=False)
+            ahead = exp[alive & ~gone]
+            nxt = float(ahead.min()) if ahead.size else math.inf
+            self._soonest = float(exp[gone].min()) if ids.size else nxt
+            self._expired = (ids, nxt)
+            return ids
 
     def select(self, min_reward: float | None, success: bool | None, session: str | None,
                where: dict[str, Any] | None) -> np.ndarray:
