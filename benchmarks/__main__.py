@@ -58,6 +58,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
                "--batches", "32"], []),
     "backends": (["--n", "5000", "--queries", "100"], []),
     "hybrid": (["--n", "10000", "--terms", "60", "--queries", "100"], []),
+    "forgetting": (["--n", "10000", "--queries", "100", "--repeats", "1", "--stores", "100"],
+                   []),
     "server": (["--n", "5000", "--queries", "200", "--concurrency", "1,16", "--duration", "2",
                 "--recall-queries", "50", "--load", "python"], []),
     "cluster": (["--n", "5000", "--queries", "50", "--searches", "200", "--threads", "1,4",

@@ -52,6 +52,9 @@ from .validation import (
 __all__ = ["MemoryCore"]
 
 
+#: HNSW beam of the duplicate check of ``store_pattern(dedupe=...)``.
+_DEDUPE_EF = 256
+
 class MemoryCore:
     """The memory API written once, over an engine's hooks.
 
@@ -686,7 +689,8 @@ class MemoryCore:
         threshold = check_dedupe(dedupe)
         if threshold is None:
             return None
-        hits = self.search_patterns(vec, 1, threshold=threshold, adapt=False)
+        # a wide beam: a near-duplicate the walk misses would be stored twice
+        hits = self.search_patterns(vec, 1, threshold=threshold, adapt=False, ef=_DEDUPE_EF)
         if not hits:
             return None
         old = hits[0].record
