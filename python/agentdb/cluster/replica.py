@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import threading
 import time
 from typing import Any
@@ -300,6 +301,13 @@ class ShardReplica:
         with self._apply_lock:
             return self.graph.expand(nodes, direction, types)
 
+    def search_packed(self, request: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with its arguments in one pickled tuple (from
+        :func:`pack_search`): what the scatter sends, so that Ray serialises one bytes
+        argument per call instead of eight (about a third of a search's cost on the
+        caller, measured)."""
+        return self.search(*pickle.loads(request))
+
     def search(self, collection: str, q: Any, k: int, ef: int | None = None,
                filters: dict[str, Any] | None = None, min_seq: int = 0,
                timeout: float = 5.0, ring_shards: list[int] | None = None
@@ -410,6 +418,22 @@ class ShardReplica:
             self._store.close()
         if self._log is not None:
             self._log.close()
+
+
+def pack_search(collection: str, q: np.ndarray, k: int, ef: int | None,
+                filters: dict[str, Any] | None, min_seq: int, timeout: float,
+                ring_shards: list[int] | None) -> bytes:
+    """The arguments of :meth:`ShardReplica.search` as one bytes object
+    (:meth:`ShardReplica.search_packed`).
+
+    >>> args = pickle.loads(pack_search("patterns", np.ones(2, np.float32), 5, None, {}, 0,
+    ...                                 1.0, [0]))
+    >>> args[0], args[2], args[-1]
+    ('patterns', 5, [0])
+    """
+    return pickle.dumps((collection, np.asarray(q, np.float32), int(k), ef, filters,
+                         int(min_seq), float(timeout), ring_shards),
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def remote_class() -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from .replica import pack_search
 from .shards import ClusterUnavailable, Shards
 
 __all__ = ["Scatter"]
@@ -75,8 +76,8 @@ class Scatter:
         ring, routing = self.shards.snapshot()
         ring_shards = list(ring.shards)
         results = self.fanout(
-            routing, lambda _s, h, budget: h.search.remote(name, q, k, ef, filters, min_seq,
-                                                           budget, ring_shards), min_seq)
+            routing, lambda _s, h, budget: h.search_packed.remote(pack_search(
+                name, q, k, ef, filters, min_seq, budget, ring_shards)), min_seq)
         all_ids = np.concatenate([results[s][0] for s in routing]) if results else \
             np.zeros(0, np.int64)
         all_d = np.concatenate([results[s][1] for s in routing]) if results else \
