@@ -709,3 +709,49 @@ def test_namespaces_on_the_cluster(cdb):
     assert alice.graph.get_event(ev)["properties"]["name"] == "alice's event"
     assert "alice" in cdb.namespaces()
     assert alice.stats()["namespace"] == "alice" and cdb.stats()["namespace"] == "default"
+
+
+def test_concurrent_searches_are_combined_and_answered_alike(cdb):
+    import threading
+
+    rng = np.random.default_rng(31)
+    vecs = rng.standard_normal((300, DIM)).astype(np.float32)
+    cdb.store_patterns([{"task": f"combine {i}", "embedding": v, "metadata": {"c": i % 3}}
+                        for i, v in enumerate(vecs)])
+    queries = vecs[:48] + 0.01
+    # ef 256: each replica's walk is exact here, so any replica gives the same answer
+    alone = [[h.id for h in cdb.search_patterns(q, k=5, adapt=False, ef=256,
+                                                where={"c": i % 3} if i % 2 else None)]
+             for i, q in enumerate(queries)]
+    rounds: list[int] = []
+    original = cdb.scatter._search_many
+
+    def counting(batch):
+        rounds.append(len(batch))
+        return original(batch)
+
+    cdb.scatter._search_many = counting
+    together: list[list[int] | None] = [None] * len(queries)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def worker(t: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for i in range(t, len(queries), 8):
+                together[i] = [h.id for h in cdb.search_patterns(
+                    queries[i], k=5, adapt=False, ef=256,
+                    where={"c": i % 3} if i % 2 else None)]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        cdb.scatter._search_many = original
+    assert not errors and together == alone
+    assert rounds and max(rounds) > 1  # some searches did share a round

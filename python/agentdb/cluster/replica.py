@@ -308,6 +308,15 @@ class ShardReplica:
         caller, measured)."""
         return self.search(*pickle.loads(request))
 
+    def search_batch_packed(self, request: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Several searches in one call (from :func:`pack_batch`): the readiness, ``min_seq``
+        and ring checks once, then each ``(collection, q, k, ef, filters)`` in order; the
+        answers in the same order. The scatter sends concurrent searches this way."""
+        entries, min_seq, timeout, ring_shards = pickle.loads(request)
+        self._check_ring(ring_shards)
+        self._serve_at(min_seq, timeout)
+        return [self._search_local(*e) for e in entries]
+
     def search(self, collection: str, q: Any, k: int, ef: int | None = None,
                filters: dict[str, Any] | None = None, min_seq: int = 0,
                timeout: float = 5.0, ring_shards: list[int] | None = None
@@ -322,6 +331,11 @@ class ShardReplica:
         """
         self._check_ring(ring_shards)
         self._serve_at(min_seq, timeout)
+        return self._search_local(collection, q, k, ef, filters)
+
+    def _search_local(self, collection: str, q: Any, k: int, ef: int | None,
+                      filters: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` once the replica may answer."""
         index = self.indexes[collection]
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         f = filters or {}
@@ -434,6 +448,20 @@ def pack_search(collection: str, q: np.ndarray, k: int, ef: int | None,
     return pickle.dumps((collection, np.asarray(q, np.float32), int(k), ef, filters,
                          int(min_seq), float(timeout), ring_shards),
                         protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def pack_batch(entries: list[tuple[str, np.ndarray, int, int | None, dict[str, Any]]],
+               min_seq: int, timeout: float, ring_shards: list[int] | None) -> bytes:
+    """The request of :meth:`ShardReplica.search_batch_packed`: ``(collection, q, k, ef,
+    filters)`` per search, and the checks they share.
+
+    >>> req = pack_batch([("patterns", np.ones(2, np.float32), 3, None, {})], 7, 1.0, None)
+    >>> pickle.loads(req)[1:]
+    (7, 1.0, None)
+    """
+    return pickle.dumps(([(c, np.asarray(q, np.float32), int(k), ef, f)
+                          for c, q, k, ef, f in entries], int(min_seq), float(timeout),
+                         ring_shards), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def remote_class() -> Any:

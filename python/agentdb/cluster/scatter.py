@@ -9,13 +9,14 @@ stale ring makes the handle reload it from PostgreSQL and call once more (:meth:
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import Any
 
 import numpy as np
 import ray
 
-from .replica import pack_search
+from .replica import pack_batch, pack_search
 from .shards import ClusterUnavailable, Shards
 
 __all__ = ["Scatter"]
@@ -27,6 +28,22 @@ _MIN_HEDGE_SECONDS = 0.05  # ...but not before 50 ms
 
 class _StaleRing(Exception):
     """Internal: a replica reported that this handle's ring is out of date."""
+
+
+class _Job:
+    """One search waiting in a :class:`Scatter`'s queue."""
+
+    __slots__ = ("done", "ef", "error", "filters", "finished", "k", "lead", "min_seq",
+                 "name", "q", "result")
+
+    def __init__(self, name: str, q: np.ndarray, k: int, ef: int, filters: dict[str, Any],
+                 min_seq: int) -> None:
+        self.name, self.q, self.k, self.ef = name, q, k, ef
+        self.filters, self.min_seq = filters, min_seq
+        self.done = threading.Event()
+        self.lead = self.finished = False
+        self.result: tuple[np.ndarray, np.ndarray] | None = None
+        self.error: BaseException | None = None
 
 
 class Scatter:
@@ -41,6 +58,9 @@ class Scatter:
         self.suspect: dict[str, float] = {}
         self._rr: dict[int, itertools.count[int]] = {}
         self._latency_ewma = 0.02  # seconds: running mean of one shard's search call
+        self._queue: list[_Job] = []  # searches waiting for the next scatter round
+        self._leading = False  # a thread is running a round (it hands over to the next)
+        self._queue_lock = threading.Lock()
 
     def routed(self, call: Any) -> Any:
         """``call()`` routed by this handle's ring; when the ring turns out to be stale (a
@@ -70,31 +90,77 @@ class Scatter:
 
     def search(self, name: str, q: np.ndarray, k: int, ef: int | None,
                filters: dict[str, Any], min_seq: int) -> tuple[np.ndarray, np.ndarray]:
-        """Ask one replica per shard (retrying / hedging on others); merged top-k."""
+        """Ask one replica per shard (retrying / hedging on others); merged top-k.
+
+        Searches from several threads of this handle are combined: while one thread runs a
+        scatter round, the searches that arrive queue up, and the next round sends them all
+        to each replica in one call (:meth:`ShardReplica.search_batch_packed`); a round's
+        thread then hands the queue to one of the waiting threads. One thread alone sends
+        one search per call, as before."""
         ef = self.ef_search if ef is None else int(ef)
-        ef = max(ef, k)
+        job = _Job(name, np.asarray(q, np.float32), int(k), max(ef, int(k)), filters,
+                   int(min_seq))
+        with self._queue_lock:
+            self._queue.append(job)
+            job.lead = not self._leading
+            self._leading = True
+        if not job.lead and not job.done.wait(4 * self.search_timeout + 5.0):
+            with self._queue_lock:  # handed over or answered meanwhile: go on
+                if not job.done.is_set():
+                    if job in self._queue:
+                        self._queue.remove(job)
+                    raise ClusterUnavailable("a combined cluster search was not answered in "
+                                             "time")
+        if not job.finished:  # this thread runs the next round
+            self._run_round()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _run_round(self) -> None:
+        """Answer every queued search in one scatter round, then hand the queue over."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            if len(batch) == 1:
+                batch[0].result = self._search_one(batch[0])
+            else:
+                for job, res in zip(batch, self._search_many(batch)):
+                    job.result = res
+        except BaseException as exc:  # every waiting search gets the error
+            for job in batch:
+                job.error = exc
+        finally:
+            for job in batch:
+                job.finished = True
+                job.done.set()
+            with self._queue_lock:
+                if self._queue:  # the next round's thread: the first waiting search
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._leading = False
+
+    def _search_one(self, job: _Job) -> tuple[np.ndarray, np.ndarray]:
         ring, routing = self.shards.snapshot()
         ring_shards = list(ring.shards)
         results = self.fanout(
             routing, lambda _s, h, budget: h.search_packed.remote(pack_search(
-                name, q, k, ef, filters, min_seq, budget, ring_shards)), min_seq)
-        all_ids = np.concatenate([results[s][0] for s in routing]) if results else \
-            np.zeros(0, np.int64)
-        all_d = np.concatenate([results[s][1] for s in routing]) if results else \
-            np.zeros(0, np.float32)
-        order = np.lexsort((all_ids, all_d))
-        seen: set[int] = set()
-        out_i, out_d = [], []
-        for j in order:  # dedupe: during a ring change a record may be in two shards
-            i = int(all_ids[j])
-            if i in seen:
-                continue
-            seen.add(i)
-            out_i.append(i)
-            out_d.append(float(all_d[j]))
-            if len(out_i) == k:
-                break
-        return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
+                job.name, job.q, job.k, job.ef, job.filters, job.min_seq, budget,
+                ring_shards)), job.min_seq)
+        return _merge([results[s] for s in routing], job.k)
+
+    def _search_many(self, batch: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
+        ring, routing = self.shards.snapshot()
+        ring_shards = list(ring.shards)
+        entries = [(j.name, j.q, j.k, j.ef, j.filters) for j in batch]
+        min_seq = max(j.min_seq for j in batch)  # every search reads at least its own
+        results = self.fanout(
+            routing, lambda _s, h, budget: h.search_batch_packed.remote(pack_batch(
+                entries, min_seq, budget, ring_shards)), min_seq)
+        return [_merge([results[s][b] for s in routing], job.k)
+                for b, job in enumerate(batch)]
 
     def expand(self, frontier: list[int], direction: str, types: list[str] | None,
                min_seq: int) -> list[int]:
@@ -193,3 +259,22 @@ class Scatter:
                     launch(s)
         return results
 
+
+def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of the shards' answers ``(ids, distances)``, a record once (during a
+    ring change it may be in two shards), ties by id."""
+    all_ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    all_d = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
+    order = np.lexsort((all_ids, all_d))
+    seen: set[int] = set()
+    out_i, out_d = [], []
+    for j in order:
+        i = int(all_ids[j])
+        if i in seen:
+            continue
+        seen.add(i)
+        out_i.append(i)
+        out_d.append(float(all_d[j]))
+        if len(out_i) == k:
+            break
+    return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
