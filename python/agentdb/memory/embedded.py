@@ -706,11 +706,11 @@ class AgentDB(MemoryCore):
         them, until ``forget()`` runs, make it a filter)."""
         index = self._cols[name].index
         attrs = self._cols[name].attrs
-        if allowed is None and attrs is not None and attrs.has_expired(time.time()):
-            gone = attrs.expired_ids(time.time())
+        gone = attrs.expired_ids(time.time()) if allowed is None and attrs is not None else ()
+        if len(gone):  # one look at the (cached) expired set per search
             if len(gone) > _OVERFETCH_EXPIRED:
                 allowed = attrs.select(None, None, None, None)
-            elif len(gone):
+            else:
                 kk = min(k + len(gone), len(index))
                 ids, dists = index.search(q, k=kk, ef=ef)
                 out = set(gone.tolist())  # a few: cheaper than np.isin
