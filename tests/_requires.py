@@ -3,9 +3,9 @@
 ``unavailable("SERVER", reason)`` skips the test (or the whole module, when called at import
 time) with ``reason`` -- unless ``AGENTDB_REQUIRE_SERVER=1`` is set, as ``.ci/run`` does, in
 which case it fails loudly, so CI never passes by skipping what it is meant to test.
-The flags in use: NATIVE, POSTGRES, SERVER, CLUSTER, EMBED (the ONNX embedder and its model),
-INTEGRATIONS (MCP, LangChain, LangGraph, LlamaIndex), INSTALLED (the suite runs against an
-installed wheel, not `<repo>/python`).
+The flags in use: NATIVE, POSTGRES, SERVER, CLUSTER, FAILOVER (Patroni + etcd), EMBED (the
+ONNX embedder and its model), INTEGRATIONS (MCP, LangChain, LangGraph, LlamaIndex), INSTALLED
+(the suite runs against an installed wheel, not `<repo>/python`).
 """
 
 from __future__ import annotations

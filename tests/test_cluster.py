@@ -755,3 +755,122 @@ def test_concurrent_searches_are_combined_and_answered_alike(cdb):
         cdb.scatter._search_many = original
     assert not errors and together == alone
     assert rounds and max(rounds) > 1  # some searches did share a round
+
+
+# ----------------------------------------------------------- the log survives its primary
+
+
+class _FailoverWriter(threading.Thread):
+    """Writes patterns until stopped, through failures: remembers every acknowledged (id,
+    vector), every write that raised (with the error) and when each happened."""
+
+    def __init__(self, db, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.db, self.rng = db, np.random.default_rng(seed)
+        self.acked: dict[int, np.ndarray] = {}
+        self.acked_at: list[float] = []
+        self.failed: list[tuple[float, BaseException]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            v = self.rng.standard_normal(DIM).astype(np.float32)
+            try:
+                rid = self.db.store_pattern("w", embedding=v)
+            except Exception as exc:  # noqa: BLE001 - every failure is checked by the test
+                self.failed.append((time.monotonic(), exc))
+                time.sleep(0.05)
+                continue
+            self.acked[rid] = v
+            self.acked_at.append(time.monotonic())
+            time.sleep(0.01)
+
+
+def test_log_survives_its_primary(ray_cluster, tmp_path):
+    """kill -9 the PostgreSQL primary under continuous cluster writes and searches: Patroni
+    promotes the synchronous standby, writes resume, no acknowledged write is lost, failed
+    writes raised a StoreError, every replica reaches the log's end, and no search answered
+    wrongly meanwhile (it answered right, or raised)."""
+    from agentdb.cluster import ClusterDB
+    from agentdb.cluster.pg_ha import LocalHAPostgres, etcd_binary
+    from agentdb.errors import ClusterError, StoreError
+
+    try:
+        import patroni  # noqa: F401
+
+        etcd_binary()
+    except (ImportError, ClusterError) as exc:
+        unavailable("FAILOVER", f"PostgreSQL failover needs patroni and etcd ({exc})")
+    ha = LocalHAPostgres(tmp_path / "ha", standbys=1)
+    url = ha.start()
+    db = None
+    try:
+        db = ClusterDB(ray_cluster.address, url, shards=2, replicas=1, dim=DIM,
+                       namespace=f"agentdb_ha_{uuid.uuid4().hex[:8]}", search_timeout=10.0,
+                       ready_timeout=90.0)
+        base = db.store_patterns(_rows(100))
+        known = set(base)
+        writer = _FailoverWriter(db, 5)
+        wrong: list[str] = []
+        search_errors: list[BaseException] = []
+        searches = [0]
+        stop_search = threading.Event()
+
+        def searcher() -> None:
+            while not stop_search.is_set():
+                if not writer.acked:
+                    time.sleep(0.02)
+                    continue
+                rid, v = next(reversed(writer.acked.items()))
+                try:
+                    ids, _ = db.search_ids("patterns", v, k=3, ef=256, min_seq=db.last_seq)
+                except Exception as exc:  # noqa: BLE001 - allowed during the failover
+                    search_errors.append(exc)
+                    time.sleep(0.05)
+                    continue
+                searches[0] += 1
+                if int(ids[0]) != rid:
+                    wrong.append(f"searched for {rid}, got {ids.tolist()}")
+                if not set(ids.tolist()) <= known | set(writer.acked) | {
+                        -1}:  # nothing that was never written
+                    wrong.append(f"unknown ids in {ids.tolist()}")
+                time.sleep(0.01)
+
+        t_search = threading.Thread(target=searcher, daemon=True)
+        writer.start()
+        t_search.start()
+        deadline = time.monotonic() + 30
+        while len(writer.acked) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        old = ha.kill_postgres()
+        t_kill = time.monotonic()
+        deadline = t_kill + 90  # bounded: Patroni fails over in seconds
+        while time.monotonic() < deadline and not any(t > t_kill for t in writer.acked_at):
+            time.sleep(0.05)
+        resumed = [t for t in writer.acked_at if t > t_kill]
+        assert resumed, f"writes did not resume; failures: {writer.failed[-3:]}"
+        time.sleep(1.0)  # more writes and searches on the new primary
+        writer.stop.set()
+        writer.join(30)
+        stop_search.set()
+        t_search.join(30)
+        new = ha.primary()
+        assert new is not None and new["name"] != old
+        print(f"\nprimary {old} killed; writes resumed on {new['name']} after "
+              f"{resumed[0] - t_kill:.2f}s; {len(writer.failed)} writes raised, "
+              f"{len(writer.acked)} acknowledged; {searches[0]} searches answered, "
+              f"{len(search_errors)} raised")
+        assert not wrong, wrong[:5]
+        for _, exc in writer.failed:  # a failed write raised the store's typed error
+            assert isinstance(exc, StoreError), repr(exc)
+        st = _wait_converged(db)
+        assert st["log_seq"] >= db.last_seq
+        _check_no_loss(db, writer.acked)
+        n = db.count()
+        assert len(base) + len(writer.acked) <= n <= len(base) + len(writer.acked) + len(
+            writer.failed)
+        ha.wait_ready(120)  # the old primary came back as a standby
+    finally:
+        if db is not None:
+            db.close(shutdown=True)
+        ha.stop()

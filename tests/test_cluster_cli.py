@@ -331,3 +331,51 @@ def test_two_nodes_spread_replicas_and_external_postgres(cluster_paths: tuple[Pa
 
     with psycopg.connect(postgres_url, connect_timeout=10) as conn:  # left running
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_up_with_pg_standbys_runs_patroni_and_down_stops_it(
+        cluster_paths: tuple[Path, Path]) -> None:
+    _require_postgres()
+    from agentdb.cluster.pg_ha import etcd_binary
+
+    try:
+        import patroni  # noqa: F401
+
+        etcd_binary()
+    except (ImportError, local.ClusterError) as exc:
+        unavailable("FAILOVER", f"PostgreSQL failover needs patroni and etcd ({exc})")
+    state, data = cluster_paths
+    proc = _cli(state, "up", "--pg-standbys", "1", "--postgres-url", "postgresql://x@/y")
+    assert proc.returncode == 1 and "cannot be combined" in _one_line(proc.stderr)
+    proc = _cli(state, "up", "--shards", "1", "--replicas", "1", "--port", str(_free_port()),
+                "--data-dir", str(data), "--dim", "16", "--namespace", "hacli",
+                "--pg-standbys", "1", "--json")
+    pids: list[int] = []
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        info = json.loads(proc.stdout)
+        assert info["postgres_url"].count("127.0.0.1:") == 2  # a multi-host URL
+        assert "target_session_attrs=read-write" in info["postgres_url"]
+        roles = sorted(m["role"] for m in info["postgres_members"])
+        assert roles == ["leader", "sync_standby"], info["postgres_members"]
+        recorded = json.loads(state.read_text())
+        ha = json.loads((Path(recorded["postgres_ha_dir"]) / "ha.json").read_text())
+        pids = [m["pid"] for m in ha["members"]] + [ha["etcd"]["pid"]]
+        assert len(_alive(pids)) == 3  # etcd and both Patroni members outlive `up`
+        proc = _py(state, """
+            import numpy as np
+            from agentdb.cluster import local
+            db = local.connect()
+            v = np.ones(16, dtype="float32")
+            rid = db.store_pattern("on the primary", embedding=v)
+            assert db.search_patterns(v, k=1)[0].id == rid
+            db.close()
+        """)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = _cli(state, "status")
+        assert proc.returncode == 0 and "PostgreSQL (Patroni)" in proc.stdout
+        assert "sync_standby" in proc.stdout
+    finally:
+        proc = _cli(state, "down")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _alive(pids) == []

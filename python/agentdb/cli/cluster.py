@@ -77,6 +77,14 @@ def register(app: typer.Typer) -> None:
                            "[green]yes[/]" if n.get("alive") else "[red]no[/]",
                            "yes" if n.get("head") else "", f"{res.get('CPU', 0):g}")
         out.print(ntable)
+        if info.get("postgres_members"):
+            ptable = Table("member", "role", "state", "port", "timeline", "lag",
+                           title="PostgreSQL (Patroni)")
+            for m in info["postgres_members"]:
+                ptable.add_row(str(m.get("name")), str(m.get("role")), str(m.get("state")),
+                               str(m.get("port")), str(m.get("timeline")),
+                               "-" if m.get("lag") is None else str(m.get("lag")))
+            out.print(ptable)
 
     @cl_app.command("up")
     def cluster_up(
@@ -98,6 +106,10 @@ def register(app: typer.Typer) -> None:
             True, "--pgvector-index/--no-pgvector-index",
             help="Keep pgvector's HNSW indexes on the tables (the replicas do not use them; "
                  "dropping them speeds up ingest ~70x)."),
+        pg_standbys: int = typer.Option(
+            0, "--pg-standbys", metavar="N",
+            help="Run the embedded PostgreSQL as a primary + N synchronous standbys, failed "
+                 "over by Patroni + etcd (needs etcd: apt-get install etcd-server)."),
         state_file: str = state_opt,
         as_json: bool = json_opt,
     ) -> None:
@@ -112,6 +124,7 @@ def register(app: typer.Typer) -> None:
                            data_dir=data_dir, nodes=nodes, port=port, namespace=namespace,
                            dim=dim, schema=schema, table_prefix=table_prefix,
                            pgvector_index=pgvector_index, state_file=state_file,
+                           pg_standbys=pg_standbys,
                            echo=None if as_json else say)
         if as_json:
             emit(info, True)

@@ -385,14 +385,17 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
        table_prefix: str = "", num_cpus: int | None = None,
        object_store_memory: int = _OBJECT_STORE_BYTES, pgvector_index: bool = True,
        ready_timeout: float = 180.0, state_file: str | os.PathLike[str] | None = None,
-       echo: Echo | None = None) -> dict[str, Any]:
+       echo: Echo | None = None, pg_standbys: int = 0) -> dict[str, Any]:
     """Start a local cluster; returns what :func:`status` returns plus what was started.
 
     * Ray head on ``127.0.0.1:port`` (+ ``nodes - 1`` nodes on this machine), each node with
       ``num_cpus`` CPUs (default: this machine's CPUs split between the nodes, at least 1) and
       an object store of ``object_store_memory`` bytes;
     * PostgreSQL: ``postgres_url``, else an embedded server on ``<data_dir>/postgres``
-      (``data_dir`` default ``~/.agentdb/cluster``), started if it is not running;
+      (``data_dir`` default ``~/.agentdb/cluster``), started if it is not running; with
+      ``pg_standbys=N`` (N >= 1) instead a primary + N synchronous standbys failed over by
+      Patroni + etcd in ``<data_dir>/postgres-ha`` (:mod:`.pg_ha`), reached through a
+      multi-host URL;
     * the replica actors of ``shards`` x ``replicas`` through ``ClusterDB`` (a data set that
       already has a cluster ring keeps its shards and replicas; the result shows the real
       layout), ready before this returns.
@@ -402,7 +405,7 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     """
     say = echo or _quiet
     for label, v, lo in (("shards", shards, 1), ("replicas", replicas, 1), ("nodes", nodes, 1),
-                         ("port", port, 1024)):
+                         ("port", port, 1024), ("pg_standbys", pg_standbys, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise InvalidArgumentError(f"{label} must be an integer >= {lo}, got {v!r}")
     if port > 65535:
@@ -430,6 +433,9 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     if not _port_free(port):
         raise ClusterError(f"port {port} on 127.0.0.1 is in use: choose another with --port")
     if postgres_url is not None:
+        if pg_standbys:
+            raise InvalidArgumentError("pg_standbys starts a PostgreSQL group of its own: it "
+                                       "cannot be combined with postgres_url")
         _check_postgres(postgres_url)
 
     auth_mode = os.environ.get("RAY_AUTH_MODE", "").strip() or "disabled"
@@ -439,6 +445,7 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     address = f"127.0.0.1:{port}"
     sessions: list[int] = []
     pg_dir: Path | None = None
+    ha_dir: Path | None = None
     pg_started = False
     state: dict[str, Any] = {}
     warnings: list[str] = []
@@ -463,7 +470,18 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
                 f"--object-store-memory={int(object_store_memory)}",
             ], env, f"node {i + 1}", _START_TIMEOUT_S))
         url = postgres_url
-        if url is None:
+        if url is None and pg_standbys:
+            from .pg_ha import LocalHAPostgres
+
+            ha_dir = Path(data_dir or os.environ.get("AGENTDB_CLUSTER_DATA", "").strip()
+                          or DEFAULT_DATA_DIR).expanduser().resolve() / "postgres-ha"
+            ha = LocalHAPostgres(ha_dir, standbys=pg_standbys, echo=say)
+            was_running = ha.running()
+            say(f"{'using' if was_running else 'starting'} PostgreSQL with {pg_standbys} "
+                f"synchronous standby(s) under Patroni + etcd in {ha_dir}")
+            url = ha.start()
+            pg_started = True
+        elif url is None:
             from ..storage import pgserver as pgs
 
             pg_dir = Path(data_dir or os.environ.get("AGENTDB_CLUSTER_DATA", "").strip()
@@ -486,7 +504,8 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
             "ray_temp_dir": str(temp_dir), "ray_sessions": sessions, "nodes": nodes,
             "num_cpus_per_node": per_node, "auth_mode": auth_mode,
             "postgres_url": url, "postgres_data_dir": str(pg_dir) if pg_dir else None,
-            "postgres_started": pg_started, "namespace": namespace, "schema": schema,
+            "postgres_started": pg_started, "postgres_ha_dir": str(ha_dir) if ha_dir else None,
+            "pg_standbys": pg_standbys, "namespace": namespace, "schema": schema,
             "table_prefix": table_prefix, "shards": shards, "replicas": replicas,
             "created_at": time.time(),
         }
@@ -524,7 +543,8 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
                 "ClusterDB.add_shard() to grow it")
             say(f"warning: {warnings[-1]}")
     except BaseException as exc:
-        _rollback(sessions, pg_dir if pg_started else None, sp, temp_dir)
+        _rollback(sessions, pg_dir if pg_started else None, sp, temp_dir,
+                  ha_dir if pg_started else None, pg_standbys)
         if isinstance(exc, (ClusterError, ImportError, KeyboardInterrupt, SystemExit)):
             raise
         msg = " ".join(str(exc).split())[:500]
@@ -532,8 +552,14 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     return {**_public_state(state, sp), **info, "warnings": warnings}
 
 
-def _rollback(sessions: list[int], pg_dir: Path | None, sp: Path, temp_dir: Path) -> None:
+def _rollback(sessions: list[int], pg_dir: Path | None, sp: Path, temp_dir: Path,
+              ha_dir: Path | None = None, pg_standbys: int = 0) -> None:
     """Undo a failed :func:`up`: stop what it started and forget the state file."""
+    if ha_dir is not None:
+        with contextlib.suppress(Exception):
+            from .pg_ha import LocalHAPostgres
+
+            LocalHAPostgres(ha_dir, standbys=pg_standbys).stop()
     with contextlib.suppress(Exception):
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
@@ -635,8 +661,17 @@ def _collect_status(ray: Any, state: dict[str, Any], timeout: float = 3.0) -> di
               (n.get("Resources") or {}), "resources": n.get("Resources", {})}
              for n in ray.nodes()]
     nodes.sort(key=lambda n: (not n["head"], not n["alive"], str(n["node_id"])))
+    pg_members: list[dict[str, Any]] = []
+    if state.get("postgres_ha_dir"):  # Patroni's view of the PostgreSQL group
+        from .pg_ha import LocalHAPostgres
+
+        with contextlib.suppress(Exception):
+            ha = LocalHAPostgres(state["postgres_ha_dir"],
+                                 standbys=int(state.get("pg_standbys") or 1))
+            pg_members = [{k: m.get(k) for k in ("name", "role", "state", "port", "timeline",
+                                                  "lag")} for m in ha.members()]
     return {"log_seq": seq, "ring": ring, "namespace": namespace, "shards": shards,
-            "nodes": nodes}
+            "nodes": nodes, "postgres_members": pg_members}
 
 
 def status(*, state_file: str | os.PathLike[str] | None = None,
@@ -741,7 +776,18 @@ def down(*, state_file: str | os.PathLike[str] | None = None,
                            f"(pids {', '.join(str(p.pid) for p in left[:8])}); state file "
                            f"{sp} kept")
     pg_stopped = False
-    if state.get("postgres_started") and state.get("postgres_data_dir"):
+    if state.get("postgres_started") and state.get("postgres_ha_dir"):
+        from .pg_ha import LocalHAPostgres
+
+        try:
+            LocalHAPostgres(state["postgres_ha_dir"],
+                            standbys=int(state.get("pg_standbys") or 1)).stop()
+            pg_stopped = True
+        except Exception as exc:
+            raise ClusterError(f"Ray stopped, but the PostgreSQL group in "
+                               f"{state['postgres_ha_dir']} did not stop: "
+                               f"{' '.join(str(exc).split())[:300]}") from None
+    elif state.get("postgres_started") and state.get("postgres_data_dir"):
         from ..storage import pgserver as pgs
 
         try:
@@ -757,4 +803,4 @@ def down(*, state_file: str | os.PathLike[str] | None = None,
         sp.unlink()
     return {"state_file": str(sp), "ray_address": state["ray_address"],
             "ray_processes_stopped": stopped, "postgres_stopped": pg_stopped,
-            "postgres_data_dir": state.get("postgres_data_dir")}
+            "postgres_data_dir": state.get("postgres_data_dir") or state.get("postgres_ha_dir")}

@@ -197,6 +197,9 @@ class PostgresStore:
         pool = psycopg_pool.ConnectionPool(
             self.url, min_size=1, max_size=pool_size, open=True, timeout=self._timeout,
             configure=self._configure, name=f"agentdb-{self.schema}",
+            # a pooled connection is checked when handed out, so connections to a server that
+            # went away (a restart, a failover to a standby) are replaced, not used to fail
+            check=psycopg_pool.ConnectionPool.check_connection,
             kwargs={"connect_timeout": max(1, math.ceil(self._timeout)),
                     "application_name": "agentdb"})
         self._pool = pool
@@ -226,6 +229,13 @@ class PostgresStore:
             yield conn
         except BaseException as exc:
             if not cm.__exit__(type(exc), exc, exc.__traceback__):
+                if isinstance(exc, psycopg.OperationalError) and (
+                        conn.broken or conn.closed):
+                    raise StoreError(
+                        f"lost the connection to PostgreSQL at {self._where} "
+                        f"({self._scrub(' '.join(str(exc).split()))[:300]}); a write in "
+                        "progress was not acknowledged (it may or may not have committed)"
+                    ) from exc
                 raise
         else:
             cm.__exit__(None, None, None)
