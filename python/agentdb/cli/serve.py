@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
                                       help="critical, error, warning, info, debug or trace."),
         access_log: bool = typer.Option(False, "--access-log/--no-access-log",
                                         help="Log every request."),
+        workers: int = typer.Option(
+            1, "--workers", min=1, max=64,
+            help="Processes serving the port: this one (the writer) plus N - 1 read workers "
+                 "that answer searches and record reads over the shared, memory-mapped "
+                 "index files and forward everything else to the writer (an embedded file "
+                 "store only)."),
         reload: bool = typer.Option(False, "--reload",
                                     help="Development: restart when a source file of the "
                                          "package changes (HTTP only, not with --grpc-port)."),
@@ -103,6 +109,9 @@ def register(app: typer.Typer) -> None:
             cors_origin = [o.strip() for o in env.split(",") if o.strip()]
         if reload and forget_every is not None:
             fail("--forget-every does not combine with --reload")
+        if workers > 1 and (reload or db == ":memory:" or "://" in db):
+            fail("--workers needs an embedded file store (read workers open the same file) "
+                 "and does not combine with --reload")
         if reload:
             run_reloading(db, host, port, log_level, access_log, dict(
                 api_keys=None if no_auth else keys, rate_limit_per_minute=rate_limit,
@@ -152,6 +161,27 @@ def register(app: typer.Typer) -> None:
             config = uvicorn.Config(api, host=host, port=port, log_level=log_level.lower(),
                                     access_log=access_log, server_header=False,
                                     timeout_graceful_shutdown=5)
+            readers = None
+            sockets = None
+            if workers > 1:
+                from ..server.workers import ReadWorkers, listen
+
+                d.checkpoint()  # current index files: the read workers map them
+                try:
+                    tcp = listen(host, port)
+                except OSError as exc:
+                    fail(f"cannot listen on {host}:{port}: {exc}")
+                readers = ReadWorkers(workers, tcp, dict(
+                    db=str(d.path), log_level=log_level.lower(), access_log=access_log,
+                    api_keys=None if no_auth else list(keys),
+                    key_namespaces={k: list(v) for k, v in (bindings or {}).items()},
+                    rate_limit_per_minute=rate_limit, max_body_bytes=max_body,
+                    cors_origins=list(cors_origin or ()), cors_credentials=cors_credentials,
+                    search_threads=search_threads))
+                readers.start()
+                sockets = [tcp, readers.uds]
+                err.print(f"agentdb: {workers - 1} read worker(s) share the port",
+                          highlight=False, markup=False)
             queries = api.state.queries
             namespace_apps = api.state.namespace_apps
 
@@ -171,9 +201,11 @@ def register(app: typer.Typer) -> None:
 
             previous = signal.signal(signal.SIGTERM, on_sigterm)
             try:
-                Server(config).run()
+                Server(config).run(sockets=sockets)
             finally:
                 signal.signal(signal.SIGTERM, previous)
+                if readers is not None:
+                    readers.stop()
                 if grpc_server is not None:
                     grpc_server.stop(grace=2).wait()
 

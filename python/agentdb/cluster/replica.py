@@ -70,16 +70,6 @@ def _meta(m: Any) -> dict[str, Any]:
     return m if isinstance(m, dict) else json.loads(m)
 
 
-def _set_columns(cols: FilterColumns, name: str, rid: int, row: dict[str, Any]) -> None:
-    """The filter columns of one record row (skills filter on their success rate)."""
-    if name == "skills":
-        cols.set(rid, row["success_rate"], False, None, _meta(row["metadata"]),
-                 row.get("expires_at"))
-    else:
-        cols.set(rid, row["reward"], bool(row["success"]), row["session_id"],
-                 _meta(row["metadata"]), row.get("expires_at"))
-
-
 class ShardReplica:
     """The index of one shard; see the module docstring. ``config`` keys: ``url``,
     ``schema``, ``table_prefix``, ``dim``, ``shard``, ``replica``, ``ring`` (dict), and
@@ -216,7 +206,7 @@ class ShardReplica:
                     index.add(np.asarray(add_ids, np.int64),
                               np.stack([rows[i]["embedding"] for i in add_ids]))
                     for i in add_ids:
-                        _set_columns(cols, name, i, rows[i])
+                        cols.set_row(name, i, rows[i])
                 gone = [int(i) for i in owned if int(i) not in rows]
                 present = [i for i in gone if index.contains(i)]
                 if present:
@@ -394,7 +384,7 @@ class ShardReplica:
                     index.add(all_ids[gained], vecs[gained])
                     for i, row in self._store.get(name, all_ids[gained].tolist(),
                                                   with_embedding=False, expired=True).items():
-                        _set_columns(self.attrs[name], name, i, row)
+                        self.attrs[name].set_row(name, i, row)
                     loaded += int(gained.sum())
             if not grown:  # the edges touching the nodes it gained
                 self.graph.put_edges({eid: (etype, tail, head, conf, ts, props)

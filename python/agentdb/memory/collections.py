@@ -36,6 +36,7 @@ class Collection:
         self.attrs = attrs
         self.saved_gen = -1  # the generation the index file on disk reflects (-1: none)
         self.changed_gen = 0  # the last generation that changed this index's vectors
+        self.file_gen: str | None = None  # the index file's generation when it was loaded
 
 
 class Collections:
@@ -75,6 +76,39 @@ class Collections:
         gen_after = self.store.generation  # set_meta advanced it; nothing else changed
         for col in saved:
             col.saved_gen = gen_after
+
+    def follow(self, since: int) -> int:
+        """Apply what another process (the store's writer) committed after generation
+        ``since`` to the indexes and filter columns of a read-only handle; returns how many
+        records changed. A collection whose index file the writer saved since it was loaded
+        is opened again from that file (mapped, its pages shared with the other readers,
+        plus the rows written after it); otherwise the deleted ids are removed and the rows
+        written since are (re-)added. Applying a row twice is harmless."""
+        changed = 0
+        for name in NAMES:
+            col = self.cols[name]
+            saved = self.store.meta(f"index_gen:{name}")
+            if saved is not None and saved != col.file_gen and os.path.exists(
+                    self.index_path(name)):
+                self.cols[name] = self._open(name)
+                changed += 1
+                continue
+            gone = self.store.deleted_since(name, since)
+            present = [i for i in gone if col.index.contains(i)]
+            if present:
+                col.index.remove(present)
+            if col.attrs is not None:
+                for rid in gone:
+                    col.attrs.remove(rid)
+            changed += len(gone)
+            for rows in self.store.iter_rows(name, since_gen=since, batch=2000):
+                ids = np.fromiter((r["id"] for r in rows), np.int64, len(rows))
+                col.index.add(ids, np.stack([r["embedding"] for r in rows]))
+                if col.attrs is not None:
+                    for r in rows:
+                        col.attrs.set_row(name, int(r["id"]), r)
+                changed += len(rows)
+        return changed
 
     def _new_index(self) -> Any:
         p = self._index_params
@@ -154,6 +188,7 @@ class Collections:
             status = "rebuilt (count mismatch)"
         self.status[name] = status
         col = Collection(name, index, self._filter_columns(name))
+        col.file_gen = saved if status == "loaded" else None
         # the file is current when nothing of this collection changed since it was saved
         # (later writes to other tables -- other collections, the graph, the learning
         # state -- advance the generation too, but do not touch this index)

@@ -156,6 +156,7 @@ class AgentDB(MemoryCore):
             forget_every=forget_every)
         self._ns_salt = table_prefix
         self._lock = threading.RLock()
+        self._follow_lock = threading.Lock()
         self._events = EventBus()
         self._closed = False
         self._graph: Any = None
@@ -297,6 +298,42 @@ class AgentDB(MemoryCore):
         finally:
             self._closed = True
             self.store.close()
+
+    def follow(self) -> int:
+        """Bring a read-only handle up to date with what the store's writer (another
+        process) committed since this handle opened or last followed: indexes and filter
+        columns (so searches see the new, changed and deleted records; a newly saved index
+        file is mapped again), and the causal graph, which is re-read on its next use.
+        Cheap when nothing changed (one read of the store's generation). Returns the
+        generation this handle now reflects. A writable, in-memory or PostgreSQL handle
+        has nothing to follow and returns its own generation. ``agentdb serve --workers``
+        calls it before every search a read worker answers.
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.db")
+        >>> writer = AgentDB(path, dim=8)
+        >>> reader = AgentDB(path, dim=8, readonly=True)
+        >>> pid = writer.store_pattern("new", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        >>> _ = reader.follow()
+        >>> reader.search_hits([1, 0, 0, 0, 0, 0, 0, 0], 1)[0]["id"] == pid
+        True
+        """
+        self._check_open()
+        if not self.readonly or self.store.memory or self.backend_name == "postgres":
+            return int(self.store.generation)
+        gen = int(self.store.meta("generation") or 0)
+        if gen == self.store.generation:
+            return gen
+        with self._follow_lock:
+            since = int(self.store.generation)
+            gen = int(self.store.meta("generation") or 0)  # read before the rows: a commit
+            if gen == since:                                # after it is caught next time
+                return gen
+            with self._lock:
+                self._collections.follow(since)
+                self._graph = None
+                self.store.generation = gen
+        return gen
 
     # ---- namespaces ---------------------------------------------------------------------------
     def namespace(self, name: str) -> AgentDB:

@@ -16,6 +16,7 @@ current. Results of identical filters are cached until the next write.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -146,6 +147,24 @@ class FilterColumns:
             self.expires[p] = exp
             self._soonest = min(self._soonest, exp)
             self._index_doc(p, old, meta)
+
+    def set_row(self, table: str, rid: int, row: dict[str, Any]) -> None:
+        """:meth:`set` from a stored row of ``table`` (skills filter on their success rate;
+        ``metadata`` a dict or its JSON text).
+
+        >>> cols = FilterColumns()
+        >>> cols.set_row("patterns", 7, {"reward": 0.5, "success": 1, "session_id": "s",
+        ...                              "metadata": '{"a": 1}', "expires_at": None})
+        >>> cols.meta[cols.pos[7]]
+        {'a': 1}
+        """
+        meta = row.get("metadata")
+        meta = json.loads(meta) if isinstance(meta, (str, bytes)) else meta
+        if table == "skills":
+            self.set(rid, row["success_rate"], False, None, meta, row.get("expires_at"))
+        else:
+            self.set(rid, row["reward"], bool(row["success"]), row.get("session_id"), meta,
+                     row.get("expires_at"))
 
     def _index_doc(self, p: int, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
         for key, table in self._eq.items():

@@ -1,0 +1,221 @@
+"""``agentdb serve --workers 2``: a real writer + read worker on one loopback port.
+
+Each check opens new connections (the kernel hands each to whichever process accepts it), so
+both processes answer; answers of the read worker carry ``X-AgentDB-Worker``. No timing
+assertions; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from _child import free_port, spawned_server
+from _requires import unavailable
+
+if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "typer", "httpx")):
+    unavailable("SERVER", "the server and cli extras are missing", module=True)
+
+import agentdb  # noqa: E402
+
+DIM = 16
+KEY = "workers-test-key-1"
+
+
+def _call(port: int, method: str, path: str, body: Any = None, key: str | None = KEY
+          ) -> tuple[int, dict[str, str], Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["X-API-Key"] = key
+        conn.request(method, path, None if body is None else json.dumps(body), headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, (
+            json.loads(data) if data else None)
+    finally:
+        conn.close()
+
+
+def _vec(seed: int) -> list[float]:
+    return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32).tolist()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Any]]:
+    path = tmp_path_factory.mktemp("workers") / "memory.db"
+    db = agentdb.open(str(path), dim=DIM)
+    db.store_patterns([{"task": f"t{i}", "embedding": _vec(i)} for i in range(200)])
+    db.close()
+    port = free_port()
+    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
+                         "--workers", "2", "--rate-limit", "0", "--log-level", "warning"],
+                        port, AGENTDB_API_KEYS=KEY) as proc:
+        # both processes listen once the read worker answers a search
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st, headers, _ = _call(port, "POST", "/vectors/search", {"vector": _vec(0), "k": 1})
+            if st == 200 and "x-agentdb-worker" in headers:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the read worker never answered")
+        yield port, proc
+
+
+def _search_everywhere(port: int, vector: list[float], k: int = 1, tries: int = 400
+                       ) -> dict[str, list[int]]:
+    """The answer of each process (writer: "0") to the same search, over new connections."""
+    seen: dict[str, list[int]] = {}
+    for _ in range(tries):
+        st, headers, body = _call(port, "POST", "/vectors/search",
+                                  {"vector": vector, "k": k, "ef": 256})
+        assert st == 200, body
+        seen[headers.get("x-agentdb-worker", "0")] = [h["id"] for h in body["results"]]
+        if len(seen) == 2:
+            break
+    assert set(seen) == {"0", "1"}, "one of the processes never answered"
+    return seen
+
+
+def test_both_processes_answer_and_see_every_acknowledged_write(server):
+    port, _ = server
+    for i in range(15):  # read-your-writes, whichever process takes the write or the read
+        v = _vec(1000 + i)
+        st, _, body = _call(port, "POST", "/patterns/store",
+                            {"task": f"new {i}", "embedding": v, "metadata": {"i": i}})
+        assert st == 201, body
+        rid = body["id"]
+        for _ in range(4):
+            st, _, hits = _call(port, "POST", "/vectors/search", {"vector": v, "k": 1})
+            assert st == 200 and hits["results"][0]["id"] == rid
+            assert hits["results"][0]["metadata"] == {"i": i}
+        st, _, rec = _call(port, "GET", f"/patterns/{rid}")
+        assert st == 200 and rec["task"] == f"new {i}"
+    answers = _search_everywhere(port, _vec(1000), k=5)
+    assert answers["0"] == answers["1"]
+    # a delete reaches the read worker too
+    v = _vec(2000)
+    _, _, body = _call(port, "POST", "/patterns/store", {"task": "doomed", "embedding": v})
+    doomed = body["id"]
+    st, _, _ = _call(port, "DELETE", f"/patterns/{doomed}")
+    assert st == 204
+    answers = _search_everywhere(port, v, k=3)
+    assert doomed not in answers["0"] and doomed not in answers["1"]
+    for _ in range(6):
+        st, _, _ = _call(port, "GET", f"/patterns/{doomed}")
+        assert st == 404
+
+
+def test_auth_and_errors_on_the_read_worker(server):
+    port, _ = server
+    codes = set()
+    workers = set()
+    for _ in range(60):
+        st, headers, body = _call(port, "POST", "/vectors/search", {"vector": _vec(1), "k": 1},
+                                  key=None)
+        codes.add(st)
+        workers.add(headers.get("x-agentdb-worker", "0"))
+        st2, _, body2 = _call(port, "POST", "/vectors/search", {"vector": [1.0, 2.0], "k": 1})
+        assert st2 == 422 and "16" in body2["error"]["message"]
+        if len(workers) == 2:
+            break
+    # 429 once a process has seen a burst of failed authentications from this address
+    assert 401 in codes and codes <= {401, 429} and workers == {"0", "1"}
+
+
+def test_the_change_feed_and_stats_are_forwarded(server):
+    port, _ = server
+    for _ in range(10):  # /stats is the writer's, through either process
+        st, headers, body = _call(port, "GET", "/stats")
+        assert st == 200 and body["patterns"] >= 200
+        assert "x-agentdb-worker" not in headers
+    got: list[str] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/patterns/stream", headers={"X-API-Key": KEY})
+            resp = conn.getresponse()
+            ready.set()
+            for raw in resp:
+                line = raw.decode().strip()
+                if line.startswith("data:") and "streamed" in line:
+                    got.append(line)
+                    return
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=listen, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert ready.wait(30)
+    time.sleep(0.5)
+    _call(port, "POST", "/patterns/store", {"task": "streamed", "embedding": _vec(3000)})
+    for t in threads:
+        t.join(30)
+    assert len(got) == 4
+
+
+def test_a_killed_read_worker_is_replaced_and_sigterm_stops_all(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    path = tmp_path / "m.db"
+    db = agentdb.open(str(path), dim=DIM)
+    db.store_pattern("one", embedding=_vec(1))
+    db.close()
+    port = free_port()
+    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
+                         "--workers", "2", "--no-auth", "--log-level", "warning"],
+                        port) as proc:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 30
+        while not parent.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = parent.children()
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            kids = [c for c in parent.children() if c.pid != child.pid
+                    and c.status() != psutil.STATUS_ZOMBIE]
+            if kids:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the read worker was not restarted")
+        _search = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, headers, body = _call(port, "POST", "/vectors/search",
+                                      {"vector": _vec(1), "k": 1}, key=None)
+            if "x-agentdb-worker" in headers:
+                _search = body
+                break
+        assert _search is not None and _search["results"][0]["id"] >= 1
+        replacement = kids[0]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        assert proc.returncode == 0
+        replacement.wait(20)  # the writer stopped its read worker
+
+
+def test_workers_need_an_embedded_file_store():
+    import subprocess
+    import sys
+
+    from _child import child_env
+
+    out = subprocess.run([sys.executable, "-m", "agentdb.cli", "serve", "--db", ":memory:",
+                          "--workers", "2", "--no-auth"], env=child_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "--workers needs an embedded file store" in out.stderr
