@@ -62,6 +62,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
                    []),
     "server": (["--n", "5000", "--queries", "200", "--concurrency", "1,16", "--duration", "2",
                 "--recall-queries", "50", "--load", "python"], []),
+    "failover": (["--n", "2000", "--kills", "1", "--steady", "1"], []),
     "cluster": (["--n", "5000", "--queries", "50", "--searches", "200", "--threads", "1,4",
                  "--no-kill", "--graph-events", "300", "--graph-seeds", "20",
                  "--learning-events", "50"], []),

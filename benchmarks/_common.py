@@ -767,6 +767,11 @@ def print_title(title: str) -> None:
     print(f"## {title} {tag}" if tag else f"## {title}")
 
 
+#: every table :func:`print_table` printed in this run (scripts without a JSON layout of
+#: their own write these with ``--json``)
+PRINTED_TABLES: list[dict[str, Any]] = []
+
+
 def print_table(
     title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], note: str = ""
 ) -> None:
@@ -777,6 +782,8 @@ def print_table(
     cells = [[str(h) for h in headers]] + [
         [("-" if c is None else str(c)) for c in row] for row in rows
     ]
+    PRINTED_TABLES.append({"title": title, "headers": cells[0], "rows": cells[1:],
+                           "note": note})
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:

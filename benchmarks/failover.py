@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    PRINTED_TABLES,
     add_backend_options,
     environment,
     fmt_float,
@@ -53,6 +54,7 @@ from _common import (
     module_version,
     print_header,
     print_table,
+    write_json,
 )
 
 
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--steady", type=float, default=3.0, help="seconds of load before a kill")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
+    p.add_argument("--json", default=None, help="also write the tables to this JSON file")
     add_backend_options(p)
     args = p.parse_args(argv)
     agentdb, note = import_agentdb(args.src)
@@ -224,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
             if db is not None:
                 db.close(shutdown=True)
             ha.stop()
+    if args.json:
+        write_json(args.json, {"tables": PRINTED_TABLES})
 
 
 if __name__ == "__main__":

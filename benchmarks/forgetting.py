@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     DEFAULT_DATA_DIR,
+    PRINTED_TABLES,
     add_backend_options,
     environment,
     fmt_float,
@@ -41,6 +42,7 @@ from _common import (
     log,
     print_header,
     print_table,
+    write_json,
 )
 
 K = 10
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="passes per state (default 3)")
     p.add_argument("--stores", type=int, default=500, help="stores per dedupe mode")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
+    p.add_argument("--json", default=None, help="also write the tables to this JSON file")
     add_backend_options(p)
     args = p.parse_args(argv)
     agentdb, note = import_agentdb(args.src)
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             run(db, base, extra, queries, args.repeats, rng)
         finally:
             db.close()
+    if args.json:
+        write_json(args.json, {"tables": PRINTED_TABLES})
 
 
 def run(db, base: np.ndarray, extra: np.ndarray, queries: np.ndarray, repeats: int,

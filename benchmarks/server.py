@@ -248,6 +248,7 @@ class Level:
     client_cpu_s: float | None = None  # CPU seconds this (load generator) process used
     fixed_pct: dict[float, float] = field(default_factory=dict)  # wrk: percentiles it reported
     generator: str = "python"
+    workers: int = 1  # ``agentdb serve --workers``
 
     def cpu_pct(self, cpu_s: float | None) -> float | None:
         """CPU seconds as a percentage of one core over the level's wall time."""
@@ -268,7 +269,8 @@ class Level:
         return float(np.percentile(self.lat_ms, p)) if self.lat_ms.size else None
 
     def summary(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "clients": self.clients, "requests": self.requests,
+        return {"endpoint": self.endpoint, "clients": self.clients, "workers": self.workers,
+                "requests": self.requests,
                 "errors": self.errors, "seconds": self.seconds,
                 "throughput_per_s": self.throughput, "p50_ms": self.pct(50),
                 "p90_ms": self.pct(90), "p99_ms": self.pct(99),
@@ -280,12 +282,25 @@ class Level:
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    """User + system CPU seconds of process ``pid`` (all its threads) and of its child
+    processes (``serve --workers``: the read workers), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return total
+    for task in tasks:
+        try:
+            kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            total += process_cpu_seconds(int(kid)) or 0.0
+    return total
 
 
 def own_cpu_seconds() -> float:
@@ -502,6 +517,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="server on CPU 0, load generator on the other CPUs")
     p.add_argument("--py-spy", default=None, metavar="FILE",
                    help="record the server with py-spy during the search levels")
+    p.add_argument("--workers", default="1",
+                   help="comma-separated --workers values of agentdb serve, each measured in "
+                        "this run (default 1; e.g. 1,2 compares one process with two)")
     p.add_argument("--seed", type=int, default=0, help="seed of the query choice (default 0)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="data set folder")
     p.add_argument("--json", default=None, help="also write all numbers to this JSON file")
@@ -518,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     check_child_backend("server", server_backend, args.allow_fallback)
     env["server_backend"] = server_backend.describe()
     concurrency = parse_csv(args.concurrency, int)
+    workers = parse_csv(args.workers, int)
     endpoints = parse_csv(args.endpoints)
 
     log(f"loading data from {args.data}")
@@ -546,32 +565,8 @@ def main(argv: list[str] | None = None) -> None:
         out["fill"] = {"store_seconds": fill["store_seconds"], "close_seconds": close_s}
         out["embedded_baseline"] = baseline
 
-        port = free_port()
-        server = ServerProcess(db_path, port, Path(tmp) / "server.log", args.server_arg)
-        log("starting: " + " ".join(server.cmd))
-        if args.pin:
-            out["pinning"] = server.pin()
-            print(f"pinning: {out['pinning']}")
-        ready_s = server.wait_ready(args.ready_timeout)
-        stats_backend = server.stats_backend()
-        print(f"server: pid {server.proc.pid}, port {port}, ready after {ready_s:.1f} s, "
-              f"GET /stats backend={stats_backend}")
-        out["server"] = {"cmd": server.cmd, "ready_seconds": ready_s,
-                         "backend": server_backend.describe(), "stats_backend": stats_backend}
-        expected = "native" if server_backend.native else "numpy"
-        if stats_backend not in (None, expected):
-            print(f"error: the running server reports backend={stats_backend}, its environment "
-                  f"probe said {expected}", file=sys.stderr)
-            raise SystemExit(EXIT_FALLBACK)
-
         search_bodies = [f'{{"vector":{encode_vector(q)},"k":{K}}}'.encode()
                          for q in data.queries]
-        n_recall = min(args.recall_queries, len(search_bodies))
-        log(f"recall@10 over {n_recall} queries")
-        recall, recall_errors = search_recall(port, search_bodies[:n_recall], data.gt, row_of_id)
-        out["recall_at_10"] = recall
-        out["recall_errors"] = recall_errors
-
         rng = np.random.default_rng(args.seed)
         store_rows = rng.integers(0, n, size=min(n, 2000))
         store_bodies = [(f'{{"task":"bench store {j}","reward":0.5,'
@@ -582,30 +577,70 @@ def main(argv: list[str] | None = None) -> None:
         use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
         out["load_generator"] = "wrk" if use_wrk else "python"
         print(f"load generator: {'wrk (C, 1 thread)' if use_wrk else 'python threads'}")
-        spy = None
-        if args.py_spy:
-            spy = start_py_spy(server.proc.pid, args.py_spy,
-                               len(endpoints) * len(concurrency) * (args.duration + 1.0))
-        for name in endpoints:
-            path, bodies, ok = spec[name]
-            for c in concurrency:
-                log(f"{path}: {c} client(s), {args.duration:g} s")
-                if use_wrk:
-                    level = run_level_wrk(port, path, bodies, c, args.duration, tmp,
-                                          server.proc.pid)
-                else:
-                    level = run_level(port, path, bodies, c, args.duration, args.max_requests,
-                                      ok, args.seed + 1000 * c, server.proc.pid)
-                levels.append(level)
-                if level.errors:
-                    log(f"  {level.errors} errors, e.g. {level.error_samples[:1]}")
-                time.sleep(0.5)
-        if spy is not None:
-            _, err = spy.communicate(timeout=300)
-            if spy.returncode:
-                log(f"py-spy failed: {err.decode(errors='replace').strip()[-300:]}")
-            else:
-                print(f"py-spy profile of the server: {args.py_spy}")
+        out["servers"] = []
+        for w in workers:
+            try:
+                port = free_port()
+                extra = [*args.server_arg, *(["--workers", str(w)] if w > 1 else [])]
+                server = ServerProcess(db_path, port, Path(tmp) / f"server{w}.log", extra)
+                log("starting: " + " ".join(server.cmd))
+                if args.pin:
+                    out["pinning"] = server.pin()
+                    print(f"pinning: {out['pinning']}")
+                ready_s = server.wait_ready(args.ready_timeout)
+                if w > 1:  # the read workers take connections once they answer
+                    time.sleep(3.0)
+                stats_backend = server.stats_backend()
+                print(f"server (--workers {w}): pid {server.proc.pid}, port {port}, ready "
+                      f"after {ready_s:.1f} s, GET /stats backend={stats_backend}")
+                out["servers"].append({"workers": w, "cmd": server.cmd,
+                                       "ready_seconds": ready_s,
+                                       "backend": server_backend.describe(),
+                                       "stats_backend": stats_backend})
+                expected = "native" if server_backend.native else "numpy"
+                if stats_backend not in (None, expected):
+                    print(f"error: the running server reports backend={stats_backend}, its "
+                          f"environment probe said {expected}", file=sys.stderr)
+                    raise SystemExit(EXIT_FALLBACK)
+                if w == workers[0]:
+                    n_recall = min(args.recall_queries, len(search_bodies))
+                    log(f"recall@10 over {n_recall} queries")
+                    recall, recall_errors = search_recall(port, search_bodies[:n_recall],
+                                                          data.gt, row_of_id)
+                    out["recall_at_10"] = recall
+                    out["recall_errors"] = recall_errors
+                spy = None
+                if args.py_spy and w == workers[0]:
+                    spy = start_py_spy(server.proc.pid, args.py_spy,
+                                       len(endpoints) * len(concurrency) * (args.duration + 1))
+                for name in endpoints:
+                    path, bodies, ok = spec[name]
+                    for c in concurrency:
+                        log(f"{path}: {c} client(s), --workers {w}, {args.duration:g} s")
+                        if use_wrk:
+                            level = run_level_wrk(port, path, bodies, c, args.duration, tmp,
+                                                  server.proc.pid)
+                        else:
+                            level = run_level(port, path, bodies, c, args.duration,
+                                              args.max_requests, ok, args.seed + 1000 * c,
+                                              server.proc.pid)
+                        level.workers = w
+                        levels.append(level)
+                        if level.errors:
+                            log(f"  {level.errors} errors, e.g. {level.error_samples[:1]}")
+                        time.sleep(0.5)
+                if spy is not None:
+                    _, err = spy.communicate(timeout=300)
+                    if spy.returncode:
+                        log(f"py-spy failed: {err.decode(errors='replace').strip()[-300:]}")
+                    else:
+                        print(f"py-spy profile of the server: {args.py_spy}")
+            finally:
+                if server is not None:
+                    code = server.stop()
+                    if code not in (0, -signal.SIGINT, 130, None):
+                        log(f"server exited with {code}; log tail:\n{server.log_tail()}")
+                server = None
     finally:
         if server is not None:
             code = server.stop()
@@ -618,19 +653,20 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for lv in levels:
-        rows.append([lv.endpoint, lv.clients, lv.requests, lv.errors,
+        rows.append([lv.endpoint, lv.workers, lv.clients, lv.requests, lv.errors,
                      fmt_float(lv.throughput, 0), fmt_float(lv.pct(50), 2),
                      fmt_float(lv.pct(99), 2),
                      fmt_float(float(lv.lat_ms.max()) if lv.lat_ms.size else None, 1),
                      fmt_float(lv.cpu_pct(lv.server_cpu_s), 0),
                      fmt_float(lv.server_cpu_ms_per_request(), 3),
                      fmt_float(lv.cpu_pct(lv.client_cpu_s), 0)])
-    rows.append(["embedded search_patterns (in-process)", 1, None, None,
+    rows.append(["embedded search_patterns (in-process)", None, 1, None, None,
                  fmt_float(baseline["qps"], 0), fmt_float(baseline["p50_ms"], 2),
                  fmt_float(baseline["p99_ms"], 2), None, None, None, None])
     print_table(
         f"loopback load, n={n}, dim={dim}, k={K}, {args.duration:g} s per level",
-        ["endpoint", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms",
+        ["endpoint", "workers", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms",
+         "max ms",
          "srv CPU%", "srv CPU ms/req", "gen CPU%"],
         rows,
         note=f"recall@10 of /vectors/search: {recall:.4f} over {n_recall} queries"
@@ -638,10 +674,25 @@ def main(argv: list[str] | None = None) -> None:
              "load generator and server share the machine's "
              f"{os.cpu_count()} CPUs; latency includes the client's own HTTP work\n"
              "srv CPU% / gen CPU%: CPU time of the server / load-generator process over the "
-             "level's wall time (100 = one core busy)",
+             "level's wall time (100 = one core busy; with --workers, the read workers "
+             "included)",
     )
+    if len(workers) > 1:
+        first = {(lv.endpoint, lv.clients): lv for lv in levels if lv.workers == workers[0]}
+        ratio_rows = []
+        for lv in levels:
+            ref = first.get((lv.endpoint, lv.clients))
+            if lv.workers == workers[0] or ref is None or not ref.throughput:
+                continue
+            ratio_rows.append([lv.endpoint, lv.clients, f"{ref.throughput:.0f}",
+                               f"{lv.throughput:.0f}", f"{lv.throughput / ref.throughput:.2f}x",
+                               fmt_float(ref.pct(99), 2), fmt_float(lv.pct(99), 2)])
+        print_table(f"--workers {workers[1:]} against --workers {workers[0]} (same run)",
+                    ["endpoint", "clients", f"req/s w={workers[0]}", "req/s", "ratio",
+                     f"p99 ms w={workers[0]}", "p99 ms"], ratio_rows)
     target = next((lv for lv in levels
-                   if lv.endpoint == "/vectors/search" and lv.clients == TARGET_CLIENTS), None)
+                   if lv.endpoint == "/vectors/search" and lv.clients == TARGET_CLIENTS
+                   and lv.workers == workers[-1]), None)
     if target is not None and target.lat_ms.size and not server_backend.native:
         print(f"target p99 < {TARGET_P99_MS:g} ms for /vectors/search at {TARGET_CLIENTS} "
               "clients: not judged (the server runs agentdb's numpy fallback; the target is "
