@@ -34,9 +34,11 @@ def register(app: typer.Typer) -> None:
         heartbeat: float = typer.Option(15.0, help="SSE heartbeat interval, seconds (0 = off)."),
         replay_buffer: int = typer.Option(1000, "--replay-buffer",
                                           help="Change-feed events kept for resumption."),
-        search_threads: int = typer.Option(2, "--search-threads",
+        search_threads: int | None = typer.Option(None, "--search-threads",
                                            help="Threads running vector searches (0 = on "
-                                                "the event loop)."),
+                                                "the event loop; default 2, or 0 with "
+                                                "--workers > 1: each process then keeps "
+                                                "one core busy)."),
         cypher_timeout: float = typer.Option(30.0, "--cypher-timeout",
                                              help="Seconds a Cypher query may run (a request "
                                                   "may ask for less; 0 = no limit)."),
@@ -93,6 +95,8 @@ def register(app: typer.Typer) -> None:
             fail("--rate-limit and --heartbeat must be >= 0")
         if not cypher_timeout >= 0 or cypher_timeout == float("inf") or cypher_max_rows < 0:
             fail("--cypher-timeout and --cypher-max-rows must be finite and >= 0")
+        if search_threads is None:
+            search_threads = 2 if workers == 1 else 0
         cypher_limits = dict(cypher_timeout=cypher_timeout or None,
                              cypher_max_rows=cypher_max_rows or None)
         try:
