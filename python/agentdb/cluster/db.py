@@ -694,9 +694,8 @@ class ClusterDB(MemoryCore):
                 row = {c: x for c, x in rows[i].items() if c != "embedding"}
                 out.append(SearchResult(i, 1.0 - d, d, to_record(name, row), float(score)))
             return out
-        if diversity is None:
-            hits = self._hits(name, q, k, filters, threshold, ef, min_seq)
-            rows = self.store.get(name, [i for i, _ in hits], with_embedding=False)
+        if diversity is None:  # the records come with the hits, from the replicas
+            hits, rows = self._hits_and_rows(name, q, k, filters, threshold, ef, min_seq)
         else:  # MMR over the merged candidates, with their vectors read with the records
             n = diversity_candidates(k, candidates)
             hits = self._hits(name, q, n, filters, threshold,
@@ -712,6 +711,30 @@ class ClusterDB(MemoryCore):
               threshold: float | None, ef: int | None, min_seq: int | None
               ) -> list[tuple[int, float]]:
         """``(id, cosine distance)`` of the merged top-``k``, best first, over ``threshold``."""
+        return self._scatter_hits(name, q, k, filters, threshold, ef, min_seq, False)[0]
+
+    def _hits_and_rows(self, name: str, q: np.ndarray, k: Any, filters: dict[str, Any],
+                       threshold: float | None, ef: int | None, min_seq: int | None
+                       ) -> tuple[list[tuple[int, float]], dict[int, dict[str, Any]]]:
+        """:meth:`_hits` and the hits' rows (without vectors), as the replicas hold them
+        after applying the log up to ``min_seq``; a row a replica lacks is read from
+        PostgreSQL. Expired records are left out, as a read of the store does."""
+        hits, got = self._scatter_hits(name, q, k, filters, threshold, ef, min_seq, True)
+        now = time.time()
+        rows: dict[int, dict[str, Any]] = {}
+        missing = []
+        for (i, _), row in zip(hits, got or [None] * len(hits)):
+            if row is None:
+                missing.append(i)
+            elif row.get("expires_at") is None or float(row["expires_at"]) > now:
+                rows[i] = row
+        if missing:
+            rows.update(self.store.get(name, missing, with_embedding=False))
+        return hits, rows
+
+    def _scatter_hits(self, name: str, q: np.ndarray, k: Any, filters: dict[str, Any],
+                      threshold: float | None, ef: int | None, min_seq: int | None,
+                      with_rows: bool) -> tuple[list[tuple[int, float]], list[Any] | None]:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
@@ -724,12 +747,14 @@ class ClusterDB(MemoryCore):
                 raise InvalidArgumentError(
                     f"threshold is a cosine similarity in [-1, 1], got {threshold}")
         want = self.last_seq if min_seq is None else int(min_seq)
-        ids, dists = self.scatter.routed(
-            lambda: self.scatter.search(name, q, int(k), ef, filters, want))
+        ids, dists, rows = self.scatter.routed(
+            lambda: self.scatter.search(name, q, int(k), ef, filters, want, with_rows))
         hits = [(int(i), float(d)) for i, d in zip(ids, dists)]
         if threshold is not None:
-            hits = [(i, d) for i, d in hits if 1.0 - d >= float(threshold)]
-        return hits
+            keep = [j for j, (_, d) in enumerate(hits) if 1.0 - d >= float(threshold)]
+            hits = [hits[j] for j in keep]
+            rows = None if rows is None else [rows[j] for j in keep]
+        return hits, rows
 
     def search_ids(self, collection: str, query: Any, k: int = 10, *, ef: int | None = None,
                    filters: dict[str, Any] | None = None, min_seq: int | None = None
@@ -742,7 +767,9 @@ class ClusterDB(MemoryCore):
         f = self._filters(None, None, None, None) if filters is None else dict(filters)
         want = self.last_seq if min_seq is None else int(min_seq)
         q = self.query_vector(query)
-        return self.scatter.routed(lambda: self.scatter.search(collection, q, int(k), ef, f, want))
+        ids, dists, _ = self.scatter.routed(
+            lambda: self.scatter.search(collection, q, int(k), ef, f, want))
+        return ids, dists
 
     # ---- shards -----------------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ stale ring makes the handle reload it from PostgreSQL and call once more (:meth:
 from __future__ import annotations
 
 import itertools
+import pickle
 import threading
 import time
 from typing import Any
@@ -26,6 +27,10 @@ _HEDGE_FACTOR = 8.0  # ask another replica after 8x the usual shard latency...
 _MIN_HEDGE_SECONDS = 0.05  # ...but not before 50 ms
 
 
+#: a search's answer: ids, cosine distances, and the hits' rows (None unless asked for)
+Hits = tuple[np.ndarray, np.ndarray, "list[dict[str, Any] | None] | None"]
+
+
 class _StaleRing(Exception):
     """Internal: a replica reported that this handle's ring is out of date."""
 
@@ -34,15 +39,15 @@ class _Job:
     """One search waiting in a :class:`Scatter`'s queue."""
 
     __slots__ = ("done", "ef", "error", "filters", "finished", "k", "lead", "min_seq",
-                 "name", "q", "result")
+                 "name", "q", "result", "rows")
 
     def __init__(self, name: str, q: np.ndarray, k: int, ef: int, filters: dict[str, Any],
-                 min_seq: int) -> None:
+                 min_seq: int, rows: bool) -> None:
         self.name, self.q, self.k, self.ef = name, q, k, ef
-        self.filters, self.min_seq = filters, min_seq
+        self.filters, self.min_seq, self.rows = filters, min_seq, rows
         self.done = threading.Event()
         self.lead = self.finished = False
-        self.result: tuple[np.ndarray, np.ndarray] | None = None
+        self.result: Hits | None = None
         self.error: BaseException | None = None
 
 
@@ -89,8 +94,10 @@ class Scatter:
         self.suspect[self.shards.actor_name(shard, replica)] = time.monotonic() + _SUSPECT_SECONDS
 
     def search(self, name: str, q: np.ndarray, k: int, ef: int | None,
-               filters: dict[str, Any], min_seq: int) -> tuple[np.ndarray, np.ndarray]:
-        """Ask one replica per shard (retrying / hedging on others); merged top-k.
+               filters: dict[str, Any], min_seq: int, rows: bool = False) -> Hits:
+        """Ask one replica per shard (retrying / hedging on others); the merged top-k as
+        ``(ids, distances, rows)``: with ``rows``, each hit's record row as the replica
+        holds it (at least at ``min_seq``; None for one it lacks), else None.
 
         Searches from several threads of this handle are combined: while one thread runs a
         scatter round, the searches that arrive queue up, and the next round sends them all
@@ -99,7 +106,7 @@ class Scatter:
         one search per call, as before."""
         ef = self.ef_search if ef is None else int(ef)
         job = _Job(name, np.asarray(q, np.float32), int(k), max(ef, int(k)), filters,
-                   int(min_seq))
+                   int(min_seq), bool(rows))
         with self._queue_lock:
             self._queue.append(job)
             job.lead = not self._leading
@@ -142,24 +149,25 @@ class Scatter:
                 else:
                     self._leading = False
 
-    def _search_one(self, job: _Job) -> tuple[np.ndarray, np.ndarray]:
+    def _search_one(self, job: _Job) -> Hits:
         ring, routing = self.shards.snapshot()
         ring_shards = list(ring.shards)
         results = self.fanout(
             routing, lambda _s, h, budget: h.search_packed.remote(pack_search(
                 job.name, job.q, job.k, job.ef, job.filters, job.min_seq, budget,
-                ring_shards)), job.min_seq)
-        return _merge([results[s] for s in routing], job.k)
+                ring_shards, job.rows)), job.min_seq)
+        return _merge([pickle.loads(results[s]) for s in routing], job.k)
 
-    def _search_many(self, batch: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _search_many(self, batch: list[_Job]) -> list[Hits]:
         ring, routing = self.shards.snapshot()
         ring_shards = list(ring.shards)
-        entries = [(j.name, j.q, j.k, j.ef, j.filters) for j in batch]
+        entries = [(j.name, j.q, j.k, j.ef, j.filters, j.rows) for j in batch]
         min_seq = max(j.min_seq for j in batch)  # every search reads at least its own
         results = self.fanout(
             routing, lambda _s, h, budget: h.search_batch_packed.remote(pack_batch(
                 entries, min_seq, budget, ring_shards)), min_seq)
-        return [_merge([results[s][b] for s in routing], job.k)
+        answers = {s: pickle.loads(results[s]) for s in routing}
+        return [_merge([answers[s][b] for s in routing], job.k)
                 for b, job in enumerate(batch)]
 
     def expand(self, frontier: list[int], direction: str, types: list[str] | None,
@@ -260,14 +268,18 @@ class Scatter:
         return results
 
 
-def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest of the shards' answers ``(ids, distances)``, a record once (during a
-    ring change it may be in two shards), ties by id."""
+def _merge(parts: list[Hits], k: int) -> Hits:
+    """The ``k`` nearest of the shards' answers ``(ids, distances, rows)``, a record once
+    (during a ring change it may be in two shards), ties by id; rows only when every part
+    carries them."""
     all_ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     all_d = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
+    all_rows: list[Any] | None = None
+    if parts and all(p[2] is not None for p in parts):
+        all_rows = [r for p in parts for r in p[2]]  # type: ignore[union-attr]
     order = np.lexsort((all_ids, all_d))
     seen: set[int] = set()
-    out_i, out_d = [], []
+    out_i, out_d, out_r = [], [], []
     for j in order:
         i = int(all_ids[j])
         if i in seen:
@@ -275,6 +287,9 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarr
         seen.add(i)
         out_i.append(i)
         out_d.append(float(all_d[j]))
+        if all_rows is not None:
+            out_r.append(all_rows[j])
         if len(out_i) == k:
             break
-    return np.asarray(out_i, np.int64), np.asarray(out_d, np.float32)
+    return (np.asarray(out_i, np.int64), np.asarray(out_d, np.float32),
+            out_r if all_rows is not None else None)
