@@ -406,16 +406,31 @@ def _search_under_failure(db, writer: _Writer, rounds: int) -> None:
         time.sleep(0.05)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_killed_replica_rebuilds_and_catches_up(cdb):
     cdb.store_patterns(_rows(N))
     writer = _Writer(cdb, 1)
     writer.start()
     try:
         time.sleep(0.3)
+        q = np.random.default_rng(5).standard_normal(DIM)
+        for _ in range(10):  # the handle learns where every replica takes fast searches
+            cdb.search_ids("patterns", q, k=3)
+            time.sleep(0.01)
         victim = ray.get_actor(cdb.actor_name(0, 0), namespace=cdb.ray_namespace)
         pid_before = ray.get(victim.status.remote())["pid"]
         t0 = time.monotonic()
         ray.kill(victim, no_restart=False)  # Ray restarts it with its memory gone
+        deadline = time.monotonic() + 15  # the kill is asynchronous: wait until it took
+        while _pid_alive(pid_before) and time.monotonic() < deadline:  # effect
+            time.sleep(0.02)
         _search_under_failure(cdb, writer, 30)
         assert cdb.actor_name(0, 0) in cdb.scatter.suspect  # searches did fail over
     finally:
@@ -874,3 +889,48 @@ def test_log_survives_its_primary(ray_cluster, tmp_path):
         if db is not None:
             db.close(shutdown=True)
         ha.stop()
+
+
+def test_fast_path_answers_as_ray_does_and_refuses_strangers(cdb):
+    """Searches over the replicas' TCP listeners give exactly the Ray path's answers (ids,
+    distances, records, filters, read-your-writes); a request without the cluster's token
+    gets no answer at all."""
+    import socket
+
+    from agentdb.cluster import ClusterDB
+    from agentdb.cluster.fastpath import decode, encode
+
+    cdb.store_patterns(_rows(200, seed=4))
+    slow = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.ray_namespace,
+                     fast_path=False)
+    try:
+        rng = np.random.default_rng(8)
+        for j in range(30):
+            q = rng.standard_normal(DIM)
+            kw = [{}, {"min_reward": 0.2}, {"where": {"group": 1}},
+                  {"session_id": "s1"}][j % 4]
+            a = cdb.search_patterns(q, k=7, ef=256, adapt=False, **kw)
+            b = slow.search_patterns(q, k=7, ef=256, adapt=False, **kw)
+            assert [(h.id, round(h.distance, 5), h.record.to_dict()) for h in a] == \
+                [(h.id, round(h.distance, 5), h.record.to_dict()) for h in b]
+        v = rng.standard_normal(DIM).astype(np.float32)
+        rid = cdb.store_pattern("fresh", embedding=v, metadata={"fresh": True})
+        hit = cdb.search_patterns(v, k=1)[0]  # read-your-writes through the fast path
+        assert hit.id == rid and hit.record.metadata == {"fresh": True}
+        cdb.update_pattern(rid, metadata={"fresh": False})
+        assert cdb.search_patterns(v, k=1)[0].record.metadata == {"fresh": False}
+        assert cdb.scatter.fast_stats["fast"] > 0 and slow.scatter.fast_stats["fast"] == 0
+        addr = next(iter(a for a, _, _ in cdb.scatter._addresses.values() if a))
+        with socket.create_connection(addr, timeout=5) as s:
+            s.sendall(encode({"token": "not-the-token", "dim": DIM, "min_seq": 0,
+                              "timeout": 1, "ring": None, "entries": []}))
+            assert s.recv(100) == b""  # closed without an answer
+        with socket.create_connection(addr, timeout=5) as s:
+            s.sendall(b"\x00\x00\x00\x05garbage")
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:  # closed with the rest unread
+                pass
+        assert decode(encode({"ok": 1})[4:])[0] == {"ok": 1}
+    finally:
+        slow.close()

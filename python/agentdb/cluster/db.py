@@ -79,6 +79,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -184,6 +185,10 @@ class ClusterDB(MemoryCore):
     ``ef_search`` the default search ``ef``; ``poll_interval`` is how often replicas poll the
     log besides LISTEN/NOTIFY. ``learning``: as in :func:`agentdb.open` (``None``: the stored
     switch, on for a new store; ``True`` / ``False``; or a dict of learning options).
+    ``fast_path`` (default on): searches go straight to the replicas' TCP listeners
+    (:mod:`agentdb.cluster.fastpath`, authenticated by a secret kept in ``cluster_meta``),
+    falling back to Ray actor calls for any search they cannot answer; ``False``: always
+    Ray.
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class ClusterDB(MemoryCore):
         poll_interval: float = 0.15,
         pgvector_index: bool = True,
         learning: bool | dict[str, Any] | None = None,
+        fast_path: bool = True,
     ) -> None:
         url = postgres_url or os.environ.get("AGENTDB_POSTGRES_URL")
         if not url:
@@ -284,7 +290,7 @@ class ClusterDB(MemoryCore):
                 search_timeout=search_timeout, embedder=self.embedder, M=M,
                 ef_construction=ef_construction, index_threads=index_threads,
                 placement=placement, ready_timeout=ready_timeout, poll_interval=poll_interval,
-                pgvector_index=pgvector_index, learning=learning)
+                pgvector_index=pgvector_index, learning=learning, fast_path=fast_path)
             if not ray.is_initialized():
                 if ray_address is None:
                     start_local_ray(namespace)
@@ -295,7 +301,12 @@ class ClusterDB(MemoryCore):
             self.shards = Shards(self.log, ring, namespace=namespace, replicas=self.replicas,
                                  placement=placement, ready_timeout=self.ready_timeout,
                                  config=self._config)
-            self.scatter = Scatter(self.shards, self.search_timeout, ef_search)
+            fast = None
+            if fast_path:  # the replicas' TCP listeners (.fastpath), keyed by a secret
+                from .fastpath import Client
+
+                fast = Client(self.log.init_meta("fastpath_token", secrets.token_hex(16)))
+            self.scatter = Scatter(self.shards, self.search_timeout, ef_search, fast)
             self.shards.start()
         except BaseException:
             self.store.close()
@@ -333,6 +344,7 @@ class ClusterDB(MemoryCore):
                 self.learning.save()  # the query adapter's state, if it changed
             except Exception as exc:  # never let a failed save keep the connections open
                 log.warning("could not save the learning state on close: %s", exc)
+            self.scatter.close()
             self.log.close()
             self.store.close()
 

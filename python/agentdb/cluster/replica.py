@@ -96,6 +96,7 @@ class ShardReplica:
         self._stop = threading.Event()
         self._store: Any = None
         self._log: ClusterLog | None = None
+        self._fast: Any = None  # the fast path's listener (:mod:`.fastpath`), once ready
         self._thread = threading.Thread(target=self._main, name=f"shard{self.shard}-follow",
                                         daemon=True)
         self._thread.start()
@@ -236,6 +237,7 @@ class ShardReplica:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
         assert self._log is not None
+        self._start_fast_path()
         listener = self._log.listener()
         poll = float(self.cfg.get("poll_interval", 0.15))
         try:
@@ -257,10 +259,34 @@ class ShardReplica:
         finally:
             listener.close()
 
+    def _start_fast_path(self) -> None:
+        """Listen for searches on a TCP port of this node (:mod:`.fastpath`), when the
+        cluster has a token; a failure only leaves the Ray path."""
+        from .fastpath import Server
+
+        try:
+            assert self._log is not None
+            token = self._log.get_meta("fastpath_token")
+            if not token:
+                return
+            try:
+                import ray
+
+                host = ray.util.get_node_ip_address()
+            except Exception:  # not inside Ray (tests of the plain class)
+                host = "127.0.0.1"
+            self._fast = Server(host, token, self._search_entries)
+        except Exception as exc:  # noqa: BLE001 - searches still work through Ray
+            log.warning("shard %s replica %s: no fast path: %s", self.shard, self.replica, exc)
+
     # ---- actor methods ------------------------------------------------------------------------
     def ping(self) -> bool:
         """Liveness probe."""
         return True
+
+    def fast_address(self) -> tuple[str, int] | None:
+        """Where this replica answers fast-path searches (:mod:`.fastpath`), or None."""
+        return None if self._fast is None else self._fast.address
 
     def _serve_at(self, min_seq: int, timeout: float) -> None:
         """Raise unless ready; wait until the log is applied up to ``min_seq``."""
@@ -313,13 +339,20 @@ class ShardReplica:
         order; the answers (as :meth:`search_packed`'s) in the same order, pickled
         together. The scatter sends concurrent searches this way."""
         entries, min_seq, timeout, ring_shards = pickle.loads(request)
+        return pickle.dumps(self._search_entries(min_seq, timeout, ring_shards, entries),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _search_entries(self, min_seq: int, timeout: float, ring_shards: list[int] | None,
+                        entries: list[tuple[Any, ...]]
+                        ) -> list[tuple[np.ndarray, np.ndarray, Any]]:
+        """The checks once, then each ``(collection, q, k, ef, filters, with_rows)``."""
         self._check_ring(ring_shards)
         self._serve_at(min_seq, timeout)
         out = []
         for *e, with_rows in entries:
             ids, dists = self._search_local(*e)
             out.append((ids, dists, self._rows_of(e[0], ids) if with_rows else None))
-        return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        return out
 
     def _rows_of(self, collection: str, ids: np.ndarray) -> list[dict[str, Any] | None]:
         """The kept rows of ``ids`` (None for one this replica does not hold)."""
@@ -438,6 +471,8 @@ class ShardReplica:
         """Stop following the log and close connections (used by tests of the plain class)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._fast is not None:
+            self._fast.close()
         if self._store is not None:
             self._store.close()
         if self._log is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from .fastpath import Client, FastPathError
 from .replica import pack_batch, pack_search
 from .shards import ClusterUnavailable, Shards
 
@@ -56,8 +57,14 @@ class Scatter:
     ``search_timeout`` seconds; ``ef_search`` is the default search ``ef``. ``suspect`` maps
     a replica's actor name to the monotonic time until which it is tried last."""
 
-    def __init__(self, shards: Shards, search_timeout: float, ef_search: int) -> None:
+    def __init__(self, shards: Shards, search_timeout: float, ef_search: int,
+                 fast: Client | None = None) -> None:
         self.shards = shards
+        #: the fast path's connections (:mod:`.fastpath`); None: every search goes via Ray
+        self.fast = fast
+        self.fast_stats = {"fast": 0, "ray": 0}  # searches (rounds) answered each way
+        # actor name -> (fast-path address or None, pending lookup or None, next try at)
+        self._addresses: dict[str, tuple[tuple[str, int] | None, Any, float]] = {}
         self.search_timeout = float(search_timeout)
         self.ef_search = ef_search
         self.suspect: dict[str, float] = {}
@@ -149,9 +156,86 @@ class Scatter:
                 else:
                     self._leading = False
 
+    def _address(self, shard: int, replica: int, handle: Any) -> tuple[str, int] | None:
+        """The fast-path address of a replica, or None while it is unknown: the lookup is
+        a Ray call that is never waited for (a restarting actor would stall the search);
+        a later round picks its answer up. A replica without one is asked again after 2 s."""
+        name = self.shards.actor_name(shard, replica)
+        addr, ref, retry_at = self._addresses.get(name, (None, None, 0.0))
+        if addr is not None:
+            return addr
+        now = time.monotonic()
+        if ref is not None:
+            done, _ = ray.wait([ref], timeout=0)
+            if not done:
+                return None
+            try:
+                got = ray.get(ref)
+                addr = None if got is None else (str(got[0]), int(got[1]))
+            except Exception:  # noqa: BLE001 - the Ray path answers meanwhile
+                addr = None
+            self._addresses[name] = (addr, None, now + 2.0)
+            return addr
+        if now >= retry_at:
+            try:
+                ref = handle.fast_address.options(concurrency_group="control").remote()
+            except Exception:  # noqa: BLE001
+                ref = None
+            self._addresses[name] = (None, ref, now + 2.0)
+        return None
+
+    def _fast_round(self, routing: dict[int, list[Any]], ring_shards: list[int],
+                    jobs: list[_Job], min_seq: int) -> list[Hits] | None:
+        """Answer ``jobs`` over the fast path (one replica per shard, round-robin, no
+        suspects), or None when it cannot (the caller then goes the Ray way)."""
+        if self.fast is None or not routing:
+            return None
+        targets, picked = [], []
+        now = time.monotonic()
+        for s in routing:  # per shard: the first replica in round-robin order that is not
+            chosen = None  # suspect and whose address is known (the others' are looked up)
+            for r, h in self._candidates(s, routing[s]):
+                name = self.shards.actor_name(s, r)
+                if self.suspect.get(name, 0) > now:
+                    continue
+                addr = self._address(s, r, h)
+                if addr is not None and chosen is None:
+                    chosen = (addr, (s, r, name))
+            if chosen is None:
+                return None
+            targets.append(chosen[0])
+            picked.append(chosen[1])
+        patience = min(self.search_timeout / 2, 1.0)
+        header = {"min_seq": int(min_seq), "timeout": patience, "ring": ring_shards,
+                  "entries": [{"c": j.name, "k": j.k, "ef": j.ef, "filters": j.filters,
+                               "rows": j.rows} for j in jobs]}
+        try:
+            answers = self.fast.search(targets, header, np.stack([j.q for j in jobs]),
+                                       patience + 0.05)
+        except FastPathError as exc:
+            if str(exc).startswith("StaleRing:"):
+                raise _StaleRing(str(exc)) from None
+            if exc.target is not None:  # that replica is tried last for a while, and its
+                s, r, name = picked[exc.target]  # address asked again (it may have moved)
+                self._mark_suspect(s, r)
+                self._addresses.pop(name, None)
+            return None
+        self.fast_stats["fast"] += 1
+        return [_merge([answers[t][b] for t in range(len(targets))], job.k)
+                for b, job in enumerate(jobs)]
+
+    def close(self) -> None:
+        """Close the fast path's connections."""
+        if self.fast is not None:
+            self.fast.close()
+
     def _search_one(self, job: _Job) -> Hits:
         ring, routing = self.shards.snapshot()
         ring_shards = list(ring.shards)
+        fast = self._fast_round(routing, ring_shards, [job], job.min_seq)
+        if fast is not None:
+            return fast[0]
+        self.fast_stats["ray"] += 1
         results = self.fanout(
             routing, lambda _s, h, budget: h.search_packed.remote(pack_search(
                 job.name, job.q, job.k, job.ef, job.filters, job.min_seq, budget,
@@ -163,6 +247,10 @@ class Scatter:
         ring_shards = list(ring.shards)
         entries = [(j.name, j.q, j.k, j.ef, j.filters, j.rows) for j in batch]
         min_seq = max(j.min_seq for j in batch)  # every search reads at least its own
+        fast = self._fast_round(routing, ring_shards, batch, min_seq)
+        if fast is not None:
+            return fast
+        self.fast_stats["ray"] += 1
         results = self.fanout(
             routing, lambda _s, h, budget: h.search_batch_packed.remote(pack_batch(
                 entries, min_seq, budget, ring_shards)), min_seq)
