@@ -287,8 +287,8 @@ def wait_converged(db: Any, timeout: float) -> float:
 
 def kill_test(db: Any, ray: Any, data: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Kill shard 0 / replica 0 while searching and writing; see the module docstring."""
-    name = f"{db.namespace}/shard0/replica0"
-    handle = ray.get_actor(name, namespace=db.namespace)
+    name = db.actor_name(0, 0)
+    handle = ray.get_actor(name, namespace=db.ray_namespace)
     nq = min(len(data.queries), 50)
     reference = {q: set(db.search_ids("patterns", data.queries[q], K, min_seq=0)[0].tolist())
                  for q in range(nq)}
