@@ -117,6 +117,21 @@ def test_both_processes_answer_and_see_every_acknowledged_write(server):
         assert st == 404
 
 
+def test_namespaces_go_to_the_writer(server):
+    port, _ = server
+    v = _vec(4000)
+    st, _, body = _call(port, "POST", "/ns/alice/patterns/store",
+                        {"task": "alice's", "embedding": v})
+    assert st == 201, body
+    for _ in range(8):  # whichever process takes it, the namespace's answer is the writer's
+        st, headers, hits = _call(port, "POST", "/ns/alice/vectors/search",
+                                  {"vector": v, "k": 1})
+        assert st == 200 and hits["results"][0]["id"] == body["id"]
+        assert "x-agentdb-worker" not in headers
+    st, _, hits = _call(port, "POST", "/vectors/search", {"vector": v, "k": 1})
+    assert st == 200 and hits["results"][0]["similarity"] < 0.999  # not in the default
+
+
 def test_auth_and_errors_on_the_read_worker(server):
     port, _ = server
     codes = set()

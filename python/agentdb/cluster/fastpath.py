@@ -128,6 +128,7 @@ class Server:
                              daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10.0)  # a peer must authenticate promptly; then it may idle
         with conn:
             while not self._stop.is_set():
                 try:
@@ -136,6 +137,7 @@ class Server:
                     return
                 if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token):
                     return  # a stranger: no answer, no hint
+                conn.settimeout(None)
                 try:
                     conn.sendall(self._answer(header, payload))
                 except OSError:
