@@ -90,3 +90,24 @@ def test_follow_is_a_no_op_for_writable_and_memory_handles(tmp_path):
     mem = agentdb.open(":memory:", dim=DIM)
     assert mem.follow() == mem.store.generation
     mem.close()
+
+
+def test_the_servers_checkpointer_saves_changed_indexes_for_the_readers(pair):
+    from agentdb.server.workers import Checkpointer
+
+    writer, reader = pair
+    saved = writer.store.meta("index_gen:patterns")
+    saver = Checkpointer(writer, 0.05)
+    try:
+        deadline = time.monotonic() + 20
+        rid = writer.store_pattern("to be saved", embedding=_vecs(1, 11)[0])
+        while writer.store.meta("index_gen:patterns") == saved and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.store.meta("index_gen:patterns") != saved and saver.saves >= 1
+    finally:
+        saver.stop()
+    reader.follow()  # maps the new file: it holds the new pattern
+    assert reader.index_status["patterns"] == "loaded"
+    assert reader.search_hits(_vecs(1, 11)[0], 1, ef=256)[0]["id"] == rid
+    with pytest.raises(ValueError, match="> 0 seconds"):
+        Checkpointer(writer, 0)

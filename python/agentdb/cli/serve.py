@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
                  "that answer searches and record reads over the shared, memory-mapped "
                  "index files and forward everything else to the writer (an embedded file "
                  "store only)."),
+        checkpoint_every: float = typer.Option(
+            60.0, "--checkpoint-every", min=0.0,
+            help="With --workers > 1: seconds between saves of the changed index files, "
+                 "which the read workers then map again (0 = only on exit)."),
         reload: bool = typer.Option(False, "--reload",
                                     help="Development: restart when a source file of the "
                                          "package changes (HTTP only, not with --grpc-port)."),
@@ -166,9 +170,10 @@ def register(app: typer.Typer) -> None:
                                     access_log=access_log, server_header=False,
                                     timeout_graceful_shutdown=5)
             readers = None
+            saver = None
             sockets = None
             if workers > 1:
-                from ..server.workers import ReadWorkers, listen
+                from ..server.workers import Checkpointer, ReadWorkers, listen
 
                 d.checkpoint()  # current index files: the read workers map them
                 try:
@@ -184,6 +189,8 @@ def register(app: typer.Typer) -> None:
                     search_threads=search_threads))
                 readers.start()
                 sockets = [tcp, readers.uds]
+                if checkpoint_every > 0:
+                    saver = Checkpointer(d, checkpoint_every)
                 err.print(f"agentdb: {workers - 1} read worker(s) share the port",
                           highlight=False, markup=False)
             queries = api.state.queries
@@ -208,6 +215,8 @@ def register(app: typer.Typer) -> None:
                 Server(config).run(sockets=sockets)
             finally:
                 signal.signal(signal.SIGTERM, previous)
+                if saver is not None:
+                    saver.stop()
                 if readers is not None:
                     readers.stop()
                 if grpc_server is not None:

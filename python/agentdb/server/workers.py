@@ -36,7 +36,7 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["ENV", "ReadWorkers", "listen", "main"]
+__all__ = ["ENV", "Checkpointer", "ReadWorkers", "listen", "main"]
 
 ENV = "AGENTDB_READ_WORKER"  # the read worker's options (JSON), set by the writer
 log = logging.getLogger("agentdb.server")
@@ -60,6 +60,51 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
+
+
+class Checkpointer:
+    """A daemon thread that saves the writer's changed index files (``db.checkpoint()``)
+    every ``interval`` seconds when something was written since the last save: the read
+    workers then map the new files again (``follow()``), so their index pages are shared
+    again instead of each holding the copy it made on its first applied write.
+
+    >>> import agentdb
+    >>> c = Checkpointer(agentdb.open(":memory:", dim=8), 3600.0); c.stop(); c.saves
+    0
+    """
+
+    def __init__(self, db: Any, interval: float) -> None:
+        if not interval > 0:
+            raise ValueError(f"the checkpoint interval must be > 0 seconds, got {interval!r}")
+        self.interval = float(interval)
+        self.saves = 0
+        self._db = db
+        self._saved_gen = int(db.store.generation)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentdb-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if getattr(self._db, "closed", False):
+                return
+            gen = int(self._db.store.generation)
+            if gen == self._saved_gen:
+                continue
+            try:
+                self._db.checkpoint()
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.exception("background checkpoint failed")
+                continue
+            self._saved_gen = int(self._db.store.generation)
+            self.saves += 1
+
+    def stop(self) -> None:
+        """Stop the thread (waits for a save under way)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
 
 
 class ReadWorkers:
