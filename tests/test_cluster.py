@@ -925,6 +925,16 @@ def test_fast_path_answers_as_ray_does_and_refuses_strangers(cdb):
             s.sendall(encode({"token": "not-the-token", "dim": DIM, "min_seq": 0,
                               "timeout": 1, "ring": None, "entries": []}))
             assert s.recv(100) == b""  # closed without an answer
+        token = cdb.log.get_meta("fastpath_token")
+        with socket.create_connection(addr, timeout=5) as s:  # the wrong replica says so
+            s.sendall(encode({"token": token, "expect": [99, 0], "dim": DIM, "min_seq": 0,
+                              "timeout": 1, "ring": None, "entries": []}))
+            size = int.from_bytes(s.recv(4), "big")
+            body = b""
+            while len(body) < size:
+                body += s.recv(size - len(body))
+            head, _ = decode(body)
+            assert head["ok"] is False and "not [99, 0]" in head["message"]
         with socket.create_connection(addr, timeout=5) as s:
             s.sendall(b"\x00\x00\x00\x05garbage")
             try:

@@ -14,8 +14,10 @@ big-endian length, a JSON header, a 0 byte, then raw little-endian arrays. Every
 carries the cluster's secret token (a random value in ``cluster_meta``, so only holders of
 the PostgreSQL credentials know it), checked in constant time before anything else.
 
-Request header: ``{"token", "min_seq", "timeout", "ring", "dim", "entries": [{"c", "k",
-"ef", "filters", "rows"}]}`` followed by the float32 query vectors, one per entry. Answer:
+Request header: ``{"token", "expect", "min_seq", "timeout", "ring", "dim", "entries": [{"c",
+"k", "ef", "filters", "rows"}]}`` followed by the float32 query vectors, one per entry;
+``expect`` is the ``[shard, replica]`` the caller means (a restarted replica's old port may
+now belong to another replica, which then refuses). Answer:
 ``{"ok": true, "n": [hits per entry], "rows": [rows or null per entry]}`` followed by the
 int64 ids then the float32 distances of every entry in order; or ``{"ok": false, "type",
 "message"}``.
@@ -105,9 +107,11 @@ class Server:
 
     def __init__(self, host: str, token: str,
                  handle: Callable[[int, float, list[int] | None, list[tuple[Any, ...]]],
-                                  list[tuple[np.ndarray, np.ndarray, Any]]]) -> None:
+                                  list[tuple[np.ndarray, np.ndarray, Any]]],
+                 identity: tuple[int, int] = (0, 0)) -> None:
         self.token = token.encode()
         self.handle = handle
+        self.identity = [int(identity[0]), int(identity[1])]  # (shard, replica)
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                   socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,6 +149,10 @@ class Server:
 
     def _answer(self, header: dict[str, Any], payload: bytes) -> bytes:
         try:
+            if header.get("expect") not in (None, self.identity):
+                # the port now belongs to another replica than the caller thinks (one
+                # restarted and the system gave its old port to this one)
+                raise LookupError(f"this is replica {self.identity}, not {header['expect']}")
             dim = int(header["dim"])
             qs = np.frombuffer(payload, "<f4").reshape(-1, dim) if dim else None
             entries = [(e["c"], qs[j], int(e["k"]), e.get("ef"), e.get("filters") or {},
@@ -200,21 +208,25 @@ class Client:
             self.drop(address)
 
     def search(self, targets: list[tuple[str, int]], header: dict[str, Any],
-               queries: np.ndarray, timeout: float
+               queries: np.ndarray, timeout: float,
+               expect: list[tuple[int, int]] | None = None
                ) -> list[list[tuple[np.ndarray, np.ndarray, Any]]]:
         """Send one request to every address of ``targets`` and wait for all answers (at
         most ``timeout`` s); per target, per entry ``(ids, dists, rows or None)``.
+        ``expect``: the (shard, replica) each target must be, checked by the replica.
         :class:`FastPathError` on any failure (the connections involved are dropped: a late
         answer must never be read as the next one), naming the error type a replica sent."""
-        frame = encode({**header, "token": self.token, "dim": int(queries.shape[1])},
-                       np.ascontiguousarray(queries, "<f4").tobytes())
+        body = np.ascontiguousarray(queries, "<f4").tobytes()
+        head = {**header, "token": self.token, "dim": int(queries.shape[1])}
+        frames = [encode({**head, "expect": None if expect is None else list(expect[j])}, body)
+                  for j in range(len(targets))]
         deadline = time.monotonic() + timeout
         socks: list[socket.socket] = []
         try:
             for j, address in enumerate(targets):
                 try:
                     sock = self._conn(address, deadline - time.monotonic())
-                    sock.sendall(frame)
+                    sock.sendall(frames[j])
                 except OSError as exc:
                     raise FastPathError(f"{type(exc).__name__}: {exc}", j) from None
                 socks.append(sock)

@@ -275,7 +275,7 @@ class ShardReplica:
                 host = ray.util.get_node_ip_address()
             except Exception:  # not inside Ray (tests of the plain class)
                 host = "127.0.0.1"
-            self._fast = Server(host, token, self._search_entries)
+            self._fast = Server(host, token, self._search_entries, (self.shard, self.replica))
         except Exception as exc:  # noqa: BLE001 - searches still work through Ray
             log.warning("shard %s replica %s: no fast path: %s", self.shard, self.replica, exc)
 

@@ -211,7 +211,7 @@ class Scatter:
                                "rows": j.rows} for j in jobs]}
         try:
             answers = self.fast.search(targets, header, np.stack([j.q for j in jobs]),
-                                       patience + 0.05)
+                                       patience + 0.05, [(s, r) for s, r, _ in picked])
         except FastPathError as exc:
             if str(exc).startswith("StaleRing:"):
                 raise _StaleRing(str(exc)) from None
