@@ -451,12 +451,22 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
     warnings: list[str] = []
     try:
         say(f"starting Ray head on {address}")
-        client_port = _free_port()
+        taken = {port}  # a port picked here is not bound until Ray starts: never pick twice
+
+        def fresh() -> int:
+            for _ in range(100):
+                p = _free_port()
+                if p not in taken:
+                    taken.add(p)
+                    return p
+            raise ClusterError("no free port on 127.0.0.1")
+
+        client_port = fresh()
         sessions.append(_run_ray_start([
             *_ray_command(), "start", "--head", "--node-ip-address=127.0.0.1",
             f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
-            f"--dashboard-port={_free_port()}", f"--ray-client-server-port={client_port}",
-            f"--dashboard-agent-listen-port={_free_port()}", "--min-worker-port=0",
+            f"--dashboard-port={fresh()}", f"--ray-client-server-port={client_port}",
+            f"--dashboard-agent-listen-port={fresh()}", "--min-worker-port=0",
             "--max-worker-port=0", f"--num-cpus={per_node}",
             f"--object-store-memory={int(object_store_memory)}", f"--temp-dir={temp_dir}",
         ], env, "head node", _START_TIMEOUT_S))
@@ -465,7 +475,7 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
             sessions.append(_run_ray_start([
                 sys.executable, "-c", _NODE_SHIM, "start", f"--address={address}",
                 "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-                f"--dashboard-agent-listen-port={_free_port()}", "--min-worker-port=0",
+                f"--dashboard-agent-listen-port={fresh()}", "--min-worker-port=0",
                 "--max-worker-port=0", f"--num-cpus={per_node}",
                 f"--object-store-memory={int(object_store_memory)}",
             ], env, f"node {i + 1}", _START_TIMEOUT_S))

@@ -183,13 +183,19 @@ class LocalHAPostgres:
     def _init_state(self) -> None:
         if self.state:
             return
+        ports: list[int] = []
+        while len(ports) < 2 * (self.standbys + 2):  # distinct: none is bound before use
+            p = _free_port()
+            if p not in ports:
+                ports.append(p)
         self.state = {
             "scope": self.scope,
-            "etcd": {"client_port": _free_port(), "peer_port": _free_port(), "pid": None},
+            "etcd": {"client_port": ports[0], "peer_port": ports[1], "pid": None},
             "superuser_password": secrets.token_urlsafe(18),
             "replication_password": secrets.token_urlsafe(18),
-            "members": [{"name": f"pg{i}", "pg_port": _free_port(), "api_port": _free_port(),
-                         "pid": None} for i in range(self.standbys + 1)],
+            "members": [{"name": f"pg{i}", "pg_port": ports[2 + 2 * i],
+                         "api_port": ports[3 + 2 * i], "pid": None}
+                        for i in range(self.standbys + 1)],
         }
 
     @property
