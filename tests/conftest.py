@@ -166,3 +166,45 @@ def pg_schema(postgres_url):
     yield name
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+# ---- parallel runs (pytest-xdist, `-n 2` in pyproject.toml) ------------------------------------
+# Work is handed to the 2 workers one group at a time: a group is a test module, so its module
+# fixtures are built once, on one worker; the modules that start Ray clusters (and Patroni)
+# form one group, so no two clusters compete for these 2 cores at once. The longest groups go
+# first (the other worker takes the rest meanwhile). A duplicated node id fails the run: xdist
+# would silently run only one of the tests that share it.
+_SERIAL_GROUPS = {"test_cluster": "ray", "test_cluster_cli": "ray"}
+_LONGEST_FIRST = ["ray", "test_memory_on_postgres"]
+
+
+def _group_of(nodeid: str) -> str:
+    module = pathlib.PurePosixPath(nodeid.split("::", 1)[0]).stem
+    return _SERIAL_GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seen: set[str] = set()
+    dupes = sorted({item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)})
+    if dupes:
+        raise pytest.UsageError(f"{len(dupes)} test ids are not unique (pytest-xdist would run "
+                                f"only one of each): {dupes[:5]}")
+    rank = {group: i for i, group in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group_of(item.nodeid), len(rank)))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        """xdist's scope scheduling, with :func:`_group_of` as the scope, in collection order."""
+
+        def __init__(self, config: pytest.Config, log=None) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # keep the longest-first order above
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _group_of(nodeid)
+
+    return ByGroup(config, log)

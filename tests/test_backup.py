@@ -188,7 +188,7 @@ def test_cli_backup_and_restore(tmp_path, capsys):
     db.store_pattern("cli", embedding=vec(9))
     db.close()
     assert main(["backup", src, str(tmp_path / "copy.db")]) == 0
-    assert "1 patterns" in capsys.readouterr().out
+    assert "1 patterns" in " ".join(capsys.readouterr().out.split())  # rich may wrap lines
     assert main(["restore", str(tmp_path / "copy.db"), str(tmp_path / "r.db")]) == 0
     assert main(["restore", str(tmp_path / "copy.db"), str(tmp_path / "r.db")]) == 1
     assert "exists" in capsys.readouterr().err

@@ -27,7 +27,7 @@ TESTS = Path(__file__).resolve().parent
 def test_memory_suite_passes_on_postgres(postgres_url: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(TESTS / "test_memory.py"), "-q", "-p",
-         "no:cacheprovider", "-rs"],
+         "no:cacheprovider", "-rs", "-n", "0"],  # one process: this test already has a worker
         cwd=str(TESTS.parent), capture_output=True, text=True, timeout=1200,
         env=child_env(AGENTDB_BACKEND="postgres", AGENTDB_POSTGRES_URL=postgres_url))
     tail = proc.stdout[-6000:] + proc.stderr[-2000:]

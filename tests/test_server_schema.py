@@ -6,10 +6,12 @@ deadline) and sends them to the ASGI app with an API key. Whatever the input, th
 never answer 5xx, and every answer with a documented status must match its documented schema
 (so the OpenAPI document, and the models behind it, describe what the server really sends).
 
-The schema is loaded at import time from an app over a seeded in-memory store, not through
-``schemathesis.pytest.from_fixture``: the lazy fixture path writes pytest's private
-``Item._nodeid``, which pytest 9.2 no longer has, while ``schema.parametrize()`` on a loaded
-schema only uses pytest's public API (tested on the locked pytest and on pytest 9.2).
+The schema is loaded at import time from an app over a seeded in-memory store, and each
+operation is one ordinary pytest parameter (id ``"POST /vectors/search"``) whose Hypothesis test
+draws from schemathesis's public ``operation.as_strategy()`` in both generation modes. Not
+``schemathesis.pytest.from_fixture`` (it writes pytest's private ``Item._nodeid``, gone in
+pytest 9.2) and not ``schema.parametrize()``: on pytest 9.2 its items all share one node id,
+and pytest-xdist, which runs this suite on 2 workers, keeps only one of them.
 
 Skipped when the ``server`` extra or schemathesis is missing, unless
 ``AGENTDB_REQUIRE_SERVER=1``.
@@ -27,7 +29,9 @@ from _requires import unavailable
 try:
     import schemathesis
     from agentdb.server.app import create_app
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 except ImportError as exc:  # the server extra (or schemathesis) is not installed
@@ -67,10 +71,25 @@ def _close_store() -> Iterator[None]:
     _DB.close()
 
 
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-def test_no_server_errors_and_documented_answers(case: Any) -> None:
-    response = case.call(headers={"X-API-Key": KEY})
-    case.validate_response(response, checks=[not_a_server_error,
-                                             response_schema_conformance])
+OPERATIONS = [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
+def test_no_server_errors_and_documented_answers(operation: Any) -> None:
+    cases = st.one_of([operation.as_strategy(generation_mode=mode) for mode in GenerationMode])
+
+    @given(case=cases)
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def answers_as_documented(case: Any) -> None:
+        response = case.call(headers={"X-API-Key": KEY})
+        case.validate_response(response, checks=[not_a_server_error,
+                                                 response_schema_conformance])
+
+    answers_as_documented()
+
+
+def test_every_operation_is_tested() -> None:
+    labels = {op.label for op in OPERATIONS}
+    assert len(OPERATIONS) >= 25 and len(labels) == len(OPERATIONS)
+    assert {"POST /vectors/search", "POST /patterns/store", "POST /graph/cypher"} <= labels
