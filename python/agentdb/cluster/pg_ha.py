@@ -34,6 +34,7 @@ system user ``pgserver``, as the embedded server does.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -58,6 +60,7 @@ PATRONI_HINT = ("PostgreSQL failover needs Patroni, which comes with the 'cluste
                 "pip install 'agentdb[cluster]'")
 _STATE = "ha.json"
 _RUN_AS = "pgserver"  # the unprivileged user the embedded server runs as under root
+_SUN_PATH_MAX = 107  # bytes of a Unix-domain socket's path (sockaddr_un.sun_path, Linux)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
 
 
@@ -265,8 +268,24 @@ class LocalHAPostgres:
                 raise ClusterError(f"etcd did not start: {self._tail('etcd.log')}")
             time.sleep(0.1)
 
-    def _config(self, m: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def socket_dir(self) -> Path:
+        """Where the members' Unix-domain sockets live: ``<dir>/sock``, or, when that path is
+        too long for a socket (``sun_path`` holds 107 bytes, and PostgreSQL refuses to start
+        without its socket), a folder in the system's temporary directory named after
+        ``dir`` (so a restart finds the same one), removed by :meth:`stop`.
+
+        >>> len(str(LocalHAPostgres("/tmp/" + "x" * 120).socket_dir)) < 90
+        True
+        """
         sock = self.dir / "sock"
+        if len(os.fsencode(sock)) + len("/.s.PGSQL.65535") <= _SUN_PATH_MAX:
+            return sock
+        tag = hashlib.sha256(os.fsencode(self.dir.resolve())).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"agentdb-pg-{tag}"
+
+    def _config(self, m: dict[str, Any]) -> dict[str, Any]:
+        sock = self.socket_dir
         return {
             "scope": self.state["scope"], "namespace": "/agentdb/", "name": m["name"],
             "log": {"level": "WARNING"},
@@ -317,8 +336,8 @@ class LocalHAPostgres:
         fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(self._config(m), f, sort_keys=False)
-        sock = self.dir / "sock"
-        sock.mkdir(exist_ok=True)
+        sock = self.socket_dir
+        sock.mkdir(exist_ok=True, mode=0o700)
         if user is not None:
             for p in (cfg, sock, self.dir):
                 os.chown(p, *user)
@@ -337,7 +356,9 @@ class LocalHAPostgres:
             text = (self.dir / name).read_text(errors="replace").strip().splitlines()
         except OSError:
             return "(no log)"
-        return " | ".join(text[-lines:])[-1500:]
+        # PostgreSQL's own FATAL/ERROR lines first: they say why, the last lines only where
+        errors = [line for line in text if " FATAL: " in line or " ERROR: " in line][-3:]
+        return " | ".join(errors + [line for line in text[-lines:] if line not in errors])[-2000:]
 
     def start(self, timeout: float = 180.0) -> str:
         """Start etcd and every member that is not running; wait until a primary runs and
@@ -484,6 +505,8 @@ class LocalHAPostgres:
                 os.kill(int(e["pid"]), signal.SIGKILL)
         e["pid"] = None
         self._save()
+        if self.socket_dir.parent != self.dir:  # the short folder outside dir
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def running(self) -> bool:
         """True while etcd and at least one member's Patroni run."""
