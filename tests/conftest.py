@@ -168,19 +168,15 @@ def pg_schema(postgres_url):
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-# ---- parallel runs (pytest-xdist, `-n 2` in pyproject.toml) ------------------------------------
-# Work is handed to the 2 workers one group at a time: a group is a test module, so its module
-# fixtures are built once, on one worker; the modules that start Ray clusters (and Patroni)
-# form one group, so no two clusters compete for these 2 cores at once. The longest groups go
-# first (the other worker takes the rest meanwhile). A duplicated node id fails the run: xdist
+# ---- parallel runs (pytest-xdist: `-n 2 --dist loadfile --no-loadscope-reorder`, pyproject.toml)
+# xdist hands out whole test modules (their module fixtures are built once) in the order below:
+# the longest first, so the other worker takes the many short modules meanwhile. The two
+# modules that start Ray clusters (and Patroni) come first on one worker, and hold a lock file
+# shared by the run's workers while they run (`ray_exclusive`), so two clusters never compete
+# for these 2 cores whatever the scheduler does. A duplicated node id fails the run: xdist
 # would silently run only one of the tests that share it.
-_SERIAL_GROUPS = {"test_cluster": "ray", "test_cluster_cli": "ray"}
-_LONGEST_FIRST = ["ray", "test_memory_on_postgres"]
-
-
-def _group_of(nodeid: str) -> str:
-    module = pathlib.PurePosixPath(nodeid.split("::", 1)[0]).stem
-    return _SERIAL_GROUPS.get(module, module)
+_LONGEST_FIRST = ["test_cluster", "test_memory_on_postgres", "test_cluster_cli"]
+_EXCLUSIVE_WAIT = 1800.0  # seconds a Ray module waits for the other one before failing
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -189,22 +185,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dupes:
         raise pytest.UsageError(f"{len(dupes)} test ids are not unique (pytest-xdist would run "
                                 f"only one of each): {dupes[:5]}")
-    rank = {group: i for i, group in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(_group_of(item.nodeid), len(rank)))  # stable
+    rank = {module: i for i, module in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a module
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
-    from xdist.scheduler import LoadScopeScheduling
+@pytest.fixture(scope="module")
+def ray_exclusive(tmp_path_factory: pytest.TempPathFactory):
+    """Held while a module that starts Ray clusters runs: an exclusive lock on a file beside
+    every worker's temporary folder (so shared by the run's workers)."""
+    import fcntl
+    import time
 
-    class ByGroup(LoadScopeScheduling):
-        """xdist's scope scheduling, with :func:`_group_of` as the scope, in collection order."""
-
-        def __init__(self, config: pytest.Config, log=None) -> None:  # type: ignore[no-untyped-def]
-            super().__init__(config, log)
-            config.option.loadscopereorder = False  # keep the longest-first order above
-
-        def _split_scope(self, nodeid: str) -> str:
-            return _group_of(nodeid)
-
-    return ByGroup(config, log)
+    lock_path = tmp_path_factory.getbasetemp().parent / "agentdb-ray-tests.lock"
+    with open(lock_path, "a") as lock:
+        deadline = time.monotonic() + _EXCLUSIVE_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another worker held {lock_path} for {_EXCLUSIVE_WAIT:.0f} s")
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

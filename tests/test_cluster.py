@@ -34,6 +34,9 @@ DIM = 16
 N = 300
 
 
+pytestmark = pytest.mark.usefixtures("ray_exclusive")  # one Ray module at a time
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Head + 2 worker nodes (1 CPU each) on 127.0.0.1; the test process is the driver."""

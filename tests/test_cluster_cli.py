@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from agentdb.cluster import EXTRA_HINT, local
 
+pytestmark = pytest.mark.usefixtures("ray_exclusive")  # one Ray module at a time
 TIMEOUT = 240  # seconds, per subprocess
 
 
