@@ -171,11 +171,14 @@ def pg_schema(postgres_url):
 # ---- parallel runs (pytest-xdist: `-n 2 --dist loadfile --no-loadscope-reorder`, pyproject.toml)
 # xdist hands out whole test modules (their module fixtures are built once) in the order below:
 # the longest first, so the other worker takes the many short modules meanwhile. The two
-# modules that start Ray clusters (and Patroni) come first on one worker, and hold a lock file
-# shared by the run's workers while they run (`ray_exclusive`), so two clusters never compete
-# for these 2 cores whatever the scheduler does. A duplicated node id fails the run: xdist
+# modules that start Ray clusters (and Patroni) hold a lock file shared by the run's workers
+# while they run (`ray_exclusive`), so two clusters never compete for these 2 cores, whichever
+# workers take them (one may wait for the other). A duplicated node id fails the run: xdist
 # would silently run only one of the tests that share it.
-_LONGEST_FIRST = ["test_cluster", "test_memory_on_postgres", "test_cluster_cli"]
+# xdist gives each worker one module, then more to a worker with at most 2 tests pending: so
+# worker 1 takes the Ray CLI tests (7 tests, ~2 min), worker 2 the PostgreSQL child run (1 test,
+# ~1.5 min) and then test_cluster, which by then rarely waits for the lock.
+_LONGEST_FIRST = ["test_cluster_cli", "test_memory_on_postgres", "test_cluster"]
 _EXCLUSIVE_WAIT = 1800.0  # seconds a Ray module waits for the other one before failing
 
 

@@ -822,6 +822,20 @@ class ClusterDB(MemoryCore):
         """Log position, ring, every replica (state, applied seq, lag, node) and the nodes."""
         return self.shards.status(timeout)
 
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until every replica of every shard is ready (the constructor only waits for
+        one per shard); :class:`~agentdb.errors.ClusterUnavailable` naming the shards and
+        their replicas' states after ``timeout`` seconds (default: ``ready_timeout``).
+
+        >>> # db = ClusterDB(...); db.wait_ready(60)
+        """
+        self._check_open()
+        wait = self.ready_timeout if timeout is None else float(timeout)
+        if not math.isfinite(wait) or wait <= 0:
+            raise InvalidArgumentError(f"timeout must be a positive number of seconds, got "
+                                       f"{timeout!r}")
+        self.shards.wait_ready(list(self.ring.shards), wait, every=True)
+
     # ---- introspection ----------------------------------------------------------------------
     def log_seq(self) -> int:
         """The last committed log sequence number (anyone's writes)."""

@@ -526,15 +526,13 @@ def up(*, shards: int = 3, replicas: int = 2, postgres_url: str | None = None,
         level = quiet.level                      # group" warning: expected here, not news
         quiet.setLevel(logging.ERROR)
         try:
-            cls = _cluster_db_class()
-            try:
-                db = cls(None, url, shards=shards, replicas=replicas, dim=dim, schema=schema,
-                         table_prefix=table_prefix, namespace=namespace,
-                         ready_timeout=ready_timeout, pgvector_index=pgvector_index)
-            except TypeError:  # a ClusterDB without the optional keywords
-                db = cls(None, url, shards=shards, replicas=replicas, dim=dim, schema=schema,
-                         table_prefix=table_prefix, namespace=namespace)
-            try:
+            started = time.monotonic()
+            db = _cluster_db_class()(
+                None, url, shards=shards, replicas=replicas, dim=dim, schema=schema,
+                table_prefix=table_prefix, namespace=namespace, ready_timeout=ready_timeout,
+                pgvector_index=pgvector_index)
+            try:  # the constructor waits for one ready replica per shard; `up` for all
+                db.wait_ready(max(1.0, ready_timeout - (time.monotonic() - started)))
                 info = _collect_status(ray, state)
             finally:
                 db.close()
