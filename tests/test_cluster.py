@@ -909,6 +909,7 @@ def test_fast_path_answers_as_ray_does_and_refuses_strangers(cdb):
     from agentdb.cluster.fastpath import decode, encode
 
     cdb.store_patterns(_rows(200, seed=4))
+    _wait_converged(cdb)  # `slow` below has seen no write, so it does not wait for these
     slow = ClusterDB(None, cdb.url, dim=DIM, schema=cdb.schema, namespace=cdb.ray_namespace,
                      fast_path=False)
     try:
