@@ -959,6 +959,6 @@ def test_wait_ready_waits_for_every_replica_and_checks_its_timeout(cdb):
     cdb.wait_ready(90)
     reps = [r for s in cdb.status()["shards"] for r in s["replicas"]]
     assert len(reps) == 4 and all(r["state"] == "ready" for r in reps)
-    for bad in (0, -1.0, float("nan"), float("inf")):
+    for bad in (0, -1.0, float("nan"), float("inf"), "abc", True, [1]):
         with pytest.raises(agentdb.errors.InvalidArgumentError, match="timeout"):
             cdb.wait_ready(bad)

@@ -830,6 +830,9 @@ class ClusterDB(MemoryCore):
         >>> # db = ClusterDB(...); db.wait_ready(60)
         """
         self._check_open()
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float))):
+            raise InvalidArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
         wait = self.ready_timeout if timeout is None else float(timeout)
         if not math.isfinite(wait) or wait <= 0:
             raise InvalidArgumentError(f"timeout must be a positive number of seconds, got "
