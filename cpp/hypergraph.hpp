@@ -81,7 +81,9 @@
 #include <utility>
 #include <vector>
 
+#include "column.hpp"
 #include "crc32.hpp"
+#include "mapped_file.hpp"
 
 namespace agentdb {
 
@@ -130,7 +132,21 @@ class IdMap {
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
 
   std::size_t size() const { return size_; }
-  std::size_t bytes() const { return keys_.capacity() * 8 + vals_.capacity() * 4; }
+  std::size_t bytes() const { return keys_.owned_bytes() + vals_.owned_bytes(); }
+  std::size_t capacity() const { return keys_.size(); }
+  const Column<int64_t>& keys() const { return keys_; }
+  const Column<uint32_t>& vals() const { return vals_; }
+  // Reads a table saved from keys()/vals() in place (the caller checked it, see
+  // Hypergraph::check_map).
+  void view(const int64_t* keys, const uint32_t* vals, std::size_t cap, std::size_t size) {
+    keys_.view(keys, cap);
+    vals_.view(vals, cap);
+    size_ = size;
+  }
+  void own() {
+    keys_.own();
+    vals_.own();
+  }
 
   uint32_t find(int64_t key) const {
     if (size_ == 0 || key == -1) return kNone;
@@ -205,8 +221,8 @@ class IdMap {
     return x;
   }
   void rehash(std::size_t cap) {
-    std::vector<int64_t> ok = std::move(keys_);
-    std::vector<uint32_t> ov = std::move(vals_);
+    std::vector<int64_t> ok = keys_.release();
+    std::vector<uint32_t> ov = vals_.release();
     keys_.assign(cap, -1);
     vals_.assign(cap, kNone);
     size_ = 0;
@@ -214,8 +230,8 @@ class IdMap {
       if (ok[i] != -1) set(ok[i], ov[i]);
   }
 
-  std::vector<int64_t> keys_;
-  std::vector<uint32_t> vals_;
+  Column<int64_t> keys_;
+  Column<uint32_t> vals_;
   std::size_t size_ = 0;
 };
 
@@ -376,7 +392,7 @@ class Hypergraph {
   static constexpr uint64_t kMaxEdges = 0x7FFFFFFEull;      // edges (bit 31 flags pairs)
   static constexpr uint64_t kProjectMax = 64;               // |tail|*|head| of projected edges
 
-  Hypergraph() : out_off_(1, 0), in_off_(1, 0) {}
+  Hypergraph() = default;
   Hypergraph(const Hypergraph&) = delete;
   Hypergraph& operator=(const Hypergraph&) = delete;
 
@@ -390,6 +406,7 @@ class Hypergraph {
         throw GraphValueError("label must be in [-1, 2147483647], got " + std::to_string(lab));
     }
     std::unique_lock<std::shared_mutex> g(mu_);
+    materialize_locked();
     if (node_id_.size() + n > kMaxSlots) throw GraphValueError("too many nodes");
     for (std::size_t i = 0; i < n; ++i) {
       int32_t lab = labels ? static_cast<int32_t>(labels[i]) : -1;
@@ -456,6 +473,7 @@ class Hypergraph {
       }
     }
     if (edge_id_.size() + b.n > kMaxEdges) throw GraphValueError("too many edges");
+    materialize_locked();  // after validation: a rejected batch leaves a mapped file mapped
     bool will_compact = buffered_locked() + b.n > threshold_locked();
     edge_id_.reserve(edge_id_.size() + b.n);
     erec_.reserve(erec_.size() + b.n);
@@ -492,13 +510,20 @@ class Hypergraph {
   void remove_node(int64_t id) {
     std::unique_lock<std::shared_mutex> g(mu_);
     uint32_t s = node_slot(id);
+    materialize_locked();
     auto kill = [&](uint32_t e) {
       if (erec_[e].type < 0) return;
       kill_edge(e);
     };
-    if (s < csr_nodes_) {
-      for (uint64_t i = out_off_[s]; i < out_off_[s + 1]; ++i) kill(out_edges_[i]);
-      for (uint64_t i = in_off_[s]; i < in_off_[s + 1]; ++i) kill(in_edges_[i]);
+    if (s < csr_nodes_) {  // its CSR edges: through the projection and the wide lists
+      for (uint64_t i = out_poff_[s]; i < out_poff_[s + 1]; ++i)
+        kill(out_pairs_[i].edge & kEdgeMask);
+      for (uint64_t i = in_poff_[s]; i < in_poff_[s + 1]; ++i)
+        kill(in_pairs_[i].edge & kEdgeMask);
+      if (has_wide_) {
+        for (uint64_t i = out_woff_[s]; i < out_woff_[s + 1]; ++i) kill(out_wide_[i]);
+        for (uint64_t i = in_woff_[s]; i < in_woff_[s + 1]; ++i) kill(in_wide_[i]);
+      }
     }
     for (uint32_t e : out_buf_[s]) kill(e);
     for (uint32_t e : in_buf_[s]) kill(e);
@@ -509,11 +534,14 @@ class Hypergraph {
 
   void remove_edge(int64_t id) {
     std::unique_lock<std::shared_mutex> g(mu_);
-    kill_edge(edge_slot(id));
+    uint32_t e = edge_slot(id);
+    materialize_locked();
+    kill_edge(e);
   }
 
   void compact() {
     std::unique_lock<std::shared_mutex> g(mu_);
+    if (map_) return;  // a mapped file is compact: it was saved that way
     compact_locked();
   }
 
@@ -602,12 +630,11 @@ class Hypergraph {
   std::size_t memory_usage() const {
     std::shared_lock<std::shared_mutex> g(mu_);
     auto cap = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
-    std::size_t b = sizeof(*this) + cap(node_id_) + cap(node_label_) + cap(node_alive_) +
-                    cap(edge_id_) + cap(erec_) + cap(edge_ts_) + cap(tail_nodes_) +
-                    cap(head_nodes_) +
-                    cap(out_off_) + cap(out_edges_) + cap(in_off_) + cap(in_edges_) +
-                    cap(out_poff_) + cap(in_poff_) + cap(out_pairs_) + cap(in_pairs_) +
-                    cap(out_woff_) + cap(in_woff_) + cap(out_wide_) + cap(in_wide_) +
+    auto own = [](const auto& c) { return c.owned_bytes(); };
+    std::size_t b = sizeof(*this) + own(node_id_) + own(node_label_) + own(node_alive_) +
+                    own(edge_id_) + own(erec_) + own(edge_ts_) + own(tail_nodes_) +
+                    own(head_nodes_) + own(out_poff_) + own(in_poff_) + own(out_pairs_) + own(in_pairs_) +
+                    own(out_woff_) + own(in_woff_) + own(out_wide_) + own(in_wide_) +
                     cap(out_buf_) + cap(in_buf_) + node_map_.bytes() + edge_map_.bytes();
     for (const auto& v : out_buf_) b += cap(v);
     for (const auto& v : in_buf_) b += cap(v);
@@ -1162,7 +1189,7 @@ class Hypergraph {
     uint32_t version = r32(8);
     if (version != kFormatVersion)
       throw GraphBadFile(where + " has unsupported format version " + std::to_string(version) +
-                         " (this build reads version " + std::to_string(kFormatVersion) + ")");
+                         " (this build reads versions 1 and 2)");
     uint64_t nn = r64(16), ne = r64(24), nt = r64(32), nh = r64(40);
     bool reserved_zero = true;
     for (std::size_t i = 52; i < 64; ++i) reserved_zero = reserved_zero && buf[i] == 0;
@@ -1222,7 +1249,7 @@ class Hypergraph {
       g->erec_[i].conf = c;
     }
     std::vector<uint64_t> off;
-    auto side = [&](std::vector<uint32_t>& nodes, uint64_t total, const char* name, bool is_tail) {
+    auto side = [&](Column<uint32_t>& nodes, uint64_t total, const char* name, bool is_tail) {
       off.resize(ne + 1);
       nodes.resize(total);
       take(off.data(), ne + 1);
@@ -1255,6 +1282,317 @@ class Hypergraph {
     g->compact_locked();
     return g;
   }
+
+  // ---- version 2: the in-memory layout, read in place -------------------------------------
+  // A version-2 file holds every array the graph reads (the projection and both id maps too),
+  // each in its own 64-byte-aligned, CRC-checked section, so opening one maps the file and
+  // checks it instead of rebuilding anything; see kFileFormatV2 in the binding's docs.
+  static constexpr uint32_t kFormatVersionMapped = 2;
+  static constexpr std::size_t kSections = 19;
+  static constexpr std::size_t kHeaderSizeV2 = 64 + kSections * 24;
+
+  // Writes the graph as a version-2 file (atomic). A graph with removed items or buffered
+  // edges is written as its compacted copy (this graph is not changed).
+  void save_mapped(const std::string& path) const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    const bool compact = n_live_nodes_ == node_id_.size() && n_live_edges_ == edge_id_.size() &&
+                         csr_nodes_ == node_id_.size() && csr_edges_ == edge_id_.size();
+    if (compact) {
+      write_v2(path);
+      return;
+    }
+    Hypergraph tmp;
+    tmp.node_id_ = node_id_;
+    tmp.node_label_ = node_label_;
+    tmp.node_alive_ = node_alive_;
+    tmp.edge_id_ = edge_id_;
+    tmp.erec_ = erec_;
+    tmp.edge_ts_ = edge_ts_;
+    tmp.tail_nodes_ = tail_nodes_;
+    tmp.head_nodes_ = head_nodes_;
+    tmp.compact_locked();
+    tmp.write_v2(path);
+  }
+
+  // Opens a file of either version: version 2 is read in place from `file` (kept alive by the
+  // graph until its first write copies it), version 1 is parsed and rebuilt (from_bytes).
+  static std::unique_ptr<Hypergraph> open_file(std::shared_ptr<const MappedFile> file,
+                                               const std::string& path) {
+    const unsigned char* buf = file->data();
+    const std::size_t size = file->size();
+    if (size >= 12 && std::memcmp(buf, "AGDBHYPG", 8) == 0 &&
+        read_le<uint32_t>(buf, 8) == kFormatVersionMapped)
+      return from_mapped(std::move(file), path);
+    return from_bytes(buf, size, path);
+  }
+
+  // True while the graph reads a version-2 file in place (until its first write).
+  bool mapped() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return static_cast<bool>(map_);
+  }
+  // Bytes of the mapped file in this process's resident set (0 when not mapped).
+  std::size_t mapped_resident_bytes() const {
+    std::shared_lock<std::shared_mutex> g(mu_);
+    return map_ ? map_->resident_bytes() : 0;
+  }
+
+ private:
+  struct SectionV2 {
+    const void* data;
+    uint64_t count;
+    uint32_t elem;
+  };
+  std::vector<SectionV2> sections_v2() const {
+    return {{node_id_.data(), node_id_.size(), 8},
+            {node_label_.data(), node_label_.size(), 4},
+            {edge_id_.data(), edge_id_.size(), 8},
+            {erec_.data(), erec_.size(), sizeof(EdgeRec)},
+            {edge_ts_.data(), edge_ts_.size(), 8},
+            {tail_nodes_.data(), tail_nodes_.size(), 4},
+            {head_nodes_.data(), head_nodes_.size(), 4},
+            {out_poff_.data(), out_poff_.size(), 8},
+            {in_poff_.data(), in_poff_.size(), 8},
+            {out_pairs_.data(), out_pairs_.size(), sizeof(Pair)},
+            {in_pairs_.data(), in_pairs_.size(), sizeof(Pair)},
+            {out_woff_.data(), out_woff_.size(), 8},
+            {in_woff_.data(), in_woff_.size(), 8},
+            {out_wide_.data(), out_wide_.size(), 4},
+            {in_wide_.data(), in_wide_.size(), 4},
+            {node_map_.keys().data(), node_map_.capacity(), 8},
+            {node_map_.vals().data(), node_map_.capacity(), 4},
+            {edge_map_.keys().data(), edge_map_.capacity(), 8},
+            {edge_map_.vals().data(), edge_map_.capacity(), 4}};
+  }
+
+  // The file of a compact graph (no removed items, nothing buffered).
+  void write_v2(const std::string& path) const {
+    static_assert(sizeof(EdgeRec) == 32 && sizeof(Pair) == 12, "file layout");
+    std::vector<SectionV2> secs = sections_v2();
+    // (node_alive_ is all ones in a compact graph: not stored)
+    if (secs.size() != kSections) throw std::logic_error("section count");
+    std::vector<unsigned char> h(kHeaderSizeV2, 0);
+    auto w32 = [&](std::size_t off, uint32_t v) { std::memcpy(h.data() + off, &v, 4); };
+    auto w64 = [&](std::size_t off, uint64_t v) { std::memcpy(h.data() + off, &v, 8); };
+    std::memcpy(h.data(), "AGDBHYPG", 8);
+    w32(8, kFormatVersionMapped);
+    w32(12, kHeaderSizeV2);
+    w64(16, node_id_.size());
+    w64(24, edge_id_.size());
+    w32(32, kSections);
+    w32(36, (ids_ascending_ ? 1u : 0u) | (has_wide_ ? 2u : 0u));
+    uint64_t off = (kHeaderSizeV2 + 63) & ~uint64_t{63};
+    std::vector<uint64_t> offs(kSections);
+    for (std::size_t i = 0; i < kSections; ++i) {
+      const uint64_t bytes = secs[i].count * secs[i].elem;
+      offs[i] = off;
+      w64(64 + i * 24, off);
+      w64(64 + i * 24 + 8, bytes);
+      w32(64 + i * 24 + 16, bytes ? crc32_parallel(secs[i].data, bytes, 0) : 0);
+      w32(64 + i * 24 + 20, secs[i].elem);
+      off = (off + bytes + 63) & ~uint64_t{63};
+    }
+    w32(56, crc32_update(0, h.data(), h.size()));  // the header's own CRC (this field zero)
+    // The trailer is the CRC of every preceding byte, combined from the pieces' CRCs.
+    const std::string tmp = path + ".tmp";
+    FILE* fp = std::fopen(tmp.c_str(), "wb");
+    if (!fp) throw std::runtime_error("cannot open '" + tmp + "' for writing");
+    bool ok = std::fwrite(h.data(), 1, h.size(), fp) == h.size();
+    uint32_t crc = crc32_update(0, h.data(), h.size());
+    uint64_t at = h.size();
+    static const unsigned char zeros[64] = {0};
+    for (std::size_t i = 0; i < kSections && ok; ++i) {
+      const std::size_t pad = offs[i] - at;
+      if (pad) {
+        ok = std::fwrite(zeros, 1, pad, fp) == pad;
+        crc = crc32_update(crc, zeros, pad);
+        at += pad;
+      }
+      const uint64_t bytes = secs[i].count * secs[i].elem;
+      if (!bytes) continue;
+      ok = ok && std::fwrite(secs[i].data, 1, bytes, fp) == bytes;
+      uint32_t sec_crc = read_le<uint32_t>(h.data(), 64 + i * 24 + 16);
+      crc = crc32_combine(crc, sec_crc, bytes);
+      at += bytes;
+    }
+    if (ok) ok = std::fwrite(&crc, 1, 4, fp) == 4;
+    commit_temp_file(fp, ok, tmp, path);
+  }
+
+  // Opens a version-2 file in place: header, section table and every section's CRC are
+  // checked, then every offset and index a query follows is bounds-checked (so a damaged file
+  // is refused with GraphBadFile, never read out of bounds); the pages are then given back to
+  // the page cache (the process's resident set stays small; queries fault in what they read).
+  static std::unique_ptr<Hypergraph> from_mapped(std::shared_ptr<const MappedFile> file,
+                                                 const std::string& path) {
+    const std::string where = "'" + path + "'";
+    const unsigned char* buf = file->data();
+    const std::size_t size = file->size();
+    auto bad = [&](const std::string& what) { return GraphBadFile(where + " is corrupt: " + what); };
+    if (size < kHeaderSizeV2 + 4)
+      throw GraphBadFile(where + " is truncated: " + std::to_string(size) +
+                         " bytes, expected at least " + std::to_string(kHeaderSizeV2 + 4));
+    auto r32 = [&](std::size_t off) { return read_le<uint32_t>(buf, off); };
+    auto r64 = [&](std::size_t off) { return read_le<uint64_t>(buf, off); };
+    {
+      std::vector<unsigned char> h(buf, buf + kHeaderSizeV2);
+      std::memset(h.data() + 56, 0, 4);
+      if (r32(12) != kHeaderSizeV2 || r32(32) != kSections ||
+          crc32_update(0, h.data(), h.size()) != r32(56))
+        throw GraphBadFile(where + " has a corrupt header");
+    }
+    const uint64_t nn = r64(16), ne = r64(24);
+    const uint32_t flags = r32(36);
+    if (nn > kMaxSlots || ne > kMaxEdges || (flags & ~3u) != 0 || r64(40) != 0 ||
+        r64(48) != 0 || r32(60) != 0)
+      throw GraphBadFile(where + " has a corrupt header");
+    const bool has_wide = flags & 2u;
+    struct Sec {
+      const unsigned char* p;
+      uint64_t count;
+    };
+    std::vector<Sec> sec(kSections);
+    static const uint32_t kElem[kSections] = {8, 4, 8, 32, 8, 4, 4, 8, 8, 12,
+                                              12, 8, 8, 4, 4, 8, 4, 8, 4};
+    uint64_t end = kHeaderSizeV2;
+    for (std::size_t i = 0; i < kSections; ++i) {
+      const uint64_t off = r64(64 + i * 24), bytes = r64(64 + i * 24 + 8);
+      const uint32_t elem = r32(64 + i * 24 + 20);
+      if (elem != kElem[i] || off % 64 != 0 || off < end || bytes % elem != 0 ||
+          bytes > size || off > size - 4 - bytes)
+        throw GraphBadFile(where + " has a corrupt section table (section " +
+                           std::to_string(i) + ")");
+      sec[i] = {buf + off, bytes / elem};
+      end = off + bytes;
+    }
+    if (size != end + 4) {
+      if (size < end + 4)
+        throw GraphBadFile(where + " is truncated: " + std::to_string(size) + " bytes, expected " +
+                           std::to_string(end + 4));
+      throw bad(std::to_string(size - end - 4) + " unexpected trailing bytes");
+    }
+    for (std::size_t i = 0; i < kSections; ++i) {
+      const uint64_t bytes = sec[i].count * kElem[i];
+      if (bytes && crc32_parallel(sec[i].p, bytes, 0) != r32(64 + i * 24 + 16))
+        throw GraphBadFile(where + " failed its checksum: section " + std::to_string(i) +
+                           " (corrupt file)");
+    }
+    // counts
+    const uint64_t nt = sec[5].count, nh = sec[6].count;
+    const uint64_t n_off = has_wide ? nn + 1 : 0;
+    if (sec[0].count != nn || sec[1].count != nn || sec[2].count != ne || sec[3].count != ne ||
+        sec[4].count != ne || sec[7].count != nn + 1 || sec[8].count != nn + 1 ||
+        sec[11].count != n_off || sec[12].count != n_off ||
+        (!has_wide && (sec[13].count || sec[14].count)))
+      throw bad("section sizes do not match the header");
+    auto g = std::make_unique<Hypergraph>();
+    g->node_id_.view(reinterpret_cast<const int64_t*>(sec[0].p), nn);
+    g->node_label_.view(reinterpret_cast<const int32_t*>(sec[1].p), nn);
+    g->node_alive_.assign(nn, 1);
+    g->edge_id_.view(reinterpret_cast<const int64_t*>(sec[2].p), ne);
+    g->erec_.view(reinterpret_cast<const EdgeRec*>(sec[3].p), ne);
+    g->edge_ts_.view(reinterpret_cast<const double*>(sec[4].p), ne);
+    g->tail_nodes_.view(reinterpret_cast<const uint32_t*>(sec[5].p), nt);
+    g->head_nodes_.view(reinterpret_cast<const uint32_t*>(sec[6].p), nh);
+    g->out_poff_.view(reinterpret_cast<const uint64_t*>(sec[7].p), nn + 1);
+    g->in_poff_.view(reinterpret_cast<const uint64_t*>(sec[8].p), nn + 1);
+    g->out_pairs_.view(reinterpret_cast<const Pair*>(sec[9].p), sec[9].count);
+    g->in_pairs_.view(reinterpret_cast<const Pair*>(sec[10].p), sec[10].count);
+    g->out_woff_.view(reinterpret_cast<const uint64_t*>(sec[11].p), n_off);
+    g->in_woff_.view(reinterpret_cast<const uint64_t*>(sec[12].p), n_off);
+    g->out_wide_.view(reinterpret_cast<const uint32_t*>(sec[13].p), sec[13].count);
+    g->in_wide_.view(reinterpret_cast<const uint32_t*>(sec[14].p), sec[14].count);
+    g->ids_ascending_ = flags & 1u;
+    g->has_wide_ = has_wide;
+    g->csr_nodes_ = g->n_live_nodes_ = nn;
+    g->csr_edges_ = g->n_live_edges_ = ne;
+    // structure: everything a query dereferences
+    const Hypergraph& c = *g;
+    for (uint64_t i = 0; i < nn; ++i) {
+      if (c.node_id_[i] == -1) throw bad("node id -1 is reserved");
+      if (c.node_label_[i] < -1) throw bad("negative node label");
+      if (g->ids_ascending_ && i > 0 && c.node_id_[i] <= c.node_id_[i - 1])
+        throw bad("node ids are not ascending although flagged so");
+    }
+    for (uint64_t e = 0; e < ne; ++e) {
+      const EdgeRec& r = c.erec_[e];
+      if (c.edge_id_[e] == -1) throw bad("edge id -1 is reserved");
+      if (r.type < 0 || !(r.conf >= 0.0f && r.conf <= 1.0f) || r.n_tail == 0 || r.n_head == 0 ||
+          r.tail > nt || r.n_tail > nt - r.tail || r.head > nh || r.n_head > nh - r.head)
+        throw bad("edge record " + std::to_string(e));
+    }
+    uint32_t worst = 0;
+    for (uint32_t v : c.tail_nodes_) worst = std::max(worst, v);
+    for (uint32_t v : c.head_nodes_) worst = std::max(worst, v);
+    if ((nt || nh) && worst >= nn) throw bad("node index out of range");
+    auto check_off = [&](const Column<uint64_t>& off, uint64_t total, const char* what) {
+      if (off.empty()) return;
+      if (off[0] != 0 || off[off.size() - 1] != total) throw bad(std::string(what) + " offsets");
+      for (std::size_t i = 1; i < off.size(); ++i)
+        if (off[i] < off[i - 1]) throw bad(std::string(what) + " offsets decrease");
+    };
+    check_off(c.out_poff_, c.out_pairs_.size(), "out pair");
+    check_off(c.in_poff_, c.in_pairs_.size(), "in pair");
+    check_off(c.out_woff_, c.out_wide_.size(), "out wide");
+    check_off(c.in_woff_, c.in_wide_.size(), "in wide");
+    for (const Column<Pair>* ps : {&c.out_pairs_, &c.in_pairs_})
+      for (const Pair& p : *ps)
+        if (p.node >= nn || (p.edge & kEdgeMask) >= ne || p.type < 0)
+          throw bad("relationship pair out of range");
+    for (const Column<uint32_t>* ws : {&c.out_wide_, &c.in_wide_})
+      for (uint32_t e : *ws)
+        if (e >= ne) throw bad("wide-edge list out of range");
+    auto map = [&](IdMap& m, const Sec& ks, const Sec& vs, const Column<int64_t>& ids,
+                   const char* what) {
+      const uint64_t cap = ks.count, n = ids.size();
+      if (cap != vs.count || (cap & (cap - 1)) != 0 || (cap == 0 && n != 0) ||
+          (cap != 0 && n >= cap))
+        throw bad(std::string(what) + " id map size");
+      const int64_t* k = reinterpret_cast<const int64_t*>(ks.p);
+      const uint32_t* v = reinterpret_cast<const uint32_t*>(vs.p);
+      uint64_t used = 0;
+      for (uint64_t i = 0; i < cap; ++i) {
+        if (k[i] == -1) continue;
+        ++used;
+        if (v[i] >= n || ids[v[i]] != k[i]) throw bad(std::string(what) + " id map entry");
+      }
+      if (used != n) throw bad(std::string(what) + " id map count");
+      m.view(k, v, cap, n);
+    };
+    map(g->node_map_, sec[15], sec[16], c.node_id_, "node");
+    map(g->edge_map_, sec[17], sec[18], c.edge_id_, "edge");
+    file->advise(buf, size, MappedFile::Advice::DontNeed);  // checked: back to the page cache
+    file->advise(buf, size, MappedFile::Advice::Random);    // queries jump around
+    g->map_ = std::move(file);
+    return g;
+  }
+
+  // Copies every column of a mapped file into memory and lets the file go (the first write).
+  void materialize_locked() {
+    if (!map_) return;
+    node_id_.own();
+    node_label_.own();
+    edge_id_.own();
+    erec_.own();
+    edge_ts_.own();
+    tail_nodes_.own();
+    head_nodes_.own();
+    out_poff_.own();
+    in_poff_.own();
+    out_pairs_.own();
+    in_pairs_.own();
+    out_woff_.own();
+    in_woff_.own();
+    out_wide_.own();
+    in_wide_.own();
+    node_map_.own();
+    edge_map_.own();
+    out_buf_.assign(node_id_.size(), {});
+    in_buf_.assign(node_id_.size(), {});
+    map_.reset();
+  }
+
+ public:
 
  private:
   // Everything a traversal reads per edge, in one 32-byte record (one cache miss).
@@ -1303,7 +1641,7 @@ class Hypergraph {
   // Tombstone a live edge: its record, its id, and its projected pairs.
   void kill_edge(uint32_t e) {
     if (projected(e)) {
-      auto mark = [&](const std::vector<uint64_t>& off, std::vector<Pair>& pairs, uint32_t v) {
+      auto mark = [&](const Column<uint64_t>& off, Column<Pair>& pairs, uint32_t v) {
         Pair* lo = pairs.data() + off[v];
         Pair* hi = pairs.data() + off[v + 1];
         Pair* it = std::lower_bound(lo, hi, e, [](const Pair& p, uint32_t x) {
@@ -1747,22 +2085,6 @@ class Hypergraph {
     edge_ts_.resize(ne);
     tail_nodes_.resize(tpos);
     head_nodes_.resize(hpos);
-    // node -> edge lists by counting sort; each list comes out in ascending edge slot order.
-    auto build = [&](bool tail, const std::vector<uint32_t>& enodes, std::vector<uint64_t>& off,
-                     std::vector<uint32_t>& list) {
-      off.assign(nn + 1, 0);
-      for (uint32_t v : enodes) ++off[v + 1];
-      for (uint32_t v = 0; v < nn; ++v) off[v + 1] += off[v];
-      list.resize(enodes.size());
-      std::vector<uint64_t> cur(off.begin(), off.end() - 1);
-      for (uint32_t e = 0; e < ne; ++e) {
-        const EdgeRec& r = erec_[e];
-        const uint64_t b = tail ? r.tail : r.head, n = tail ? r.n_tail : r.n_head;
-        for (uint64_t j = b; j < b + n; ++j) list[cur[enodes[j]]++] = e;
-      }
-    };
-    build(true, tail_nodes_, out_off_, out_edges_);
-    build(false, head_nodes_, in_off_, in_edges_);
     csr_edges_ = ne;  // projected() reads it
     build_projection(nn, ne);
     out_buf_.clear();
@@ -1781,25 +2103,27 @@ class Hypergraph {
 
   mutable std::shared_mutex mu_;
   // nodes (slot-indexed)
-  std::vector<int64_t> node_id_;
-  std::vector<int32_t> node_label_;
-  std::vector<uint8_t> node_alive_;
+  // Every Column below is either owned or a view of map_ (a version-2 file read in place,
+  // see from_mapped); the first write copies them all into memory (materialize_locked).
+  Column<int64_t> node_id_;
+  Column<int32_t> node_label_;
+  Column<uint8_t> node_alive_;
   IdMap node_map_;
   // edges (slot-indexed); erec_[e].type < 0 marks a removed edge
-  std::vector<int64_t> edge_id_;
-  std::vector<EdgeRec> erec_;  // the hot per-edge data, one record per edge
-  std::vector<double> edge_ts_;
-  std::vector<uint32_t> tail_nodes_, head_nodes_;
+  Column<int64_t> edge_id_;
+  Column<EdgeRec> erec_;  // the hot per-edge data, one record per edge
+  Column<double> edge_ts_;
+  Column<uint32_t> tail_nodes_, head_nodes_;
   IdMap edge_map_;
-  // node -> edges: CSR for slots < csr_nodes_ / edges < csr_edges_, then the append buffer
-  std::vector<uint64_t> out_off_, in_off_;
-  std::vector<uint32_t> out_edges_, in_edges_;
+  // node -> edges: the projection below for slots < csr_nodes_ / edges < csr_edges_, then the
+  // append buffer (sized to the nodes once the graph owns its memory; empty while mapped)
   std::vector<std::vector<uint32_t>> out_buf_, in_buf_;
   // projection cache over the CSR edges (see Pair), and the wide edges it leaves out
-  std::vector<uint64_t> out_poff_{0}, in_poff_{0};
-  std::vector<Pair> out_pairs_, in_pairs_;
-  std::vector<uint64_t> out_woff_, in_woff_;
-  std::vector<uint32_t> out_wide_, in_wide_;
+  Column<uint64_t> out_poff_{1, 0}, in_poff_{1, 0};
+  Column<Pair> out_pairs_, in_pairs_;
+  Column<uint64_t> out_woff_, in_woff_;
+  Column<uint32_t> out_wide_, in_wide_;
+  std::shared_ptr<const MappedFile> map_;  // the file the views read, while any remain
   bool has_wide_ = false;
   // node ids ascend with their slots (bulk loads, files and new ids above the rest keep it),
   // so results sorted by id can be sorted by slot

@@ -101,6 +101,34 @@ def test_reopen_reads_the_snapshot_and_reads_properties_lazily(tmp_path, backend
     db.close()
 
 
+def test_the_native_snapshot_is_read_in_place_until_the_first_graph_write(tmp_path, backend):
+    if backend == "numpy":
+        pytest.skip("the numpy backend copies its graph into Python objects")
+    path = str(tmp_path / "g.db")
+    db = agentdb.open(path, dim=8)
+    populate(db.graph, 3, 200)
+    before = dump(db.graph)
+    db.close()
+    assert Path(path + ".graph").read_bytes()[8:12] == (2).to_bytes(4, "little")
+    file_bytes = Path(path + ".graph").read_bytes()
+    ro = agentdb.open(path, dim=8, readonly=True)
+    db = agentdb.open(path, dim=8)
+    for store in (ro, db):
+        st = store.graph.stats()
+        assert st["loaded_from"] == "snapshot" and st["csr_mapped"], st
+    assert dump(db.graph) == before and db.graph.stats()["csr_mapped"]  # reads never copy
+    a = db.graph.add_event(name="after")
+    assert not db.graph.stats()["csr_mapped"]  # the first write copied the CSR into memory
+    assert db.graph.get_event(a)["properties"]["name"] == "after"
+    assert ro.graph.stats()["csr_mapped"] and dump(ro.graph) == before
+    assert Path(path + ".graph").read_bytes() == file_bytes  # untouched until a checkpoint
+    db.close()
+    ro.close()
+    db = agentdb.open(path, dim=8)
+    assert db.graph.stats()["csr_mapped"] and db.graph.get_event(a) is not None
+    db.close()
+
+
 def test_rows_written_after_the_snapshot_are_replayed(tmp_path, backend):
     """A writer checkpoints, then keeps writing; a read-only opener gets the snapshot plus
     the later rows, which equals the writer's graph (and a rebuild from the rows)."""

@@ -851,9 +851,13 @@ def test_load_errors(graph_cls, saved_graph, tmp_path):
         graph_cls.load(_write(tmp_path, "m", b"AGDBHNSW" + data[8:]))
     with pytest.raises(ValueError, match="not an AgentDB hypergraph file"):
         graph_cls.load(_write(tmp_path, "txt", b"hello, this is plain text\n" * 10))
-    v2 = data[:8] + struct.pack("<I", 2) + data[12:-4]
+    v3 = data[:8] + struct.pack("<I", 3) + data[12:-4]
+    v3 += struct.pack("<I", zlib.crc32(v3) & 0xFFFFFFFF)
+    with pytest.raises(ValueError, match="version 3 .this build reads versions 1 and 2"):
+        graph_cls.load(_write(tmp_path, "v3", v3))
+    v2 = data[:8] + struct.pack("<I", 2) + data[12:-4]  # a version-1 body labelled 2
     v2 += struct.pack("<I", zlib.crc32(v2) & 0xFFFFFFFF)
-    with pytest.raises(ValueError, match="version 2"):
+    with pytest.raises(ValueError, match="truncated|corrupt header"):
         graph_cls.load(_write(tmp_path, "v2", v2))
     hdr = data[:48] + struct.pack("<I", 1) + data[52:-4]
     hdr += struct.pack("<I", zlib.crc32(hdr) & 0xFFFFFFFF)

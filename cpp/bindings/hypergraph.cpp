@@ -533,18 +533,19 @@ struct PyGraph {
     return py::make_tuple(nodes, edges);
   }
 
-  void save(py::handle path) {
+  void save(py::handle path, bool mappable) {
     std::string p = fspath(path);
     py::gil_scoped_release nogil;
-    g->save(p);
+    if (mappable) g->save_mapped(p);
+    else g->save(p);
   }
 
   static PyGraph load(py::handle path_obj) {
     std::string path = fspath(path_obj);
-    std::unique_ptr<MappedFile> file;
+    std::shared_ptr<MappedFile> file;
     {
       py::gil_scoped_release nogil;
-      file = std::make_unique<MappedFile>(path);  // mapped, not copied (mapped_file.hpp)
+      file = std::make_shared<MappedFile>(path);  // mapped, not copied (mapped_file.hpp)
     }
     if (int err = file->error()) {
       errno = err;  // what PyErr_SetFromErrnoWithFilename reports
@@ -554,7 +555,7 @@ struct PyGraph {
     }
     PyGraph out;
     py::gil_scoped_release nogil;
-    out.g = Hypergraph::from_bytes(file->data(), file->size(), path);
+    out.g = Hypergraph::open_file(std::move(file), path);  // version 2 stays mapped
     return out;
   }
 
@@ -653,9 +654,17 @@ void bind_hypergraph(py::module_& mod) {
            py::arg("distinct") = "edges", py::kw_only(), py::arg("timeout") = none,
            py::arg("cancel") = none,
            "Label chain pattern: (node table (n, L), edge table (n, L-1)).")
-      .def("save", &PyGraph::save, py::arg("path"), "Write the graph to one file (atomic).")
+      .def("save", &PyGraph::save, py::arg("path"), py::kw_only(), py::arg("mappable") = false,
+           "Write the graph to one file (atomic): version 1, or version 2 (read in place by "
+           "load) when mappable.")
       .def_static("load", &PyGraph::load, py::arg("path"),
-                  "Read a hypergraph file written by either backend.")
+                  "Read a hypergraph file written by either backend (a version-2 file is "
+                  "memory-mapped and read in place until the first write).")
+      .def("is_mapped", [](PyGraph& p) { return p.nogil([&] { return p.g->mapped(); }); },
+           "True while the graph reads a version-2 file in place (until its first write).")
+      .def("mapped_resident_bytes",
+           [](PyGraph& p) { return p.nogil([&] { return p.g->mapped_resident_bytes(); }); },
+           "Bytes of the mapped file in this process's resident set (0 when not mapped).")
       .def("__repr__", &PyGraph::repr);
 }
 

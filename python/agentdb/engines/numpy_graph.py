@@ -636,8 +636,12 @@ class Hypergraph:
             return walks.match_chain(self._g, lab, tfs, dirs, start_ids, allow, by_rel)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, mappable: bool = False) -> None:
         """Write the graph to ``path`` in the AGDBHYPG format (atomic replace).
+
+        ``mappable=True`` asks the native backend for version 2, which its ``load`` reads in
+        place (memory-mapped); this backend always writes version 1, which both backends
+        read (it reads version 2 too).
 
         Example:
             >>> import os, tempfile
@@ -653,6 +657,24 @@ class Hypergraph:
         with self._lock:
             header, sections = encode(self._g)
         write_crc_file(target, header, sections)
+
+    def is_mapped(self) -> bool:
+        """Always False: this backend holds its graph in Python objects.
+
+        Example:
+            >>> Hypergraph().is_mapped()
+            False
+        """
+        return False
+
+    def mapped_resident_bytes(self) -> int:
+        """Always 0 (nothing is memory-mapped by this backend).
+
+        Example:
+            >>> Hypergraph().mapped_resident_bytes()
+            0
+        """
+        return 0
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hypergraph:

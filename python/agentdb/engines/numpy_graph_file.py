@@ -25,7 +25,7 @@ import numpy as np
 
 from .numpy_graph_state import GraphState
 
-__all__ = ["FILE_FORMAT", "decode", "encode"]
+__all__ = ["FILE_FORMAT", "FILE_FORMAT_V2", "decode", "encode"]
 
 FILE_FORMAT: Final = """\
 AGDBHYPG version 1, little endian, written atomically (temporary file + rename).
@@ -53,8 +53,49 @@ sections, back to back, no padding (live items only):
 trailer: u32 CRC-32 (zlib.crc32) of every preceding byte.
 """
 
+FILE_FORMAT_V2: Final = """\
+AGDBHYPG version 2 ("mappable"), little endian, written atomically by the native backend's
+save(path, mappable=True); its load() memory-maps it and reads every section in place until
+the graph's first write copies them into memory. The numpy backend reads it (node and edge
+sections) but writes version 1.
+header, 520 bytes:
+  0  char[8]  magic "AGDBHYPG"
+  8  u32      version = 2
+  12 u32      header_size = 520
+  16 u64      n_nodes
+  24 u64      n_edges
+  32 u32      n_sections = 19
+  36 u32      flags: 1 = node ids ascend with their slots, 2 = wide-edge lists present
+  40 u8[16]   reserved, zero
+  56 u32      CRC-32 of the header with this field zero
+  60 u32      reserved, zero
+  64 19 x {u64 offset (a multiple of 64), u64 bytes, u32 CRC-32, u32 element size}
+sections (zero padding between them), a compact graph in slot order:
+  0 node ids i64        1 node labels i32     2 edge ids i64
+  3 edge records {i32 type, f32 conf, u32 n_tail, u32 n_head, u64 tail, u64 head} (32 B)
+  4 edge times f64      5 tail nodes u32      6 head nodes u32 (slots)
+  7/8 out/in pair offsets u64[n_nodes + 1]   9/10 out/in pairs {u32 node, u32 edge, i32 type}
+  11/12 out/in wide offsets u64 (n_nodes + 1 or 0)   13/14 out/in wide-edge lists u32
+  15/16 node id map: keys i64, slots u32 (open addressing, -1 = empty; a power of two)
+  17/18 edge id map: keys i64, slots u32
+trailer: u32 CRC-32 of every preceding byte.
+"""
+
 _MAGIC: Final = b"AGDBHYPG"
 _VERSION: Final = 1
+_VERSION_MAPPED: Final = 2
+#: version 2's sections in order: numpy dtype and element size (see FILE_FORMAT_V2)
+_V2_ELEM: Final = (
+    ("<i8", 8), ("<i4", 4), ("<i8", 8),
+    (np.dtype([("type", "<i4"), ("conf", "<f4"), ("n_tail", "<u4"), ("n_head", "<u4"),
+               ("tail", "<u8"), ("head", "<u8")]), 32),
+    ("<f8", 8), ("<u4", 4), ("<u4", 4), ("<u8", 8), ("<u8", 8),
+    (np.dtype([("node", "<u4"), ("edge", "<u4"), ("type", "<i4")]), 12),
+    (np.dtype([("node", "<u4"), ("edge", "<u4"), ("type", "<i4")]), 12),
+    ("<u8", 8), ("<u8", 8), ("<u4", 4), ("<u4", 4), ("<i8", 8), ("<u4", 4), ("<i8", 8),
+    ("<u4", 4),
+)
+_V2_HEADER_SIZE: Final = 64 + 24 * len(_V2_ELEM)
 _HEADER_SIZE: Final = 64
 _HEADER: Final = struct.Struct("<8sIIQQQQI12s")
 _TRAILER: Final = struct.Struct("<I")
@@ -114,10 +155,12 @@ def decode(data: bytes, where: str) -> GraphState:
             f"{_HEADER_SIZE + _TRAILER.size}"
         )
     _m, version, header_size, nn, ne, nt, nh, flags, reserved = _HEADER.unpack_from(data)
+    if version == _VERSION_MAPPED:
+        return _decode_v2(data, where)
     if version != _VERSION:
         raise ValueError(
             f"{where} has unsupported format version {version} "
-            f"(this build reads version {_VERSION})"
+            f"(this build reads versions 1 and 2)"
         )
     if (
         header_size != _HEADER_SIZE
@@ -188,16 +231,23 @@ def decode(data: bytes, where: str) -> GraphState:
 
     toff, tnodes = side(nt, "tail")
     hoff, hnodes = side(nh, "head")
+    return _state(node_ids.tolist(), labels.tolist(), edge_ids.tolist(), etypes.tolist(),
+                  conf.tolist(), times.tolist(), toff, tnodes, hoff, hnodes)
+
+
+def _state(ids: list[int], labels: list[int], edge_ids: list[int], etypes: list[int],
+           conf: list[float], times: list[float], toff: list[int], tnodes: list[int],
+           hoff: list[int], hnodes: list[int]) -> GraphState:
+    """A :class:`GraphState` from checked node and edge columns (slots index ``ids``)."""
     g = GraphState()
-    ids = node_ids.tolist()
-    g.labels = dict(zip(ids, labels.tolist()))
+    g.labels = dict(zip(ids, labels))
     g.out_edges = {v: {} for v in ids}
     g.in_edges = {v: {} for v in ids}
     tl = [ids[i] for i in tnodes]
     hl = [ids[i] for i in hnodes]
-    for i, (eid, t, c, ts) in enumerate(
-        zip(edge_ids.tolist(), etypes.tolist(), conf.tolist(), times.tolist())
-    ):
+    order = sorted(range(len(edge_ids)), key=edge_ids.__getitem__)  # edges in id order
+    for i in order:
+        eid, t, c, ts = edge_ids[i], etypes[i], conf[i], times[i]
         tail = tuple(tl[toff[i] : toff[i + 1]])
         head = tuple(hl[hoff[i] : hoff[i + 1]])
         g.edges[eid] = (t, tail, head, c, ts)
@@ -205,5 +255,81 @@ def decode(data: bytes, where: str) -> GraphState:
             g.out_edges[v][eid] = None
         for v in head:
             g.in_edges[v][eid] = None
-    g.csr_edges = ne
+    g.csr_edges = len(edge_ids)
     return g
+
+
+def _decode_v2(data: bytes, where: str) -> GraphState:
+    """A version-2 file (the native backend's in-memory layout, read in place there): the
+    header, the section table and every section's CRC are checked and the node and edge
+    sections read; the derived sections (projection, id maps) are the native backend's."""
+    size = len(data)
+    if size < _V2_HEADER_SIZE + _TRAILER.size:
+        raise ValueError(f"{where} is truncated: {size} bytes, expected at least "
+                         f"{_V2_HEADER_SIZE + _TRAILER.size}")
+    head = bytearray(data[:_V2_HEADER_SIZE])
+    (header_crc,) = struct.unpack_from("<I", head, 56)
+    head[56:60] = bytes(4)
+    header_size, nn, ne, n_sec, flags = struct.unpack_from("<IQQII", head, 12)
+    if (header_size != _V2_HEADER_SIZE or n_sec != len(_V2_ELEM)
+            or zlib.crc32(head) & 0xFFFFFFFF != header_crc or flags & ~3
+            or head[40:56] != bytes(16) or head[60:64] != bytes(4)
+            or nn > _MAX_SLOTS or ne > _MAX_EDGES):
+        raise ValueError(f"{where} has a corrupt header")
+    secs: list[np.ndarray] = []
+    end = _V2_HEADER_SIZE
+    for i, (dtype, elem) in enumerate(_V2_ELEM):
+        off, nbytes, crc, esize = struct.unpack_from("<QQII", head, 64 + 24 * i)
+        if (esize != elem or off % 64 or off < end or nbytes % elem
+                or off + nbytes > size - _TRAILER.size):
+            raise ValueError(f"{where} has a corrupt section table (section {i})")
+        if nbytes and zlib.crc32(memoryview(data)[off:off + nbytes]) & 0xFFFFFFFF != crc:
+            raise ValueError(f"{where} failed its checksum: section {i} (corrupt file)")
+        secs.append(np.frombuffer(data, dtype=dtype, count=nbytes // elem, offset=off))
+        end = off + nbytes
+    if size != end + _TRAILER.size:
+        if size < end + _TRAILER.size:
+            raise ValueError(f"{where} is truncated: {size} bytes, expected "
+                             f"{end + _TRAILER.size}")
+        raise ValueError(f"{where} is corrupt: {size - end - _TRAILER.size} unexpected "
+                         "trailing bytes")
+    node_ids, labels, edge_ids, rec, times, tnodes, hnodes = secs[:7]
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{where} is corrupt: {what}")
+
+    if len(node_ids) != nn or len(labels) != nn or any(len(a) != ne
+                                                        for a in (edge_ids, rec, times)):
+        raise bad("section sizes do not match the header")
+    if np.any(node_ids == -1) or np.any(edge_ids == -1):
+        raise bad("id -1 is reserved")
+    if len(np.unique(node_ids)) != nn or len(np.unique(edge_ids)) != ne:
+        raise bad("duplicate ids")
+    if np.any(labels < -1) or np.any(rec["type"] < 0):
+        raise bad("negative label or type")
+    if not np.all((rec["conf"] >= 0.0) & (rec["conf"] <= 1.0)):
+        raise bad("confidence outside [0, 1]")
+    nt, nh = len(tnodes), len(hnodes)
+    ntail, nhead = rec["n_tail"].astype(np.uint64), rec["n_head"].astype(np.uint64)
+    if ne and (np.any(ntail == 0) or np.any(nhead == 0) or np.any(rec["tail"] > nt)
+               or np.any(rec["head"] > nh) or np.any(ntail > nt - rec["tail"])
+               or np.any(nhead > nh - rec["head"])):
+        raise bad("edge record out of range")
+    if (nt and int(tnodes.max()) >= nn) or (nh and int(hnodes.max()) >= nn):
+        raise bad("node index out of range")
+    # rebuild compact per-edge offsets (a version-2 edge points anywhere into its lists)
+    tail_list: list[int] = []
+    head_list: list[int] = []
+    toff, hoff = [0], [0]
+    tl, hl = tnodes.tolist(), hnodes.tolist()
+    for t0, n_t, h0, n_h in zip(rec["tail"].tolist(), rec["n_tail"].tolist(),
+                                rec["head"].tolist(), rec["n_head"].tolist()):
+        part_t, part_h = tl[t0:t0 + n_t], hl[h0:h0 + n_h]
+        if len(set(part_t)) != n_t or len(set(part_h)) != n_h:
+            raise bad("duplicate node in a tail or head")
+        tail_list += part_t
+        head_list += part_h
+        toff.append(len(tail_list))
+        hoff.append(len(head_list))
+    return _state(node_ids.tolist(), labels.tolist(), edge_ids.tolist(), rec["type"].tolist(),
+                  rec["conf"].tolist(), times.tolist(), toff, tail_list, hoff, head_list)

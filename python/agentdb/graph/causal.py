@@ -1088,6 +1088,8 @@ class CausalMemoryGraph:
                 "indexes": [f"{a}.{b}" for a, b in self.indexes()],
                 "native": _loader.graph_backend().__name__.endswith("_native"),
                 "csr_memory_bytes": int(self._g.memory_usage()),
+                "csr_mapped": bool(self._g.is_mapped()),
+                "csr_mapped_resident_bytes": int(self._g.mapped_resident_bytes()),
                 "loaded_from": self._parts.source, "replayed_rows": self._parts.replayed,
                 "cached_node_props": self._nodes.cached(),
                 "cached_edge_props": self._edges.cached()}

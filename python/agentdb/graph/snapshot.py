@@ -90,7 +90,7 @@ def write(store_path: str, g: Any, snap: Snapshot) -> None:
     between leaves a pair that does not match, and the graph is rebuilt from the rows; the
     rows are the record, a lost snapshot only costs a slower open)."""
     graph_path, meta_path = paths(store_path)
-    g.save(graph_path)
+    g.save(graph_path, mappable=True)  # the native backend maps it on open (version 2)
     size, crc = _trailer(graph_path)
     header = {
         "version": SNAPSHOT_VERSION, "generation": int(snap.generation), "token": snap.token,

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -742,6 +742,20 @@ class SQLiteStore:
             yield (int(row[0]), row[1], _int_list(row[2]), _int_list(row[3]), float(row[4]),
                    float(row[5]), {} if row[6] == "{}" else json.loads(row[6]))
 
+    def _since(self, table: str, columns: str, since_gen: int) -> Iterable[Any]:
+        """Rows of ``table`` written after generation ``since_gen``, by id: every row in
+        rowid order for -1 (a rebuild), else through the ``gen`` index, sorted here (left to
+        itself SQLite walks the whole table in id order to skip the sort: 0.1 s at 1M rows
+        when nothing changed since a snapshot)."""
+        if since_gen < 0:
+            return self._reader().execute(
+                f"SELECT {columns} FROM {table} WHERE gen > ? ORDER BY id", (int(since_gen),))
+        rows = self._reader().execute(
+            f"SELECT {columns} FROM {table} INDEXED BY {table}_gen WHERE gen > ?",
+            (int(since_gen),)).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return rows
+
     def graph_node_rows(self, since_gen: int = -1
                         ) -> Iterator[tuple[int, list[str], str | dict[str, Any]]]:
         """Graph nodes written after generation ``since_gen`` as ``(id, labels, props)``, by
@@ -754,9 +768,7 @@ class SQLiteStore:
         >>> list(s.graph_node_rows())
         [(1, ['Event'], '{"a": 1}')]
         """
-        for nid, labels, props in self._reader().execute(
-                "SELECT id, labels, props FROM graph_nodes WHERE gen > ? ORDER BY id",
-                (int(since_gen),)):
+        for nid, labels, props in self._since("graph_nodes", "id, labels, props", since_gen):
             yield int(nid), _labels(labels), props
 
     def graph_edge_rows(self, since_gen: int = -1
@@ -771,9 +783,8 @@ class SQLiteStore:
         >>> list(s.graph_edge_rows())
         [(5, 'CAUSED_BY', [1], [2], 0.5, 0.0, False)]
         """
-        for row in self._reader().execute(
-                "SELECT id, type, tail, head, confidence, timestamp, props != '{}' "
-                "FROM graph_edges WHERE gen > ? ORDER BY id", (int(since_gen),)):
+        for row in self._since("graph_edges", "id, type, tail, head, confidence, timestamp, "
+                               "props != '{}'", since_gen):
             yield (int(row[0]), row[1], _int_list(row[2]), _int_list(row[3]), float(row[4]),
                    float(row[5]), bool(row[6]))
 
