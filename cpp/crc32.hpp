@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -110,6 +111,34 @@ inline uint32_t crc32_parallel(const void* data, std::size_t n, std::size_t thre
   for (std::size_t i = 1; i < pieces; ++i)
     crc = crc32_combine(crc, part[i], std::min(n, (i + 1) * per) - i * per);
   return crc;
+}
+
+// The CRC of each of several buffers (as crc32_update(0, ...) gives), all of them cut into
+// 4 MiB chunks checksummed together over `threads` (0 = all cores) and combined per buffer:
+// many mid-sized buffers use every core, where crc32_parallel would take them one at a time.
+inline std::vector<uint32_t> crc32_each(const std::vector<std::pair<const void*, std::size_t>>& bufs,
+                                        std::size_t threads) {
+  constexpr std::size_t kChunk = std::size_t{4} << 20;
+  struct Chunk {
+    std::size_t buf, lo, len;
+  };
+  std::vector<Chunk> chunks;
+  for (std::size_t b = 0; b < bufs.size(); ++b)
+    for (std::size_t lo = 0; lo < bufs[b].second; lo += kChunk)
+      chunks.push_back({b, lo, std::min(kChunk, bufs[b].second - lo)});
+  std::vector<uint32_t> part(chunks.size());
+  parallel_for(chunks.size(), threads, [&](std::size_t i, std::size_t) {
+    const auto* p = static_cast<const unsigned char*>(bufs[chunks[i].buf].first);
+    part[i] = crc32_update(0, p + chunks[i].lo, chunks[i].len);
+  });
+  std::vector<uint32_t> out(bufs.size(), 0);
+  std::vector<bool> started(bufs.size(), false);
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const std::size_t b = chunks[i].buf;
+    out[b] = started[b] ? crc32_combine(out[b], part[i], chunks[i].len) : part[i];
+    started[b] = true;
+  }
+  return out;
 }
 
 // Reads a little-endian value of type T at byte offset `off` (any alignment).

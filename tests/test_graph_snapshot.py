@@ -129,6 +129,80 @@ def test_the_native_snapshot_is_read_in_place_until_the_first_graph_write(tmp_pa
     db.close()
 
 
+def test_graph_meta_is_mapped_and_every_damaged_member_means_a_rebuild(tmp_path, backend):
+    import zipfile
+
+    import numpy as np
+
+    path = str(tmp_path / "g.db")
+    db = agentdb.open(path, dim=8)
+    populate(db.graph, 6, 200)
+    db.graph.create_index("Event", "name")
+    want = dump(db.graph)
+    db.close()
+    meta = Path(path + ".graph-meta")
+    pristine = meta.read_bytes()
+    db = agentdb.open(path, dim=8)
+    g = db.graph
+    assert g.stats()["loaded_from"] == "snapshot"
+    assert isinstance(g._parts.edges.type_of, np.memmap)  # mapped, not read into memory
+    assert all(isinstance(a, np.memmap) for ix in g._parts.indexes.values() for a in ix.arrays())
+    a, b = g.add_event(name="x"), g.add_event(name="y")
+    e = g.add_causal_edge([a], [b], confidence=0.25)
+    first = g.edge_ids()[0]
+    g.set_relationship_property(first, "confidence", 0.5)  # into a copy-on-write page
+    assert meta.read_bytes() == pristine  # the mapped file never changes under the process
+    assert g.get_edge(first)["confidence"] == 0.5 and g.get_edge(e)["confidence"] == 0.25
+    want_after = dump(g)
+    db.close()
+    db = agentdb.open(path, dim=8)
+    assert dump(db.graph) == want_after
+    db.close()
+    # every member damaged in turn: refused by its CRC-32, the graph rebuilt from the rows
+    meta.write_bytes(pristine)
+    Path(path + ".graph").write_bytes(Path(path + ".graph").read_bytes())
+    with zipfile.ZipFile(meta) as zf:
+        members = [(i.filename, i.header_offset, i.file_size) for i in zf.infolist()]
+    assert {m[0] for m in members} >= {"header.npy", "edge_type_of.npy", "index0_hashes.npy"}
+    for name, offset, size in members:
+        data = bytearray(pristine)
+        data[offset + 30 + len(name) + size - 1] ^= 0x5A  # the member's last data byte
+        meta.write_bytes(bytes(data))
+        parts = loading.load(agentdb.open(path, dim=8, readonly=True).store)
+        assert parts.source == "rows" and "damaged .graph-meta" in parts.reason, name
+    del want
+
+
+def test_a_version_1_graph_meta_is_still_read(tmp_path, backend):
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+
+    path = str(tmp_path / "g.db")
+    db = agentdb.open(path, dim=8)
+    populate(db.graph, 7, 150)
+    want = dump(db.graph)
+    db.close()
+    meta = Path(path + ".graph-meta")
+    with zipfile.ZipFile(meta) as zf:
+        z = {n[:-4]: np.load(io.BytesIO(zf.read(n))) for n in zf.namelist()}
+    header = json.loads(bytes(z.pop("header")).decode())
+    header["version"] = 1
+    del header["edge_count"]
+    ids = np.flatnonzero(z["edge_type_of"] >= 0).astype(np.int64)
+    old = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), "edge_ids": ids,
+           "edge_types": z["edge_type_of"][ids], "edge_conf": z["edge_conf"][ids],
+           "edge_ts": z["edge_ts"][ids], "edge_flags": z["edge_flag"][ids]}
+    old.update({k: v for k, v in z.items() if k.startswith("index")})
+    with open(meta, "wb") as f:
+        np.savez(f, **old)
+    db = agentdb.open(path, dim=8)
+    assert db.graph.stats()["loaded_from"] == "snapshot" and dump(db.graph) == want
+    db.close()
+
+
 def test_rows_written_after_the_snapshot_are_replayed(tmp_path, backend):
     """A writer checkpoints, then keeps writing; a read-only opener gets the snapshot plus
     the later rows, which equals the writer's graph (and a rebuild from the rows)."""

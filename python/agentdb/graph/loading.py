@@ -94,9 +94,9 @@ def _from_snapshot(store: Any, g: Any, snap: _snapshot.Snapshot) -> GraphParts:
     nodes.secondary = set(snap.secondary)
     edges.names = list(snap.type_names)
     edges.codes = {n: i for i, n in enumerate(edges.names)}
-    edges.put_many(snap.edge_ids, snap.edge_types, snap.edge_conf, snap.edge_ts,
-                   snap.edge_flags)
-    indexes = {key: PropertyIndex(h, ids) for key, (h, ids) in snap.indexes.items()}
+    edges.adopt(snap.edge_type_of, snap.edge_conf, snap.edge_ts, snap.edge_flag,
+                snap.edge_count)
+    indexes = {key: PropertyIndex.from_sorted(h, ids) for key, (h, ids) in snap.indexes.items()}
     declared = set(store.graph_indexes())
     parts = GraphParts(g, nodes, edges, indexes, source="snapshot")
     for key in sorted(declared - set(indexes)):  # declared by another process since
@@ -259,9 +259,10 @@ def snapshot_of(parts: GraphParts, generation: int, token: str) -> _snapshot.Sna
     """The :class:`~agentdb.graph.snapshot.Snapshot` of the loaded graph."""
     e = parts.edges
     ids = e.ids()
+    top = int(ids[-1]) + 1 if len(ids) else 0  # the columns up to the highest edge id
     return _snapshot.Snapshot(
         generation=generation, token=token, label_names=list(parts.nodes.names),
         type_names=list(e.names), more=dict(parts.nodes.more),
-        secondary=sorted(parts.nodes.secondary), edge_ids=ids, edge_types=e.type_of[ids],
-        edge_conf=e.conf[ids], edge_ts=e.ts[ids], edge_flags=e.flag[ids],
-        indexes={k: ix.arrays() for k, ix in parts.indexes.items()})
+        secondary=sorted(parts.nodes.secondary), edge_type_of=e.type_of[:top],
+        edge_conf=e.conf[:top], edge_ts=e.ts[:top], edge_flag=e.flag[:top],
+        edge_count=len(ids), indexes={k: ix.arrays() for k, ix in parts.indexes.items()})

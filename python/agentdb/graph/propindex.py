@@ -62,6 +62,23 @@ class PropertyIndex:
         self._removed: dict[int, set[int]] = {}
 
     @classmethod
+    def from_sorted(cls, hashes: np.ndarray, ids: np.ndarray) -> PropertyIndex:
+        """From arrays already sorted by hash (a snapshot's, possibly memory-mapped read-only),
+        used as they are; unsorted or mismatched arrays are sorted into copies.
+
+        >>> ix = PropertyIndex.from_sorted(np.array([5, 9]), np.array([1, 2]))
+        >>> ix.arrays()[1].tolist()
+        [1, 2]
+        """
+        if (len(hashes) != len(ids) or hashes.dtype != np.int64 or ids.dtype != np.int64
+                or (len(hashes) > 1 and bool(np.any(hashes[1:] < hashes[:-1])))):
+            return cls(np.asarray(hashes, np.int64), np.asarray(ids, np.int64))
+        ix = cls.__new__(cls)
+        ix._hashes, ix._ids = hashes, ids
+        ix._added, ix._removed = {}, {}
+        return ix
+
+    @classmethod
     def build(cls, pairs: Iterable[tuple[int, Any]]) -> PropertyIndex:
         """From ``(node id, value)`` pairs (unindexable values are skipped).
 

@@ -201,6 +201,20 @@ class EdgeTable:
             new[:n] = old
             setattr(self, name, new)
 
+    def adopt(self, type_of: np.ndarray, conf: np.ndarray, ts: np.ndarray, flag: np.ndarray,
+              count: int) -> None:
+        """Take whole columns by edge id as they are (a snapshot's, mapped copy-on-write:
+        writes change this process's pages only) with ``count`` edges in them.
+
+        >>> t = EdgeTable(lambda ids, conn=None: {})
+        >>> t.adopt(np.array([-1, 0], np.int32), np.zeros(2), np.zeros(2),
+        ...         np.zeros(2, np.uint8), 1)
+        >>> t.exists(1), t.count
+        (True, 1)
+        """
+        self.type_of, self.conf, self.ts, self.flag = type_of, conf, ts, flag
+        self.count = int(count)
+
     def put_many(self, ids: np.ndarray, codes: np.ndarray, conf: np.ndarray, ts: np.ndarray,
                  flags: np.ndarray) -> None:
         """Add (or replace) many edges' columns at once (their property maps are re-read)."""
