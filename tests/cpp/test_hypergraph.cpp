@@ -642,3 +642,62 @@ TEST_CASE(hypergraph, save_load_round_trip) {
   CHECK_EQ(b.size(), Hypergraph::kHeaderSize + 2 * 8 + 4);  // header, two offsets, CRC
   CHECK_EQ(load(b)->num_nodes(), std::size_t{0});
 }
+
+TEST_CASE(hypergraph, column_copies_a_view_on_first_write) {
+  const std::vector<int64_t> backing{5, 6, 7};
+  Column<int64_t> c;
+  c.view(backing.data(), backing.size());
+  const Column<int64_t>& reader = c;  // const access: reads, never copies
+  CHECK(c.is_view());
+  CHECK_EQ(reader.data(), backing.data());  // reads go to the viewed memory itself
+  CHECK(reader[2] == 7 && reader.size() == 3);
+  CHECK_EQ(c.owned_bytes(), std::size_t{0});
+  CHECK(c.is_view());
+  const Column<int64_t> copy = c;  // a copy owns its elements
+  CHECK(!copy.is_view());
+  c[1] = 60;  // the first mutable access copies
+  CHECK(!c.is_view());
+  CHECK(backing[1] == 6 && c[1] == 60 && c.size() == 3 && copy[1] == 6);
+  c.push_back(8);
+  CHECK(c.back() == 8 && c.size() == 4);
+  std::vector<int64_t> out = c.release();
+  CHECK(out.size() == 4 && c.empty() && !c.is_view());
+}
+
+TEST_CASE(hypergraph, mapped_file_round_trip) {
+  std::mt19937_64 rng(77);
+  Hypergraph g;
+  Model m;
+  random_graph(rng, g, m, 60, 200);
+  m.remove_edge(g, 1005);
+  m.remove_node(g, 31);  // tombstones: saved as the compacted copy
+  const std::string path = testutil::temp_path("graph.v2");
+  g.save_mapped(path);
+  const std::vector<unsigned char> bytes = testutil::read_bytes(path);
+  CHECK_EQ(read_le<uint32_t>(bytes.data(), 8), Hypergraph::kFormatVersionMapped);
+  CHECK_EQ(crc32_update(0, bytes.data(), bytes.size() - 4),
+           read_le<uint32_t>(bytes.data(), bytes.size() - 4));
+  auto back = Hypergraph::open_file(std::make_shared<MappedFile>(path), path);
+  CHECK(back->mapped());
+  CHECK(back->node_ids() == g.node_ids() && back->edge_ids() == g.edge_ids());
+  compare_with_model(*back, m, rng, "mapped");
+  CHECK(back->mapped());  // reads never copy
+  m.remove_edge(*back, back->edge_ids().front());  // the first write copies the file
+  CHECK(!back->mapped());
+  compare_with_model(*back, m, rng, "written");
+  CHECK(testutil::read_bytes(path) == bytes);  // and leaves it alone
+  // a damaged section is refused, naming it
+  std::vector<unsigned char> bad = bytes;
+  bad[bad.size() - 40] ^= 0x10;
+  const std::string bad_path = testutil::temp_path("graph-bad.v2");
+  {
+    std::FILE* f = std::fopen(bad_path.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    std::fwrite(bad.data(), 1, bad.size(), f);
+    std::fclose(f);
+  }
+  CHECK_THROWS(Hypergraph::open_file(std::make_shared<MappedFile>(bad_path), bad_path),
+               GraphBadFile);
+  std::remove(bad_path.c_str());
+  std::remove(path.c_str());
+}

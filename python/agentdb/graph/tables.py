@@ -256,7 +256,7 @@ class EdgeTable:
 
     def exists(self, eid: int) -> bool:
         """Is ``eid`` a hyperedge?"""
-        return 0 < eid < len(self.type_of) and self.type_of[eid] >= 0
+        return 0 < eid < len(self.type_of) and bool(self.type_of[eid] >= 0)
 
     def type(self, eid: int) -> str:
         """An edge's type (NotFoundError if unknown)."""
