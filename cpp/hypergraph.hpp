@@ -304,6 +304,46 @@ void sort_by_key(std::vector<std::pair<int64_t, V>>& a, std::vector<std::pair<in
   }
 }
 
+// Sorts node slots ascending: insertion sort for a few, else LSD radix sort on 8-bit digits
+// with as many passes as the largest slot needs (3 below 16M nodes), all histograms taken in
+// one pass. A k-hop result of ~50-150 slots sorts about twice as fast as with std::sort, whose
+// compares mispredict on random slots.
+inline void sort_slots(std::vector<uint32_t>& a, std::vector<uint32_t>& tmp) {
+  const std::size_t n = a.size();
+  if (n <= 24) {
+    for (std::size_t i = 1; i < n; ++i) {
+      const uint32_t v = a[i];
+      std::size_t j = i;
+      for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
+      a[j] = v;
+    }
+    return;
+  }
+  uint32_t any = 0;
+  for (uint32_t v : a) any |= v;
+  const int passes = (any >> 24) ? 4 : (any >> 16) ? 3 : (any >> 8) ? 2 : 1;
+  uint32_t cnt[4][256];
+  std::memset(cnt, 0, sizeof(cnt[0]) * static_cast<std::size_t>(passes));
+  for (uint32_t v : a)
+    for (int p = 0; p < passes; ++p) ++cnt[p][(v >> (8 * p)) & 255u];
+  tmp.resize(n);
+  uint32_t* src = a.data();
+  uint32_t* dst = tmp.data();
+  for (int p = 0; p < passes; ++p) {
+    uint32_t* c = cnt[p];
+    if (c[(src[0] >> (8 * p)) & 255u] == n) continue;  // every slot has this digit
+    uint32_t sum = 0;
+    for (int d = 0; d < 256; ++d) {
+      const uint32_t t = c[d];
+      c[d] = sum;
+      sum += t;
+    }
+    for (std::size_t i = 0; i < n; ++i) dst[c[(src[i] >> (8 * p)) & 255u]++] = src[i];
+    std::swap(src, dst);
+  }
+  if (src != a.data()) std::memcpy(a.data(), src, n * sizeof(uint32_t));
+}
+
 inline GraphScratch& graph_scratch() {
   thread_local GraphScratch s;
   return s;
@@ -668,7 +708,7 @@ class Hypergraph {
     std::shared_lock<std::shared_mutex> g(mu_);
     nodes.clear();
     hops.clear();
-    khop_locked(seeds, n_seeds, k, dir, tf, nodes, hops);
+    khop_locked(seeds, n_seeds, k, dir, tf, nodes, hops, graph_scratch());
   }
 
   // One k-hop per seed, each what khop({seed}) gives, in one call: seed i's nodes and hops
@@ -688,8 +728,9 @@ class Hypergraph {
     hops.clear();
     const std::size_t workers = (n_seeds >= 256 || (n_seeds >= 16 && k >= 3)) ? threads : 1;
     if (workers == 1 || hardware_threads() == 1) {  // serial: append straight to the output
+      GraphScratch& scratch = graph_scratch();  // once: a thread-local lookup is a call here
       for (std::size_t i = 0; i < n_seeds; ++i) {
-        khop_locked(seeds + i, 1, k, dir, tf, nodes, hops);
+        khop_locked(seeds + i, 1, k, dir, tf, nodes, hops, scratch);
         offsets[i + 1] = static_cast<int64_t>(nodes.size());
       }
       return;
@@ -700,7 +741,7 @@ class Hypergraph {
     parallel_for(n_seeds, workers, [&](std::size_t i, std::size_t) {
       Budget local = parent ? *parent : Budget{};
       BudgetScope scope(parent ? &local : nullptr);
-      khop_locked(seeds + i, 1, k, dir, tf, pn[i], ph[i]);
+      khop_locked(seeds + i, 1, k, dir, tf, pn[i], ph[i], graph_scratch());
     });
     for (std::size_t i = 0; i < n_seeds; ++i)
       offsets[i + 1] = offsets[i] + static_cast<int64_t>(pn[i].size());
@@ -714,11 +755,10 @@ class Hypergraph {
 
  private:
   // khop's walk, its result appended to nodes / hops (sorted by node id); caller holds mu_
-  // (shared).
+  // (shared) and passes this thread's scratch (graph_scratch()).
   void khop_locked(const int64_t* seeds, std::size_t n_seeds, int64_t k, Dir dir,
                    const TypeFilter& tf, std::vector<int64_t>& nodes,
-                   std::vector<int32_t>& hops) const {
-    GraphScratch& s = graph_scratch();
+                   std::vector<int32_t>& hops, GraphScratch& s) const {
     BudgetTicker ticker;
     s.begin(node_id_.size());
     const uint32_t ep = s.epoch;
@@ -763,7 +803,7 @@ class Hypergraph {
       sl.assign(s.reached.begin(), s.reached.end());
       for (uint32_t v : seed_list)
         if (s.mark2[v].val > 0) sl.push_back(v);
-      std::sort(sl.begin(), sl.end());
+      sort_slots(sl, s.frontier);  // the frontier is not needed any more
       nodes.resize(base + sl.size());
       hops.resize(base + sl.size());
       for (std::size_t i = 0; i < sl.size(); ++i) {

@@ -701,3 +701,19 @@ TEST_CASE(hypergraph, mapped_file_round_trip) {
   std::remove(bad_path.c_str());
   std::remove(path.c_str());
 }
+
+TEST_CASE(hypergraph, sort_slots_matches_std_sort) {
+  std::mt19937_64 rng(5);
+  std::vector<uint32_t> a, tmp;
+  for (std::size_t n : {0, 1, 2, 23, 24, 25, 67, 150, 1000, 5000}) {
+    for (uint32_t top : {1u, 255u, 256u, 70000u, 200000u, 1u << 24, 0xFFFFFFFEu}) {
+      SCOPE("n=", n, " top=", top);
+      a.resize(n);
+      for (auto& v : a) v = static_cast<uint32_t>(rng() % (uint64_t{top} + 1));
+      std::vector<uint32_t> want = a;
+      std::sort(want.begin(), want.end());
+      sort_slots(a, tmp);
+      CHECK(a == want);
+    }
+  }
+}
