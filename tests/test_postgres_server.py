@@ -242,3 +242,31 @@ def test_missing_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     res = runner.invoke(app, ["postgres", "start", "--data-dir", str(tmp_path / "pg")])
     assert res.exit_code == 1
     assert "need the 'postgres' extra: pip install 'agentdb[postgres]'" in _one_line(res.output)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="the server runs as another user only when started by root")
+def test_stop_works_after_a_parent_folder_became_private(tmp_path: Path) -> None:
+    # Under root the server runs as the unprivileged `pgserver` user, and so does pg_ctl. If a
+    # parent folder loses its traverse permission after the start (pytest makes
+    # /tmp/pytest-of-root private again when a new session starts), pg_ctl can no longer
+    # reach the data directory; the server keeps working inside it and stop() must still end
+    # it (the same fast shutdown, by signal).
+    parent = tmp_path / "parent"
+    path = parent / "pg"
+    url = pgs.start(path)
+    pid = pgs.status(path)["pid"]
+    try:
+        parent.chmod(0o700)  # root's, private: the `pgserver` user cannot traverse it
+        with psycopg.connect(url) as conn:  # the server still answers
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert pgs.stop(path) is True
+        assert pgs.status(path)["running"] is False
+        import psutil  # a pgserver dependency
+
+        gone = not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert gone, "the postmaster is still running"
+    finally:
+        parent.chmod(0o755)
+        if pgs.status(path)["running"]:
+            pgs.stop(path)

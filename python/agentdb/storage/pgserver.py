@@ -361,10 +361,31 @@ def stop(data_dir: str | os.PathLike[str] | None = None) -> bool:
         kwargs: dict[str, Any] = {"user": user} if user is not None else {}
         proc = subprocess.run(cmd, cwd=str(path), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, check=False, **kwargs)
+        if proc.returncode != 0 and user is not None and _running(path) is not None:
+            # pg_ctl ran as the server's unprivileged user and could not reach the data
+            # directory (a parent folder lost its traverse permission since the start; the
+            # server itself works inside it): ask for the same fast shutdown by signal
+            _signal_fast_shutdown(path)
         if proc.returncode != 0 and _running(path) is not None:
             detail = " ".join((proc.stderr or proc.stdout).split())
             raise RuntimeError(f"could not stop PostgreSQL server on {path}: {detail}")
     return True
+
+
+def _signal_fast_shutdown(path: Path) -> None:
+    """SIGINT to the postmaster of ``path`` (PostgreSQL's "fast" shutdown, what ``pg_ctl stop
+    -m fast`` sends), then wait up to the stop timeout for it to exit."""
+    import signal
+    import time
+
+    info = _running(path)
+    if info is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info["pid"], signal.SIGINT)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _running(path) is not None:
+        time.sleep(0.1)
 
 
 def install(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:

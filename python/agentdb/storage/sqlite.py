@@ -750,9 +750,8 @@ class SQLiteStore:
         if since_gen < 0:
             return self._reader().execute(
                 f"SELECT {columns} FROM {table} WHERE gen > ? ORDER BY id", (int(since_gen),))
-        rows = self._reader().execute(
-            f"SELECT {columns} FROM {table} INDEXED BY {table}_gen WHERE gen > ?",
-            (int(since_gen),)).fetchall()
+        rows = self._reader().execute(  # no ORDER BY: the planner then takes the gen index
+            f"SELECT {columns} FROM {table} WHERE gen > ?", (int(since_gen),)).fetchall()
         rows.sort(key=lambda r: r[0])
         return rows
 
