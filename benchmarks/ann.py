@@ -893,7 +893,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ef", default=DEFAULT_EFS, help=f"ef_search values (default {DEFAULT_EFS})")
     p.add_argument("--build-threads", default="1,2", help="thread counts for builds (default 1,2)")
     p.add_argument("--batch-ef", default="64",
-                   help="ef values of the batch-search table ('' skips it; default 64)")
+                   help="ef values of the batch-search table ('' or 0 skips it; default 64)")
     p.add_argument("--batch-threads", default="1,2",
                    help="thread counts of the batch-search table (default 1,2)")
     p.add_argument("--serve-ef", default="auto",
@@ -953,8 +953,9 @@ def main(argv: list[str] | None = None) -> None:
         results.append(res)
     measure_curves(built, data, efs, args.repeats)
     batch_threads = parse_csv(args.batch_threads, int)
-    batch = (measure_batch(built, data, parse_csv(args.batch_ef, int), args.repeats,
-                           batch_threads) if args.batch_ef else [])
+    batch_efs = [ef for ef in parse_csv(args.batch_ef, int) if ef > 0] if args.batch_ef else []
+    batch = (measure_batch(built, data, batch_efs, args.repeats, batch_threads)
+             if batch_efs else [])
     serving = (measure_serving(built, data, args.serve_ef, args.target_recall, args.repeats)
                if args.serve_ef not in ("0", "") else [])
     for adapter, _ in built:

@@ -131,6 +131,7 @@ class HNSWIndex {
   }
 
   ~HNSWIndex() {
+    std::free(bcodes_);
     if (!owned_) {  // views of a mapped file (and its walk blocks)
       free_walk_blocks();
       return;
@@ -171,6 +172,7 @@ class HNSWIndex {
     if (n == 0) return;
     std::vector<uint32_t> slots(n);
     std::size_t live_before = n_live_.load();
+    bool made_codes = false;
     {
       std::unique_lock<std::shared_mutex> g(resize_mu_);
       std::lock_guard<std::mutex> m(map_mu_);
@@ -187,6 +189,7 @@ class HNSWIndex {
       if (entry_freed && reusable > 0) --reusable;  // the entry point is never recycled
       std::size_t need = n_slots_ + (n > reusable ? n - reusable : 0);
       if (need > cap_) grow_to(std::max(need, cap_ * 2));
+      made_codes = begin_build_codes(n, live_before, threads);
       for (std::size_t i = 0; i < n; ++i) {
         auto it = id2slot_.find(ids[i]);
         if (it != id2slot_.end()) {  // upsert: tombstone the old node, free its slot
@@ -202,17 +205,28 @@ class HNSWIndex {
         n_live_.fetch_add(1);
       }
     }
-    std::shared_lock<std::shared_mutex> g(resize_mu_);
-    // The first few hundred nodes go in one by one: while a graph is tiny, parallel inserts
-    // would mostly see each other half-built and crowd the entry point's neighbour list.
-    constexpr std::size_t kSequentialSeed = 512;
-    std::size_t seq = live_before < kSequentialSeed ? std::min(n, kSequentialSeed - live_before)
-                                                    : 0;
-    for (std::size_t i = 0; i < seq; ++i) insert_slot(slots[i], vecs + i * dim_);
-    parallel_for(n - seq, threads, [&](std::size_t i, std::size_t) {
-      insert_slot(slots[seq + i], vecs + (seq + i) * dim_);
-    });
+    {
+      std::shared_lock<std::shared_mutex> g(resize_mu_);
+      // The first few hundred nodes go in one by one: while a graph is tiny, parallel inserts
+      // would mostly see each other half-built and crowd the entry point's neighbour list.
+      constexpr std::size_t kSequentialSeed = 512;
+      std::size_t seq = live_before < kSequentialSeed
+                            ? std::min(n, kSequentialSeed - live_before) : 0;
+      for (std::size_t i = 0; i < seq; ++i) insert_slot(slots[i], vecs + i * dim_);
+      parallel_for(n - seq, threads, [&](std::size_t i, std::size_t) {
+        insert_slot(slots[seq + i], vecs + (seq + i) * dim_);
+      });
+    }
+    if (made_codes) {  // waits for every insert in flight (they hold resize_mu_ shared)
+      std::unique_lock<std::shared_mutex> g(resize_mu_);
+      drop_build_codes();
+    }
   }
+
+  // Large batches of a "mixed"/"f32" cosine or ip index are built on int8 codes (see
+  // begin_build_codes); false builds them on the walk's own copy (C++ tests compare both).
+  void set_quantized_build(bool on) { build_codes_enabled_ = on; }
+  bool quantized_build() const { return build_codes_enabled_; }
 
   // Tombstone ids; all ids are checked before anything changes.
   void remove(const int64_t* ids, std::size_t n) {
@@ -293,6 +307,7 @@ class HNSWIndex {
     std::size_t bytes = cap_ * dim_ * sizeof(float);       // vectors
     if (use_half_) bytes += cap_ * dim_ * sizeof(uint16_t);  // traversal copy
     if (use_i8_) bytes += cap_ * (dim_ + sizeof(float));     // int8 codes + scales
+    if (bcodes_) bytes += cap_ * (dim_ + sizeof(float));     // construction codes (a batch)
     bytes += cap_ * (M0_ + 1) * sizeof(uint32_t);          // level-0 links
     bytes += cap_ * (sizeof(int64_t) + 1 + sizeof(float) + sizeof(int32_t));  // per-slot arrays
     bytes += cap_ * sizeof(std::vector<uint32_t>);
@@ -1030,17 +1045,53 @@ class HNSWIndex {
   }
   uint16_t* half_vec(uint32_t s) const { return half_ + static_cast<std::size_t>(s) * dim_; }
   int8_t* code(uint32_t s) const { return codes_ + static_cast<std::size_t>(s) * dim_; }
-  // The int8 code of slot s: symmetric, one scale per vector (max |x_i| / 127).
-  void quantize(uint32_t s) {
-    const float* v = vec(s);
+  // The int8 code of a vector: symmetric, one scale per vector (max |x_i| / 127); returns
+  // the scale.
+  float quantize_row(const float* v, int8_t* c) const {
     float mx = 0.0f;
     for (std::size_t j = 0; j < dim_; ++j) mx = std::max(mx, std::fabs(v[j]));
-    float scale = mx / 127.0f, inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-    int8_t* c = code(s);
+    float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
     for (std::size_t j = 0; j < dim_; ++j)
       c[j] = static_cast<int8_t>(std::lrint(std::min(127.0f, std::max(-127.0f, v[j] * inv))));
-    scales_[s] = scale;
+    return mx / 127.0f;
   }
+  void quantize(uint32_t s) { scales_[s] = quantize_row(vec(s), code(s)); }
+
+  // ---- construction codes ------------------------------------------------------------------
+  // A large batch added to a "mixed" or "f32" index (cosine or ip) is built by walking int8
+  // codes, as an int8 index is: a quarter of float32's bytes per candidate (half of
+  // binary16's), the same recall on the shared data (neighbour selection still compares
+  // float32). The codes live only while such a batch is being added (cap x dim bytes), then
+  // are freed; searches never read them. Made and freed with resize_mu_ held exclusively, so
+  // every insert in flight sees one table; an insert that runs while they exist codes its
+  // vector too (insert_slot).
+  static constexpr std::size_t kBuildCodesMinBatch = 1024;
+  bool begin_build_codes(std::size_t n, std::size_t live_before, std::size_t threads) {
+    if (use_i8_ || metric_ == Metric::L2 || bcodes_ != nullptr || !build_codes_enabled_ ||
+        n < kBuildCodesMinBatch || n * 16 < live_before)
+      return false;  // too small a batch for coding the whole index to pay off
+    bcodes_ = static_cast<int8_t*>(alloc_block(cap_ * dim_));
+    bscales_.assign(cap_, 0.0f);
+    constexpr std::size_t kSlice = 8192;
+    const std::size_t slots = n_slots_, slices = (slots + kSlice - 1) / kSlice;
+    parallel_for(slices, threads, [&](std::size_t b, std::size_t) {
+      for (std::size_t s = b * kSlice, hi = std::min(slots, s + kSlice); s < hi; ++s)
+        bscales_[s] = quantize_row(vec(static_cast<uint32_t>(s)), bcodes_ + s * dim_);
+    });
+    return true;
+  }
+  void drop_build_codes() {
+    std::free(bcodes_);
+    bcodes_ = nullptr;
+    std::vector<float>().swap(bscales_);
+  }
+  // The int8 codes (and scales) a walk measures with: the index's own, or during a batch
+  // the construction codes (`build`), else none.
+  const int8_t* walk_codes(bool build) const {
+    return use_i8_ ? codes_ : build ? bcodes_ : nullptr;
+  }
+  const float* walk_scales(bool build) const { return use_i8_ ? scl_ : build ? bscales_.data() : nullptr; }
+
   // Distance used while walking the graph at query time (binary16 copy when mixed, int8 codes
   // when int8: 1 - scale * q.code, the metric being cosine or ip).
   float tdist(const float* q, uint32_t s) const {
@@ -1052,8 +1103,8 @@ class HNSWIndex {
   // An int8 walk measures with an int16 copy of the query and the integer kernel (exact sums,
   // no float conversion per code): the query keeps 15 bits (to 2^31 / (127 dim) levels, so
   // the int32 sum cannot overflow), the codes' error is unchanged.
-  void prepare_walk_query(const float* q, Context& ctx) const {
-    if (!use_i8_) return;
+  void prepare_walk_query(const float* q, Context& ctx, bool build = false) const {
+    if (walk_codes(build) == nullptr) return;
     float mx = 0.0f;
     for (std::size_t j = 0; j < dim_; ++j) mx = std::max(mx, std::fabs(q[j]));
     double cap = std::min(32767.0, std::floor(2147483647.0 / (127.0 * static_cast<double>(dim_))));
@@ -1063,23 +1114,26 @@ class HNSWIndex {
       ctx.q16[j] = static_cast<int16_t>(std::lrint(q[j] * scale));
     ctx.q16_inv = scale > 0.0f ? 1.0f / scale : 0.0f;
   }
-  float tdist_q(const Context& ctx, const float* q, uint32_t s) const {
-    if (use_i8_)
-      return 1.0f - scl_[s] * ctx.q16_inv *
-                        static_cast<float>(kernels_->dot_i16i8(ctx.q16.data(), code(s), dim_));
+  float tdist_q(const Context& ctx, const float* q, uint32_t s, bool build = false) const {
+    if (const int8_t* codes = walk_codes(build))
+      return 1.0f - walk_scales(build)[s] * ctx.q16_inv *
+                        static_cast<float>(kernels_->dot_i16i8(
+                            ctx.q16.data(), codes + static_cast<std::size_t>(s) * dim_, dim_));
     return tdist(q, s);
   }
   // The walk's distances from q to every slot of `list`, into ctx.dists: one list ("gather")
   // kernel call for the int8 and binary16 copies; float32 one by one, the next vector
   // fetched ahead.
-  void list_distances(Context& ctx, const float* q, const std::vector<uint32_t>& list) const {
+  void list_distances(Context& ctx, const float* q, const std::vector<uint32_t>& list,
+                      bool build = false) const {
     const std::size_t m = list.size();
     ctx.dists.resize(m);
-    if (use_i8_) {
+    if (const int8_t* codes = walk_codes(build)) {
+      const float* scl = walk_scales(build);
       ctx.sums.resize(m);
-      kernels_->dot_i16i8_gather(ctx.q16.data(), codes_, list.data(), m, dim_, ctx.sums.data());
+      kernels_->dot_i16i8_gather(ctx.q16.data(), codes, list.data(), m, dim_, ctx.sums.data());
       for (std::size_t j = 0; j < m; ++j)
-        ctx.dists[j] = 1.0f - scl_[list[j]] * ctx.q16_inv * static_cast<float>(ctx.sums[j]);
+        ctx.dists[j] = 1.0f - scl[list[j]] * ctx.q16_inv * static_cast<float>(ctx.sums[j]);
     } else if (use_half_ && metric_ == Metric::L2) {
       kernels_->l2sq_f16_gather(q, half_, list.data(), m, dim_, ctx.dists.data());
     } else if (use_half_) {
@@ -1093,8 +1147,9 @@ class HNSWIndex {
       }
     }
   }
-  const char* traversal_ptr(uint32_t s) const {
-    if (use_i8_) return reinterpret_cast<const char*>(code(s));
+  const char* traversal_ptr(uint32_t s, bool build = false) const {
+    if (const int8_t* codes = walk_codes(build))
+      return reinterpret_cast<const char*>(codes + static_cast<std::size_t>(s) * dim_);
     return use_half_ ? reinterpret_cast<const char*>(half_vec(s))
                      : reinterpret_cast<const char*>(vec(s));
   }
@@ -1129,6 +1184,7 @@ class HNSWIndex {
       }
       block = nb;
     };
+    drop_build_codes();  // only made after growing (add), so none are in use here
     regrow(vectors_, dim_);
     if (use_half_) regrow(half_, dim_);
     if (use_i8_) {
@@ -1249,6 +1305,7 @@ class HNSWIndex {
     norms_[s] = nrm;
     if (use_half_) kernels_->to_f16(dst, half_vec(s), dim_);
     if (use_i8_) quantize(s);
+    else if (bcodes_) bscales_[s] = quantize_row(dst, bcodes_ + static_cast<std::size_t>(s) * dim_);
     {
       std::lock_guard<NodeLock> g(node_locks_[s]);
       for (int l = 0; l <= levels_[s]; ++l) links(s, l)[0] = 0;
@@ -1266,7 +1323,7 @@ class HNSWIndex {
     }
     if (level <= maxl) glock.unlock();
     const float* q = dst;
-    prepare_walk_query(q, *ctx.ctx);
+    prepare_walk_query(q, *ctx.ctx, /*build=*/true);
     uint32_t cur = ep;
     float curd = dist(q, vec(cur));
     for (int l = maxl; l > level; --l) greedy_step(q, cur, curd, l);
@@ -1315,7 +1372,7 @@ class HNSWIndex {
     auto& res = ctx.res;
     cand.clear();
     res.clear();
-    float d0 = tdist_q(ctx, q, ep);
+    float d0 = tdist_q(ctx, q, ep, /*build=*/true);
     ctx.visited.test_and_set(ep);
     cand.emplace_back(-d0, ep);
     res.emplace_back(d0, ep);
@@ -1339,8 +1396,8 @@ class HNSWIndex {
       for (uint32_t n : nb)
         if (!ctx.visited.test_and_set(n) && !is_building(n)) nb[todo++] = n;
       nb.resize(todo);
-      for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x), 0, 3);
-      list_distances(ctx, q, nb);
+      for (uint32_t x : nb) __builtin_prefetch(traversal_ptr(x, /*build=*/true), 0, 3);
+      list_distances(ctx, q, nb, /*build=*/true);
       for (std::size_t j = 0; j < nb.size(); ++j) {
         uint32_t n = nb[j];
         float d = ctx.dists[j];
@@ -1669,6 +1726,9 @@ class HNSWIndex {
   uint16_t* half_ = nullptr;  // binary16 copy of vectors_ (when use_half_)
   int8_t* codes_ = nullptr;   // int8 codes of vectors_ (when use_i8_)
   std::vector<float> scales_;  // their per-vector scales
+  int8_t* bcodes_ = nullptr;    // construction codes while a large batch is added (see above)
+  std::vector<float> bscales_;  // and their scales
+  bool build_codes_enabled_ = true;
   Metric metric_;
   std::size_t M_, M0_, efc_;
   std::atomic<std::size_t> ef_;
