@@ -276,6 +276,9 @@ def test_validation_errors_name_the_field(client: httpx.Client) -> None:
         ("/vectors", {"vectors": [{"vector": vec(1)}] * 1001}, "body.vectors"),
         ("/vectors/search", {"vector": [0.0] * DIM}, "body.vector"),
         ("/vectors/search", {"vector": [1e39] * DIM}, "body.vector"),  # overflows float32
+        ("/vectors/search", {"vector": [1e200] + [0.0] * (DIM - 1)}, "finite float32"),
+        ("/vectors/search", {"vector": [-3.5e38] + [1.0] * (DIM - 1)}, "finite float32"),
+        ("/vectors/search", {"vector": [1e-50] * DIM}, "all-zero"),  # below float32's least
         ("/patterns/search", {"task": "x", "vector": vec(0)}, "exactly one"),
         ("/patterns/search", {"task": "x", "minRewrd": 0.5}, "minRewrd"),
         ("/patterns/store", {"task": "x", "reward": 2}, "body.reward"),
@@ -479,6 +482,20 @@ def test_vector_search_matches_the_embedded_api(served: Served, client: httpx.Cl
             assert [h["metadata"] for h in fast] == [h.record.metadata for h in embedded]
             assert [h["similarity"] for h in fast] == pytest.approx(
                 [h.similarity for h in embedded])
+
+
+def test_search_answers_encode_as_plain_json_does() -> None:
+    """The search answers' encoder (orjson) writes the bytes the general one writes, and
+    whatever orjson refuses goes through the general one."""
+    from agentdb.server.wire import dumps, dumps_hits
+
+    hits = {"results": [{"id": 7, "similarity": 0.8125, "distance": 0.1875,
+                         "metadata": {"lang": "é", "tags": ["a", 1, 2.5, None, True]}},
+                        {"id": 2**40, "similarity": 1.0, "distance": 0.0, "metadata": {}}]}
+    assert dumps_hits(hits) == dumps(hits)
+    assert json.loads(dumps_hits({"k": {1: 2}})) == {"k": {"1": 2}}  # a non-string key
+    assert json.loads(dumps_hits({"s": "\ud800"})) == {"s": "\ud800"}  # a lone surrogate
+    assert json.loads(dumps_hits({"n": 2**70})) == {"n": 2**70}
 
 
 def test_cypher_values_and_errors(client: httpx.Client) -> None:

@@ -35,6 +35,11 @@ from ..storage.records import Episode, Pattern, Skill
 from . import models as m
 from .events import Event
 
+try:  # the server extra's JSON encoder, for the search answers (dumps_hits)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installed with the server extra
+    _orjson = None  # type: ignore[assignment]
+
 log = logging.getLogger("agentdb.server")
 
 #: Codes of the statuses the framework itself answers (an unknown route, a wrong method, ...);
@@ -107,6 +112,28 @@ def dumps(obj: Any) -> bytes:
                           allow_nan=False).encode("utf-8")
     except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
         return json.dumps(finite(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def dumps_hits(obj: Any) -> bytes:
+    """Compact JSON of search hits (ints, finite floats and stored metadata, which is finite
+    JSON by construction: ``check_metadata``) with orjson, about ten times cheaper than
+    :func:`dumps` for a page of hits; whatever orjson refuses (a lone surrogate, a non-string
+    key, a huge int) goes through :func:`dumps`.
+
+    >>> dumps_hits({"results": [{"id": 1, "similarity": 0.5, "metadata": {"é": 1}}]})
+    b'{"results":[{"id":1,"similarity":0.5,"metadata":{"\\xc3\\xa9":1}}]}'
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj)
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+    return dumps(obj)
+
+
+def hits_response(obj: Any) -> Response:
+    """A ``200`` JSON answer of search hits, encoded by :func:`dumps_hits`."""
+    return Response(dumps_hits(obj), status_code=200, media_type=JSON)
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

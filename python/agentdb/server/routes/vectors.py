@@ -20,6 +20,7 @@ from ..wire import (
     body_doc,
     error_responses,
     exists,
+    hits_response,
     json_response,
     parse_body,
 )
@@ -47,12 +48,12 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         body = await parse_body(request, m.VectorSearchRequest)
         q = vector(body.vector, "body.vector")
         if search_pool is None:
-            return json_response({"results": search_vectors(q, body)})
+            return hits_response({"results": search_vectors(q, body)})
         # The HNSW walk releases the GIL: run it on a worker thread so the event loop parses
         # the next requests meanwhile (two cores instead of one).
         results = await asyncio.get_running_loop().run_in_executor(search_pool, search_vectors,
                                                                    q, body)
-        return json_response({"results": results})
+        return hits_response({"results": results})
 
     @app.post("/vectors", dependencies=auth, tags=["vectors"],
               response_model=m.UpsertResponse, responses=error_responses(*AUTHED, 409))
