@@ -1238,12 +1238,38 @@ class HNSWIndex {
     return s;
   }
 
+  // Whether float32's sum of squares of a vector (ss) is exact enough to normalise with: no
+  // underflow (values below ~1e-17) and no overflow (above ~1e17).
+  static bool in_float_range(float ss) { return ss >= 1e-30f && ss <= 1e30f; }
+
+ public:
+  // |v| in double, scaled by the largest magnitude so nothing under- or overflows (0 for an
+  // all-zero vector). The binding checks vectors with it before they reach the index.
+  static double wide_norm(const float* v, std::size_t dim) {
+    double mx = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) mx = std::max(mx, std::fabs(static_cast<double>(v[j])));
+    if (mx == 0.0) return 0.0;
+    double acc = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) {
+      double t = static_cast<double>(v[j]) / mx;
+      acc += t * t;
+    }
+    return mx * std::sqrt(acc);
+  }
+
+ private:
+  double wide_norm(const float* v) const { return wide_norm(v, dim_); }
+
   const float* prepare_query(const float* q, std::vector<float>& buf) const {
     if (metric_ != Metric::Cosine) return q;
     buf.assign(q, q + dim_);
-    float nrm = std::sqrt(kernels_->dot(q, q, dim_));
-    if (nrm > 0)
+    float ss = kernels_->dot(q, q, dim_);
+    if (in_float_range(ss)) {
+      float nrm = std::sqrt(ss);
       for (auto& x : buf) x /= nrm;
+    } else if (double nrm = wide_norm(q); nrm > 0.0) {  // too small or large for float32's sum
+      for (std::size_t j = 0; j < dim_; ++j) buf[j] = static_cast<float>(q[j] / nrm);
+    }
     return buf.data();
   }
 
@@ -1297,8 +1323,15 @@ class HNSWIndex {
     float* dst = vec(s);
     float nrm = 1.0f;
     if (metric_ == Metric::Cosine) {
-      nrm = std::sqrt(kernels_->dot(v, v, dim_));
-      for (std::size_t j = 0; j < dim_; ++j) dst[j] = v[j] / nrm;
+      float ss = kernels_->dot(v, v, dim_);
+      if (in_float_range(ss)) {
+        nrm = std::sqrt(ss);
+        for (std::size_t j = 0; j < dim_; ++j) dst[j] = v[j] / nrm;
+      } else {  // too small or large for float32's sum of squares (the binding checked
+        double wide = wide_norm(v);  // that the norm itself is a float32)
+        nrm = static_cast<float>(wide);
+        for (std::size_t j = 0; j < dim_; ++j) dst[j] = static_cast<float>(v[j] / wide);
+      }
     } else {
       std::memcpy(dst, v, dim_ * sizeof(float));
     }

@@ -229,6 +229,28 @@ def test_add_single_and_batch(backend, metric):
     assert r_ids[0] == 33 and abs(float(r_d[0])) < 1e-4
 
 
+def test_extreme_magnitudes_cosine(backend):
+    """Cosine vectors whose float32 sum of squares would under- or overflow (values of 1e-30,
+    3e37) are normalised in double: indexed, found at their exact distances, returned as given;
+    queries of such magnitudes rank like any other."""
+    ix = backend.HNSWIndex(dim=8, metric="cosine")
+    base = np.eye(8, dtype=np.float32)[:3] + 0.1
+    ix.add([1, 2, 3], base)
+    tiny, huge = base[0] * np.float32(1e-30), base[1] * np.float32(3e37)
+    ix.add([4, 5], np.stack([tiny, huge]))
+    assert len(ix) == 5
+    np.testing.assert_allclose(ix.get_vector(4), tiny, rtol=1e-6)
+    np.testing.assert_allclose(ix.get_vector(5), huge, rtol=1e-6)
+    for q, first in ((base[0] * np.float32(1e-25), {1, 4}), (base[1] * np.float32(1e36), {2, 5}),
+                     (base[2], {3})):
+        ids, dists = ix.search(q, k=5)
+        assert set(ids[: len(first)].tolist()) == first
+        want = ref_distances(q, base[[0, 1, 2, 0, 1]], "cosine")[0]  # rows of ids 1..5
+        got = dict(zip(ids.tolist(), dists.tolist()))
+        for rid, d in zip([1, 2, 3, 4, 5], want):
+            assert got[rid] == pytest.approx(d, abs=1e-5)
+
+
 def test_numpy_integer_scalar_ids(backend):
     """Ids: anything convertible to int64 - numpy integer scalars included."""
     rng = np.random.default_rng(31)
@@ -1221,6 +1243,18 @@ BAD_INPUTS = [
         ValueError,
         "zero vector",
         lambda ix: ix.add(3, np.zeros(8, np.float32)),
+    ),
+    (
+        "add_norm_past_float32_cosine",
+        ValueError,
+        "outside float32's range",
+        lambda ix: ix.add([100, 101], np.array([[1] * 8, [3e38] * 8], np.float32)),
+    ),
+    (
+        "add_norm_below_float32_normal_cosine",
+        ValueError,
+        "outside float32's range",
+        lambda ix: ix.add([100, 101], np.array([[1] * 8, [1e-40] + [0] * 7], np.float32)),
     ),
     (
         "add_count_mismatch",

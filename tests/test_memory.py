@@ -144,6 +144,18 @@ def test_store_pattern_defaults_and_text_embedding(tdb):
     np.testing.assert_allclose(p.embedding, expected, rtol=0, atol=1e-7)
 
 
+def test_embeddings_of_extreme_magnitude_are_found(mem):
+    """Embeddings at the ends of the norm range (NORM_RANGE) are stored and found at their true
+    similarity on every backend."""
+    small = vec(11) * (2e-15 / np.linalg.norm(vec(11)))
+    big = vec(12) * (5e14 / np.linalg.norm(vec(12)))
+    a = mem.store_pattern("small", embedding=small)
+    b = mem.store_pattern("big", embedding=big)
+    for q, rid in ((small * 1e5, a), (big * 1e-14, b)):
+        hit = mem.search_patterns(q, 1, adapt=False)[0]
+        assert hit.id == rid and hit.similarity == pytest.approx(1.0, abs=1e-5)
+
+
 def test_reward_bounds_inclusive(mem):
     a = mem.store_pattern("a", embedding=vec(1), reward=-1)
     b = mem.store_pattern("b", embedding=vec(2), reward=1.0)
@@ -1104,6 +1116,11 @@ BAD = [
      ValueError, "infinity"),
     ("emb-zero", lambda d, i: d.store_pattern("t", embedding=np.zeros(DIM)),
      ValueError, "all-zero"),
+    ("emb-norm-huge", lambda d, i: d.store_pattern("t", embedding=np.full(DIM, 1e15)),
+     ValueError, "norm between 1e-15 and 1e15"),
+    ("emb-norm-subnormal",
+     lambda d, i: d.store_pattern("t", embedding=np.r_[1e-16, [0] * (DIM - 1)]),
+     ValueError, "norm between 1e-15 and 1e15"),
     ("emb-str", lambda d, i: d.store_pattern("t", embedding=["a"] * DIM), TypeError, "numeric"),
     ("emb-bool", lambda d, i: d.store_pattern("t", embedding=[True] * DIM), TypeError,
      "numeric"),

@@ -3,6 +3,7 @@
 // the index itself runs without the GIL. UnknownId -> KeyError, BadFile -> ValueError.
 #include <cerrno>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -53,12 +54,27 @@ struct PyIndex {
         throw py::value_error("duplicate id " + std::to_string(id) + " in one batch");
     }
     if (idx->metric() == Metric::Cosine) {
+      // The index normalises (in double when float32's sum of squares would under- or
+      // overflow) and keeps the norm as a float32: zero, and norms outside float32's normal
+      // range, are refused here.
       const KernelTable& kt = active_kernels();
-      for (std::size_t i = 0; i < V.rows; ++i)
-        if (kt.dot(V.data() + i * V.cols, V.data() + i * V.cols, V.cols) == 0.0f)
-          throw py::value_error("zero vector (row " + std::to_string(i) + ", id " +
-                                std::to_string(ids[i]) +
-                                ") cannot be indexed with the cosine metric");
+      for (std::size_t i = 0; i < V.rows; ++i) {
+        const float* row = V.data() + i * V.cols;
+        float ss = kt.dot(row, row, V.cols);
+        if (ss >= 1e-30f && ss <= 1e30f) continue;
+        double nrm = HNSWIndex::wide_norm(row, V.cols);
+        std::string where = "(row " + std::to_string(i) + ", id " + std::to_string(ids[i]) + ")";
+        if (nrm == 0.0)
+          throw py::value_error("zero vector " + where +
+                                " cannot be indexed with the cosine metric");
+        if (nrm > std::numeric_limits<float>::max() || nrm < std::numeric_limits<float>::min()) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.3g", nrm);
+          throw py::value_error("vector " + where + " has norm " + buf +
+                                ", outside float32's range: the cosine metric keeps the norm "
+                                "as a float32; scale the vector");
+        }
+      }
     }
     py::gil_scoped_release nogil;
     idx->add(ids.data(), V.data(), V.rows, V.rows < 64 ? 1 : threads);

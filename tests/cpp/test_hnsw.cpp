@@ -225,6 +225,40 @@ TEST_CASE(hnsw, large_batches_build_on_int8_codes) {
   CHECK(rc >= kRecallFloor);
 }
 
+// Cosine vectors and queries whose float32 sum of squares under- or overflows are normalised
+// in double (wide_norm): exact distances, the original vector back.
+TEST_CASE(hnsw, cosine_extreme_magnitudes) {
+  const std::size_t d = 8;
+  CHECK_EQ(HNSWIndex::wide_norm(std::vector<float>(d, 0.0f).data(), d), 0.0);
+  std::vector<float> tiny(d, 1e-30f), huge(d, 3e37f);
+  CHECK_NEAR(HNSWIndex::wide_norm(tiny.data(), d) / (1e-30 * std::sqrt(8.0)), 1.0, 1e-6);
+  CHECK_NEAR(HNSWIndex::wide_norm(huge.data(), d) / (3e37 * std::sqrt(8.0)), 1.0, 1e-6);
+  for (Precision prec : {Precision::Mixed, Precision::F32, Precision::Int8}) {
+    HNSWIndex idx(d, Metric::Cosine, 16, 100, 64, 8, 42, prec);
+    std::vector<float> X(3 * d, 0.0f);
+    X[0] = 1e-30f, X[1] = 2e-30f;          // id 1: direction (1, 2)
+    X[d + 1] = 3e37f, X[d + 2] = 3e37f;    // id 2: direction (0, 1, 1)
+    X[2 * d + 3] = 1.0f;                   // id 3: e3
+    std::vector<int64_t> ids{1, 2, 3};
+    idx.add(ids.data(), X.data(), 3, 1);
+    std::vector<float> back(d);
+    idx.get_vector(1, back.data());
+    CHECK_NEAR(back[1] / 2e-30f, 1.0f, 1e-5f);
+    idx.get_vector(2, back.data());
+    CHECK_NEAR(back[2] / 3e37f, 1.0f, 1e-5f);
+    std::vector<float> q(d, 0.0f);
+    q[0] = 1e-28f, q[1] = 2e-28f;  // the direction of id 1, another tiny magnitude
+    Results r = search(idx, q, 3, nullptr, 64, 1);
+    CHECK_EQ(r.ids[0], 1);
+    CHECK_NEAR(r.dists[0], 0.0f, 1e-5f);
+    std::fill(q.begin(), q.end(), 0.0f);
+    q[1] = 1e38f, q[2] = 1e38f;  // the direction of id 2, its sum of squares past float32
+    r = search(idx, q, 3, nullptr, 64, 1);
+    CHECK_EQ(r.ids[0], 2);
+    CHECK_NEAR(r.dists[0], 0.0f, 1e-5f);
+  }
+}
+
 TEST_CASE(hnsw, upsert_remove_and_slot_reuse) {
   std::mt19937_64 g(43);
   Data data = clustered(g, 2000, 24);

@@ -66,6 +66,8 @@ _HEADER: Final = struct.Struct("<8sIIIIIIIIQQiIIQ")
 _TRAILER: Final = struct.Struct("<I")
 _FLAG_HAS_GRAPH: Final = 1
 _NO_ENTRY: Final = 0xFFFFFFFF
+_F32_MAX: Final = float(np.finfo(np.float32).max)
+_F32_TINY: Final = float(np.finfo(np.float32).smallest_normal)  # least normal
 _MAX_DIM_IN_FILE: Final = 1 << 20
 _MAX_SLOTS_IN_FILE: Final = (1 << 32) - 2
 _MAX_LEVEL_IN_FILE: Final = 64
@@ -312,6 +314,13 @@ class HNSWIndex:
                     "all-zero vector"
                 )
             norms64 = np.sqrt(sq)
+            out = (norms64 > _F32_MAX) | (norms64 < _F32_TINY)
+            if out.any():  # the norm is kept as a float32
+                row = int(np.argmax(out))
+                raise ValueError(
+                    f"vector (row {row}, id {int(id_arr[row])}) has norm {norms64[row]:.3g}, "
+                    "outside float32's range: the cosine metric keeps the norm as a float32; "
+                    "scale the vector")
             stored = (vecs / norms64[:, None]).astype(np.float32)
             norms = norms64.astype(np.float32)
             sq = row_sqnorms(stored)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
+    "NORM_RANGE",
     "REWARD_RANGE",
     "Episode",
     "Pattern",
@@ -29,6 +30,9 @@ __all__ = [
 
 #: Rewards are finite floats in this closed range (negative rewards are penalties).
 REWARD_RANGE: tuple[float, float] = (-1.0, 1.0)
+#: The norms an embedding may have: float32 sums of squares (the native index's fast path,
+#: pgvector's distances) stay exact within it.
+NORM_RANGE: tuple[float, float] = (1e-15, 1e15)
 
 
 @dataclass
@@ -212,7 +216,8 @@ def check_metadata(metadata: Any) -> str:
 
 
 def check_vector(vec: Any, dim: int, name: str = "embedding") -> np.ndarray:
-    """Validate one embedding: numeric, 1-D, ``dim`` long, finite and not all zero.
+    """Validate one embedding: numeric, 1-D, ``dim`` long, finite, not all zero, and its norm
+    within :data:`NORM_RANGE`.
 
     >>> check_vector([1, 0], 2).dtype
     dtype('float32')
@@ -230,4 +235,12 @@ def check_vector(vec: Any, dim: int, name: str = "embedding") -> np.ndarray:
         raise InvalidArgumentError(f"{name} contains NaN or infinity")
     if not arr.any():
         raise InvalidArgumentError(f"{name} is an all-zero vector (cosine similarity is undefined)")
+    top = float(np.abs(arr).max())  # the norm lies in [top, top * sqrt(dim)]
+    if not (top >= NORM_RANGE[0] and top * math.sqrt(arr.size) <= NORM_RANGE[1]):
+        norm = float(np.linalg.norm(arr.astype(np.float64)))
+        if not NORM_RANGE[0] <= norm <= NORM_RANGE[1]:
+            raise InvalidArgumentError(
+                f"{name} has norm {norm:.3g}; embeddings need a norm between 1e-15 and 1e15 "
+                "(float32 sums of squares, as pgvector computes them, under- or overflow "
+                "outside it): scale the vector")
     return arr
