@@ -3,8 +3,12 @@
 This process is the **writer**: it holds the store open for writing, as a plain ``agentdb
 serve`` does, and serves the HTTP port too. Before serving it saves the index files
 (``checkpoint()``), binds the port itself and starts N - 1 **read workers**
-(``python -m agentdb.server.workers``), which inherit the listening socket, so the kernel
-hands each new connection to whichever process accepts it first. A read worker opens the
+(``python -m agentdb.server.workers``). On Linux every process listens on the port with a
+socket of its own (``SO_REUSEPORT``), so the kernel spreads new connections evenly over
+them (by a hash of the client's address and port); one shared socket let whichever process
+woke first accept a whole burst -- all 64 connections of a benchmark, measured -- and the
+other processes idled. Elsewhere, or when binding fails, the read workers inherit the
+writer's listening socket instead. A read worker opens the
 same store read-only -- the index files memory-mapped, so their pages are shared with the
 other processes until a worker applies its first write -- and answers the reads of
 :data:`agentdb.server.forwarding.READ_ROUTES` itself after ``db.follow()``, which applies
@@ -25,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -42,8 +47,15 @@ ENV = "AGENTDB_READ_WORKER"  # the read worker's options (JSON), set by the writ
 log = logging.getLogger("agentdb.server")
 
 
-def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket the read workers inherit (IPv6 when ``host`` is one).
+#: Whether each process gets a listening socket of its own (the kernel then balances).
+BALANCED = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listen(host: str, port: int, backlog: int = 2048, *,
+           reuse_port: bool = BALANCED) -> socket.socket:
+    """A listening TCP socket (IPv6 when ``host`` is one), inheritable by the read workers;
+    with ``reuse_port`` (Linux), other processes of this user can listen on the same port
+    and the kernel balances new connections over the sockets.
 
     >>> s = listen("127.0.0.1", 0); s.getsockname()[0]
     '127.0.0.1'
@@ -52,6 +64,8 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -112,11 +126,15 @@ class ReadWorkers:
     at most 5 times a minute) and stopped.
 
     ``options`` are :func:`agentdb.server.app.create_app` keywords (JSON-able) plus
-    ``db`` (the store path), ``log_level`` and ``access_log``.
+    ``db`` (the store path), ``log_level`` and ``access_log``. :meth:`start` returns once
+    every read worker listens on the port (or ``ready_timeout`` seconds passed), so the port
+    is at full capacity when the writer starts answering ``/ready``.
     """
 
-    def __init__(self, count: int, tcp: socket.socket, options: dict[str, Any]) -> None:
+    def __init__(self, count: int, tcp: socket.socket, options: dict[str, Any],
+                 ready_timeout: float = 60.0) -> None:
         self.count = count
+        self.ready_timeout = ready_timeout
         self.tcp = tcp
         self.dir = tempfile.mkdtemp(prefix="agentdb-writer-")
         self.uds_path = os.path.join(self.dir, "writer.sock")
@@ -130,18 +148,54 @@ class ReadWorkers:
         self._watcher = threading.Thread(target=self._watch, name="agentdb-read-workers",
                                          daemon=True)
 
-    def _spawn(self, n: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, n: int) -> tuple[subprocess.Popen[bytes], int]:
+        """Start read worker ``n``; returns it and the read end of the pipe on which it
+        writes one byte once it listens."""
+        ready_r, ready_w = os.pipe()
         env = dict(os.environ)
+        host, port = self.tcp.getsockname()[:2]
+        reuse = bool(self.tcp.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)) \
+            if BALANCED else False
         env[ENV] = json.dumps({**self.options, "fd": self.tcp.fileno(), "uds": self.uds_path,
-                               "worker": n, "writer_pid": os.getpid()})
-        return subprocess.Popen([sys.executable, "-m", "agentdb.server.workers"],
-                                pass_fds=(self.tcp.fileno(),), env=env, start_new_session=True,
-                                stdin=subprocess.DEVNULL)
+                               "worker": n, "writer_pid": os.getpid(),
+                               "listen": [host, port] if reuse else None,
+                               "ready_fd": ready_w})
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "agentdb.server.workers"],
+                                    pass_fds=(self.tcp.fileno(), ready_w), env=env,
+                                    start_new_session=True, stdin=subprocess.DEVNULL)
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+        return proc, ready_r
 
     def start(self) -> None:
-        """Start every read worker and the thread that restarts the ones that die."""
+        """Start every read worker, wait until each listens on the port (at most
+        ``ready_timeout`` s in all; a worker that dies or is late is logged and restarted or
+        waited for by the watcher), then start the thread that restarts the ones that die."""
+        pending: dict[int, int] = {}
         for n in range(1, self.count):
-            self.procs[n] = self._spawn(n)
+            self.procs[n], pending[n] = self._spawn(n)
+        deadline = time.monotonic() + self.ready_timeout
+        try:
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("read worker(s) %s not listening after %.0f s; serving "
+                                "without waiting for them", sorted(pending), self.ready_timeout)
+                    break
+                ready, _, _ = select.select(list(pending.values()), [], [], left)
+                for n, fd in list(pending.items()):
+                    if fd in ready:
+                        if not os.read(fd, 1):  # end of file: it exited before listening
+                            log.warning("read worker %d exited while starting (code %s)", n,
+                                        self.procs[n].poll())
+                        os.close(pending.pop(n))
+        finally:
+            for fd in pending.values():
+                os.close(fd)
         self._watcher.start()
 
     def _watch(self) -> None:
@@ -160,7 +214,8 @@ class ReadWorkers:
                 log.warning("read worker %d exited (code %s); restarting it", n,
                             proc.returncode)
                 self._restarts.append(now)
-                self.procs[n] = self._spawn(n)
+                self.procs[n], ready = self._spawn(n)
+                os.close(ready)  # not waited for: the others serve meanwhile
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop the read workers (SIGTERM, SIGKILL after ``grace`` s) and remove the socket."""
@@ -199,6 +254,8 @@ def main() -> None:
 
     opts = json.loads(os.environ.pop(ENV))
     fd, uds, worker = int(opts.pop("fd")), opts.pop("uds"), int(opts.pop("worker"))
+    own = opts.pop("listen", None)
+    ready_fd = opts.pop("ready_fd", None)
     writer_pid = int(opts.pop("writer_pid"))
     path, log_level = opts.pop("db"), opts.pop("log_level", "warning")
     access_log = bool(opts.pop("access_log", False))
@@ -207,7 +264,21 @@ def main() -> None:
     try:
         app = create_app(db, namespaces=False, **opts)
         gate = ReadWorkerGate(app, follow=db.follow, uds=uds, worker=str(worker))
-        sock = socket.socket(fileno=fd)
+        sock = socket.socket(fileno=fd)  # the writer's listening socket
+        if own is not None:  # a socket of its own on the same port: the kernel balances
+            try:
+                mine = listen(own[0], int(own[1]), reuse_port=True)
+            except OSError as exc:
+                log.warning("read worker %d: cannot listen on %s:%s itself (%s); sharing the "
+                            "writer's socket", worker, own[0], own[1], exc)
+            else:
+                sock.close()
+                sock = mine
+        if ready_fd is not None:  # listening: connections queue up until uvicorn accepts them
+            with contextlib.suppress(OSError):  # the writer stopped waiting
+                os.write(int(ready_fd), b"1")
+            with contextlib.suppress(OSError):
+                os.close(int(ready_fd))
         config = uvicorn.Config(gate, log_level=log_level, access_log=access_log,
                                 server_header=False, timeout_graceful_shutdown=3,
                                 lifespan="on")
