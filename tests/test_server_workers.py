@@ -124,8 +124,7 @@ def test_both_processes_answer_and_see_every_acknowledged_write(server):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing")
 def test_a_burst_of_connections_is_spread_over_both_processes(server):
     """Each process listens with a socket of its own (SO_REUSEPORT): 32 connections opened at
-    once are not all taken by one process (with one shared socket the first to wake took the
-    whole burst), and both processes keep answering on their connections."""
+    once are spread over both processes, which keep answering on their connections."""
     port, _ = server
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(32)]
     try:

@@ -3,12 +3,12 @@
 This process is the **writer**: it holds the store open for writing, as a plain ``agentdb
 serve`` does, and serves the HTTP port too. Before serving it saves the index files
 (``checkpoint()``), binds the port itself and starts N - 1 **read workers**
-(``python -m agentdb.server.workers``). On Linux every process listens on the port with a
-socket of its own (``SO_REUSEPORT``), so the kernel spreads new connections evenly over
-them (by a hash of the client's address and port); one shared socket let whichever process
-woke first accept a whole burst -- all 64 connections of a benchmark, measured -- and the
-other processes idled. Elsewhere, or when binding fails, the read workers inherit the
-writer's listening socket instead. A read worker opens the
+(``python -m agentdb.server.workers``), and serves once they all listen (before, a client
+that connected as soon as ``/ready`` answered had every connection served by the writer).
+On Linux every process listens on the port with a socket of its own (``SO_REUSEPORT``), so
+the kernel spreads new connections over them by a hash of the client's address and port,
+whichever process wakes first; elsewhere, or when binding fails, the read workers inherit
+the writer's listening socket instead. A read worker opens the
 same store read-only -- the index files memory-mapped, so their pages are shared with the
 other processes until a worker applies its first write -- and answers the reads of
 :data:`agentdb.server.forwarding.READ_ROUTES` itself after ``db.follow()``, which applies
