@@ -218,6 +218,26 @@ def test_the_change_feed_and_stats_are_forwarded(server):
     assert len(got) == 4
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing")
+def test_ready_means_every_process_listens(tmp_path):
+    """The first ``/ready`` answer comes after the read worker listens: connections opened
+    right then reach both processes (before, they all went to the writer)."""
+    path = tmp_path / "m.db"
+    db = agentdb.open(str(path), dim=DIM)
+    db.store_pattern("one", embedding=_vec(1))
+    db.close()
+    port = free_port()
+    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
+                         "--workers", "2", "--no-auth", "--log-level", "warning"], port):
+        deadline = time.monotonic() + 60
+        while _call(port, "GET", "/ready", key=None)[0] != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        who = {_call(port, "POST", "/vectors/search", {"vector": _vec(1), "k": 1},
+                     key=None)[1].get("x-agentdb-worker", "0") for _ in range(24)}
+        assert who == {"0", "1"}  # 24 connections all hashed to one socket: p = 1e-7
+
+
 def test_a_killed_read_worker_is_replaced_and_sigterm_stops_all(tmp_path):
     psutil = pytest.importorskip("psutil")
     path = tmp_path / "m.db"
