@@ -218,17 +218,22 @@ def test_the_change_feed_and_stats_are_forwarded(server):
     assert len(got) == 4
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing")
-def test_ready_means_every_process_listens(tmp_path):
-    """The first ``/ready`` answer comes after the read worker listens: connections opened
-    right then reach both processes (before, they all went to the writer)."""
+def _one_pattern_workers(tmp_path: Any, port: int) -> list[str]:
+    """The arguments of ``agentdb serve --workers 2 --no-auth`` over a new one-pattern store."""
     path = tmp_path / "m.db"
     db = agentdb.open(str(path), dim=DIM)
     db.store_pattern("one", embedding=_vec(1))
     db.close()
+    return ["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
+            "--workers", "2", "--no-auth", "--log-level", "warning"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing")
+def test_ready_means_every_process_listens(tmp_path):
+    """The first ``/ready`` answer comes after the read worker listens: connections opened
+    right then reach both processes (before, they all went to the writer)."""
     port = free_port()
-    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
-                         "--workers", "2", "--no-auth", "--log-level", "warning"], port):
+    with spawned_server(_one_pattern_workers(tmp_path, port), port):
         deadline = time.monotonic() + 60
         while _call(port, "GET", "/ready", key=None)[0] != 200:
             assert time.monotonic() < deadline, "never ready"
@@ -240,14 +245,8 @@ def test_ready_means_every_process_listens(tmp_path):
 
 def test_a_killed_read_worker_is_replaced_and_sigterm_stops_all(tmp_path):
     psutil = pytest.importorskip("psutil")
-    path = tmp_path / "m.db"
-    db = agentdb.open(str(path), dim=DIM)
-    db.store_pattern("one", embedding=_vec(1))
-    db.close()
     port = free_port()
-    with spawned_server(["-m", "agentdb.cli", "serve", "--db", str(path), "--port", str(port),
-                         "--workers", "2", "--no-auth", "--log-level", "warning"],
-                        port) as proc:
+    with spawned_server(_one_pattern_workers(tmp_path, port), port) as proc:
         parent = psutil.Process(proc.pid)
         deadline = time.monotonic() + 30
         while not parent.children() and time.monotonic() < deadline:
