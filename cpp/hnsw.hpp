@@ -227,6 +227,8 @@ class HNSWIndex {
   // begin_build_codes); false builds them on the walk's own copy (C++ tests compare both).
   void set_quantized_build(bool on) { build_codes_enabled_ = on; }
   bool quantized_build() const { return build_codes_enabled_; }
+  // How many batches were built on construction codes so far.
+  std::size_t coded_batches() const { return coded_batches_.load(); }
 
   // Tombstone ids; all ids are checked before anything changes.
   void remove(const int64_t* ids, std::size_t n) {
@@ -1072,6 +1074,7 @@ class HNSWIndex {
       return false;  // too small a batch for coding the whole index to pay off
     bcodes_ = static_cast<int8_t*>(alloc_block(cap_ * dim_));
     bscales_.assign(cap_, 0.0f);
+    coded_batches_.fetch_add(1);
     constexpr std::size_t kSlice = 8192;
     const std::size_t slots = n_slots_, slices = (slots + kSlice - 1) / kSlice;
     parallel_for(slices, threads, [&](std::size_t b, std::size_t) {
@@ -1238,11 +1241,11 @@ class HNSWIndex {
     return s;
   }
 
+
+ public:
   // Whether float32's sum of squares of a vector (ss) is exact enough to normalise with: no
   // underflow (values below ~1e-17) and no overflow (above ~1e17).
   static bool in_float_range(float ss) { return ss >= 1e-30f && ss <= 1e30f; }
-
- public:
   // |v| in double, scaled by the largest magnitude so nothing under- or overflows (0 for an
   // all-zero vector). The binding checks vectors with it before they reach the index.
   static double wide_norm(const float* v, std::size_t dim) {
@@ -1762,6 +1765,7 @@ class HNSWIndex {
   int8_t* bcodes_ = nullptr;    // construction codes while a large batch is added (see above)
   std::vector<float> bscales_;  // and their scales
   bool build_codes_enabled_ = true;
+  std::atomic<std::size_t> coded_batches_{0};
   Metric metric_;
   std::size_t M_, M0_, efc_;
   std::atomic<std::size_t> ef_;

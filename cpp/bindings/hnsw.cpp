@@ -61,7 +61,7 @@ struct PyIndex {
       for (std::size_t i = 0; i < V.rows; ++i) {
         const float* row = V.data() + i * V.cols;
         float ss = kt.dot(row, row, V.cols);
-        if (ss >= 1e-30f && ss <= 1e30f) continue;
+        if (HNSWIndex::in_float_range(ss)) continue;
         double nrm = HNSWIndex::wide_norm(row, V.cols);
         std::string where = "(row " + std::to_string(i) + ", id " + std::to_string(ids[i]) + ")";
         if (nrm == 0.0)

@@ -189,10 +189,13 @@ TEST_CASE(hnsw, large_batches_build_on_int8_codes) {
         HNSWIndex idx(data.d, m, 16, 100, 64, 64, 42, prec);
         idx.set_quantized_build(on == 1);
         CHECK_EQ(idx.quantized_build(), on == 1);
-        // 3000 in one batch (coded when on), then 1000 more: 16 x 1000 >= 3000, coded too
-        idx.add(data.ids.data(), data.X.data(), 3000, 2);
-        idx.add(data.ids.data() + 3000, data.X.data() + 3000 * data.d, 1000, 2);
+        // 2900 in one batch (coded when on), then 1090 more (>= 1024 and 16 x 1090 >= 2900:
+        // coded too), then 10 (too few to code the whole index for)
+        idx.add(data.ids.data(), data.X.data(), 2900, 2);
+        idx.add(data.ids.data() + 2900, data.X.data() + 2900 * data.d, 1090, 2);
+        idx.add(data.ids.data() + 3990, data.X.data() + 3990 * data.d, 10, 2);
         CHECK_EQ(idx.size(), data.n);
+        CHECK_EQ(idx.coded_batches(), on == 1 ? 2u : 0u);  // both batches, or none
         rc[on] = recall(search(idx, Q, 10), truth, 10);
         mem[on] = idx.memory_usage();
       }
@@ -219,6 +222,10 @@ TEST_CASE(hnsw, large_batches_build_on_int8_codes) {
   idx.add(data.ids.data() + 2100, data.X.data() + 2100 * data.d, 1900, 1);
   side.join();
   CHECK(done.load());
+  CHECK_EQ(idx.coded_batches(), 2u);  // the 2000 and the 1900 (16 x 1900 >= 2000); no single add
+  HNSWIndex l2(data.d, Metric::L2, 16, 100, 64, 64, 42, Precision::Mixed);
+  l2.add(data.ids.data(), data.X.data(), 2000, 2);
+  CHECK_EQ(l2.coded_batches(), 0u);  // no int8 walk for l2
   CHECK_EQ(idx.size(), data.n);
   double rc = recall(search(idx, Q, 10), exact_ids(data, Metric::Cosine, Q, 10), 10);
   std::printf("  mixed cosine, a batch with concurrent single adds: recall@10 %.4f\n", rc);
