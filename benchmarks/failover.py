@@ -19,11 +19,13 @@ synchronous), lets the load run ``--steady`` seconds, then kills:
   lock expires after Patroni's ``ttl`` (20 s, its minimum) before a standby takes it; the
   member is started again after the round.
 
-Reported per round: seconds from the kill to the first acknowledged write after it (writes
-resume), the writes that raised meanwhile (all must be ``StoreError``), searches answered and
-raised, wrong answers (a search for an acknowledged vector that does not find it first), and
-the new primary. At the end every replica must reach the log's end, and every acknowledged
-write must be in PostgreSQL and found by a search: the ``lost`` column.
+Reported per round: seconds from the kill until Patroni reports a new primary running (polled
+every ~20 ms until writes resume; ``-`` if writes resumed first), seconds from the kill to the
+acknowledgement of the first write issued after it (writes resume), the writes that raised
+meanwhile (all must be ``StoreError``; the commonest messages are listed), searches answered
+and raised, wrong answers (a search for an acknowledged vector that does not find it first),
+and the new primary. At the end every replica must reach the log's end, and every
+acknowledged write must be in PostgreSQL and found by a search: the ``lost`` column.
 
 Examples::
 
@@ -38,6 +40,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +68,11 @@ class Load:
         self.db, self.vectors = db, vectors
         self.acked: dict[int, int] = {}  # id -> row of ``vectors``
         self.acked_at: list[float] = []
+        self.started_at: list[float] = []  # when each acknowledged write was issued
         self.failed: list[tuple[float, BaseException]] = []
         self.answered: list[float] = []
         self.search_failed: list[float] = []
+        self.search_errors: list[BaseException] = []
         self.wrong: list[str] = []
         self.known = known
         self.stop = threading.Event()
@@ -86,14 +91,17 @@ class Load:
     def _write(self) -> None:
         i = 0
         while not self.stop.is_set() and i < len(self.vectors):
+            t0 = time.monotonic()
             try:
                 rid = self.db.store_pattern(f"failover write {i}", embedding=self.vectors[i])
             except Exception as exc:  # noqa: BLE001 - counted and typed by the report
                 self.failed.append((time.monotonic(), exc))
-                time.sleep(0.05)
+                i += 1  # a write that raised may still have committed: never store its
+                time.sleep(0.05)  # vector again, or a search could rightly find that copy
                 continue
             self.acked[rid] = i
             self.acked_at.append(time.monotonic())
+            self.started_at.append(t0)
             i += 1
             time.sleep(0.01)
 
@@ -106,8 +114,9 @@ class Load:
             try:
                 ids, _ = self.db.search_ids("patterns", self.vectors[row], k=3, ef=256,
                                             min_seq=self.db.last_seq)
-            except Exception:  # noqa: BLE001 - counted by the report
+            except Exception as exc:  # noqa: BLE001 - counted by the report
                 self.search_failed.append(time.monotonic())
+                self.search_errors.append(exc)
                 time.sleep(0.05)
                 continue
             self.answered.append(time.monotonic())
@@ -171,10 +180,17 @@ def main(argv: list[str] | None = None) -> None:
                     ha.kill_member(old)
                 t_kill = time.monotonic()
                 deadline = t_kill + 120
+                promoted = None  # when Patroni reports a new primary running
                 while time.monotonic() < deadline and not any(
-                        t > t_kill for t in load.acked_at):
+                        t > t_kill for t in load.started_at):
+                    if promoted is None:
+                        now_primary = ha.primary()
+                        if now_primary and now_primary["name"] != old:
+                            promoted = time.monotonic() - t_kill
                     time.sleep(0.02)
-                after = [t for t in load.acked_at if t > t_kill]
+                # the first write issued after the kill (one issued before it may still be
+                # acknowledged after it: it had committed on the old primary and its standby)
+                after = [a for a, t in zip(load.acked_at, load.started_at) if t > t_kill]
                 resume = after[0] - t_kill if after else None
                 time.sleep(1.0)
                 new = ha.primary()
@@ -183,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                 gaps = np.diff([t for t in load.answered if t > t_kill - 1]) if len(
                     load.answered) > 1 else np.array([0.0])
                 rows.append([str(r + 1), f"{old} -> {new['name'] if new else '?'}",
-                             fmt_float(resume, 2), str(len(load.failed) - failed0),
+                             fmt_float(promoted, 2), fmt_float(resume, 2),
+                             str(len(load.failed) - failed0),
                              str(len(load.answered) - answered0),
                              str(len(load.search_failed) - sfail0),
                              fmt_float(float(gaps.max()) if len(gaps) else None, 2)])
@@ -209,19 +226,27 @@ def main(argv: list[str] | None = None) -> None:
                 ids, _ = db.search_ids("patterns", extra[row], k=1, ef=256)
                 missed += int(ids[0]) != rid
             typed = all(isinstance(e, StoreError) for _, e in load.failed)
+            why = Counter(" ".join(str(e).split())[:90] for _, e in load.failed)
+            why_s = Counter(f"{type(e).__name__}: {' '.join(str(e).split())[:80]}"
+                            for e in load.search_errors)
             print_table(
                 f"kill -9 of the primary's {'server' if args.mode == 'postgres' else 'member'}"
                 f" under load ({args.standbys} synchronous standby(s), cluster "
                 f"{args.shards}x{args.replicas}, {args.n:,} rows + a writer)",
-                ["round", "primary", "writes resume s", "writes raised", "searches answered",
-                 "searches raised", "longest search gap s"], rows,
+                ["round", "primary", "new primary s", "writes resume s", "writes raised",
+                 "searches answered", "searches raised", "longest search gap s"], rows,
                 note=(f"median resume "
                       f"{fmt_float(statistics.median(resumes), 2) if resumes else '-'}"
                       f" s; {len(load.acked):,} writes acknowledged, {len(load.failed)} raised "
-                      f"(all StoreError: {typed}); lost acknowledged writes: "
+                      f"(all StoreError: {typed}"
+                      f"{''.join(f'; {n} x {m!r}' for m, n in why.most_common(3))}); "
+                      f"lost acknowledged writes: "
                       f"{len(lost)}; sampled searches "
                       f"for acknowledged writes that missed: {missed}; wrong answers during "
-                      f"the run: {len(load.wrong)}; every replica at the log's end "
+                      f"the run: {len(load.wrong)}"
+                      f"{''.join(f'; searches raised {n} x {m!r}' for m, n in why_s.items())}"
+                      f"{' ' + str(load.wrong[:3]) if load.wrong else ''}"
+                      f"; every replica at the log's end "
                       f"({st['log_seq']})"))
         finally:
             if db is not None:

@@ -787,12 +787,19 @@ class _FailoverWriter(threading.Thread):
         self.db, self.rng = db, np.random.default_rng(seed)
         self.acked: dict[int, np.ndarray] = {}
         self.acked_at: list[float] = []
+        self.started_at: list[float] = []  # when each acknowledged write was issued
         self.failed: list[tuple[float, BaseException]] = []
         self.stop = threading.Event()
+
+    def resumed_after(self, t: float) -> list[float]:
+        """When the writes issued after ``t`` were acknowledged. (A write issued before a
+        kill may be acknowledged after it: it had committed before the server died.)"""
+        return [a for a, s in zip(self.acked_at, self.started_at) if s > t]
 
     def run(self) -> None:
         while not self.stop.is_set():
             v = self.rng.standard_normal(DIM).astype(np.float32)
+            t0 = time.monotonic()
             try:
                 rid = self.db.store_pattern("w", embedding=v)
             except Exception as exc:  # noqa: BLE001 - every failure is checked by the test
@@ -801,6 +808,7 @@ class _FailoverWriter(threading.Thread):
                 continue
             self.acked[rid] = v
             self.acked_at.append(time.monotonic())
+            self.started_at.append(t0)
             time.sleep(0.01)
 
 
@@ -864,9 +872,9 @@ def test_log_survives_its_primary(ray_cluster, tmp_path):
         old = ha.kill_postgres()
         t_kill = time.monotonic()
         deadline = t_kill + 90  # bounded: Patroni fails over in seconds
-        while time.monotonic() < deadline and not any(t > t_kill for t in writer.acked_at):
+        while time.monotonic() < deadline and not writer.resumed_after(t_kill):
             time.sleep(0.05)
-        resumed = [t for t in writer.acked_at if t > t_kill]
+        resumed = writer.resumed_after(t_kill)
         assert resumed, f"writes did not resume; failures: {writer.failed[-3:]}"
         time.sleep(1.0)  # more writes and searches on the new primary
         writer.stop.set()

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import InvalidArgumentError
+from ..storage.postgres_url import attempt_timeout
 
 __all__ = ["ClusterLog", "Entry", "Listener", "channel_name"]
 
@@ -83,7 +84,7 @@ class ClusterLog:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.url, autocommit=True,
-                                         connect_timeout=max(1, int(self._timeout)),
+                                         connect_timeout=attempt_timeout(self.url, self._timeout),
                                          application_name="agentdb-cluster")
         return self._conn
 
@@ -112,7 +113,7 @@ class ClusterLog:
     def ensure(self) -> None:
         """Create the log and meta tables if missing (idempotent, safe to race)."""
         with psycopg.connect(self.url, autocommit=True,
-                             connect_timeout=max(1, int(self._timeout))) as conn:
+                             connect_timeout=attempt_timeout(self.url, self._timeout)) as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                              [_LOCK_CLASS, f"{self.schema}.{self.prefix}"])
@@ -224,7 +225,7 @@ class Listener:
     def _connect(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.url, autocommit=True,
-                                         connect_timeout=max(1, int(self._timeout)),
+                                         connect_timeout=attempt_timeout(self.url, self._timeout),
                                          application_name="agentdb-cluster-listen")
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         return self._conn

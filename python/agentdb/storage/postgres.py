@@ -82,7 +82,7 @@ from .postgres_schema import (
     setup_schema,
 )
 from .postgres_sql import age_sql, filter_sql, pg_where_sql
-from .postgres_url import describe_url, redact_password
+from .postgres_url import attempt_timeout, describe_url, redact_password
 from .records import check_vector
 from .sqlite import COLLECTIONS
 
@@ -97,6 +97,14 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "IntegrityError", "Postgres
            "pg_where_sql", "sqlite_checksum"]
 
 _FILTERED_EF = 400  # hnsw.ef_search floor of a filtered search
+#: How long the pool keeps re-trying one lost connection (psycopg_pool doubles the pause
+#: between attempts: 1, 2, 4, 8, 16 s, ...). A chain that gives up frees its slot, and the
+#: next caller starts a new one at once, so the pool reconnects within about a second of
+#: the server (or a promoted standby) being back, however long it was gone.
+_RECONNECT_S = 1.0
+#: A caller waiting for a pooled connection asks again this often (each ask may start a
+#: new connection attempt) until ``connect_timeout`` has passed.
+_WAIT_SLICE_S = 0.5
 _MAX_EF = 1000
 #: The condition (one parameter: now, epoch seconds) of an unexpired record.
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
@@ -143,6 +151,7 @@ class PostgresStore:
         self.generation = 0
         self.pending_gen = 0
         self._timeout = float(connect_timeout)
+        self._attempt_s = attempt_timeout(url, self._timeout)
         self._where, self._password = describe_url(url)
         self._closed = False
         self._pool: psycopg_pool.ConnectionPool | None = None
@@ -179,7 +188,7 @@ class PostgresStore:
 
     def _connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.url, connect_timeout=max(1, math.ceil(self._timeout)),
+            return psycopg.connect(self.url, connect_timeout=self._attempt_s,
                                    application_name="agentdb", autocommit=True)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {self._where}: "
@@ -196,12 +205,12 @@ class PostgresStore:
     def _open_pool(self, pool_size: int) -> None:
         pool = psycopg_pool.ConnectionPool(
             self.url, min_size=1, max_size=pool_size, open=True, timeout=self._timeout,
-            configure=self._configure, name=f"agentdb-{self.schema}",
+            reconnect_timeout=_RECONNECT_S, configure=self._configure,
+            name=f"agentdb-{self.schema}",
             # a pooled connection is checked when handed out, so connections to a server that
             # went away (a restart, a failover to a standby) are replaced, not used to fail
             check=psycopg_pool.ConnectionPool.check_connection,
-            kwargs={"connect_timeout": max(1, math.ceil(self._timeout)),
-                    "application_name": "agentdb"})
+            kwargs={"connect_timeout": self._attempt_s, "application_name": "agentdb"})
         self._pool = pool
         self._finalizer = weakref.finalize(self, pool.close)
         try:
@@ -219,12 +228,18 @@ class PostgresStore:
         """A pooled connection for one read (its transaction ends on exit)."""
         self._check_open()
         assert self._pool is not None
-        try:
-            cm = self._pool.connection()
-            conn = cm.__enter__()
-        except psycopg_pool.PoolTimeout:
-            raise StoreError(f"no PostgreSQL connection to {self._where} within "
-                             f"{self._timeout:g}s (pool exhausted or server down)") from None
+        deadline = time.monotonic() + self._timeout
+        while True:  # in slices: each new ask may start a connection attempt (see above)
+            left = deadline - time.monotonic()
+            try:
+                cm = self._pool.connection(timeout=max(0.001, min(_WAIT_SLICE_S, left)))
+                conn = cm.__enter__()
+                break
+            except psycopg_pool.PoolTimeout:
+                if left <= _WAIT_SLICE_S:
+                    raise StoreError(f"no PostgreSQL connection to {self._where} within "
+                                     f"{self._timeout:g}s (pool exhausted or server down)"
+                                     ) from None
         try:
             yield conn
         except BaseException as exc:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,7 +18,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(EXTRA_MSG) from _exc
 
-__all__ = ["describe_url", "redact_password"]
+__all__ = ["attempt_timeout", "describe_url", "redact_password"]
 
 
 def redact_password(url: str) -> str:
@@ -64,3 +65,25 @@ def describe_url(url: str) -> tuple[str, str]:
     user = info.get("user")
     where = f"{user + '@' if user else ''}{host}:{port}/{db}"
     return where, str(info.get("password") or "")
+
+
+def attempt_timeout(url: str, limit: float) -> int:
+    """Seconds one connection attempt to one host may take: the URL's own
+    ``connect_timeout`` when it sets a smaller one, else ``limit`` (whole seconds, at least 1).
+
+    libpq applies ``connect_timeout`` to each host of a multi-host URL in turn, so a host that
+    is gone without refusing (a lost machine) costs that long before the next is tried; a
+    keyword argument would override the URL's value, so callers pass this one.
+
+    >>> attempt_timeout("postgresql://a,b/x?connect_timeout=2", 10.0)
+    2
+    >>> attempt_timeout("postgresql://localhost/x", 2.5), attempt_timeout("host=db", 0.2)
+    (3, 1)
+    """
+    limit_s = max(1, math.ceil(limit))
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url).get("connect_timeout")
+        own = int(str(given)) if given not in (None, "") else 0
+    except (psycopg.Error, ValueError):
+        own = 0
+    return min(limit_s, own) if own > 0 else limit_s
