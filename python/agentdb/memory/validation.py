@@ -90,8 +90,8 @@ def check_kind(kind: Any) -> None:
 def to_record(name: str, row: dict[str, Any]) -> Any:
     """The record (:class:`Pattern`, :class:`Episode`, :class:`Skill`) of a store row of
     collection ``name`` (its ``gen`` column dropped)."""
-    row = dict(row)
-    row.pop("gen", None)
+    if "gen" in row:
+        row = {k: v for k, v in row.items() if k != "gen"}
     return _RECORD[name](**row)
 
 

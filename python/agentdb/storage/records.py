@@ -231,11 +231,12 @@ def check_vector(vec: Any, dim: int, name: str = "embedding") -> np.ndarray:
     if arr.shape[0] != dim:
         raise InvalidArgumentError(
             f"dimension mismatch: store has dim {dim}, {name} has {arr.shape[0]}")
-    if not np.isfinite(arr).all():
+    # one pass: the largest magnitude is NaN if any value is, inf if any is, 0 if all are
+    top = float(np.abs(arr).max()) if arr.size else 0.0  # the norm is in [top, top*sqrt(dim)]
+    if not math.isfinite(top):
         raise InvalidArgumentError(f"{name} contains NaN or infinity")
-    if not arr.any():
+    if top == 0.0:
         raise InvalidArgumentError(f"{name} is an all-zero vector (cosine similarity is undefined)")
-    top = float(np.abs(arr).max())  # the norm lies in [top, top * sqrt(dim)]
     if not (top >= NORM_RANGE[0] and top * math.sqrt(arr.size) <= NORM_RANGE[1]):
         norm = float(np.linalg.norm(arr.astype(np.float64)))
         if not NORM_RANGE[0] <= norm <= NORM_RANGE[1]:

@@ -932,9 +932,10 @@ def _row(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     d = dict(zip(names, row))
     if "embedding" in d and d["embedding"] is not None:
         d["embedding"] = np.frombuffer(d["embedding"], dtype="<f4").copy()
-    for key in ("metadata", "skills"):
-        if key in d and isinstance(d[key], str):
-            d[key] = json.loads(d[key])
+    for key, empty in (("metadata", "{}"), ("skills", "[]")):
+        text = d.get(key)
+        if isinstance(text, str):  # the common empty value without the JSON decoder
+            d[key] = ({} if key == "metadata" else []) if text == empty else json.loads(text)
     if "success" in d and d["success"] is not None:
         d["success"] = bool(d["success"])
     return d
