@@ -467,6 +467,51 @@ class AgentDB(MemoryCore):
                 out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
         return out
 
+    def search_hits_many(self, vectors: Any, k: int = 5, *, ef: int | None = None,
+                         threshold: float | None = None) -> list[list[dict[str, Any]]]:
+        """:meth:`search_hits` for each row of ``vectors`` (no filters), as one batch search
+        of the index: the same answers, for less per query when many come at once (the HTTP
+        server combines concurrent ``/vectors/search`` requests through it).
+
+        >>> db = open(":memory:", dim=8)
+        >>> a = db.store_pattern("a", embedding=[1, 0, 0, 0, 0, 0, 0, 0])
+        >>> b = db.store_pattern("b", embedding=[0, 1, 0, 0, 0, 0, 0, 0])
+        >>> [[h["id"] for h in hits] for hits in db.search_hits_many(
+        ...     [[1, 0.1, 0, 0, 0, 0, 0, 0], [0.1, 1, 0, 0, 0, 0, 0, 0]], 1)]
+        [[1], [2]]
+        """
+        arr = np.asarray(vectors)
+        if arr.ndim != 2:
+            raise InvalidArgumentError(f"vectors must be 2-D (one query per row), got shape "
+                                       f"{arr.shape}")
+        qs = [self.query_vector(v) for v in arr]
+        col = self._cols["patterns"] if not self._closed else None
+        threshold = check_k_threshold(k, threshold)
+        if (col is None or col.attrs is None or len(qs) < 2
+                or len(col.attrs.expired_ids(time.time()))):
+            # pgvector, a closed store (its error), one query, or expired records to skip
+            return [self.search_hits(q, k, ef=ef, threshold=threshold) for q in qs]
+        index = col.index
+        n = len(index)
+        if n == 0:
+            return [[] for _ in qs]
+        ids, dists = index.search(np.stack(qs), k=min(int(k), n), ef=ef)
+        attrs = col.attrs
+        out: list[list[dict[str, Any]]] = []
+        with attrs.lock:
+            pos, meta = attrs.pos, attrs.meta
+            for row_ids, row_d in zip(ids.tolist(), dists.tolist()):
+                hits = []
+                for i, d in zip(row_ids, row_d):
+                    p = pos.get(i) if i >= 0 else None
+                    if p is None or (threshold is not None and 1.0 - d < threshold):
+                        continue  # padding, deleted meanwhile, or below the threshold
+                    d = min(max(d, 0.0), 2.0)  # float32 rounding at an exact match
+                    hits.append({"id": i, "similarity": 1.0 - d, "distance": d,
+                                 "metadata": meta[p]})
+                out.append(hits)
+        return out
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"AgentDB '{self.path}' is closed")

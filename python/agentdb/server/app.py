@@ -70,6 +70,7 @@ from ..errors import (
 from ..memory.namespaces import DEFAULT
 from . import models as m
 from .auth import KeyStore, RateLimiter, key_from_headers
+from .batching import SearchBatcher
 from .events import EventHub
 from .namespacing import KeyScopes, NamespaceDispatch
 from .queries import RunningQueries
@@ -136,8 +137,9 @@ def create_app(
     reaches all of them).
     ``app.state`` holds ``db``, ``hub``, ``keys`` (a :class:`KeyStore` of the keys that reach
     the default namespace, or None without auth), ``scopes`` (every key and its namespaces),
-    ``limiter`` and ``queries`` (the running Cypher queries:
-    ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
+    ``limiter``, ``batcher`` (the :class:`~agentdb.server.batching.SearchBatcher` of
+    ``/vectors/search``; None with ``search_threads=0``) and ``queries`` (the running Cypher
+    queries: ``app.state.queries.cancel_all()`` stops them, as SIGTERM does).
 
     >>> import agentdb
     >>> app = create_app(agentdb.open(":memory:", dim=8), api_keys=None)
@@ -295,6 +297,9 @@ def create_app(
         raise InvalidArgumentError(f"backup_dir '{backup_dir}' is not a directory")
     search_pool = (concurrent.futures.ThreadPoolExecutor(search_threads, "agentdb-search")
                    if search_threads > 0 else None)
+    batcher = (SearchBatcher(db, search_pool, search_threads)
+               if search_pool is not None and hasattr(db, "search_hits_many") else None)
+    app.state.batcher = batcher  # combined /vectors/search batches (None: no search threads)
 
     def search_vectors(q: np.ndarray, body: m.VectorSearchRequest) -> list[dict[str, Any]]:
         """``/vectors/search`` hits: ``db.search_hits`` (the metadata from the store's
@@ -336,7 +341,8 @@ def create_app(
                        rerank_options=rerank_options, search_pool=search_pool,
                        search_vectors=search_vectors, vector=vector, wakeups=wakeups,
                        write_lock=write_lock, queries=queries,
-                       backup_dir=None if backup_dir is None else str(backup_dir))
+                       backup_dir=None if backup_dir is None else str(backup_dir),
+                       batcher=batcher)
     handlers_by_name: dict[str, Any] = {}
     for group in GROUPS:
         handlers_by_name.update(group.register(app, ctx))

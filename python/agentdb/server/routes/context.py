@@ -26,6 +26,7 @@ class RouteContext:
     write_lock: Any
     queries: Any = None  # agentdb.server.queries.RunningQueries: Cypher limits and cancelling
     backup_dir: str | None = None  # where POST /backup writes (None: backups off)
+    batcher: Any = None  # agentdb.server.batching.SearchBatcher, or None (no search threads)
 
 
 def diverse_options(body: Any) -> dict[str, Any]:

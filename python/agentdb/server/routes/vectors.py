@@ -35,6 +35,7 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
     authorize = ctx.authorize
     db = ctx.db
     search_pool = ctx.search_pool
+    batcher = ctx.batcher
     search_vectors = ctx.search_vectors
     vector = ctx.vector
     write_lock = ctx.write_lock
@@ -49,6 +50,12 @@ def register(app: FastAPI, ctx: RouteContext) -> dict[str, Any]:
         q = vector(body.vector, "body.vector")
         if search_pool is None:
             return hits_response({"results": search_vectors(q, body)})
+        if batcher is not None and body.diversity is None and body.min_reward is None \
+                and not body.success_only and body.session_id is None and body.where is None:
+            # a plain search: with others that arrive meanwhile, one batch search on a
+            # search thread (agentdb.server.batching)
+            results = await batcher.search(q, body.k, body.ef, body.threshold)
+            return hits_response({"results": results})
         # The HNSW walk releases the GIL: run it on a worker thread so the event loop parses
         # the next requests meanwhile (two cores instead of one).
         results = await asyncio.get_running_loop().run_in_executor(search_pool, search_vectors,
