@@ -177,3 +177,16 @@ def test_http_searches_are_batched_and_filters_keep_their_path(db: Any) -> None:
     batcher = app.state.batcher
     assert batcher.searches == len(cases)  # the filtered search went its own way
     assert batcher.batches < len(cases)
+
+
+def test_a_stopped_pool_fails_the_request_instead_of_hanging(db: Any) -> None:
+    async def run() -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        batcher = SearchBatcher(db, pool, lanes=1)
+        assert await batcher.search(_queries(1)[0], 3) == db.search_hits(_queries(1)[0], 3)
+        pool.shutdown()
+        for _ in range(2):  # and the next one too: nothing stays counted as running
+            with pytest.raises(RuntimeError, match="shutdown"):
+                await asyncio.wait_for(batcher.search(_queries(1)[0], 3), timeout=30)
+
+    asyncio.run(run())

@@ -62,22 +62,30 @@ class SearchBatcher:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         if not batch:
             return
+        try:
+            done = loop.run_in_executor(self._pool, self._run, [item[:4] for item in batch])
+        except RuntimeError as exc:  # the pool was shut down (the app is stopping)
+            for item in batch:
+                if not item[4].done():
+                    item[4].set_exception(exc)
+            return
         self._busy += 1
         self.batches += 1
         self.searches += len(batch)
-        done = loop.run_in_executor(self._pool, self._run, [item[:4] for item in batch])
         done.add_done_callback(lambda f: self._finish(loop, batch, f))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list[Any],
                 done: asyncio.Future[Any]) -> None:
         self._busy -= 1
-        exc = done.exception()
-        answers = None if exc is not None else done.result()
+        exc = None if done.cancelled() else done.exception()
+        answers = None if exc is not None or done.cancelled() else done.result()
         for n, item in enumerate(batch):
             fut = item[4]
             if fut.done():
                 continue
-            if exc is not None:
+            if done.cancelled():
+                fut.cancel()
+            elif exc is not None:
                 fut.set_exception(exc)
             else:
                 answer = answers[n]
