@@ -42,7 +42,7 @@ class SearchBatcher:
         self._lanes = max(1, int(lanes))
         self._busy = 0
         self._queue: list[tuple[Any, int, int | None, float | None, asyncio.Future[Any]]] = []
-        #: Batches run and the searches they carried (``/metrics``-style counters).
+        #: Batches run and the searches they carried (read by the tests; ``app.state.batcher``).
         self.batches = 0
         self.searches = 0
 
