@@ -1742,3 +1742,23 @@ def test_delete_patterns_by_filter(tmp_path):
         _delete_by_filter_checks(db)
     with agentdb.open(tmp_path / "d.db", dim=16) as db:  # the deletes were durable
         assert db.count() == 1
+
+
+@pytest.mark.parametrize("ef", [0, -1, 2.5, True, "64"])
+def test_a_bad_ef_is_a_typed_error_on_every_search(mem, ef) -> None:
+    from agentdb.errors import InvalidArgumentError
+
+    q = vec(3)
+    searches = [lambda: mem.search_patterns(q, 3, ef=ef),
+                lambda: mem.search_patterns(q, 3, ef=ef, rerank="attention"),
+                lambda: mem.search_patterns(q, 3, ef=ef, diversity=0.5),
+                lambda: mem.search_episodes(q, 3, ef=ef),
+                lambda: mem.search_hits(q, 3, ef=ef)]
+    for search in searches:  # on an empty store too: the argument is checked first
+        with pytest.raises(InvalidArgumentError, match="ef must be an integer >= 1"):
+            search()
+    mem.store_pattern("p", embedding=q)
+    for search in searches:
+        with pytest.raises(InvalidArgumentError, match="ef must be an integer >= 1"):
+            search()
+    assert mem.search_patterns(q, 1, ef=16)[0].record.task == "p"  # nothing stored was lost

@@ -57,6 +57,7 @@ from .namespaces import DEFAULT, listed, register
 from .validation import (
     KIND,
     as_id,
+    check_ef,
     check_k_threshold,
     check_rate,
     check_text,
@@ -439,6 +440,7 @@ class AgentDB(MemoryCore):
                 session_id=session_id, where=where, threshold=threshold, ef=ef, adapt=False,
                 diversity=diversity, candidates=candidates)]
         threshold = check_k_threshold(k, threshold)
+        ef = check_ef(ef)
         diversity = check_diversity(diversity)
         allowed = self._allowed("patterns", min_reward, True if success_only else None,
                                 session_id, where)
@@ -455,17 +457,7 @@ class AgentDB(MemoryCore):
                                             None if ef is None else max(int(ef), m), allowed)
             pick = self._diverse_pick("patterns", q, ids.tolist(), k, diversity)
             ids, dists = ids[pick], dists[pick]
-        attrs = col.attrs
-        out = []
-        with attrs.lock:
-            pos, meta = attrs.pos, attrs.meta
-            for i, d in zip(ids.tolist(), dists.tolist()):
-                p = pos.get(i) if i >= 0 else None
-                if p is None or (threshold is not None and 1.0 - d < threshold):
-                    continue  # padding, deleted meanwhile, or below the threshold
-                d = min(max(d, 0.0), 2.0)  # float32 rounding at an exact match
-                out.append({"id": i, "similarity": 1.0 - d, "distance": d, "metadata": meta[p]})
-        return out
+        return _hit_dicts(col.attrs, [ids.tolist()], [dists.tolist()], threshold)[0]
 
     def search_hits_many(self, vectors: Any, k: int = 5, *, ef: int | None = None,
                          threshold: float | None = None) -> list[list[dict[str, Any]]]:
@@ -481,36 +473,22 @@ class AgentDB(MemoryCore):
         [[1], [2]]
         """
         arr = np.asarray(vectors)
-        if arr.ndim != 2:
-            raise InvalidArgumentError(f"vectors must be 2-D (one query per row), got shape "
-                                       f"{arr.shape}")
-        qs = [self.query_vector(v) for v in arr]
-        col = self._cols["patterns"] if not self._closed else None
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise InvalidArgumentError(f"vectors must be 2-D with {self.dim} columns (one query "
+                                       f"per row), got shape {arr.shape}")
         threshold = check_k_threshold(k, threshold)
-        if (col is None or col.attrs is None or len(qs) < 2
+        ef = check_ef(ef)
+        col = self._cols["patterns"] if not self._closed else None
+        if (col is None or col.attrs is None or len(arr) < 2
                 or len(col.attrs.expired_ids(time.time()))):
             # pgvector, a closed store (its error), one query, or expired records to skip
-            return [self.search_hits(q, k, ef=ef, threshold=threshold) for q in qs]
-        index = col.index
-        n = len(index)
+            return [self.search_hits(v, k, ef=ef, threshold=threshold) for v in arr]
+        qs = np.stack([self.query_vector(v) for v in arr])
+        n = len(col.index)
         if n == 0:
-            return [[] for _ in qs]
-        ids, dists = index.search(np.stack(qs), k=min(int(k), n), ef=ef)
-        attrs = col.attrs
-        out: list[list[dict[str, Any]]] = []
-        with attrs.lock:
-            pos, meta = attrs.pos, attrs.meta
-            for row_ids, row_d in zip(ids.tolist(), dists.tolist()):
-                hits = []
-                for i, d in zip(row_ids, row_d):
-                    p = pos.get(i) if i >= 0 else None
-                    if p is None or (threshold is not None and 1.0 - d < threshold):
-                        continue  # padding, deleted meanwhile, or below the threshold
-                    d = min(max(d, 0.0), 2.0)  # float32 rounding at an exact match
-                    hits.append({"id": i, "similarity": 1.0 - d, "distance": d,
-                                 "metadata": meta[p]})
-                out.append(hits)
-        return out
+            return [[] for _ in arr]
+        ids, dists = col.index.search(qs, k=min(int(k), n), ef=ef)
+        return _hit_dicts(col.attrs, ids.tolist(), dists.tolist(), threshold)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -682,6 +660,7 @@ class AgentDB(MemoryCore):
                 text_filters: dict[str, Any] | None = None) -> list[SearchResult]:
         self._check_open()
         threshold = check_k_threshold(k, threshold)
+        ef = check_ef(ef)
         diversity = check_diversity(diversity)
         mode = check_mode(mode, query)
         if mode != "vector" and diversity is not None:
@@ -943,6 +922,7 @@ class AgentDB(MemoryCore):
         if mode != "vector":
             raise InvalidArgumentError(f"rerank applies to vector searches, not mode={mode!r}")
         n = rerank_candidates(rerank, k, candidates)
+        ef = check_ef(ef)
         q = self.query_vector(task_or_vector)
         if adapt and self.learning.active:
             q = self.learning.apply(q)
@@ -1196,3 +1176,24 @@ def open(path: str | os.PathLike[str] = ":memory:", **options: Any) -> AgentDB: 
     0
     """
     return AgentDB(path, **options)
+
+
+def _hit_dicts(attrs: Any, ids: list[list[int]], dists: list[list[float]],
+               threshold: float | None) -> list[list[dict[str, Any]]]:
+    """Each row of an index search as ``search_hits`` answers it: ``{"id", "similarity",
+    "distance", "metadata"}`` (from the in-memory columns ``attrs``) per live hit over
+    ``threshold``."""
+    out = []
+    with attrs.lock:
+        pos, meta = attrs.pos, attrs.meta
+        for row_ids, row_d in zip(ids, dists):
+            hits = []
+            for i, d in zip(row_ids, row_d):
+                p = pos.get(i) if i >= 0 else None
+                if p is None or (threshold is not None and 1.0 - d < threshold):
+                    continue  # padding, deleted meanwhile, or below the threshold
+                d = min(max(d, 0.0), 2.0)  # float32 rounding at an exact match
+                hits.append({"id": i, "similarity": 1.0 - d, "distance": d,
+                             "metadata": meta[p]})
+            out.append(hits)
+    return out

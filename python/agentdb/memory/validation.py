@@ -16,9 +16,9 @@ from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 from ..storage.records import Episode, Pattern, Skill, check_metadata, check_reward
 
 __all__ = [
-    "KIND", "TEXT_FIELDS", "UNSET", "as_id", "check_k_threshold", "check_kind", "check_rate",
-    "check_success", "check_text", "dict_items", "opt_id", "opt_time", "pattern_changes",
-    "rerank_candidates", "reward_prior", "stored_vectors", "to_record",
+    "KIND", "TEXT_FIELDS", "UNSET", "as_id", "check_ef", "check_k_threshold", "check_kind",
+    "check_rate", "check_success", "check_text", "dict_items", "opt_id", "opt_time",
+    "pattern_changes", "rerank_candidates", "reward_prior", "stored_vectors", "to_record",
 ]
 
 _RECORD = {"patterns": Pattern, "episodes": Episode, "skills": Skill}
@@ -79,6 +79,23 @@ def check_k_threshold(k: Any, threshold: Any) -> float | None:
     if not (-1.0 <= float(threshold) <= 1.0):  # also rejects NaN
         raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
     return float(threshold)
+
+
+def check_ef(ef: Any) -> int | None:
+    """Validate a search's beam width ``ef``: None (the index's default) or an integer >= 1.
+
+    >>> check_ef(64), check_ef(None)
+    (64, None)
+    >>> check_ef(0)
+    Traceback (most recent call last):
+    ...
+    agentdb.errors.InvalidArgumentError: ef must be an integer >= 1, got 0
+    """
+    if ef is None:
+        return None
+    if isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1:
+        raise InvalidArgumentError(f"ef must be an integer >= 1, got {ef!r}")
+    return int(ef)
 
 
 def check_kind(kind: Any) -> None:
