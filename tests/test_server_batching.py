@@ -15,7 +15,7 @@ from typing import Any
 import agentdb
 import numpy as np
 import pytest
-from agentdb.errors import InvalidArgumentError
+from agentdb.errors import InvalidArgumentError, StoreClosedError
 
 try:
     import httpx
@@ -75,8 +75,14 @@ def test_search_hits_many_skips_expired_records(db: Any) -> None:
 def test_search_hits_many_rejects_bad_input(db: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="2-D"):
         db.search_hits_many(_queries(1)[0], 3)
-    with pytest.raises(InvalidArgumentError, match="dimension mismatch"):
+    with pytest.raises(InvalidArgumentError, match=f"2-D with {DIM} columns.*\\(2, {DIM + 1}\\)"):
         db.search_hits_many(np.ones((2, DIM + 1), np.float32), 3)
+    with pytest.raises(InvalidArgumentError, match=f"{DIM} columns"):
+        db.search_hits_many(np.ones((0, DIM + 1), np.float32), 3)  # empty, but wrong
+    assert db.search_hits_many(np.ones((0, DIM), np.float32), 3) == []
+    for ef in (0, -3, 2.5, True):
+        with pytest.raises(InvalidArgumentError, match="ef must be an integer >= 1"):
+            db.search_hits_many(_queries(2), 3, ef=ef)
     bad = _queries(3)
     bad[1, 4] = np.nan
     with pytest.raises(InvalidArgumentError, match="NaN"):
@@ -186,7 +192,7 @@ def test_a_stopped_pool_fails_the_request_instead_of_hanging(db: Any) -> None:
         assert await batcher.search(_queries(1)[0], 3) == db.search_hits(_queries(1)[0], 3)
         pool.shutdown()
         for _ in range(2):  # and the next one too: nothing stays counted as running
-            with pytest.raises(RuntimeError, match="shutdown"):
+            with pytest.raises(StoreClosedError, match="server is stopping"):
                 await asyncio.wait_for(batcher.search(_queries(1)[0], 3), timeout=30)
 
     asyncio.run(run())

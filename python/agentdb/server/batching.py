@@ -26,6 +26,8 @@ import concurrent.futures
 from collections import defaultdict
 from typing import Any
 
+from ..errors import StoreClosedError
+
 __all__ = ["SearchBatcher"]
 
 #: The most searches one batch carries (the rest wait for the next thread).
@@ -64,10 +66,11 @@ class SearchBatcher:
             return
         try:
             done = loop.run_in_executor(self._pool, self._run, [item[:4] for item in batch])
-        except RuntimeError as exc:  # the pool was shut down (the app is stopping)
+        except RuntimeError:  # the pool was shut down: the app is stopping
             for item in batch:
                 if not item[4].done():
-                    item[4].set_exception(exc)
+                    item[4].set_exception(StoreClosedError(
+                        "the server is stopping: its search threads are shut down"))
             return
         self._busy += 1
         self.batches += 1
@@ -104,12 +107,8 @@ class SearchBatcher:
             groups[(k, ef, threshold)].append(n)
         for (k, ef, threshold), members in groups.items():
             try:
-                if len(members) == 1:
-                    hits = [self._db.search_hits(items[members[0]][0], k, ef=ef,
-                                                 threshold=threshold)]
-                else:
-                    hits = self._db.search_hits_many([items[n][0] for n in members], k,
-                                                     ef=ef, threshold=threshold)
+                hits = self._db.search_hits_many([items[n][0] for n in members], k, ef=ef,
+                                                 threshold=threshold)
             except Exception:  # noqa: BLE001 - each search then raises its own error
                 for n in members:
                     try:
